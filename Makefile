@@ -1,0 +1,40 @@
+# selfheal: `make demo` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Reinstall when the project's declared dependencies change.
+DEPS := pyproject.toml
+
+.PHONY: demo test bench lint services venv clean
+
+demo: $(STAMP)
+	$(VENV)/bin/selfheal demo
+
+test: $(STAMP) services lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check healing serve tests benchmarks
+	$(VENV)/bin/lint-imports
+
+venv: $(STAMP)
+
+$(STAMP): $(DEPS)
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+# The test suite talks to a real Redis and a real PostgreSQL on 127.0.0.1; start them when
+# they are not running (the machine's own start commands).
+services:
+	@scripts/services.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .import_linter_cache *.egg-info

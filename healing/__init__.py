@@ -1,0 +1,74 @@
+"""selfheal's functional core: plain Python, no Ray, no Redis, no SQL.
+
+Everything time-based reads an injected :class:`Clock`, so the same objects run at wall-clock
+speed in a service and at simulated speed in the simulator.
+"""
+
+from .cache import FallbackCache
+from .circuit import (
+    IGNORED,
+    LEGAL_TRANSITIONS,
+    CircuitBreaker,
+    CircuitMetrics,
+    CircuitState,
+    Permit,
+    Rejection,
+)
+from .clock import Clock, ManualClock, SystemClock
+from .config import CircuitConfig, FallbackTier, RetryPolicy, TierMethod, WindowType, exceptions_of
+from .errors import (
+    CallRejected,
+    CircuitOpenError,
+    ClinicalSafetyError,
+    ConfigError,
+    DeadlineExceeded,
+    FallbackExhausted,
+    IllegalTransition,
+    IntegrityCheckFailed,
+    RetryExhausted,
+    SelfHealError,
+    TierFailure,
+    UnsafeStrategyError,
+)
+from .events import CircuitTransitioned, ThresholdExceeded
+from .fallback import FallbackResult, FallbackStrategy, FallbackStrategyRegistry
+from .guard import Guard, default_guard, guard
+from .integrity import (
+    AllOf,
+    AnyOf,
+    ConfidenceFloor,
+    IntegrityCheck,
+    Predicate,
+    RequiredFields,
+    ValueRange,
+)
+from .outcome import InMemorySink, Outcome, OutcomeRecord, OutcomeSink
+from .registry import CircuitBreakerRegistry, ServiceId
+from .retry import Retrier
+from .safety import (
+    CLINICAL_GUIDANCE,
+    CRITICAL_SERVICES,
+    ClinicalContext,
+    ClinicalSafetyValidator,
+    Criticality,
+    OperationType,
+    RecoveryAction,
+    ValidationResult,
+)
+from .strategies import default_strategies
+
+__all__ = [
+    "CLINICAL_GUIDANCE", "CRITICAL_SERVICES", "IGNORED", "LEGAL_TRANSITIONS",
+    "AllOf", "AnyOf", "CallRejected", "CircuitBreaker", "CircuitBreakerRegistry",
+    "CircuitConfig", "CircuitMetrics", "CircuitOpenError", "CircuitState",
+    "CircuitTransitioned", "ClinicalContext", "ClinicalSafetyError",
+    "ClinicalSafetyValidator", "Clock", "ConfidenceFloor", "ConfigError", "Criticality",
+    "DeadlineExceeded", "FallbackCache", "FallbackExhausted", "FallbackResult",
+    "FallbackStrategy", "FallbackStrategyRegistry", "FallbackTier", "Guard",
+    "IllegalTransition", "InMemorySink", "IntegrityCheck", "IntegrityCheckFailed",
+    "ManualClock", "OperationType", "Outcome", "OutcomeRecord", "OutcomeSink", "Permit",
+    "Predicate", "RecoveryAction", "Rejection", "RequiredFields", "Retrier", "RetryExhausted",
+    "RetryPolicy", "SelfHealError", "ServiceId", "SystemClock", "ThresholdExceeded",
+    "TierFailure", "TierMethod", "UnsafeStrategyError", "ValidationResult", "ValueRange",
+    "WindowType", "default_guard", "default_strategies", "exceptions_of", "guard",
+]

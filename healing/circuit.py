@@ -1,0 +1,543 @@
+"""The circuit breaker state machine: resilience4j's semantics, O(1) decide and record.
+
+``allow(now)`` decides and returns a value: a :class:`Permit` to run the call, or a
+:class:`Rejection` that says when to come back. Nothing is raised on the hot path and no lock
+is held across the protected call; the guard turns a rejection into ``CircuitOpenError``.
+The outcome is handed back with ``record(permit, code, now)``. A short lock guards only the
+decision and the record, so concurrent calls run concurrently, and HALF_OPEN hands out exactly
+``permitted_calls_in_half_open`` trial permits however many threads or tasks ask at once.
+
+Permits carry the generation of the state that issued them: an outcome that arrives after the
+circuit has moved on (a call admitted while CLOSED finishing after the circuit opened) is not
+counted against the new state.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .config import CircuitConfig, WindowType
+from .errors import ConfigError, IllegalTransition
+from .events import CircuitTransitioned, ThresholdExceeded
+from .window import FAILED, SLOW, SUCCESS, CountWindow, TimeWindow
+
+__all__ = [
+    "IGNORED",
+    "LEGAL_TRANSITIONS",
+    "CircuitBreaker",
+    "CircuitMetrics",
+    "CircuitState",
+    "Permit",
+    "Rejection",
+]
+
+_log = logging.getLogger("selfheal.circuit")
+
+_NO_EVENTS: list[Any] = []  # shared, never mutated: the common "nothing happened" answer
+
+IGNORED = -1  # outcome code: not counted at all, and a HALF_OPEN trial permit is handed back
+
+SNAPSHOT_VERSION = 1
+
+
+class CircuitState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+    METRICS_ONLY = "metrics_only"
+
+
+_S = CircuitState
+# resilience4j's StateTransition table. A same-state move is a reset in place.
+LEGAL_TRANSITIONS: frozenset[tuple[CircuitState, CircuitState]] = frozenset(
+    {
+        (_S.CLOSED, _S.CLOSED), (_S.CLOSED, _S.OPEN), (_S.CLOSED, _S.DISABLED),
+        (_S.CLOSED, _S.METRICS_ONLY), (_S.CLOSED, _S.FORCED_OPEN),
+        (_S.HALF_OPEN, _S.HALF_OPEN), (_S.HALF_OPEN, _S.CLOSED), (_S.HALF_OPEN, _S.OPEN),
+        (_S.HALF_OPEN, _S.DISABLED), (_S.HALF_OPEN, _S.METRICS_ONLY),
+        (_S.HALF_OPEN, _S.FORCED_OPEN),
+        (_S.OPEN, _S.OPEN), (_S.OPEN, _S.CLOSED), (_S.OPEN, _S.HALF_OPEN),
+        (_S.OPEN, _S.DISABLED), (_S.OPEN, _S.METRICS_ONLY), (_S.OPEN, _S.FORCED_OPEN),
+        (_S.FORCED_OPEN, _S.FORCED_OPEN), (_S.FORCED_OPEN, _S.CLOSED),
+        (_S.FORCED_OPEN, _S.OPEN), (_S.FORCED_OPEN, _S.DISABLED),
+        (_S.FORCED_OPEN, _S.METRICS_ONLY), (_S.FORCED_OPEN, _S.HALF_OPEN),
+        (_S.DISABLED, _S.DISABLED), (_S.DISABLED, _S.CLOSED), (_S.DISABLED, _S.OPEN),
+        (_S.DISABLED, _S.FORCED_OPEN), (_S.DISABLED, _S.HALF_OPEN),
+        (_S.DISABLED, _S.METRICS_ONLY),
+        (_S.METRICS_ONLY, _S.METRICS_ONLY), (_S.METRICS_ONLY, _S.CLOSED),
+        (_S.METRICS_ONLY, _S.FORCED_OPEN), (_S.METRICS_ONLY, _S.DISABLED),
+    }
+)
+
+# States in which every caller gets the same permit without taking the lock.
+_FREE_STATES = frozenset({_S.CLOSED, _S.METRICS_ONLY, _S.DISABLED})
+
+
+class Permit:
+    """Leave to run one call; hand it back to :meth:`CircuitBreaker.record`.
+
+    In a CLOSED or METRICS_ONLY circuit with a count window the permit carries that window's
+    sequence counter (``seq``), so recording a success is one atomic ``next(seq)`` with no
+    lock; ``check_at`` is the sequence number whose call fills the window to its minimum, the
+    one success that can still open the circuit.
+    """
+
+    __slots__ = ("check_at", "generation", "seq", "state")
+    allowed = True
+
+    def __init__(
+        self, generation: int, state: CircuitState, seq: Any = None, check_at: int = -1
+    ) -> None:
+        self.generation = generation
+        self.state = state
+        self.seq = seq
+        self.check_at = check_at
+
+    def __repr__(self) -> str:
+        return f"Permit({self.state.name}, generation={self.generation})"
+
+
+class Rejection:
+    """The circuit refused the call. ``retry_at`` is monotonic time, or None if unknown."""
+
+    __slots__ = ("retry_at", "state")
+    allowed = False
+
+    def __init__(self, state: CircuitState, retry_at: float | None) -> None:
+        self.state = state
+        self.retry_at = retry_at
+
+    def retry_after_s(self, now: float) -> float | None:
+        return None if self.retry_at is None else max(0.0, self.retry_at - now)
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.state.name}, retry_at={self.retry_at})"
+
+
+class CircuitMetrics:
+    """A consistent reading of a circuit's window."""
+
+    __slots__ = ("calls", "failed", "slow", "state")
+
+    def __init__(self, state: CircuitState, calls: int, failed: int, slow: int) -> None:
+        self.state, self.calls, self.failed, self.slow = state, calls, failed, slow
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.calls if self.calls else 0.0
+
+    @property
+    def slow_call_rate(self) -> float:
+        return self.slow / self.calls if self.calls else 0.0
+
+
+Listener = Callable[[Any], None]
+
+
+class CircuitBreaker:
+    """One circuit. Thread-safe; never holds its lock across the protected call.
+
+    Args:
+        name: the circuit's name, used in errors and events.
+        config: how it decides.
+        clock: where event timestamps come from; decisions use the ``now`` passed in.
+    """
+
+    __slots__ = (
+        "_clock", "_consecutive_opens", "_free", "_generation", "_listeners", "_lock",
+        "_min_calls", "_permit", "_record_result", "_rejection", "_since", "_slow_s", "_state",
+        "_trial",
+        "_trials_issued", "_window", "config", "last_used", "name",
+    )
+
+    def __init__(
+        self, name: str, config: CircuitConfig | None = None, clock: Clock | None = None
+    ) -> None:
+        self.name = name
+        self.config = config if config is not None else CircuitConfig()
+        self._clock = clock if clock is not None else SystemClock()
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._min_calls = self.config.effective_minimum_calls
+        self._slow_s = self.config.slow_call_duration_s
+        self._record_result = self.config.record_result
+        self._consecutive_opens = 0
+        self._generation = 0
+        self._since = self._clock.now()
+        self.last_used = self._since
+        self._trials_issued = 0
+        self._trial = CountWindow(self.config.permitted_calls_in_half_open)
+        self._window = self._new_window()
+        self._enter(_S.CLOSED, retry_at=None)
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        return self._state
+
+    def metrics(self, now: float | None = None) -> CircuitMetrics:
+        """Counts over the current window (the trial window while HALF_OPEN)."""
+        with self._lock:
+            w = self._trial if self._state is _S.HALF_OPEN else self._window
+            if now is not None:
+                w.roll(now)
+            return CircuitMetrics(self._state, w.calls, w.failed, w.slow)
+
+    def retry_at(self) -> float | None:
+        """Monotonic time at which an OPEN circuit admits a trial call; else None."""
+        r = self._rejection
+        return r.retry_at if self._state is _S.OPEN and r is not None else None
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for every transition and threshold event, outside the lock."""
+        self._listeners.append(listener)
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def allow(self, now: float) -> Permit | Rejection:
+        """Decide whether a call may run now. Never raises, never blocks on the call."""
+        free = self._free  # one atomic read: CLOSED / METRICS_ONLY / DISABLED need no lock
+        if free is not None:
+            return free
+        events: list[Any] = []
+        with self._lock:
+            decision = self._allow_locked(now, events)
+        if events:
+            self._notify(events)
+        return decision
+
+    def classify_exception(self, exc: BaseException, duration_s: float) -> int:
+        """The outcome code of a call that raised ``exc`` after ``duration_s``."""
+        cfg = self.config
+        if cfg.ignore_exception(exc):
+            return IGNORED
+        # An exception the config does not record counts as a success (resilience4j).
+        code = FAILED if cfg.record_exception(exc) else SUCCESS
+        return code | SLOW if duration_s >= self._slow_s else code
+
+    def classify_result(self, result: Any, duration_s: float) -> int:
+        """The outcome code of a call that returned ``result`` after ``duration_s``."""
+        check = self.config.record_result
+        code = FAILED if check is not None and check(result) else SUCCESS
+        return code | SLOW if duration_s >= self._slow_s else code
+
+    def on_result(self, permit: Permit, result: Any, duration_s: float, now: float) -> list[Any]:
+        """Classify and record a call that returned ``result``: the fused success path."""
+        check = self._record_result
+        if duration_s < self._slow_s and (check is None or not check(result)):
+            seq = permit.seq
+            if seq is not None and next(seq) != permit.check_at:
+                return _NO_EVENTS  # a success in a count window: counted, nothing to decide
+            return self.record(permit, SUCCESS, now, counted=seq is not None)
+        return self.record(permit, self.classify_result(result, duration_s), now)
+
+    def on_exception(
+        self, permit: Permit, exc: BaseException, duration_s: float, now: float
+    ) -> list[Any]:
+        """Classify and record a call that raised ``exc``."""
+        return self.record(permit, self.classify_exception(exc, duration_s), now)
+
+    def record(
+        self, permit: Permit, code: int, now: float, *, counted: bool = False
+    ) -> list[Any]:
+        """Count one outcome; returns the events it caused (also sent to listeners).
+
+        ``counted`` says the outcome already took its place in the permit's window (the lock-free
+        success path of :meth:`on_result`) and only the thresholds remain to be checked.
+        """
+        seq = permit.seq
+        if code == SUCCESS and seq is not None and not counted:
+            if next(seq) != permit.check_at:
+                return _NO_EVENTS
+            counted = True
+        events: list[Any] = []
+        lock = self._lock
+        lock.acquire()
+        try:
+            if permit.generation != self._generation:
+                return _NO_EVENTS  # issued by a state that has since ended
+            if code == IGNORED:
+                if self._state is _S.HALF_OPEN:
+                    self._trials_issued -= 1
+            elif code == SUCCESS and self._state is _S.CLOSED and seq is None:
+                # A success never raises a rate, so it can only open the circuit on the call
+                # that brings the window up to its minimum (calls grow by one per record).
+                w = self._window
+                w.record(SUCCESS, now)
+                if w.calls == self._min_calls:
+                    self._record_locked(None, now, events)
+            else:
+                self._record_locked(None if counted else code, now, events)
+        finally:
+            lock.release()
+        if events:
+            self._notify(events)
+        return events
+
+    def release(self, permit: Permit) -> None:
+        """Hand back a permit whose call never ran to an end (cancelled, or ignored)."""
+        self.record(permit, IGNORED, 0.0)
+
+    # -- time and operators ------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Any]:
+        """Make the transitions that time alone causes (OPEN → HALF_OPEN, HALF_OPEN timeout)."""
+        events: list[Any] = []
+        with self._lock:
+            state = self._state
+            if state is _S.OPEN and now >= self._rejection.retry_at:  # type: ignore[union-attr, operator]
+                self._transition(_S.HALF_OPEN, now, "wait in OPEN elapsed", events)
+            elif state is _S.HALF_OPEN:
+                self._half_open_timeout(now, events)
+        if events:
+            self._notify(events)
+        return events
+
+    def transition_to(self, state: CircuitState, now: float, reason: str = "operator") -> list[Any]:
+        """Move to ``state`` if the transition table allows it; raises IllegalTransition."""
+        events: list[Any] = []
+        with self._lock:
+            if (self._state, state) not in LEGAL_TRANSITIONS:
+                raise IllegalTransition(self.name, self._state, state)
+            self._transition(state, now, reason, events)
+        self._notify(events)
+        return events
+
+    def reset(self, now: float, reason: str = "manual reset") -> list[Any]:
+        """Return to CLOSED with an empty window and no memory of earlier opens."""
+        events: list[Any] = []
+        with self._lock:
+            self._consecutive_opens = 0
+            self._transition(_S.CLOSED, now, reason, events)
+        self._notify(events)
+        return events
+
+    def force_open(self, now: float, reason: str = "forced open by operator") -> list[Any]:
+        return self.transition_to(_S.FORCED_OPEN, now, reason)
+
+    def disable(self, now: float, reason: str = "disabled by operator") -> list[Any]:
+        return self.transition_to(_S.DISABLED, now, reason)
+
+    def metrics_only(self, now: float, reason: str = "metrics only") -> list[Any]:
+        return self.transition_to(_S.METRICS_ONLY, now, reason)
+
+    # -- snapshot ----------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The whole state as plain data (JSON-safe). Times are relative: monotonic time is
+        meaningless in another process; ``taken_at`` (UTC epoch s) lets a restore subtract
+        the time spent in storage."""
+        with self._lock:
+            r = self._rejection
+            return {
+                "version": SNAPSHOT_VERSION,
+                "name": self.name,
+                "state": self._state.value,
+                "generation": self._generation,
+                "consecutive_opens": self._consecutive_opens,
+                "retry_in_s": (r.retry_at - now) if r is not None and r.retry_at is not None
+                else None,
+                "state_age_s": now - self._since,
+                "trials_issued": self._trials_issued,
+                "window": self._window.snapshot(now),
+                "trial": self._trial.snapshot(now),
+                "taken_at": self._clock.utcnow().timestamp(),
+            }
+
+    def restore(self, data: dict[str, Any], now: float) -> None:
+        """Take on the state in ``data`` (from :meth:`snapshot`), validated first.
+
+        A window whose type or size no longer matches this circuit's config starts empty
+        rather than being bent into the new shape.
+        """
+        parsed = _parse_snapshot(data)
+        elapsed = max(0.0, self._clock.utcnow().timestamp() - parsed["taken_at"])
+        with self._lock:
+            # A new generation: permits issued before the restore belong to the old state.
+            self._generation = max(parsed["generation"], self._generation) + 1
+            self._consecutive_opens = parsed["consecutive_opens"]
+            self._since = now - parsed["state_age_s"] - elapsed
+            retry_in = parsed["retry_in_s"]
+            state = parsed["state"]
+            retry_at = None if retry_in is None else now + retry_in - elapsed
+            self._window = self._new_window()
+            if _shape_matches(data["window"], self._window):
+                self._window.restore(data["window"], now - elapsed)
+            self._trial = CountWindow(self.config.permitted_calls_in_half_open)
+            if _shape_matches(data["trial"], self._trial):
+                self._trial.restore(data["trial"], now)
+            self._enter(state, retry_at)
+            self._trials_issued = min(parsed["trials_issued"], self._trial.size)
+
+    # -- internals (every _name below runs under self._lock unless said otherwise) ------
+
+    def _new_window(self) -> CountWindow | TimeWindow:
+        if self.config.window_type is WindowType.COUNT:
+            return CountWindow(self.config.window_size)
+        return TimeWindow(self.config.window_size)
+
+    def _enter(self, state: CircuitState, retry_at: float | None) -> None:
+        self._state = state
+        w = self._window
+        if isinstance(w, CountWindow) and state in (_S.CLOSED, _S.METRICS_ONLY):
+            # The permit shares this window's counter: see Permit. The check position is the
+            # call that fills the window to its minimum; a restored window may be past it.
+            check_at = self._min_calls - 1 if w.total < self._min_calls else -1
+            self._permit = Permit(self._generation, state, w.seq, check_at)
+        else:
+            self._permit = Permit(self._generation, state)
+        self._rejection = (
+            Rejection(state, retry_at) if state in (_S.OPEN, _S.FORCED_OPEN, _S.HALF_OPEN)
+            else None
+        )
+        # Published last: a reader that sees the free permit sees a fully built state.
+        self._free = self._permit if state in _FREE_STATES else None
+
+    def _allow_locked(self, now: float, events: list[Any]) -> Permit | Rejection:
+        state = self._state
+        if state is _S.OPEN:
+            if now < self._rejection.retry_at:  # type: ignore[union-attr, operator]
+                return self._rejection  # type: ignore[return-value]
+            self._transition(_S.HALF_OPEN, now, "wait in OPEN elapsed", events)
+            state = _S.HALF_OPEN
+        if state is _S.HALF_OPEN:
+            if self._half_open_timeout(now, events):
+                return self._rejection  # type: ignore[return-value]
+            if self._trials_issued < self._trial.size:
+                self._trials_issued += 1
+                return self._permit
+            return self._rejection  # type: ignore[return-value]
+        if state is _S.FORCED_OPEN:
+            return self._rejection  # type: ignore[return-value]
+        return self._permit  # a free state entered while we waited for the lock
+
+    def _half_open_timeout(self, now: float, events: list[Any]) -> bool:
+        limit = self.config.max_wait_in_half_open_s
+        if limit and now - self._since >= limit:
+            self._consecutive_opens += 1
+            self._transition(_S.OPEN, now, "trial calls did not finish in time", events)
+            return True
+        return False
+
+    def _record_locked(self, code: int | None, now: float, events: list[Any]) -> None:
+        # code None: the outcome is already in the window, only the thresholds remain.
+        state = self._state
+        if state is _S.CLOSED or state is _S.METRICS_ONLY:
+            w = self._window
+            if code is not None:
+                w.record(code, now)
+            calls = w.calls
+            if calls >= self._min_calls:
+                cfg = self.config
+                fr = w.failed / calls
+                sr = w.slow / calls
+                if fr >= cfg.failure_rate_threshold or sr >= cfg.slow_call_rate_threshold:
+                    if state is _S.CLOSED:
+                        self._consecutive_opens = 1
+                        self._transition(_S.OPEN, now, _threshold_reason(fr, sr, cfg), events,
+                                         calls, fr, sr)
+                    else:
+                        events.append(ThresholdExceeded(self.name, self._clock.utcnow(), now,
+                                                        calls, fr, sr))
+        elif state is _S.HALF_OPEN:
+            t = self._trial
+            t.record(code, now)
+            if t.calls >= t.size:
+                cfg = self.config
+                fr = t.failed / t.calls
+                sr = t.slow / t.calls
+                if fr >= cfg.failure_rate_threshold or sr >= cfg.slow_call_rate_threshold:
+                    self._consecutive_opens += 1
+                    self._transition(_S.OPEN, now, "trial calls " + _threshold_reason(fr, sr, cfg),
+                                     events, t.calls, fr, sr)
+                else:
+                    self._consecutive_opens = 0
+                    self._transition(_S.CLOSED, now, "trial calls succeeded", events,
+                                     t.calls, fr, sr)
+        # DISABLED records nothing; OPEN and FORCED_OPEN issue no permits of their generation.
+
+    def _transition(
+        self, to: CircuitState, now: float, reason: str, events: list[Any],
+        calls: int = 0, fr: float | None = None, sr: float | None = None,
+    ) -> None:
+        from_ = self._state
+        if (from_, to) not in LEGAL_TRANSITIONS:  # internal moves are legal by construction
+            raise IllegalTransition(self.name, from_, to)
+        self._generation += 1
+        self._since = now
+        retry_at = None
+        if to is _S.OPEN:
+            retry_at = now + self.config.wait_for_open_number(max(1, self._consecutive_opens))
+        elif to is _S.HALF_OPEN:
+            self._trial = CountWindow(self.config.permitted_calls_in_half_open)
+            self._trials_issued = 0
+        elif to is _S.CLOSED or to is _S.METRICS_ONLY:
+            self._window = self._new_window()
+        self._enter(to, retry_at)
+        events.append(CircuitTransitioned(
+            self.name, from_, to, reason, self._clock.utcnow(), now, calls, fr, sr,
+            None if retry_at is None else retry_at - now,
+        ))
+
+    def _notify(self, events: list[Any]) -> None:
+        # Runs outside the lock: a listener may call back into this circuit.
+        for event in events:
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:  # a broken listener must not break the request path
+                    _log.exception("listener %r failed on %s", listener, type(event).__name__)
+
+
+def _threshold_reason(fr: float, sr: float, cfg: CircuitConfig) -> str:
+    if fr >= cfg.failure_rate_threshold:
+        return f"failure rate {fr:.0%} >= threshold {cfg.failure_rate_threshold:.0%}"
+    return f"slow-call rate {sr:.0%} >= threshold {cfg.slow_call_rate_threshold:.0%}"
+
+
+def _shape_matches(data: Any, window: CountWindow | TimeWindow) -> bool:
+    kind = "count" if isinstance(window, CountWindow) else "time"
+    return isinstance(data, dict) and data.get("type") == kind and data.get("size") == window.size
+
+
+def _parse_snapshot(data: Any) -> dict[str, Any]:
+    """Validate a snapshot before anything is changed; errors name the field."""
+
+    def need(name: str, ok: bool, value: Any, reason: str) -> None:
+        if not ok:
+            raise ConfigError(f"snapshot.{name}", value, reason)
+
+    need("", isinstance(data, dict), data, "must be a dict from CircuitBreaker.snapshot()")
+    need("version", data.get("version") == SNAPSHOT_VERSION, data.get("version"),
+         f"must be {SNAPSHOT_VERSION}")
+    try:
+        state = CircuitState(data.get("state"))
+    except ValueError:
+        raise ConfigError("snapshot.state", data.get("state"),
+                          f"must be one of {[s.value for s in CircuitState]}") from None
+    out: dict[str, Any] = {"state": state}
+    for key in ("generation", "consecutive_opens", "trials_issued"):
+        v = data.get(key)
+        need(key, isinstance(v, int) and not isinstance(v, bool) and v >= 0, v,
+             "must be an integer >= 0")
+        out[key] = v
+    for key, optional in (("retry_in_s", True), ("state_age_s", False), ("taken_at", False)):
+        v = data.get(key)
+        if v is None and optional:
+            out[key] = None
+            continue
+        need(key, isinstance(v, int | float) and not isinstance(v, bool), v, "must be a number")
+        out[key] = float(v)
+    need("retry_in_s", state is not _S.OPEN or out["retry_in_s"] is not None, None,
+         "is required when the state is open")
+    for key in ("window", "trial"):
+        need(key, isinstance(data.get(key), dict), data.get(key), "must be a window snapshot")
+    return out

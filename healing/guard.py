@@ -1,0 +1,295 @@
+"""``guard``: the one entry point application code uses to call a clinical service.
+
+For every call it runs, in order: clinical safety (may this request ever fall back?), the
+circuit breaker (may the primary be called now?), the operation, the fallback tiers if the
+primary failed or was refused, and the outcome record handed to the sink. Nothing on this
+path waits on the network; the sink only buffers.
+
+Call form::
+
+    result = guard.call("clinical_reasoning", ask_model, question,
+                        context=ClinicalContext("diagnostic", "high", patient_id=pid),
+                        provider="gemini:pro", cache_key=question_hash)
+    result.data, result.tier, result.warning
+
+Decorator form (sync or async functions alike)::
+
+    @guard.protect("care_locator", cache_key=lambda postcode: postcode)
+    async def find_care(postcode): ...
+
+``context``, ``provider`` and ``cache_key`` are the guard's own keywords; every other
+argument goes to the operation. The result is always a :class:`FallbackResult`, so the caller
+always sees which tier answered and the warning that must go with it. Failures raise
+:class:`ClinicalSafetyError` (critical services, life-critical requests: never a fallback),
+:class:`FallbackExhausted` (every tier failed), :class:`CircuitOpenError` or the operation's
+own exception (no strategy to fall back to).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .cache import FallbackCache
+from .clock import Clock, SystemClock
+from .errors import CircuitOpenError, ClinicalSafetyError, FallbackExhausted, IntegrityCheckFailed
+from .fallback import (
+    FallbackResult,
+    FallbackStrategyRegistry,
+    Plan,
+    arun_plan,
+    plan_fallback,
+    run_plan,
+)
+from .outcome import InMemorySink, OutcomeRecord, OutcomeSink
+from .registry import CircuitBreakerRegistry
+from .safety import (
+    INFORMATIONAL_CONTEXT,
+    ClinicalContext,
+    ClinicalSafetyValidator,
+    Criticality,
+    OperationType,
+)
+from .strategies import default_strategies
+from .window import FAILED
+
+__all__ = ["Guard", "default_guard", "guard"]
+
+_LIFE_CRITICAL = Criticality.LIFE_CRITICAL
+_PRESCRIPTIVE = OperationType.PRESCRIPTIVE
+_PRIMARY = "primary"
+
+
+class Guard:
+    """Safety, breaker, operation, fallback and outcome recording, for sync and async code.
+
+    Args:
+        clock: time for decisions and records (a ``ManualClock`` in tests and the simulator).
+        breakers: circuit breakers by (service, provider).
+        fallbacks: strategies, providers and handlers; defaults to the seed's four strategies.
+        cache: the bounded cache behind ``cached_data`` tiers.
+        validator: the clinical safety rules.
+        sink: where outcome records go.
+    """
+
+    def __init__(
+        self, *, clock: Clock | None = None, breakers: CircuitBreakerRegistry | None = None,
+        fallbacks: FallbackStrategyRegistry | None = None, cache: FallbackCache | None = None,
+        validator: ClinicalSafetyValidator | None = None, sink: OutcomeSink | None = None,
+    ) -> None:
+        self.clock = clock if clock is not None else SystemClock()
+        self.validator = validator if validator is not None else ClinicalSafetyValidator()
+        self.fallbacks = fallbacks if fallbacks is not None else FallbackStrategyRegistry(
+            self.validator, default_strategies())
+        self.breakers = breakers if breakers is not None else CircuitBreakerRegistry(self.clock)
+        self.cache = cache if cache is not None else FallbackCache()
+        self.sink = sink if sink is not None else InMemorySink()
+
+    # -- call forms --------------------------------------------------------------------
+
+    def call(self, service: str, fn: Callable[..., Any], *args: Any,
+             context: ClinicalContext = INFORMATIONAL_CONTEXT, provider: str | None = None,
+             cache_key: str | None = None, **kwargs: Any) -> FallbackResult:
+        """Run ``fn(*args, **kwargs)`` as a guarded call to ``service``."""
+        clock = self.clock
+        t0 = clock.now()
+        breaker = self.breakers.get(service, provider, t0)
+        permit = breaker.allow(t0)
+        if not permit.allowed:
+            error: BaseException = CircuitOpenError(breaker.name, permit.state,
+                                                    permit.retry_after_s(t0))  # type: ignore[union-attr]
+            return self._fail_sync(service, provider, context, cache_key, args, kwargs, error,
+                                   "rejected", t0)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            t1 = clock.now()
+            breaker.on_exception(permit, exc, t1 - t0, t1)  # type: ignore[arg-type]
+            return self._fail_sync(service, provider, context, cache_key, args, kwargs, exc,
+                                   type(exc).__name__, t0)
+        except BaseException:
+            breaker.release(permit)  # type: ignore[arg-type]
+            raise
+        served = self._primary_result(service, provider, context, cache_key, breaker, permit,
+                                      result, t0)
+        if served is not None:
+            return served
+        return self._fail_sync(service, provider, context, cache_key, args, kwargs,
+                               self._integrity_error(service, result), "integrity", t0)
+
+    __call__ = call
+
+    async def acall(self, service: str, fn: Callable[..., Any], *args: Any,
+                    context: ClinicalContext = INFORMATIONAL_CONTEXT,
+                    provider: str | None = None, cache_key: str | None = None,
+                    **kwargs: Any) -> FallbackResult:
+        """The async form of :meth:`call`; ``fn`` may return an awaitable or a value."""
+        clock = self.clock
+        t0 = clock.now()
+        breaker = self.breakers.get(service, provider, t0)
+        permit = breaker.allow(t0)
+        if not permit.allowed:
+            error: BaseException = CircuitOpenError(breaker.name, permit.state,
+                                                    permit.retry_after_s(t0))  # type: ignore[union-attr]
+            return await self._fail_async(service, provider, context, cache_key, args, kwargs,
+                                          error, "rejected", t0)
+        try:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            t1 = clock.now()
+            breaker.on_exception(permit, exc, t1 - t0, t1)  # type: ignore[arg-type]
+            return await self._fail_async(service, provider, context, cache_key, args, kwargs,
+                                          exc, type(exc).__name__, t0)
+        except BaseException:  # cancelled: the trial permit goes back, nothing is counted
+            breaker.release(permit)  # type: ignore[arg-type]
+            raise
+        served = self._primary_result(service, provider, context, cache_key, breaker, permit,
+                                      result, t0)
+        if served is not None:
+            return served
+        return await self._fail_async(service, provider, context, cache_key, args, kwargs,
+                                      self._integrity_error(service, result), "integrity", t0)
+
+    def protect(self, service: str, *, context: ClinicalContext = INFORMATIONAL_CONTEXT,
+                provider: str | None = None,
+                cache_key: Callable[..., str] | None = None) -> Callable[[Callable[..., Any]],
+                                                                          Callable[..., Any]]:
+        """Decorator form. ``cache_key`` derives the key from the call's arguments."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> FallbackResult:
+                    key = cache_key(*args, **kwargs) if cache_key is not None else None
+                    return await self.acall(service, fn, *args, context=context,
+                                            provider=provider, cache_key=key, **kwargs)
+                return async_wrapper
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> FallbackResult:
+                key = cache_key(*args, **kwargs) if cache_key is not None else None
+                return self.call(service, fn, *args, context=context, provider=provider,
+                                 cache_key=key, **kwargs)
+            return wrapper
+
+        return decorate
+
+    # The seed's names for the same entry point (2.3, 5.3): both apply every rule above.
+    with_fallback = call
+    execute_with_fail_safe = call
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _primary_result(self, service: str, provider: str | None, context: ClinicalContext,
+                        cache_key: str | None, breaker: Any, permit: Any, result: Any,
+                        t0: float) -> FallbackResult | None:
+        """Record a returned result; the served answer, or None if it may not be served."""
+        clock = self.clock
+        t1 = clock.now()
+        strategy = self.fallbacks.get(service)
+        check = strategy.integrity_check if strategy is not None else None
+        code = breaker.classify_result(result, t1 - t0)
+        if check is not None and check.reason(result) is not None:
+            code |= FAILED  # an invalid answer counts against the circuit like an error
+        breaker.record(permit, code, t1)
+        if code & FAILED:
+            return None
+        if (cache_key is not None and strategy is not None and strategy.has_cache_tier
+                and context.operation_type is not _PRESCRIPTIVE):
+            # Prescriptive answers are never cached, so they can never be served stale.
+            self.cache.put(self.cache.key_for(service, context, cache_key), result, t1)
+        self.sink.record(OutcomeRecord(service, provider, True, t1 - t0, None, _PRIMARY, None,
+                                       context.operation_type, context.criticality,
+                                       clock.wall()))
+        return FallbackResult(result, _PRIMARY, 0, None, None, None, check is not None)
+
+    def _integrity_error(self, service: str, result: Any) -> IntegrityCheckFailed:
+        strategy = self.fallbacks.get(service)
+        reason = (strategy.integrity_check.reason(result)
+                  if strategy is not None and strategy.integrity_check is not None else None)
+        return IntegrityCheckFailed("primary", reason or "the circuit's result check failed")
+
+    def _failure_plan(self, service: str, provider: str | None, context: ClinicalContext,
+                      cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      error: BaseException, kind: str, t0: float) -> Plan:
+        """Safety's verdict on a failed call: a fallback plan, or the error to raise."""
+        if service in self.validator.critical_services or context.criticality is _LIFE_CRITICAL:
+            self._record_failure(service, provider, context, kind, t0)
+            raise ClinicalSafetyError(
+                service, str(error), self.validator.guidance_for(service),
+                operation_type=context.operation_type, criticality=context.criticality,
+                retry_after_s=getattr(error, "retry_after_s", None)) from error
+        strategy = self.fallbacks.get(service)
+        if strategy is None:
+            self._record_failure(service, provider, context, kind, t0)
+            raise error
+        return plan_fallback(strategy, context=context, registry=self.fallbacks,
+                             breakers=self.breakers, cache=self.cache, clock=self.clock,
+                             cache_key=cache_key, args=args, kwargs=kwargs)
+
+    def _fail_sync(self, service: str, provider: str | None, context: ClinicalContext,
+                   cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   error: BaseException, kind: str, t0: float) -> FallbackResult:
+        plan = self._failure_plan(service, provider, context, cache_key, args, kwargs, error,
+                                  kind, t0)
+        try:
+            served = run_plan(plan)
+        except FallbackExhausted as exhausted:
+            raise self._exhausted(service, provider, context, kind, t0, exhausted) from error
+        return self._served(service, provider, context, kind, t0, served)
+
+    async def _fail_async(self, service: str, provider: str | None, context: ClinicalContext,
+                          cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          error: BaseException, kind: str, t0: float) -> FallbackResult:
+        plan = self._failure_plan(service, provider, context, cache_key, args, kwargs, error,
+                                  kind, t0)
+        try:
+            served = await arun_plan(plan)
+        except FallbackExhausted as exhausted:
+            raise self._exhausted(service, provider, context, kind, t0, exhausted) from error
+        return self._served(service, provider, context, kind, t0, served)
+
+    def _served(self, service: str, provider: str | None, context: ClinicalContext, kind: str,
+                t0: float, served: FallbackResult) -> FallbackResult:
+        clock = self.clock
+        self.sink.record(OutcomeRecord(service, provider, True, clock.now() - t0, kind,
+                                       served.tier, served.staleness_s, context.operation_type,
+                                       context.criticality, clock.wall()))
+        return served
+
+    def _exhausted(self, service: str, provider: str | None, context: ClinicalContext,
+                   kind: str, t0: float, exhausted: FallbackExhausted) -> FallbackExhausted:
+        self._record_failure(service, provider, context, kind, t0)
+        return FallbackExhausted(service, exhausted.attempts,
+                                 self.validator.guidance.get(service))
+
+    def _record_failure(self, service: str, provider: str | None, context: ClinicalContext,
+                        kind: str, t0: float) -> None:
+        clock = self.clock
+        self.sink.record(OutcomeRecord(service, provider, False, clock.now() - t0, kind, "none",
+                                       None, context.operation_type, context.criticality,
+                                       clock.wall()))
+
+
+_default: Guard | None = None
+_default_lock = threading.Lock()
+
+
+def default_guard() -> Guard:
+    """The process-wide guard on the system clock with the default strategies."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Guard()
+    return _default
+
+
+def guard(service: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FallbackResult:
+    """``default_guard().call(...)``: the call form for code that needs no guard of its own."""
+    return default_guard().call(service, fn, *args, **kwargs)

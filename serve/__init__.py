@@ -1,0 +1,1 @@
+"""The outer layer: the ``selfheal`` command line (and, with later issues, the Serve app)."""

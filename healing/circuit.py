@@ -255,6 +255,9 @@ class CircuitBreaker:
         """
         seq = permit.seq
         if code == SUCCESS and seq is not None and not counted:
+            # Count window: a success only replaces the oldest call, so it never raises a
+            # rate; it can only open the circuit on the call that fills the window to its
+            # minimum (calls grow by one per record).
             if next(seq) != permit.check_at:
                 return _NO_EVENTS
             counted = True
@@ -267,14 +270,9 @@ class CircuitBreaker:
             if code == IGNORED:
                 if self._state is _S.HALF_OPEN:
                     self._trials_issued -= 1
-            elif code == SUCCESS and self._state is _S.CLOSED and seq is None:
-                # A success never raises a rate, so it can only open the circuit on the call
-                # that brings the window up to its minimum (calls grow by one per record).
-                w = self._window
-                w.record(SUCCESS, now)
-                if w.calls == self._min_calls:
-                    self._record_locked(None, now, events)
             else:
+                # In a time window a success is checked too: the seconds it rolls out of the
+                # window may have held successes, so the failure rate can rise.
                 self._record_locked(None if counted else code, now, events)
         finally:
             lock.release()

@@ -1,0 +1,36 @@
+"""Shared builders for tests: small configs, a clock, and a guard wired to both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from healing import (
+    CircuitBreaker,
+    CircuitBreakerRegistry,
+    CircuitConfig,
+    Guard,
+    InMemorySink,
+    ManualClock,
+)
+from healing.window import FAILED, SLOW, SUCCESS
+
+__all__ = ["FAILED", "SLOW", "SUCCESS", "make_breaker", "make_guard", "small_config"]
+
+
+def small_config(**overrides: Any) -> CircuitConfig:
+    """A circuit that opens quickly: 4 calls, 50 %, 10 s wait, 2 trial calls."""
+    base: dict[str, Any] = dict(window_size=4, minimum_number_of_calls=4,
+                                failure_rate_threshold=0.5, slow_call_duration_s=1.0,
+                                wait_in_open_s=10.0, permitted_calls_in_half_open=2)
+    base.update(overrides)
+    return CircuitConfig(**base)
+
+
+def make_breaker(clock: ManualClock | None = None, **overrides: Any) -> CircuitBreaker:
+    return CircuitBreaker("svc", small_config(**overrides), clock or ManualClock())
+
+
+def make_guard(clock: ManualClock | None = None, **overrides: Any) -> Guard:
+    clock = clock or ManualClock()
+    breakers = CircuitBreakerRegistry(clock, small_config(**overrides))
+    return Guard(clock=clock, breakers=breakers, sink=InMemorySink())

@@ -1,0 +1,43 @@
+"""The command line and the demo a newcomer runs first."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from healing import CircuitState
+from serve.cli import main
+from serve.demo import run_demo
+
+S = CircuitState
+
+
+def test_demo_tells_the_whole_outage_story():
+    out = io.StringIO()
+    result = run_demo(out=out, color=False)
+    text = out.getvalue()
+    assert result["transitions"] == [(S.CLOSED, S.OPEN), (S.OPEN, S.HALF_OPEN),
+                                     (S.HALF_OPEN, S.CLOSED)]
+    served = result["served"]
+    assert served[:3] == ["primary"] * 3
+    assert "alternative_provider:deepseek" in served and "cached_data" in served
+    assert "explicit_failure" in served and served[-3:] == ["primary"] * 3
+    assert "patient-0042" not in repr(result["outcomes"])
+    assert "0 contain a patient identifier" in text and "\033[" not in text
+
+
+def test_cli_runs_the_demo_as_a_console_script():
+    proc = subprocess.run([sys.executable, "-m", "serve.cli", "demo", "--no-color"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Recovery" in proc.stdout and "HALF_OPEN → CLOSED" in proc.stdout
+
+
+def test_cli_without_a_command_explains_itself(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def _noop() -> None:
     return None
 
 
-def _protected(breaker: CircuitBreaker, fn, now=time.monotonic):  # noqa: ANN001, ANN202
+def _protected(breaker: CircuitBreaker, fn, now=time.monotonic):
     """What any caller of the breaker does: decide, call, record (success path)."""
     t0 = now()
     permit = breaker.allow(t0)
@@ -58,7 +58,7 @@ def breaker_overhead() -> list[Figure]:
     ]
 
 
-def _throughput(call) -> float:  # noqa: ANN001
+def _throughput(call) -> float:
     def io() -> None:
         time.sleep(IO_WAIT_S)
 

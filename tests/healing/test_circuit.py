@@ -179,14 +179,15 @@ def test_half_open_times_out_back_to_open_when_trials_never_finish():
 def test_ignored_outcome_returns_trial_permit():
     b = make_breaker()
     run(b, [FAILED] * 4)
-    t1, t2 = b.allow(10.0), b.allow(10.0)
+    t1, _t2 = b.allow(10.0), b.allow(10.0)
     assert not b.allow(10.0).allowed
     b.record(t1, IGNORED, 10.0)
     assert b.allow(10.0).allowed
 
 
 def test_ignore_predicate_wins_over_record_predicate():
-    cfg = dict(record_exception=exceptions_of(OSError), ignore_exception=exceptions_of(TimeoutError))
+    cfg = dict(record_exception=exceptions_of(OSError),
+               ignore_exception=exceptions_of(TimeoutError))
     b = make_breaker(**cfg)
     assert b.classify_exception(TimeoutError(), 0.0) == IGNORED  # TimeoutError is an OSError
     assert b.classify_exception(ConnectionError(), 0.0) == FAILED

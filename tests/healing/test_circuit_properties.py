@@ -12,8 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from healing import LEGAL_TRANSITIONS, CircuitBreaker, CircuitConfig, CircuitState, ManualClock
-from healing import CircuitTransitioned, WindowType
+from healing import (
+    LEGAL_TRANSITIONS,
+    CircuitBreaker,
+    CircuitConfig,
+    CircuitState,
+    CircuitTransitioned,
+    ManualClock,
+    WindowType,
+)
 from healing.window import FAILED, SLOW, CountWindow, TimeWindow
 
 S = CircuitState

@@ -66,15 +66,16 @@ class CircuitOpenError(CallRejected):
 
     def __init__(self, service: str, state: Any, retry_after_s: float | None) -> None:
         self.service, self.state, self.retry_after_s = service, state, retry_after_s
-        when = (
-            f"retry after {retry_after_s:.1f} s"
-            if retry_after_s is not None
-            else "it stays open until an operator releases it"
-        )
+        if retry_after_s is not None:
+            when = f"retry after {retry_after_s:.1f} s"
+        elif getattr(state, "name", "") == "HALF_OPEN":
+            when = "its trial calls are in flight; retry shortly"
+        else:
+            when = "it stays open until an operator releases it"
         super().__init__(f"circuit {service!r} is {state.name}; {when}")
 
 
-class ClinicalSafetyError(CallRejected):
+class ClinicalSafetyError(SelfHealError):
     """A clinical service failed and safety forbids any substitute; carries guidance.
 
     Raised for life-critical operations and critical services, which never fall back: the

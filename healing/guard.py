@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,7 @@ from .window import FAILED
 
 __all__ = ["Guard", "default_guard", "guard"]
 
+_log = logging.getLogger("selfheal.guard")
 _LIFE_CRITICAL = Criticality.LIFE_CRITICAL
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
 _PRIMARY = "primary"
@@ -115,10 +117,10 @@ class Guard:
             raise
         served = self._primary_result(service, provider, context, cache_key, breaker, permit,
                                       result, t0)
-        if served is not None:
+        if type(served) is FallbackResult:
             return served
-        return self._fail_sync(service, provider, context, cache_key, args, kwargs,
-                               self._integrity_error(service, result), "integrity", t0)
+        return self._fail_sync(service, provider, context, cache_key, args, kwargs, served,
+                               "integrity", t0)
 
     __call__ = call
 
@@ -150,10 +152,10 @@ class Guard:
             raise
         served = self._primary_result(service, provider, context, cache_key, breaker, permit,
                                       result, t0)
-        if served is not None:
+        if type(served) is FallbackResult:
             return served
         return await self._fail_async(service, provider, context, cache_key, args, kwargs,
-                                      self._integrity_error(service, result), "integrity", t0)
+                                      served, "integrity", t0)
 
     def protect(self, service: str, *, context: ClinicalContext = INFORMATIONAL_CONTEXT,
                 provider: str | None = None,
@@ -187,32 +189,35 @@ class Guard:
 
     def _primary_result(self, service: str, provider: str | None, context: ClinicalContext,
                         cache_key: str | None, breaker: Any, permit: Any, result: Any,
-                        t0: float) -> FallbackResult | None:
-        """Record a returned result; the served answer, or None if it may not be served."""
+                        t0: float) -> FallbackResult | IntegrityCheckFailed:
+        """Record a returned result: the answer to serve, or why it may not be served."""
         clock = self.clock
         t1 = clock.now()
         strategy = self.fallbacks.get(service)
         check = strategy.integrity_check if strategy is not None else None
         code = breaker.classify_result(result, t1 - t0)
-        if check is not None and check.reason(result) is not None:
+        reason = check.reason(result) if check is not None else None
+        if reason is not None:
             code |= FAILED  # an invalid answer counts against the circuit like an error
         breaker.record(permit, code, t1)
         if code & FAILED:
-            return None
+            return IntegrityCheckFailed(
+                "primary", reason or "the answer failed the circuit's result check")
         if (cache_key is not None and strategy is not None and strategy.has_cache_tier
                 and context.operation_type is not _PRESCRIPTIVE):
             # Prescriptive answers are never cached, so they can never be served stale.
             self.cache.put(self.cache.key_for(service, context, cache_key), result, t1)
-        self.sink.record(OutcomeRecord(service, provider, True, t1 - t0, None, _PRIMARY, None,
-                                       context.operation_type, context.criticality,
-                                       clock.wall()))
+        self._emit(OutcomeRecord(service, provider, True, t1 - t0, None, _PRIMARY, None,
+                                 context.operation_type, context.criticality, clock.wall()))
         return FallbackResult(result, _PRIMARY, 0, None, None, None, check is not None)
 
-    def _integrity_error(self, service: str, result: Any) -> IntegrityCheckFailed:
-        strategy = self.fallbacks.get(service)
-        reason = (strategy.integrity_check.reason(result)
-                  if strategy is not None and strategy.integrity_check is not None else None)
-        return IntegrityCheckFailed("primary", reason or "the circuit's result check failed")
+    def _emit(self, record: OutcomeRecord) -> None:
+        # A broken sink must cost the caller neither the answer nor the error it is owed.
+        try:
+            self.sink.record(record)
+        except Exception:
+            _log.exception("outcome sink %r failed; record for %s dropped",
+                           self.sink, record.service)
 
     def _failure_plan(self, service: str, provider: str | None, context: ClinicalContext,
                       cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -257,9 +262,9 @@ class Guard:
     def _served(self, service: str, provider: str | None, context: ClinicalContext, kind: str,
                 t0: float, served: FallbackResult) -> FallbackResult:
         clock = self.clock
-        self.sink.record(OutcomeRecord(service, provider, True, clock.now() - t0, kind,
-                                       served.tier, served.staleness_s, context.operation_type,
-                                       context.criticality, clock.wall()))
+        self._emit(OutcomeRecord(service, provider, True, clock.now() - t0, kind, served.tier,
+                                 served.staleness_s, context.operation_type,
+                                 context.criticality, clock.wall()))
         return served
 
     def _exhausted(self, service: str, provider: str | None, context: ClinicalContext,
@@ -271,9 +276,9 @@ class Guard:
     def _record_failure(self, service: str, provider: str | None, context: ClinicalContext,
                         kind: str, t0: float) -> None:
         clock = self.clock
-        self.sink.record(OutcomeRecord(service, provider, False, clock.now() - t0, kind, "none",
-                                       None, context.operation_type, context.criticality,
-                                       clock.wall()))
+        self._emit(OutcomeRecord(service, provider, False, clock.now() - t0, kind, "none",
+                                 None, context.operation_type, context.criticality,
+                                 clock.wall()))
 
 
 _default: Guard | None = None

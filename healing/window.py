@@ -12,7 +12,7 @@ import math
 from collections import deque
 from typing import Any
 
-__all__ = ["FAILED", "SLOW", "SUCCESS", "CountWindow", "TimeWindow", "make_window"]
+__all__ = ["FAILED", "SLOW", "SUCCESS", "CountWindow", "TimeWindow"]
 
 SUCCESS = 0
 FAILED = 1
@@ -180,7 +180,3 @@ class TimeWindow:
             self.calls += c
             self.failed += f
             self.slow += sl
-
-
-def make_window(kind: str, size: int) -> CountWindow | TimeWindow:
-    return CountWindow(size) if kind == "count" else TimeWindow(size)

@@ -212,3 +212,28 @@ def test_concurrent_guarded_calls_overlap():
 def test_module_level_guard_uses_one_process_default():
     assert default_guard() is default_guard()
     assert guard("care_locator", lambda: {"x": 1}).data == {"x": 1}
+
+
+class BrokenSink:
+    def record(self, outcome):
+        raise OSError("disk full")
+
+
+def test_a_failing_sink_costs_the_caller_neither_answer_nor_error():
+    g = make_guard()
+    g.sink = BrokenSink()
+    assert g.call("billing", good).data["confidence"] == 0.9
+    with pytest.raises(ConnectionError):
+        g.call("billing", down)
+
+
+def test_half_open_rejection_says_trials_are_in_flight():
+    g = make_guard(permitted_calls_in_half_open=1)
+    b = g.breakers.get("billing")
+    for _ in range(4):
+        with pytest.raises(ConnectionError):
+            g.call("billing", down)
+    b.allow(10.0)  # the single trial permit is taken
+    g.clock.advance(10.0)
+    with pytest.raises(CircuitOpenError, match="trial calls are in flight"):
+        g.call("billing", good)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pathlib
 import subprocess
 import sys
 
@@ -30,7 +31,8 @@ def test_demo_tells_the_whole_outage_story():
 
 
 def test_cli_runs_the_demo_as_a_console_script():
-    proc = subprocess.run([sys.executable, "-m", "serve.cli", "demo", "--no-color"],
+    script = pathlib.Path(sys.executable).with_name("selfheal")  # installed by pyproject
+    proc = subprocess.run([str(script), "demo", "--no-color"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Recovery" in proc.stdout and "HALF_OPEN → CLOSED" in proc.stdout

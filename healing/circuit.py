@@ -153,8 +153,7 @@ class CircuitBreaker:
     __slots__ = (
         "_clock", "_consecutive_opens", "_free", "_generation", "_listeners", "_lock",
         "_min_calls", "_permit", "_record_result", "_rejection", "_since", "_slow_s", "_state",
-        "_trial",
-        "_trials_issued", "_window", "config", "last_used", "name",
+        "_trial", "_trials_issued", "_window", "config", "last_used", "name",
     )
 
     def __init__(

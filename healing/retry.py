@@ -16,7 +16,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from .clock import Clock, SystemClock
 from .config import RetryPolicy
@@ -100,19 +100,13 @@ class Retrier:
             attempt += 1
             t0 = clock.now()
             try:
-                outcome = Outcome(fn(*args, **kwargs), None, 0.0)
+                value, error = fn(*args, **kwargs), None
             except Exception as exc:
-                outcome = Outcome(None, exc, 0.0)
-            now = clock.now()
-            outcome = outcome._replace(duration_s=now - t0)
-            step = self.plan(attempt, outcome, now, limit)
-            if step is None:
-                if outcome.error is not None:
-                    raise outcome.error
-                return outcome.value  # type: ignore[no-any-return]
-            if isinstance(step, GiveUp):
-                _give_up(attempt, step, outcome)
-            clock.sleep(step.seconds)
+                value, error = None, exc
+            wait = self._settle(attempt, value, error, t0, limit)
+            if type(wait) is _Return:
+                return wait.value  # type: ignore[no-any-return]
+            clock.sleep(wait)  # type: ignore[arg-type]
 
     async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any,
                     deadline: float | None = None, **kwargs: Any) -> T:
@@ -126,22 +120,34 @@ class Retrier:
             try:
                 aw = fn(*args, **kwargs)
                 value = await (aw if limit is None else bounded(clock, aw, limit - t0))
-                outcome = Outcome(value, None, 0.0)
+                error = None
             except Exception as exc:
-                outcome = Outcome(None, exc, 0.0)
-            now = clock.now()
-            outcome = outcome._replace(duration_s=now - t0)
-            step = self.plan(attempt, outcome, now, limit)
-            if step is None:
-                if outcome.error is not None:
-                    raise outcome.error
-                return outcome.value  # type: ignore[no-any-return]
-            if isinstance(step, GiveUp):
-                _give_up(attempt, step, outcome)
-            await clock.asleep(step.seconds)
+                value, error = None, exc
+            wait = self._settle(attempt, value, error, t0, limit)
+            if type(wait) is _Return:
+                return wait.value  # type: ignore[no-any-return]
+            await clock.asleep(wait)  # type: ignore[arg-type]
+
+    def _settle(self, attempt: int, value: Any, error: Exception | None, t0: float,
+                limit: float | None) -> float | _Return:
+        """After an attempt: the value to return, the wait before the next, or raise."""
+        now = self.clock.now()
+        outcome = Outcome(value, error, now - t0)
+        step = self.plan(attempt, outcome, now, limit)
+        if step is None:
+            if error is not None:
+                raise error
+            return _Return(value)
+        if isinstance(step, GiveUp):
+            _give_up(attempt, step, outcome)
+        return step.seconds  # type: ignore[union-attr]
 
 
-def _give_up(attempt: int, step: GiveUp, outcome: Outcome) -> None:
+class _Return(NamedTuple):
+    value: Any
+
+
+def _give_up(attempt: int, step: GiveUp, outcome: Outcome) -> NoReturn:
     err = (DeadlineExceeded if step.deadline else RetryExhausted)(attempt, step.reason, outcome)
     raise err from outcome.error
 

@@ -54,6 +54,7 @@ class FallbackResult(NamedTuple):
     staleness_s: float | None = None
     warning: str | None = None
     integrity_checked: bool = False
+    passed_over: tuple[TierFailure, ...] = ()  # tiers tried before this one, and why they failed
 
     @property
     def from_fallback(self) -> bool:
@@ -255,7 +256,8 @@ def plan_fallback(
                 fail(tier, f"integrity check failed: {reason}")
                 continue
         return FallbackResult(value, tier.label, tier.priority, method, staleness,
-                              _warning(strategy, tier, staleness), check is not None)
+                              _warning(strategy, tier, staleness), check is not None,
+                              tuple(failures))
     raise FallbackExhausted(service, failures)
 
 

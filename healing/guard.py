@@ -34,8 +34,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .audit import AuditRecord, AuditSink, PatientImpact, failure_event
 from .cache import FallbackCache
 from .clock import Clock, SystemClock
+from .config import TierMethod
 from .errors import CircuitOpenError, ClinicalSafetyError, FallbackExhausted, IntegrityCheckFailed
 from .fallback import (
     FallbackResult,
@@ -61,6 +63,8 @@ __all__ = ["Guard", "default_guard", "guard"]
 
 _log = logging.getLogger("selfheal.guard")
 _LIFE_CRITICAL = Criticality.LIFE_CRITICAL
+_DEGRADED_TIERS = frozenset({TierMethod.CACHED_DATA, TierMethod.DEGRADED_MODE,
+                             TierMethod.STATIC_FALLBACK})
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
 _PRIMARY = "primary"
 
@@ -75,12 +79,14 @@ class Guard:
         cache: the bounded cache behind ``cached_data`` tiers.
         validator: the clinical safety rules.
         sink: where outcome records go.
+        audit: where failure events go, durably, before the call returns (None: nowhere).
     """
 
     def __init__(
         self, *, clock: Clock | None = None, breakers: CircuitBreakerRegistry | None = None,
         fallbacks: FallbackStrategyRegistry | None = None, cache: FallbackCache | None = None,
         validator: ClinicalSafetyValidator | None = None, sink: OutcomeSink | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.clock = clock if clock is not None else SystemClock()
         self.validator = validator if validator is not None else ClinicalSafetyValidator()
@@ -89,6 +95,8 @@ class Guard:
         self.breakers = breakers if breakers is not None else CircuitBreakerRegistry(self.clock)
         self.cache = cache if cache is not None else FallbackCache()
         self.sink = sink if sink is not None else InMemorySink()
+        self.audit = audit
+        self.audit_failures = 0  # records the audit sink could not make durable
 
     # -- call forms --------------------------------------------------------------------
 
@@ -240,24 +248,91 @@ class Guard:
     def _fail_sync(self, service: str, provider: str | None, context: ClinicalContext,
                    cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                    error: BaseException, kind: str, t0: float) -> FallbackResult:
-        plan = self._failure_plan(service, provider, context, cache_key, args, kwargs, error,
-                                  kind, t0)
         try:
+            plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
+                                      error, kind, t0)
             served = run_plan(plan)
-        except FallbackExhausted as exhausted:
-            raise self._exhausted(service, provider, context, kind, t0, exhausted) from error
+        except BaseException as final:
+            self._audit_sync(self._failure_record(service, provider, context, kind, error,
+                                                  None, final))
+            if isinstance(final, FallbackExhausted):
+                raise self._exhausted(service, provider, context, kind, t0, final) from error
+            raise
+        self._audit_sync(self._failure_record(service, provider, context, kind, error, served,
+                                              None))
         return self._served(service, provider, context, kind, t0, served)
 
     async def _fail_async(self, service: str, provider: str | None, context: ClinicalContext,
                           cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                           error: BaseException, kind: str, t0: float) -> FallbackResult:
-        plan = self._failure_plan(service, provider, context, cache_key, args, kwargs, error,
-                                  kind, t0)
         try:
+            plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
+                                      error, kind, t0)
             served = await arun_plan(plan)
-        except FallbackExhausted as exhausted:
-            raise self._exhausted(service, provider, context, kind, t0, exhausted) from error
+        except BaseException as final:
+            await self._audit_async(self._failure_record(service, provider, context, kind,
+                                                         error, None, final))
+            if isinstance(final, FallbackExhausted):
+                raise self._exhausted(service, provider, context, kind, t0, final) from error
+            raise
+        await self._audit_async(self._failure_record(service, provider, context, kind, error,
+                                                     served, None))
         return self._served(service, provider, context, kind, t0, served)
+
+    # -- audit -------------------------------------------------------------------------
+
+    def _failure_record(self, service: str, provider: str | None, context: ClinicalContext,
+                        kind: str, error: BaseException, served: FallbackResult | None,
+                        final: BaseException | None) -> AuditRecord | None:
+        """The failure event for the audit trail, or None if nothing needs one."""
+        if self.audit is None or not context.requires_audit:
+            return None
+        if served is not None:
+            actions = [f"{a.tier}: {a.reason}" for a in served.passed_over]
+            actions.append(f"{served.tier}: served")
+            impact = _impact_of(served, kind)
+        else:
+            attempts = getattr(final, "attempts", ())
+            actions = [f"{a.tier}: {a.reason}" for a in attempts]
+            if isinstance(final, ClinicalSafetyError):
+                actions.append("fallback refused: explicit failure with clinical guidance")
+            impact = PatientImpact.SERVICE_UNAVAILABLE
+        strategy = self.fallbacks.get(service)
+        check = strategy.integrity_check if strategy is not None else None
+        integrity = {"performed": check is not None and served is not None,
+                     "passed": True if (check is not None and served is not None) else None,
+                     "validator": check.name if check is not None else None}
+        notified = isinstance(final, ClinicalSafetyError) or (
+            served is not None and served.warning is not None)
+        return failure_event(
+            service=service, at=self.clock.wall(), context=context,
+            pseudonymize=self.audit.pseudonymize, error_kind=kind,
+            error=f"{type(error).__name__}: {error}", provider=provider,
+            recovery_actions=actions, served_by=served.tier if served is not None else None,
+            integrity=integrity, clinician_notified=notified, patient_impact=impact)
+
+    def _audit_sync(self, record: AuditRecord | None) -> None:
+        if record is None:
+            return
+        try:
+            self.audit.append(record)  # type: ignore[union-attr]
+        except Exception:
+            self._audit_lost(record)
+
+    async def _audit_async(self, record: AuditRecord | None) -> None:
+        if record is None:
+            return
+        try:
+            await self.audit.aappend(record)  # type: ignore[union-attr]
+        except Exception:
+            self._audit_lost(record)
+
+    def _audit_lost(self, record: AuditRecord) -> None:
+        # The answer (or the explicit failure) still reaches the clinician; the lost record
+        # is counted and logged loudly so operators can see the audit trail has a hole.
+        self.audit_failures += 1
+        _log.exception("audit record %s for %s could not be made durable",
+                       record.id, record.service)
 
     def _served(self, service: str, provider: str | None, context: ClinicalContext, kind: str,
                 t0: float, served: FallbackResult) -> FallbackResult:
@@ -298,3 +373,11 @@ def default_guard() -> Guard:
 def guard(service: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FallbackResult:
     """``default_guard().call(...)``: the call form for code that needs no guard of its own."""
     return default_guard().call(service, fn, *args, **kwargs)
+
+
+def _impact_of(served: FallbackResult, kind: str) -> PatientImpact:
+    if served.method in _DEGRADED_TIERS:
+        return PatientImpact.DEGRADED_SERVICE
+    # An alternative provider's answer is a full answer; it came late if the primary was
+    # tried and failed first, and on time if the open circuit skipped the primary.
+    return PatientImpact.NONE if kind == "rejected" else PatientImpact.DELAY

@@ -15,6 +15,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from actors.settings import SettingsError, load_settings
+    from actors.stores.audit_sql import AuditStore, AuditStoreError
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"selfheal: {exc}", file=sys.stderr)
+        return 2
+    url = args.database_url or settings.audit_database_url()
+    store = AuditStore(url)
+    try:
+        problems = store.verify()
+        total = store.count()
+    except AuditStoreError as exc:
+        print(f"selfheal: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.dispose()
+    if not problems:
+        print(f"audit trail intact: {total} records, every chain and projection verified")
+        return 0
+    print(f"audit trail TAMPERED or incomplete: {len(problems)} problem(s) in {total} records")
+    for p in problems:
+        where = f"writer {p.writer[:12]} seq {p.seq}" if p.writer else "projection"
+        rid = f" record {p.record_id}" if p.record_id else ""
+        print(f"  {where}{rid}: {p.problem}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfheal",
@@ -25,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                       help="colour the output (default: when writing to a terminal)")
     demo.set_defaults(func=_demo)
+
+    audit = sub.add_parser("audit", help="inspect the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="check every record's hash chain and projection")
+    verify.add_argument("--database-url", help="audit database (default: from settings)")
+    verify.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
+    verify.set_defaults(func=_audit_verify)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The running system: stores (Redis, SQL, the audit spool), settings, and the Ray actors."""

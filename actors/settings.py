@@ -1,0 +1,167 @@
+"""Typed settings from the environment and ``selfheal.toml``, validated at start.
+
+The environment wins over the file. ``RAY_ADDRESS``, ``REDIS_URL``, ``DATABASE_URL`` and
+``MLFLOW_TRACKING_URI`` keep their usual names; selfheal's own settings are ``SELFHEAL_*``.
+In the file, use the field names (``redis_url = "redis://..."``). With nothing set,
+everything runs embedded under ``data_dir``.
+
+A bad value is one :class:`SettingsError` naming the setting, where it came from, and why.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import tomllib
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from healing.errors import ConfigError
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+DEFAULT_FILE = "selfheal.toml"
+_MIN_KEY_CHARS = 32
+
+
+class SettingsError(ConfigError):
+    """A setting is invalid; names it and its source (the environment or the file)."""
+
+
+def _alias(env: str, field: str) -> AliasChoices:
+    return AliasChoices(env, field)
+
+
+def _default_data_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_DATA_HOME") or pathlib.Path.home() / ".local" / "share"
+    return pathlib.Path(base) / "selfheal"
+
+
+class Settings(BaseSettings):
+    """Where selfheal's state lives and how it behaves."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    ray_address: str | None = Field(None, validation_alias=_alias("RAY_ADDRESS", "ray_address"))
+    redis_url: str | None = Field(None, validation_alias=_alias("REDIS_URL", "redis_url"))
+    database_url: str | None = Field(
+        None, validation_alias=_alias("DATABASE_URL", "database_url"))
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias=_alias("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"))
+    data_dir: pathlib.Path = Field(
+        default_factory=_default_data_dir,
+        validation_alias=_alias("SELFHEAL_DATA_DIR", "data_dir"))
+    pseudonym_key: SecretStr | None = Field(
+        None, validation_alias=_alias("SELFHEAL_PSEUDONYM_KEY", "pseudonym_key"))
+    metrics_sample_rate: float = Field(
+        0.1, ge=0.0, le=1.0,
+        validation_alias=_alias("SELFHEAL_METRICS_SAMPLE_RATE", "metrics_sample_rate"))
+    metrics_stream_maxlen: int = Field(
+        10_000, ge=100,
+        validation_alias=_alias("SELFHEAL_METRICS_STREAM_MAXLEN", "metrics_stream_maxlen"))
+    metrics_buffer_max: int = Field(
+        100_000, ge=1_000,
+        validation_alias=_alias("SELFHEAL_METRICS_BUFFER_MAX", "metrics_buffer_max"))
+    audit_flush_interval_s: float = Field(
+        0.5, gt=0, le=60,
+        validation_alias=_alias("SELFHEAL_AUDIT_FLUSH_INTERVAL_S", "audit_flush_interval_s"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: the environment over the file (whose values arrive as init kwargs).
+        return (env_settings, init_settings)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - keeps start-up light
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+        try:
+            url = make_url(v)
+        except ArgumentError as exc:
+            raise ValueError(f"is not a database URL ({exc})") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _key_length(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < _MIN_KEY_CHARS:
+            raise ValueError(f"must be at least {_MIN_KEY_CHARS} characters")
+        return v
+
+    # -- what the embedded defaults resolve to ------------------------------------------
+
+    def audit_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
+
+    def spool_dir(self) -> pathlib.Path:
+        return self.data_dir / "spool"
+
+    def pseudonym_key_bytes(self) -> bytes:
+        """The configured key, or one made once and kept in ``data_dir`` (mode 0600) so that
+        pseudonyms stay stable across restarts of an embedded setup."""
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode()
+        path = self.data_dir / "pseudonym.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read ``path`` (default ``./selfheal.toml`` if it exists) and the environment.
+
+    Raises:
+        SettingsError: naming the setting and its source.
+    """
+    file = pathlib.Path(path) if path is not None else pathlib.Path(DEFAULT_FILE)
+    values: dict[str, Any] = {}
+    if path is not None or file.exists():
+        try:
+            values = tomllib.loads(file.read_text())
+        except FileNotFoundError:
+            raise SettingsError("settings file", str(file), "does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError("settings file", str(file), f"is not valid TOML ({exc})",
+                                source=str(file)) from None
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "settings"
+        field = Settings.model_fields.get(name)
+        env_name = _env_name(name, field)
+        source = f"environment variable {env_name}" if env_name in os.environ else str(file)
+        value = "<redacted>" if name in ("pseudonym_key", "SELFHEAL_PSEUDONYM_KEY") \
+            else err.get("input")
+        reason = err["msg"].removeprefix("Value error, ")
+        raise SettingsError(name, value, reason, source=source) from None
+
+
+def _env_name(name: str, field: Any) -> str:
+    alias = getattr(field, "validation_alias", None)
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return name.upper()

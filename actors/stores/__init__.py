@@ -1,0 +1,1 @@
+"""Every external system behind one module each: the audit spool, SQL, Redis."""

@@ -1,0 +1,258 @@
+"""The durable local spool in front of the SQL audit trail.
+
+``append`` returns only once the record is on disk (``fdatasync``), so an audit record
+survives a crash or a database outage from the moment the guarded call that produced it
+returns. Appends from many threads share one sync (group commit): a writer thread takes
+everything queued while the previous sync ran, chains it, writes it and syncs once.
+
+Layout: one writer per process, ``{writer}.lock`` (held with ``flock`` while the writer
+lives) and segments ``{writer}.{n:06d}.log`` of JSON lines, each line a chained
+:class:`~healing.audit.AuditRecord`. A segment is never modified once the writer moves on;
+the flusher deletes it once every line is in SQL. A torn last line after a crash was never
+acknowledged to anyone, so readers skip it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import pathlib
+import threading
+import uuid
+from dataclasses import dataclass
+
+from healing.audit import GENESIS, AuditRecord, chain
+from healing.errors import SelfHealError
+
+__all__ = ["AuditSpool", "SpoolError", "Segment", "segments"]
+
+DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+
+
+class SpoolError(SelfHealError):
+    """The spool could not make a record durable; the record must be treated as unwritten."""
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "future", "loop", "result")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop
+        self.event = threading.Event() if loop is None else None
+        self.future = loop.create_future() if loop is not None else None
+        self.result: AuditRecord | None = None
+        self.error: BaseException | None = None
+
+    def done(self, result: AuditRecord | None, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        if self.event is not None:
+            self.event.set()
+        else:
+            self.loop.call_soon_threadsafe(_resolve, self.future, result, error)  # type: ignore[union-attr]
+
+
+def _resolve(fut: asyncio.Future[AuditRecord], result: AuditRecord | None,
+             error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)  # type: ignore[arg-type]
+
+
+class AuditSpool:
+    """Append-only, fsync'd, hash-chained audit spool for one process.
+
+    Args:
+        directory: the spool directory (shared by every process on the machine).
+        segment_bytes: start a new segment past this size.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str],
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.writer = uuid.uuid4().hex
+        self.segment_bytes = segment_bytes
+        self._lock_fd = os.open(self.dir / f"{self.writer}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._seq = 0
+        self._prev = GENESIS
+        self._segment_no = -1
+        self._fd = -1
+        self._size = 0
+        self.current: pathlib.Path | None = None
+        self._open_next_segment()
+        self._queue: list[tuple[AuditRecord, _Waiter]] = []
+        self._cv = threading.Condition()
+        self._closing = False
+        self.syncs = 0
+        self.records = 0
+        self._thread = threading.Thread(target=self._run, name=f"audit-spool-{self.writer[:8]}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- appending ---------------------------------------------------------------------
+
+    def append(self, record: AuditRecord) -> AuditRecord:
+        """Make ``record`` durable; returns it as chained. Raises SpoolError if it could not."""
+        waiter = _Waiter()
+        self._enqueue(record, waiter)
+        waiter.event.wait()  # type: ignore[union-attr]
+        if waiter.error is not None:
+            raise SpoolError(f"audit record {record.id} not written: {waiter.error}") \
+                from waiter.error
+        return waiter.result  # type: ignore[return-value]
+
+    async def aappend(self, record: AuditRecord) -> AuditRecord:
+        """The asyncio form of :meth:`append`: waits without blocking the event loop."""
+        waiter = _Waiter(asyncio.get_running_loop())
+        self._enqueue(record, waiter)
+        try:
+            return await waiter.future  # type: ignore[misc]
+        except OSError as exc:
+            raise SpoolError(f"audit record {record.id} not written: {exc}") from exc
+
+    def _enqueue(self, record: AuditRecord, waiter: _Waiter) -> None:
+        with self._cv:
+            if self._closing:
+                raise SpoolError("the audit spool is closed")
+            self._queue.append((record, waiter))
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer, release the lock."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.current = None  # every segment of a closed spool is closed
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        os.close(self._lock_fd)
+
+    def __enter__(self) -> AuditSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the writer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                batch, self._queue = self._queue, []
+                if not batch and self._closing:
+                    return
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[AuditRecord, _Waiter]]) -> None:
+        seq, prev = self._seq, self._prev
+        chained = []
+        for record, _ in batch:
+            r = chain(record, self.writer, seq, prev)
+            chained.append(r)
+            seq, prev = seq + 1, r.hash
+        data = "".join(r.to_json() + "\n" for r in chained).encode()
+        try:
+            os.write(self._fd, data)
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            # Nothing past the last good sync is acknowledged; start a fresh segment so a
+            # partial write cannot sit in the middle of one.
+            with contextlib.suppress(OSError):
+                self._open_next_segment()
+            for _, waiter in batch:
+                waiter.done(None, exc)
+            return
+        self._seq, self._prev = seq, prev
+        self._size += len(data)
+        self.syncs += 1
+        self.records += len(batch)
+        for r, (_, waiter) in zip(chained, batch, strict=True):
+            waiter.done(r, None)
+        if self._size >= self.segment_bytes:
+            self._open_next_segment()
+
+    def _open_next_segment(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._segment_no += 1
+        self.current = self.dir / f"{self.writer}.{self._segment_no:06d}.log"
+        self._fd = os.open(self.current, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._size = 0
+        # The new file's directory entry must be durable too, or a crash could lose it.
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: pathlib.Path
+    writer: str
+    number: int
+    closed: bool  # no live writer will append to it again
+
+
+def _writer_alive(directory: pathlib.Path, writer: str) -> bool:
+    try:
+        fd = os.open(directory / f"{writer}.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def segments(directory: str | os.PathLike[str], own: AuditSpool | None = None) -> list[Segment]:
+    """Every segment in the spool, oldest first per writer, saying which are closed."""
+    d = pathlib.Path(directory)
+    found: dict[str, list[tuple[int, pathlib.Path]]] = {}
+    for p in d.glob("*.log"):
+        writer, _, number = p.stem.partition(".")
+        if number.isdigit():
+            found.setdefault(writer, []).append((int(number), p))
+    out = []
+    for writer, segs in sorted(found.items()):
+        segs.sort()
+        if own is not None and writer == own.writer:
+            current = own.current
+            out += [Segment(p, writer, n, p != current) for n, p in segs]
+            continue
+        alive = _writer_alive(d, writer)
+        last = segs[-1][0]
+        out += [Segment(p, writer, n, not alive or n < last) for n, p in segs]
+    return out
+
+
+def read_records(path: pathlib.Path, offset: int = 0) -> tuple[list[AuditRecord], int]:
+    """Complete lines of ``path`` from ``offset``: the records and the offset after them."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1  # a torn last line was never acknowledged: skip it
+    records = [AuditRecord.from_json(line) for line in data[:end].decode().splitlines() if line]
+    return records, offset + end
+
+
+def remove_writer_files(directory: pathlib.Path, writer: str) -> None:
+    """Forget a dead writer whose segments are all flushed."""
+    with contextlib.suppress(FileNotFoundError):
+        (directory / f"{writer}.lock").unlink()

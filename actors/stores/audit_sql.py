@@ -1,0 +1,271 @@
+"""The SQL audit trail (seed 5.2): an append-only, hash-chained ledger and typed views of it.
+
+``audit_log`` holds every record exactly as the spool chained it; inserting is idempotent by
+record id, so replaying a spool after a crash or an outage writes each record exactly once.
+Four typed tables — failure events, recovery steps, circuit transitions, operator actions —
+project the ledger's JSON into columns for queries and the dashboard; ``verify`` checks the
+chain and that every projection still says what its ledger record says.
+
+SQLite (WAL) by default, PostgreSQL when the URL says so; the schema is made by Alembic.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from healing.audit import AuditKind, AuditRecord, ChainBreak, verify_chain
+from healing.errors import SelfHealError
+
+__all__ = ["AuditStore", "AuditStoreError", "metadata"]
+
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+
+metadata = MetaData()
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("writer", String(32), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("service", String(200), nullable=False, index=True),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("writer", "seq", name="uq_audit_log_writer_seq"),
+)
+
+
+def _ref() -> Column[str]:
+    return Column("record_id", String(32), ForeignKey("audit_log.id"), primary_key=True)
+
+
+failure_events = Table(
+    "failure_events", metadata, _ref(),
+    Column("at", Float, nullable=False, index=True),
+    Column("service", String(200), nullable=False, index=True),
+    Column("provider", String(200)),
+    Column("operation_type", String(32), nullable=False),
+    Column("criticality", String(32), nullable=False),
+    Column("patient_pseudonym", String(64)),
+    Column("clinician_pseudonym", String(64)),
+    Column("error_kind", String(200), nullable=False),
+    Column("recovery_actions", JSON, nullable=False),
+    Column("served_by", String(200)),
+    Column("integrity_performed", Boolean, nullable=False),
+    Column("integrity_passed", Boolean),
+    Column("integrity_validator", String(200)),
+    Column("clinician_notified", Boolean, nullable=False),
+    Column("patient_impact", String(32), nullable=False),
+)
+
+recovery_steps = Table(
+    "recovery_steps", metadata, _ref(),
+    Column("at", Float, nullable=False, index=True),
+    Column("service", String(200), nullable=False, index=True),
+    Column("workflow_id", String(64), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("result", JSON),
+    Column("duration_s", Float, nullable=False),
+    Column("validation", JSON),
+)
+
+circuit_transitions = Table(
+    "circuit_transitions", metadata, _ref(),
+    Column("at", Float, nullable=False, index=True),
+    Column("service", String(200), nullable=False, index=True),
+    Column("circuit", String(400), nullable=False),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("failure_rate", Float),
+    Column("slow_call_rate", Float),
+)
+
+operator_actions = Table(
+    "operator_actions", metadata, _ref(),
+    Column("at", Float, nullable=False, index=True),
+    Column("service", String(200), nullable=False),
+    Column("operator_pseudonym", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+
+def _failure_row(r: AuditRecord) -> dict[str, Any]:
+    d, c = r.data, r.data["clinical_context"]
+    integ = d.get("integrity_validation") or {}
+    return {"record_id": r.id, "at": r.at, "service": r.service, "provider": d.get("provider"),
+            "operation_type": c["operation_type"], "criticality": c["criticality"],
+            "patient_pseudonym": c.get("patient"), "clinician_pseudonym": c.get("clinician"),
+            "error_kind": d["error_kind"], "recovery_actions": d["recovery_actions"],
+            "served_by": d.get("served_by"),
+            "integrity_performed": bool(integ.get("performed")),
+            "integrity_passed": integ.get("passed"), "integrity_validator": integ.get("validator"),
+            "clinician_notified": bool(d["clinician_notified"]),
+            "patient_impact": d["patient_impact"]}
+
+
+def _step_row(r: AuditRecord) -> dict[str, Any]:
+    d = r.data
+    return {"record_id": r.id, "at": r.at, "service": r.service,
+            **{k: d[k] for k in ("workflow_id", "step", "action", "status", "inputs", "result",
+                                 "duration_s", "validation")}}
+
+
+def _transition_row(r: AuditRecord) -> dict[str, Any]:
+    d = r.data
+    return {"record_id": r.id, "at": r.at, "service": r.service,
+            **{k: d[k] for k in ("circuit", "from_state", "to_state", "reason", "failure_rate",
+                                 "slow_call_rate")}}
+
+
+def _operator_row(r: AuditRecord) -> dict[str, Any]:
+    d = r.data
+    return {"record_id": r.id, "at": r.at, "service": r.service,
+            "operator_pseudonym": d["operator"], "action": d["action"], "details": d["details"]}
+
+
+PROJECTIONS: dict[AuditKind, tuple[Table, Any]] = {
+    AuditKind.FAILURE_EVENT: (failure_events, _failure_row),
+    AuditKind.RECOVERY_STEP: (recovery_steps, _step_row),
+    AuditKind.CIRCUIT_TRANSITION: (circuit_transitions, _transition_row),
+    AuditKind.OPERATOR_ACTION: (operator_actions, _operator_row),
+}
+
+
+class AuditStoreError(SelfHealError):
+    """The audit database could not be reached or refused a write."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the flusher
+    cur.execute("PRAGMA synchronous=NORMAL")  # durability comes from the spool's fsync
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class AuditStore:
+    """The audit tables in one database.
+
+    Args:
+        url: a SQLAlchemy URL; ``postgresql://`` URLs use the psycopg 3 driver.
+    """
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        self.url = url
+        if url.startswith("sqlite:///"):
+            pathlib.Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True,
+                                                                       exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command  # noqa: PLC0415 - only needed at start-up
+        from alembic.config import Config  # noqa: PLC0415
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(f"cannot migrate the audit database: {exc}") from exc
+
+    def insert(self, records: Sequence[AuditRecord]) -> None:
+        """Store ``records`` in one transaction; records already stored are left as they are."""
+        if not records:
+            return
+        ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        by_kind: dict[AuditKind, list[dict[str, Any]]] = {}
+        for r in records:
+            by_kind.setdefault(r.kind, []).append(PROJECTIONS[r.kind][1](r))
+        ledger = [{"id": r.id, "writer": r.writer, "seq": r.seq, "kind": r.kind.value,
+                   "at": r.at, "service": r.service, "data": r.data, "prev_hash": r.prev_hash,
+                   "hash": r.hash} for r in records]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(ins(audit_log).on_conflict_do_nothing(index_elements=["id"]), ledger)
+                for kind, rows in by_kind.items():
+                    table = PROJECTIONS[kind][0]
+                    conn.execute(ins(table).on_conflict_do_nothing(
+                        index_elements=["record_id"]), rows)
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(f"audit insert of {len(records)} records failed: "
+                                  f"{type(exc).__name__}") from exc
+
+    def records(self) -> Iterator[AuditRecord]:
+        """Every ledger record, by writer and sequence."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_log).order_by(audit_log.c.writer, audit_log.c.seq))
+            for row in rows:
+                yield AuditRecord(row.id, AuditKind(row.kind), row.at, row.service, row.data,
+                                  row.writer, row.seq, row.prev_hash, row.hash)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return len(conn.execute(select(audit_log.c.id)).all())
+
+    def verify(self) -> list[ChainBreak]:
+        """Every chain break, and every typed row that no longer matches its ledger record."""
+        ledger = list(self.records())
+        problems = verify_chain(ledger)
+        by_id = {r.id: r for r in ledger}
+        with self.engine.connect() as conn:
+            for kind, (table, project) in PROJECTIONS.items():
+                for row in conn.execute(select(table)):
+                    rec = by_id.get(row.record_id)
+                    if rec is None or rec.kind is not kind:
+                        problems.append(ChainBreak("", -1, row.record_id,
+                                                   f"{table.name} row has no ledger record"))
+                    elif _normalise(dict(row._mapping)) != _normalise(project(rec)):
+                        problems.append(ChainBreak(rec.writer, rec.seq, rec.id,
+                                                   f"{table.name} row differs from the ledger"))
+        return problems
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _normalise(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def insert_all(store: AuditStore, batches: Iterable[Sequence[AuditRecord]]) -> int:
+    n = 0
+    for batch in batches:
+        store.insert(batch)
+        n += len(batch)
+    return n

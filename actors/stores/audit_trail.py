@@ -1,0 +1,131 @@
+"""The audit trail as the guard sees it: append durably now, reach SQL soon.
+
+:class:`AuditTrail` is an :class:`~healing.audit.AuditSink`: ``append`` returns once the
+record is fsync'd in the local spool, and a background flusher moves spooled records to SQL
+in batches, off the request path. When the database is down the flusher keeps retrying and
+the spool keeps growing; nothing is lost. On start it also flushes what dead writers (a
+crashed process, an earlier run) left behind; inserts are idempotent by record id, so a
+record flushed twice is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+from dataclasses import dataclass, field
+
+from healing.audit import AuditRecord
+from healing.safety import pseudonym
+
+from .audit_spool import AuditSpool, read_records, remove_writer_files, segments
+from .audit_sql import AuditStore, AuditStoreError
+
+__all__ = ["AuditTrail", "FlushStats"]
+
+_log = logging.getLogger("selfheal.audit")
+
+BATCH = 2_000
+
+
+@dataclass
+class FlushStats:
+    flushed: int = 0
+    failed_attempts: int = 0
+    last_error: str | None = None
+    segments_removed: int = 0
+    offsets: dict[pathlib.Path, int] = field(default_factory=dict)
+
+
+class AuditTrail:
+    """Spool + flusher + SQL store.
+
+    Args:
+        spool_dir: the local spool directory.
+        store: the SQL store (already migrated).
+        key: HMAC key for patient, clinician and operator pseudonyms.
+        flush_interval_s: how often the flusher looks for new records; 0 means never on its
+            own (tests call :meth:`flush`).
+    """
+
+    def __init__(self, spool_dir: str | pathlib.Path, store: AuditStore, key: bytes,
+                 flush_interval_s: float = 0.5) -> None:
+        self.spool = AuditSpool(spool_dir)
+        self.store = store
+        self._key = key
+        self.stats = FlushStats()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if flush_interval_s > 0:
+            self._thread = threading.Thread(target=self._run, args=(flush_interval_s,),
+                                            name="audit-flusher", daemon=True)
+            self._thread.start()
+
+    def pseudonymize(self, identifier: str) -> str:
+        return pseudonym(identifier, self._key)
+
+    def append(self, record: AuditRecord) -> None:
+        self.spool.append(record)
+
+    async def aappend(self, record: AuditRecord) -> None:
+        await self.spool.aappend(record)
+
+    def flush(self) -> int:
+        """Move every spooled record to SQL; returns how many were sent.
+
+        Raises:
+            AuditStoreError: the database refused; what was not sent stays in the spool.
+        """
+        with self._flush_lock:
+            sent = 0
+            segs = segments(self.spool.dir, own=self.spool)
+            for seg in segs:
+                offset = self.stats.offsets.get(seg.path, 0)
+                try:
+                    records, end = read_records(seg.path, offset)
+                except FileNotFoundError:  # another process flushed and removed it
+                    self.stats.offsets.pop(seg.path, None)
+                    continue
+                for i in range(0, len(records), BATCH):
+                    self.store.insert(records[i:i + BATCH])
+                    sent += len(records[i:i + BATCH])
+                self.stats.offsets[seg.path] = end
+                if seg.closed and end == seg.path.stat().st_size:
+                    seg.path.unlink(missing_ok=True)
+                    self.stats.offsets.pop(seg.path, None)
+                    self.stats.segments_removed += 1
+            # A writer with no segments left and no live process is forgotten.
+            pending = {s.writer for s in segments(self.spool.dir, own=self.spool)}
+            for lock in self.spool.dir.glob("*.lock"):
+                mine_open = lock.stem == self.spool.writer and self.spool.current is not None
+                if lock.stem not in pending and not mine_open:
+                    remove_writer_files(self.spool.dir, lock.stem)
+            self.stats.flushed += sent
+            return sent
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.flush()
+                self.stats.last_error = None
+            except AuditStoreError as exc:
+                # The database is down: records wait in the spool, durable, and go later.
+                self.stats.failed_attempts += 1
+                self.stats.last_error = str(exc)
+                _log.warning("audit flush failed, will retry: %s", exc)
+            except Exception:  # the flusher must outlive any single bad batch
+                self.stats.failed_attempts += 1
+                _log.exception("audit flush failed unexpectedly, will retry")
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the flusher, close the spool, and (by default) try a last flush."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.spool.close()
+        if flush:
+            try:
+                self.flush()
+            except AuditStoreError as exc:
+                _log.warning("records left in the spool for the next start: %s", exc)

@@ -1,0 +1,225 @@
+"""The durable audit trail against real SQLite and PostgreSQL: exactly once, tamper-evident."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from actors.stores.audit_spool import AuditSpool, segments
+from actors.stores.audit_sql import AuditStore, AuditStoreError, metadata
+from actors.stores.audit_trail import AuditTrail
+from healing import ClinicalContext, ClinicalSafetyError, FallbackExhausted, ManualClock
+from healing.audit import circuit_transition
+from serve.cli import main as cli
+from tests.factories import make_guard
+
+KEY = b"k" * 32
+DX = ClinicalContext("diagnostic", "high", patient_id="MRN-900117", clinician_id="DR-4411")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = AuditStore(url)
+    s.migrate()
+    yield s
+    s.dispose()
+
+
+def trail(tmp_path, store):
+    return AuditTrail(tmp_path / "spool", store, KEY, flush_interval_s=0)
+
+
+def down(*_a, **_k):
+    raise ConnectionError("provider down")
+
+
+def test_migrations_build_exactly_the_models_and_run_twice(store):
+    store.migrate()  # idempotent
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_every_failure_and_fallback_is_in_sql_exactly_once(tmp_path, store):
+    t = trail(tmp_path, store)
+    g = make_guard()
+    g.audit = t
+    g.fallbacks.register_provider("clinical_reasoning", "deepseek",
+                                  lambda: {"diagnosis": "x", "confidence": 0.9})
+    g.call("clinical_reasoning", down, context=DX)  # fallback served
+    with pytest.raises(ClinicalSafetyError):
+        g.call("emergency_triage", down, context=DX)  # explicit failure
+    with pytest.raises(FallbackExhausted):
+        g.call("pharmaguard", down, context=ClinicalContext("prescriptive", "high"))
+    g.call("clinical_reasoning", lambda: {"confidence": 0.99}, context=DX)  # success: no record
+    assert t.flush() == 3
+    assert t.flush() == 0  # nothing new
+    t.close()
+    assert store.count() == 3 and store.verify() == []
+    with store.engine.connect() as conn:
+        rows = conn.execute(text(
+            "select service, served_by, patient_impact, clinician_notified, "
+            "integrity_performed, patient_pseudonym from failure_events order by at")).all()
+    by_service = {r.service: r for r in rows}
+    fb = by_service["clinical_reasoning"]
+    assert fb.served_by == "alternative_provider:deepseek" and fb.patient_impact == "delay"
+    assert fb.integrity_performed and fb.patient_pseudonym and fb.patient_pseudonym != "MRN-900117"
+    assert by_service["emergency_triage"].clinician_notified
+    assert by_service["emergency_triage"].patient_impact == "service_unavailable"
+
+
+def test_identifiers_are_never_stored_in_clear(tmp_path, store):
+    t = trail(tmp_path, store)
+    g = make_guard()
+    g.audit = t
+    with pytest.raises(ClinicalSafetyError):
+        g.call("emergency_triage", down, context=DX)
+    t.close()
+    with store.engine.connect() as conn:
+        dump = json.dumps([list(map(str, r)) for table in ("audit_log", "failure_events")
+                           for r in conn.execute(text(f"select * from {table}"))])
+    assert "MRN-900117" not in dump and "DR-4411" not in dump
+    assert t.pseudonymize("MRN-900117") in dump
+
+
+def test_a_crashed_writer_is_replayed_by_the_next_process_exactly_once(tmp_path, store):
+    spool = tmp_path / "spool"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from actors.stores.audit_spool import AuditSpool
+        from healing.audit import circuit_transition
+        s = AuditSpool({str(spool)!r})
+        for i in range(50):
+            s.append(circuit_transition(service="svc", at=float(i), circuit="c",
+                                        from_state="CLOSED", to_state="OPEN", reason=str(i)))
+        print("written", flush=True)
+        import time; time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+    finally:
+        child.send_signal(signal.SIGKILL)  # no chance to close, flush or clean up
+        child.wait()
+    t = trail(tmp_path, store)
+    assert t.flush() == 50
+    t.flush()  # replaying again writes nothing twice
+    t.close()
+    assert store.count() == 50 and store.verify() == []
+    assert segments(spool) == []  # the dead writer's segments are gone once in SQL
+    assert not any(p.name.endswith(".lock") for p in spool.iterdir())
+
+
+def test_a_torn_last_line_is_skipped_not_misread(tmp_path, store):
+    spool_dir = tmp_path / "spool"
+    with AuditSpool(spool_dir) as s:
+        s.append(circuit_transition(service="s", at=1.0, circuit="c", from_state="A",
+                                    to_state="B", reason="r"))
+        path = s.current
+    with open(path, "ab") as f:
+        f.write(b'{"id": "torn')  # a crash in the middle of a write
+    t = trail(tmp_path, store)
+    assert t.flush() == 1
+    t.close()
+    assert store.verify() == []
+
+
+def test_database_outage_delays_records_and_loses_none(tmp_path, pg_url, postgres_control):
+    stop, start = postgres_control
+    store = AuditStore(pg_url)
+    store.migrate()
+    t = trail(tmp_path, store)
+    g = make_guard()
+    g.audit = t
+    for _ in range(5):
+        g.call("care_locator", down)  # static fallback: five records
+    assert t.flush() == 5
+    stop()
+    for _ in range(7):
+        assert g.call("care_locator", down).tier == "static_fallback"  # requests unaffected
+    with pytest.raises(AuditStoreError):
+        t.flush()
+    start()
+    store.engine.dispose()  # drop connections the restart killed
+    assert t.flush() == 7
+    t.close()
+    assert store.count() == 12 and store.verify() == [] and g.audit_failures == 0
+    store.dispose()
+
+
+def test_verify_reports_an_altered_a_deleted_and_a_projected_row(tmp_path, store, capsys):
+    t = trail(tmp_path, store)
+    for i in range(4):
+        t.append(circuit_transition(service="s", at=float(i), circuit="c", from_state="CLOSED",
+                                    to_state="OPEN", reason=f"r{i}"))
+    t.close()
+    assert cli(["audit", "verify", "--database-url", store.url]) == 0
+    assert "intact: 4 records" in capsys.readouterr().out
+    with store.engine.begin() as conn:
+        ids = [r.id for r in conn.execute(text("select id from audit_log order by seq"))]
+        conn.execute(text("update circuit_transitions set to_state='CLOSED' where record_id=:i"),
+                     {"i": ids[0]})
+        conn.execute(text("update audit_log set service='evil' where id=:i"), {"i": ids[1]})
+        conn.execute(text("delete from circuit_transitions where record_id=:i"), {"i": ids[2]})
+        conn.execute(text("delete from audit_log where id=:i"), {"i": ids[2]})
+    problems = {(p.record_id, p.problem) for p in store.verify()}
+    assert (ids[0], "circuit_transitions row differs from the ledger") in problems
+    assert (ids[1], "content does not match its hash") in problems
+    assert (None, "records 2..2 are missing") in problems
+    assert cli(["audit", "verify", "--database-url", store.url]) == 1
+    assert "TAMPERED" in capsys.readouterr().out
+
+
+def test_concurrent_appends_share_syncs(tmp_path):
+    async def main(spool):
+        await asyncio.gather(*(spool.aappend(circuit_transition(
+            service="s", at=float(i), circuit="c", from_state="A", to_state="B", reason="r"))
+            for i in range(200)))
+
+    with AuditSpool(tmp_path) as spool:
+        asyncio.run(main(spool))
+        assert spool.records == 200
+        assert spool.syncs < 50  # group commit: 200 records in far fewer fsyncs
+
+
+def test_async_guard_audits_without_blocking_the_loop(tmp_path, store):
+    t = trail(tmp_path, store)
+    g = make_guard(ManualClock())
+    g.audit = t
+
+    async def primary():
+        raise ConnectionError("down")
+
+    r = asyncio.run(g.acall("care_locator", primary))
+    assert r.tier == "static_fallback"
+    t.close()
+    assert store.count() == 1
+
+
+def test_spool_refuses_appends_after_close(tmp_path):
+    from actors.stores.audit_spool import SpoolError
+
+    s = AuditSpool(tmp_path)
+    s.close()
+    with pytest.raises(SpoolError, match="closed"):
+        s.append(circuit_transition(service="s", at=1.0, circuit="c", from_state="A",
+                                    to_state="B", reason="r"))
+
+
+def test_files_are_private_to_the_owner(tmp_path):
+    with AuditSpool(tmp_path) as s:
+        s.append(circuit_transition(service="s", at=1.0, circuit="c", from_state="A",
+                                    to_state="B", reason="r"))
+        assert os.stat(s.current).st_mode & 0o077 == 0

@@ -45,7 +45,7 @@ def test_unknown_settings_and_broken_toml_are_errors(tmp_path):
     with pytest.raises(SettingsError, match="redis_ur"):
         load_settings()
     (tmp_path / "bad.toml").write_text("redis_url = \n")
-    with pytest.raises(SettingsError, match="not valid TOML.*line 1"):
+    with pytest.raises(SettingsError, match=r"not valid TOML.*line 1"):
         load_settings(tmp_path / "bad.toml")
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")

@@ -1,0 +1,138 @@
+"""The metric recorder against real Redis servers: sampling, exact counters, outages."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from actors.stores.embedded_redis import EmbeddedRedis
+from actors.stores.metric_stream import MetricRecorder, read_counts, read_events
+from actors.stores.redis_conn import connect
+from healing import ClinicalContext, ManualClock
+from tests.factories import make_guard
+
+
+@pytest.fixture
+def redis_client():
+    client = connect("redis://127.0.0.1:6379/0")
+    prefix = f"test:{uuid.uuid4().hex[:10]}"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def guard_with(recorder):
+    g = make_guard(ManualClock())
+    g.sink = recorder
+    return g
+
+
+def ok():
+    return {"ok": True}
+
+
+def down():
+    raise ConnectionError("down")
+
+
+def test_errors_always_recorded_successes_sampled_counters_exact(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=0.1, flush_interval_s=0, rng=random.Random(3),
+                         prefix=prefix)
+    g = guard_with(rec)
+    for i in range(2000):
+        if i % 10 == 0:
+            with pytest.raises(ConnectionError):
+                g.call("billing", down)
+        else:
+            g.call("billing", ok)
+    rec.flush()
+    counts = read_counts(client, "billing", prefix)
+    assert counts == {"total": 2000, "errors": 200}
+    events = read_events(client, "billing", prefix)
+    errors = [e for e in events if e[2] == 0]
+    assert len(errors) == 200  # every error
+    successes = len(events) - len(errors)
+    assert 120 <= successes <= 240  # ~10 % of 1,800
+    assert rec.stats.sent == len(events)
+
+
+def test_fallback_answers_count_as_errors_of_the_primary_and_as_fallbacks(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix)
+    g = guard_with(rec)
+    g.call("care_locator", down)
+    rec.flush()
+    assert read_counts(client, "care_locator", prefix) == {"total": 1, "errors": 1,
+                                                            "fallbacks": 1}
+    [event] = read_events(client, "care_locator", prefix)
+    assert event[3] == "ConnectionError" and event[4] == "static_fallback"
+
+
+def test_events_never_carry_identifiers(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix)
+    g = guard_with(rec)
+    ctx = ClinicalContext("diagnostic", "high", patient_id="MRN-5551212")
+    g.call("clinical_reasoning", lambda: {"confidence": 0.9}, context=ctx)
+    rec.flush()
+    dump = repr([client.xrange(k) for k in client.scan_iter(f"{prefix}:*")
+                 if client.type(k) == b"stream"])
+    assert "MRN-5551212" not in dump and "diagnostic" not in dump
+
+
+def test_a_retried_flush_is_applied_once(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix)
+    g = guard_with(rec)
+    for _ in range(5):
+        g.call("billing", ok)
+    rec.flush()
+    rec.resend_last_for_testing()  # the reply was lost; the same flush goes again
+    assert read_counts(client, "billing", prefix) == {"total": 5}
+    assert len(read_events(client, "billing", prefix)) == 5
+
+
+def test_stream_length_is_capped(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, maxlen=100, flush_interval_s=0,
+                         prefix=prefix)
+    g = guard_with(rec)
+    for _ in range(400):  # one stream entry per flush
+        g.call("billing", ok)
+        rec.flush()
+    # MAXLEN ~ trims whole 100-entry nodes: at most maxlen plus one node remains.
+    assert client.xlen(f"{prefix}:billing") <= 200
+    assert read_counts(client, "billing", prefix)["total"] == 400  # counters are not capped
+
+
+def test_redis_down_and_back_guard_unaffected_counters_exact(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis", persist=True).start()
+    client = server.client(timeout_s=0.2)
+    rec = MetricRecorder(client, sample_rate=1.0, buffer_max=1000, flush_interval_s=0)
+    g = guard_with(rec)
+    try:
+        for _ in range(100):
+            g.call("billing", ok)
+        rec.flush()
+        server.stop()  # Redis goes away mid-run
+        for i in range(1500):
+            assert g.call("billing", ok).data == {"ok": True}  # never fails because of it
+            if i == 700:
+                with pytest.raises(Exception):
+                    rec.flush()
+        assert rec.stats.dropped == 1500 - 1000  # the bounded buffer, counted
+        server.start()  # and comes back, with its data
+        rec.flush()
+        assert read_counts(client, "billing") == {"total": 1600}  # exact, despite drops
+        assert len(read_events(client, "billing")) == 100 + 1000
+        assert rec.stats.failed_flushes == 1
+    finally:
+        server.stop()
+
+
+def test_recorder_rejects_a_bad_sample_rate():
+    with pytest.raises(ValueError, match="sample_rate"):
+        MetricRecorder(connect("redis://127.0.0.1:6379"), sample_rate=2, flush_interval_s=0)

@@ -151,9 +151,27 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_clock", "_consecutive_opens", "_free", "_generation", "_listeners", "_lock",
-        "_min_calls", "_permit", "_record_result", "_rejection", "_since", "_slow_s", "_state",
-        "_trial", "_trials_issued", "_window", "config", "last_used", "name",
+        "_clock",
+        "_consecutive_opens",
+        "_free",
+        "_generation",
+        "_listeners",
+        "_lock",
+        "_managed",
+        "_min_calls",
+        "_permit",
+        "_record_result",
+        "_rejection",
+        "_since",
+        "_slow_s",
+        "_state",
+        "_tap",
+        "_trial",
+        "_trials_issued",
+        "_window",
+        "config",
+        "last_used",
+        "name",
     )
 
     def __init__(
@@ -174,6 +192,8 @@ class CircuitBreaker:
         self._trials_issued = 0
         self._trial = CountWindow(self.config.permitted_calls_in_half_open)
         self._window = self._new_window()
+        self._tap: Any = None
+        self._managed = False
         self._enter(_S.CLOSED, retry_at=None)
 
     # -- reading -----------------------------------------------------------------------
@@ -194,6 +214,36 @@ class CircuitBreaker:
         """Monotonic time at which an OPEN circuit admits a trial call; else None."""
         r = self._rejection
         return r.retry_at if self._state is _S.OPEN and r is not None else None
+
+    def tap(self, sink: Any) -> None:
+        """Append ``(now, code, is_trial)`` for every counted outcome to ``sink`` (a deque:
+        its append is atomic). The cluster agent reads it to report outcomes to the actor."""
+        self._tap = sink
+
+    def manage(self, managed: bool = True) -> None:
+        """Under cluster management an OPEN circuit waits for :meth:`start_probe` (granted by
+        the cluster's probe lease) instead of half-opening by itself when its wait elapses."""
+        self._managed = managed
+
+    def start_probe(self, now: float, reason: str = "probe lease granted") -> list[Any]:
+        """OPEN → HALF_OPEN now, whatever the wait: this process runs the trial calls."""
+        with self._lock:
+            if self._state is not _S.OPEN:
+                return []
+            events: list[Any] = []
+            self._transition(_S.HALF_OPEN, now, reason, events)
+        self._notify(events)
+        return events
+
+    def hold_open(self, now: float, retry_at: float, reason: str) -> list[Any]:
+        """Enter (or stay in) OPEN until ``retry_at``, as the cluster decided."""
+        with self._lock:
+            if (self._state, _S.OPEN) not in LEGAL_TRANSITIONS:
+                return []  # e.g. METRICS_ONLY or DISABLED by an operator: theirs to decide
+            events: list[Any] = []
+            self._transition(_S.OPEN, now, reason, events, retry_at=retry_at)
+        self._notify(events)
+        return events
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(event)`` for every transition and threshold event, outside the lock."""
@@ -233,9 +283,14 @@ class CircuitBreaker:
         check = self._record_result
         if duration_s < self._slow_s and (check is None or not check(result)):
             seq = permit.seq
-            if seq is not None and next(seq) != permit.check_at:
+            if seq is None:
+                return self.record(permit, SUCCESS, now)
+            tap = self._tap
+            if tap is not None:
+                tap.append((now, SUCCESS, False))
+            if next(seq) != permit.check_at:
                 return _NO_EVENTS  # a success in a count window: counted, nothing to decide
-            return self.record(permit, SUCCESS, now, counted=seq is not None)
+            return self.record(permit, SUCCESS, now, counted=True)
         return self.record(permit, self.classify_result(result, duration_s), now)
 
     def on_exception(
@@ -252,6 +307,10 @@ class CircuitBreaker:
         ``counted`` says the outcome already took its place in the permit's window (the lock-free
         success path of :meth:`on_result`) and only the thresholds remain to be checked.
         """
+        if not counted:
+            tap = self._tap
+            if tap is not None and code != IGNORED:
+                tap.append((now, code, permit.state is _S.HALF_OPEN))
         seq = permit.seq
         if code == SUCCESS and seq is not None and not counted:
             # Count window: a success only replaces the oldest call, so it never raises a
@@ -290,7 +349,8 @@ class CircuitBreaker:
         events: list[Any] = []
         with self._lock:
             state = self._state
-            if state is _S.OPEN and now >= self._rejection.retry_at:  # type: ignore[union-attr, operator]
+            if (state is _S.OPEN and not self._managed
+                    and now >= self._rejection.retry_at):  # type: ignore[union-attr, operator]
                 self._transition(_S.HALF_OPEN, now, "wait in OPEN elapsed", events)
             elif state is _S.HALF_OPEN:
                 self._half_open_timeout(now, events)
@@ -401,7 +461,7 @@ class CircuitBreaker:
     def _allow_locked(self, now: float, events: list[Any]) -> Permit | Rejection:
         state = self._state
         if state is _S.OPEN:
-            if now < self._rejection.retry_at:  # type: ignore[union-attr, operator]
+            if self._managed or now < self._rejection.retry_at:  # type: ignore[union-attr, operator]
                 return self._rejection  # type: ignore[return-value]
             self._transition(_S.HALF_OPEN, now, "wait in OPEN elapsed", events)
             state = _S.HALF_OPEN
@@ -464,16 +524,18 @@ class CircuitBreaker:
     def _transition(
         self, to: CircuitState, now: float, reason: str, events: list[Any],
         calls: int = 0, fr: float | None = None, sr: float | None = None,
+        retry_at: float | None = None,
     ) -> None:
         from_ = self._state
         if (from_, to) not in LEGAL_TRANSITIONS:  # internal moves are legal by construction
             raise IllegalTransition(self.name, from_, to)
         self._generation += 1
         self._since = now
-        retry_at = None
-        if to is _S.OPEN:
+        if to is not _S.OPEN:
+            retry_at = None
+        elif retry_at is None:
             retry_at = now + self.config.wait_for_open_number(max(1, self._consecutive_opens))
-        elif to is _S.HALF_OPEN:
+        if to is _S.HALF_OPEN:
             self._trial = CountWindow(self.config.permitted_calls_in_half_open)
             self._trials_issued = 0
         elif to is _S.CLOSED or to is _S.METRICS_ONLY:

@@ -54,3 +54,22 @@ def postgres_control() -> Iterator[tuple]:
         yield stop_postgres, _ensure_postgres_running
     finally:
         _ensure_postgres_running()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster for the whole session (2 CPUs, no dashboard)."""
+    import pathlib
+
+    import ray
+
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="selfheal",
+             configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root,
+                                       "RAY_task_events_report_interval_ms": "0"}})
+    yield ray
+    ray.shutdown()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,0 +1,43 @@
+"""The one place Ray is touched: starting it, and finding or creating the named actors.
+
+Actors are named and detached in the ``selfheal`` namespace, so any Serve replica, job or
+notebook connected to the cluster reaches the same one; Ray restarts them after a crash
+(``max_restarts=-1``) and retries calls that were in flight (``max_task_retries=-1``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+
+from healing.cluster import ClusterPolicy
+from healing.config import CircuitConfig
+
+from .circuit_actor import CircuitBreakerActor, config_to_dict
+
+__all__ = ["NAMESPACE", "circuit_actor", "init_ray"]
+
+NAMESPACE = "selfheal"
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray."""
+    if ray.is_initialized():
+        return
+    # Task events make the GCS grow without bound in long runs (PLATFORM.md).
+    os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), namespace=NAMESPACE,
+             num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+
+
+def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
+                  redis_url: str) -> Any:
+    """The actor for circuit ``name``, created on first use."""
+    policy_dict = {f: getattr(policy, f) for f in policy.__dataclass_fields__}
+    return ray.remote(CircuitBreakerActor).options(  # type: ignore[attr-defined]
+        name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
+    ).remote(name, config_to_dict(config), policy_dict, redis_url)

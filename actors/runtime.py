@@ -16,8 +16,9 @@ from healing.cluster import ClusterPolicy
 from healing.config import CircuitConfig
 
 from .circuit_actor import CircuitBreakerActor, config_to_dict
+from .health_actor import HealthMonitorActor
 
-__all__ = ["NAMESPACE", "circuit_actor", "init_ray"]
+__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray"]
 
 NAMESPACE = "selfheal"
 
@@ -41,3 +42,11 @@ def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
         name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
     ).remote(name, config_to_dict(config), policy_dict, redis_url)
+
+
+def health_monitor(name: str = "health") -> Any:
+    """The cluster's health monitor (one per name), created on first use."""
+    return ray.remote(HealthMonitorActor).options(  # type: ignore[attr-defined]
+        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
+    ).remote()

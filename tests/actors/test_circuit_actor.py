@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -13,6 +14,7 @@ from actors.stores.redis_conn import connect
 from actors.stores.redis_state import CircuitStateStore
 from healing import CircuitConfig
 from healing.cluster import ClusterPolicy
+from tests.actors.hosts import GuardHost
 from tests.conftest import REDIS_URL
 
 CONFIG = dict(window_size=20, minimum_number_of_calls=10, failure_rate_threshold=0.5,
@@ -33,7 +35,7 @@ def hosts(ray_cluster, service):
     made = []
 
     def make(*names):
-        remote = ray_cluster.remote(num_cpus=0)(GuardHostRef())
+        remote = ray_cluster.remote(num_cpus=0)(GuardHost)
         for n in names:
             h = remote.remote(n, CONFIG, POLICY, REDIS_URL)
             ray_cluster.get(h.attach.remote(service))
@@ -44,16 +46,8 @@ def hosts(ray_cluster, service):
     for h in made:
         ray_cluster.get(h.close.remote())
         ray_cluster.kill(h)
-    try:
+    with contextlib.suppress(ValueError):  # the test may have removed it already
         ray_cluster.kill(ray_cluster.get_actor(f"circuit:{service}", namespace="selfheal"))
-    except ValueError:
-        pass
-
-
-def GuardHostRef():  # noqa: N802 - imported lazily so the module loads without Ray started
-    from tests.actors.hosts import GuardHost
-
-    return GuardHost
 
 
 def wait_until(fn, timeout_s=20.0):

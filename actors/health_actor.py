@@ -1,0 +1,110 @@
+"""HealthMonitorActor: registered checks, run on their interval, with hysteresis.
+
+A plain class made a named, detached actor by :mod:`actors.runtime`. Each check's probe runs
+in a worker thread under its timeout; the result feeds a
+:class:`~healing.health.HealthTracker`. Going unhealthy queues a ``health_check_failed``
+trigger (for the recovery orchestrator to collect); coming back records the recovery.
+``run_once`` runs a check now, which is how tests and operators drive it without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import asdict
+from typing import Any
+
+from healing.clock import Clock, SystemClock
+from healing.health import CheckResult, HealthCheckFailed, HealthPolicy, HealthTracker
+
+from .health_checks import CheckSpec, make_probe
+
+__all__ = ["HealthMonitorActor"]
+
+MAX_EVENTS = 1_000
+
+
+class _Check:
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.policy = HealthPolicy(**spec.policy)
+        self.probe = make_probe(spec, self.policy.timeout_s)
+        self.tracker = HealthTracker(spec.name, self.policy)
+        self.task: asyncio.Task[None] | None = None
+
+
+class HealthMonitorActor:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock if clock is not None else SystemClock()
+        self._checks: dict[str, _Check] = {}
+        self._triggers: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._recoveries: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+
+    async def register(self, spec: CheckSpec, start: bool = True) -> dict[str, Any]:
+        """Add (or replace) a check; ``start`` runs it on its interval from now on.
+
+        Raises:
+            ConfigError: the spec or its policy is invalid (nothing is registered).
+        """
+        check = _Check(spec)  # validates before anything changes
+        await self.unregister(spec.name)
+        self._checks[spec.name] = check
+        if start:
+            check.task = asyncio.get_running_loop().create_task(self._loop(check))
+        return self._status(check)
+
+    async def unregister(self, name: str) -> None:
+        old = self._checks.pop(name, None)
+        if old is not None and old.task is not None:
+            old.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await old.task
+
+    async def run_once(self, name: str) -> dict[str, Any]:
+        """Run one check now and return its status."""
+        check = self._checks[name]
+        clock = self.clock
+        t0 = clock.now()
+        error = ""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(check.probe), check.policy.timeout_s)
+            latency = clock.now() - t0
+            result = (CheckResult.SLOW if latency >= check.policy.degraded_latency_s
+                      else CheckResult.OK)
+        except Exception as exc:  # a probe's every failure is a failed check
+            latency = clock.now() - t0
+            result = CheckResult.FAILED
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        for event in check.tracker.observe(result, latency, clock.now(), clock.utcnow(), error):
+            record = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                      for k, v in asdict(event).items()}
+            if isinstance(event, HealthCheckFailed):
+                self._triggers.append({"trigger": "health_check_failed", **record})
+            else:
+                self._recoveries.append(record)
+        return self._status(check)
+
+    async def status(self) -> dict[str, dict[str, Any]]:
+        return {name: self._status(c) for name, c in self._checks.items()}
+
+    async def triggers(self) -> list[dict[str, Any]]:
+        return list(self._triggers)
+
+    async def recoveries(self) -> list[dict[str, Any]]:
+        return list(self._recoveries)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def _loop(self, check: _Check) -> None:
+        while True:
+            await self.run_once(check.spec.name)
+            await asyncio.sleep(check.policy.interval_s)
+
+    @staticmethod
+    def _status(check: _Check) -> dict[str, Any]:
+        t = check.tracker
+        return {"name": check.spec.name, "kind": check.spec.kind, "state": t.state.value,
+                "consecutive_failures": t.failures, "last_error": t.last_error,
+                "last_latency_s": t.last_latency_s}

@@ -15,7 +15,7 @@ demo: $(STAMP)
 test: $(STAMP) services lint
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(PY) -m benchmarks
 
 lint: $(STAMP)

@@ -67,7 +67,7 @@ def test_every_kind_of_probe_against_a_real_target(ray_cluster, monitor, pg_url)
     m, name = monitor
 
     class Ok(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):
             self.send_response(200 if self.path == "/ok" else 503)
             self.end_headers()
 

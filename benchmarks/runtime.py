@@ -5,6 +5,7 @@ PostgreSQL on 127.0.0.1:5432 (``make bench`` starts them like ``make test`` does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -22,16 +23,16 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 # -- instrumentation -------------------------------------------------------------------
 
-def _asgi_request(app, path: str = "/items/7") -> None:  # noqa: ANN001
+def _asgi_request(app, path: str = "/items/7") -> None:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
              "query_string": b"", "root_path": "", "headers": [], "server": ("bench", 80),
              "client": ("127.0.0.1", 1)}
 
-    async def receive():  # noqa: ANN202
+    async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message):  # noqa: ANN001, ANN202
+    async def send(message):
         return None
 
     return app(scope, receive, send)
@@ -44,7 +45,7 @@ def instrumentation() -> list[Figure]:
     from actors.stores.metric_stream import MetricRecorder
     from actors.stores.redis_conn import connect
 
-    def make(instrumented: bool):  # noqa: ANN202
+    def make(instrumented: bool):
         app = FastAPI()
 
         @app.get("/items/{item_id}")
@@ -61,7 +62,7 @@ def instrumentation() -> list[Figure]:
 
     async def rounds(n: int = 2000, k: int = 9) -> tuple[float, float]:
         p_runs, m_runs = [], []
-        for app, runs in ((plain, p_runs), (measured, m_runs)):
+        for app in (plain, measured):
             for _ in range(200):
                 await _asgi_request(app)  # warm up routing and middleware stacks
         for _ in range(k):
@@ -146,7 +147,7 @@ def metric_events() -> list[Figure]:
 
 # -- audit -----------------------------------------------------------------------------
 
-def _record(i: int):  # noqa: ANN202
+def _record(i: int):
     from healing.audit import circuit_transition
 
     return circuit_transition(service="bench", at=1.7e9 + i, circuit="bench:p",
@@ -212,7 +213,7 @@ def audit() -> list[Figure]:
     return figures
 
 
-def _plain_insert(store, n: int) -> float:  # noqa: ANN001
+def _plain_insert(store, n: int) -> float:
     from sqlalchemy import Column, Integer, MetaData, String, Table
 
     md = MetaData()
@@ -265,7 +266,7 @@ class _Host:
         self.opened_at: float | None = None
         from healing import CircuitTransitioned
 
-        def note(e) -> None:  # noqa: ANN001
+        def note(e) -> None:
             if isinstance(e, CircuitTransitioned) and e.to_state.name == "OPEN":
                 self.opened_at = self.opened_at or time.time()
         self.breaker.add_listener(note)
@@ -276,10 +277,8 @@ class _Host:
         def bad() -> None:
             raise ConnectionError("down")
         for _ in range(n):
-            try:
+            with contextlib.suppress(ConnectionError):
                 self.guard.call(self.service, bad)
-            except ConnectionError:
-                pass
         return time.time()
 
     def opened(self) -> float | None:

@@ -12,6 +12,10 @@ def _demo(args: argparse.Namespace) -> int:
     from serve.demo import run_demo
 
     run_demo(out=sys.stdout, color=args.color)
+    if not args.core_only:
+        from serve.demo_cluster import run_cluster_demo
+
+        run_cluster_demo(out=sys.stdout)
     return 0
 
 
@@ -54,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a short scripted outage and explain each step")
     demo.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                       help="colour the output (default: when writing to a terminal)")
+    demo.add_argument("--core-only", action="store_true",
+                      help="only the in-process story (no Ray, no Redis)")
     demo.set_defaults(func=_demo)
 
     audit = sub.add_parser("audit", help="inspect the audit trail")

@@ -163,6 +163,6 @@ def run_demo(out: TextIO = sys.stdout, color: bool | None = None) -> dict[str, A
     leaks = sum("patient-00" in repr(o) for o in sink.outcomes)
     say.line(f"{len(sink.outcomes)} outcome records; {leaks} contain a patient identifier",
              "ok" if leaks == 0 else "bad")
-    out.write("\n   Next: `make test` runs the test suite; README.md says where to read more.\n")
+
     return {"served": served, "transitions": [(t.from_state, t.to_state) for t in transitions],
             "outcomes": list(sink.outcomes)}

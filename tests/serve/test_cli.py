@@ -32,7 +32,7 @@ def test_demo_tells_the_whole_outage_story():
 
 def test_cli_runs_the_demo_as_a_console_script():
     script = pathlib.Path(sys.executable).with_name("selfheal")  # installed by pyproject
-    proc = subprocess.run([str(script), "demo", "--no-color"],
+    proc = subprocess.run([str(script), "demo", "--no-color", "--core-only"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Recovery" in proc.stdout and "HALF_OPEN → CLOSED" in proc.stdout
@@ -43,3 +43,20 @@ def test_cli_without_a_command_explains_itself(capsys):
         main([])
     assert exc.value.code == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+def test_cluster_demo_shows_circuit_and_health_state_of_a_running_cluster(ray_cluster,
+                                                                          tmp_path):
+    from serve.demo_cluster import run_cluster_demo
+
+    out = io.StringIO()
+    seen = run_cluster_demo(out=out, data_dir=str(tmp_path))
+    assert seen["states"] == ["OPEN", "OPEN", "OPEN"]  # replica 2 included
+    assert seen["saved"]["state"] == "open"
+    assert {n: h["state"] for n, h in seen["health"].items()} == {
+        "redis": "healthy", "audit-db": "healthy", "circuit-actor": "healthy",
+        "imaging-gateway": "unhealthy"}
+    assert [t["check"] for t in seen["triggers"]] == ["imaging-gateway"]
+    assert seen["audit_records"] == 12 and seen["audit_problems"] == []
+    assert seen["counts"] == {"total": 22, "errors": 12, "fallbacks": 12}
+    assert "patient-0042" not in out.getvalue()

@@ -1,0 +1,86 @@
+"""One guarding process, wired to the cluster: what a Serve replica or a job starts with.
+
+:func:`bootstrap` runs once per deployment (it migrates the audit database and, with no
+``REDIS_URL``, starts the embedded Redis). :class:`GuardProcess` is then built in every
+process: a :class:`~healing.guard.Guard` whose outcomes go to the Redis metric recorder,
+whose failures go to the durable audit trail, and whose circuits are shared through their
+cluster actors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from healing import CircuitBreaker, CircuitBreakerRegistry, CircuitConfig, Clock, Guard
+from healing.cluster import ClusterPolicy
+
+from .cluster_agent import ClusterAgent
+from .runtime import circuit_actor
+from .settings import Settings
+from .stores.audit_sql import AuditStore
+from .stores.audit_trail import AuditTrail
+from .stores.embedded_redis import EmbeddedRedis
+from .stores.metric_stream import MetricRecorder
+from .stores.redis_conn import connect
+
+__all__ = ["GuardProcess", "bootstrap"]
+
+
+def bootstrap(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
+    """Prepare shared state once: the audit schema, and Redis if none is configured.
+
+    Returns the settings every process should use (with the embedded Redis's URL filled
+    in) and the embedded server, if one was started (the caller stops it).
+    """
+    store = AuditStore(settings.audit_database_url())
+    store.migrate()
+    store.dispose()
+    if settings.redis_url is not None:
+        return settings, None
+    server = EmbeddedRedis(settings.data_dir / "redis").start()
+    return settings.model_copy(update={"redis_url": server.url}), server
+
+
+class GuardProcess:
+    """A guard, a metric recorder, an audit trail and a cluster agent for this process."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 process_id: str | None = None, circuit: CircuitConfig | None = None,
+                 policy: ClusterPolicy | None = None) -> None:
+        if settings.redis_url is None:
+            raise ValueError("GuardProcess needs settings.redis_url: call bootstrap() first")
+        redis_url = settings.redis_url
+        circuit = circuit if circuit is not None else CircuitConfig()
+        policy = policy if policy is not None else ClusterPolicy()
+        self.breakers = CircuitBreakerRegistry(clock, circuit)
+        self.recorder = MetricRecorder(
+            connect(redis_url), sample_rate=settings.metrics_sample_rate,
+            maxlen=settings.metrics_stream_maxlen, buffer_max=settings.metrics_buffer_max)
+        self.audit = AuditTrail(settings.spool_dir(), AuditStore(settings.audit_database_url()),
+                                settings.pseudonym_key_bytes(), settings.audit_flush_interval_s)
+        self.guard = Guard(clock=clock, breakers=self.breakers, sink=self.recorder,
+                           audit=self.audit)
+        self.agent = ClusterAgent(self.breakers,
+                                  lambda name: circuit_actor(name, circuit, policy, redis_url),
+                                  clock=clock, process_id=process_id)
+
+    def share(self, service: str, provider: str | None = None) -> CircuitBreaker:
+        """Make ``(service, provider)``'s circuit cluster-wide."""
+        return self.agent.attach(service, provider)
+
+    def circuits(self) -> dict[str, dict[str, Any]]:
+        """This process's view of its circuits: local state and what the cluster said."""
+        out = {}
+        for sid, b in self.breakers.items():
+            m = b.metrics()
+            out[sid.name] = {"local": b.state.name, "calls": m.calls, "failed": m.failed,
+                             **{f"recorder_{k}": v for k, v in
+                                dataclasses.asdict(self.recorder.stats).items()
+                                if k in ("recorded", "sent", "dropped")}}
+        return out
+
+    def close(self) -> None:
+        self.agent.close()
+        self.recorder.close()
+        self.audit.close()

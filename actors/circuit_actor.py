@@ -17,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
+from healing.audit import circuit_transition
 from healing.cluster import ClusterCircuit, ClusterPolicy, ClusterView
 from healing.config import CircuitConfig, WindowType
 
+from .stores.audit_sql import AuditStore
+from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 from .stores.redis_state import CircuitStateStore, StateStoreError
 
@@ -51,7 +55,7 @@ class CircuitBreakerActor:
     """One circuit's cluster state. ``now`` arguments are UTC epoch seconds."""
 
     def __init__(self, name: str, config: dict[str, Any], policy: dict[str, Any],
-                 redis_url: str) -> None:
+                 redis_url: str, audit: dict[str, Any] | None = None) -> None:
         self.core = ClusterCircuit(name, config_from_dict(config), ClusterPolicy(**policy))
         self.store = CircuitStateStore(connect(redis_url))
         saved = self.store.load(name)  # a restart resumes where the last transition left it
@@ -59,6 +63,11 @@ class CircuitBreakerActor:
             self.core.restore(saved)
         self._changed = asyncio.Condition()
         self._unsaved = False
+        self._audited_state = self.core.state
+        # Cluster transitions go to the audit trail through this actor's own spool.
+        self.audit = None if audit is None else AuditTrail(
+            audit["spool_dir"], AuditStore(audit["database_url"]), audit["key"],
+            audit.get("flush_interval_s", 0.5))
 
     async def join(self, process: str, now: float) -> dict[str, Any]:
         return self.core.join(process, now).to_dict()
@@ -118,5 +127,19 @@ class CircuitBreakerActor:
             self._unsaved = True
             _log.warning("circuit %s: state not persisted yet", self.core.name, exc_info=True)
         if changed is not None:
+            await self._audit(changed)
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _audit(self, view: ClusterView) -> None:
+        if self.audit is None or view.state is self._audited_state:
+            return
+        record = circuit_transition(
+            service=self.core.name.split(":", 1)[0], at=time.time(),
+            circuit=f"{self.core.name} (cluster)", from_state=self._audited_state.name,
+            to_state=view.state.name, reason=view.reason)
+        self._audited_state = view.state
+        try:
+            await self.audit.aappend(record)
+        except Exception:  # the decision stands; the hole in the trail is logged loudly
+            _log.exception("circuit %s: transition not audited", self.core.name)

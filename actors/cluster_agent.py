@@ -61,6 +61,9 @@ class ClusterAgent:
         actor_for: returns the actor handle for a circuit name (see ``runtime.circuit_actor``).
         clock: this process's clock.
         process_id: how the actor knows this process (random by default).
+        report_interval_s: how often outcomes are reported and probes considered; 0 means
+            only when :meth:`step` is called (tests drive it that way, in step with a
+            manual clock).
     """
 
     def __init__(self, breakers: CircuitBreakerRegistry, actor_for: Callable[[str], Any], *,
@@ -95,7 +98,7 @@ class ClusterAgent:
                              name=f"circuit-poll-{breaker.name}")
         t.start()
         self._threads.append(t)
-        if len(self._circuits) == 1:
+        if len(self._circuits) == 1 and self.report_interval_s > 0:
             r = threading.Thread(target=self._report_loop, daemon=True, name="circuit-report")
             r.start()
             self._threads.append(r)

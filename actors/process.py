@@ -10,9 +10,19 @@ cluster actors.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
-from healing import CircuitBreaker, CircuitBreakerRegistry, CircuitConfig, Clock, Guard
+from healing import (
+    CircuitBreaker,
+    CircuitBreakerRegistry,
+    CircuitConfig,
+    CircuitTransitioned,
+    Clock,
+    Guard,
+    SystemClock,
+)
+from healing.audit import circuit_transition
 from healing.cluster import ClusterPolicy
 
 from .cluster_agent import ClusterAgent
@@ -25,6 +35,8 @@ from .stores.metric_stream import MetricRecorder
 from .stores.redis_conn import connect
 
 __all__ = ["GuardProcess", "bootstrap"]
+
+_log = logging.getLogger("selfheal.process")
 
 
 def bootstrap(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
@@ -61,9 +73,32 @@ class GuardProcess:
                                 settings.pseudonym_key_bytes(), settings.audit_flush_interval_s)
         self.guard = Guard(clock=clock, breakers=self.breakers, sink=self.recorder,
                            audit=self.audit)
-        self.agent = ClusterAgent(self.breakers,
-                                  lambda name: circuit_actor(name, circuit, policy, redis_url),
-                                  clock=clock, process_id=process_id)
+        audit_cfg = {"spool_dir": str(settings.spool_dir()),
+                     "database_url": settings.audit_database_url(),
+                     "key": settings.pseudonym_key_bytes(),
+                     "flush_interval_s": settings.audit_flush_interval_s}
+        self.agent = ClusterAgent(
+            self.breakers, lambda name: circuit_actor(name, circuit, policy, redis_url, audit_cfg),
+            clock=clock, process_id=process_id)
+        self._wall = (clock or SystemClock()).wall
+        self.breakers.add_listener(self._audit_transition)
+
+    def _audit_transition(self, event: Any) -> None:
+        # Runs on the thread whose call caused the transition, after the breaker's lock is
+        # released: the record is durable before that call returns, like every other.
+        if not isinstance(event, CircuitTransitioned):
+            return
+        record = circuit_transition(
+            service=event.circuit.split(":", 1)[0], at=self._wall(),
+            circuit=f"{event.circuit} (process {self.agent.process_id})",
+            from_state=event.from_state.name, to_state=event.to_state.name,
+            reason=event.reason, failure_rate=event.failure_rate,
+            slow_call_rate=event.slow_call_rate)
+        try:
+            self.audit.append(record)
+        except Exception:
+            self.guard.audit_failures += 1
+            _log.exception("transition of %s not audited", event.circuit)
 
     def share(self, service: str, provider: str | None = None) -> CircuitBreaker:
         """Make ``(service, provider)``'s circuit cluster-wide."""

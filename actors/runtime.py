@@ -35,13 +35,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
 
 
 def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
-                  redis_url: str) -> Any:
-    """The actor for circuit ``name``, created on first use."""
+                  redis_url: str, audit: dict[str, Any] | None = None) -> Any:
+    """The actor for circuit ``name``, created on first use.
+
+    ``audit`` (``spool_dir``, ``database_url``, ``key``) makes it write every cluster-wide
+    transition to the audit trail."""
     policy_dict = {f: getattr(policy, f) for f in policy.__dataclass_fields__}
     return ray.remote(CircuitBreakerActor).options(  # type: ignore[attr-defined]
         name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
-    ).remote(name, config_to_dict(config), policy_dict, redis_url)
+    ).remote(name, config_to_dict(config), policy_dict, redis_url, audit)
 
 
 def health_monitor(name: str = "health") -> Any:

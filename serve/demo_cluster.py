@@ -133,16 +133,22 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
 
         ray.get([r.flush.remote() for r in replicas])
         counts = read_counts(connect(settings.redis_url), SERVICE)  # type: ignore[arg-type]
+        with contextlib.suppress(ValueError):  # the actor flushes its own transitions
+            ray.get(ray.get_actor(f"circuit:{circuit_name}", namespace=NAMESPACE)
+                    .tick.remote(time.time()))
         store = AuditStore(settings.audit_database_url())
         problems, records = store.verify(), store.count()
+        by_kind = store.count_by_kind()
         store.dispose()
         say(f"   metrics: {counts.get('total', 0)} calls, {counts.get('errors', 0)} errors, "
             f"{counts.get('fallbacks', 0)} served by a fallback (exact counters in Redis)\n")
-        say(f"   audit trail: {records} failure records in SQL, hash chains "
-            f"{'intact' if not problems else 'BROKEN'}; patient ids stored only as "
+        kinds = ", ".join(f"{n} {k.replace('_', ' ')}s" for k, n in sorted(by_kind.items()))
+        say(f"   audit trail: {records} records in SQL so far ({kinds}), hash chains "
+            f"{'intact' if not problems else 'BROKEN'};\n   patient ids stored only as "
             "pseudonyms\n")
         return {"states": states, "saved": saved, "health": health, "triggers": triggers,
-                "audit_records": records, "audit_problems": problems, "counts": counts}
+                "audit_records": records, "audit_by_kind": by_kind,
+                "audit_problems": problems, "counts": counts}
     finally:
         for r in replicas:
             with contextlib.suppress(Exception):

@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -236,7 +237,12 @@ class AuditStore:
 
     def count(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(audit_log.c.id)).all())
+            return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
+
+    def count_by_kind(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_log.c.kind, func.count()).group_by(audit_log.c.kind))
+            return {kind: int(n) for kind, n in rows}
 
     def verify(self) -> list[ChainBreak]:
         """Every chain break, and every typed row that no longer matches its ledger record."""

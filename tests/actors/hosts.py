@@ -27,7 +27,8 @@ class GuardHost:
         pol = ClusterPolicy(**policy)
         self.agent = ClusterAgent(self.breakers,
                                   lambda n: circuit_actor(n, cfg, pol, redis_url),
-                                  clock=self.clock, process_id=name)
+                                  clock=self.clock, process_id=name,
+                                  report_interval_s=0)  # the test calls step()
 
     def attach(self, service: str) -> str:
         return self.agent.attach(service).name

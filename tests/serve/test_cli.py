@@ -57,6 +57,8 @@ def test_cluster_demo_shows_circuit_and_health_state_of_a_running_cluster(ray_cl
         "redis": "healthy", "audit-db": "healthy", "circuit-actor": "healthy",
         "imaging-gateway": "unhealthy"}
     assert [t["check"] for t in seen["triggers"]] == ["imaging-gateway"]
-    assert seen["audit_records"] == 12 and seen["audit_problems"] == []
+    assert seen["audit_by_kind"]["failure_event"] == 12 and seen["audit_problems"] == []
+    # Each replica's local transitions, durable before the call that caused them returned.
+    assert seen["audit_by_kind"]["circuit_transition"] >= 3
     assert seen["counts"] == {"total": 22, "errors": 12, "fallbacks": 12}
     assert "patient-0042" not in out.getvalue()

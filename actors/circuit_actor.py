@@ -64,9 +64,10 @@ class CircuitBreakerActor:
         self._changed = asyncio.Condition()
         self._unsaved = False
         self._audited_state = self.core.state
-        # Cluster transitions go to the audit trail through this actor's own spool.
+        # Cluster transitions go to the audit trail through this actor's own spool. They hold
+        # no identifiers, so the pseudonym key never travels to (or is stored with) the actor.
         self.audit = None if audit is None else AuditTrail(
-            audit["spool_dir"], AuditStore(audit["database_url"]), audit["key"],
+            audit["spool_dir"], AuditStore(audit["database_url"]), None,
             audit.get("flush_interval_s", 0.5))
 
     async def join(self, process: str, now: float) -> dict[str, Any]:

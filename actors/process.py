@@ -75,7 +75,6 @@ class GuardProcess:
                            audit=self.audit)
         audit_cfg = {"spool_dir": str(settings.spool_dir()),
                      "database_url": settings.audit_database_url(),
-                     "key": settings.pseudonym_key_bytes(),
                      "flush_interval_s": settings.audit_flush_interval_s}
         self.agent = ClusterAgent(
             self.breakers, lambda name: circuit_actor(name, circuit, policy, redis_url, audit_cfg),

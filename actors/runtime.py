@@ -38,8 +38,8 @@ def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
                   redis_url: str, audit: dict[str, Any] | None = None) -> Any:
     """The actor for circuit ``name``, created on first use.
 
-    ``audit`` (``spool_dir``, ``database_url``, ``key``) makes it write every cluster-wide
-    transition to the audit trail."""
+    ``audit`` (``spool_dir``, ``database_url``) makes it write every cluster-wide transition
+    to the audit trail."""
     policy_dict = {f: getattr(policy, f) for f in policy.__dataclass_fields__}
     return ray.remote(CircuitBreakerActor).options(  # type: ignore[attr-defined]
         name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",

@@ -203,6 +203,7 @@ class Segment:
     writer: str
     number: int
     closed: bool  # no live writer will append to it again
+    others: bool = False  # written by another live process, which flushes it itself
 
 
 def _writer_alive(directory: pathlib.Path, writer: str) -> bool:
@@ -238,7 +239,7 @@ def segments(directory: str | os.PathLike[str], own: AuditSpool | None = None) -
             continue
         alive = _writer_alive(d, writer)
         last = segs[-1][0]
-        out += [Segment(p, writer, n, not alive or n < last) for n, p in segs]
+        out += [Segment(p, writer, n, not alive or n < last, alive) for n, p in segs]
     return out
 
 

@@ -43,12 +43,13 @@ class AuditTrail:
     Args:
         spool_dir: the local spool directory.
         store: the SQL store (already migrated).
-        key: HMAC key for patient, clinician and operator pseudonyms.
+        key: HMAC key for patient, clinician and operator pseudonyms; None for a writer
+            whose records hold no identifiers (the circuit actors), which then never sees it.
         flush_interval_s: how often the flusher looks for new records; 0 means never on its
             own (tests call :meth:`flush`).
     """
 
-    def __init__(self, spool_dir: str | pathlib.Path, store: AuditStore, key: bytes,
+    def __init__(self, spool_dir: str | pathlib.Path, store: AuditStore, key: bytes | None,
                  flush_interval_s: float = 0.5) -> None:
         self.spool = AuditSpool(spool_dir)
         self.store = store
@@ -63,6 +64,8 @@ class AuditTrail:
             self._thread.start()
 
     def pseudonymize(self, identifier: str) -> str:
+        if self._key is None:
+            raise ValueError("this audit trail has no pseudonym key: it may not record ids")
         return pseudonym(identifier, self._key)
 
     def append(self, record: AuditRecord) -> None:
@@ -81,6 +84,8 @@ class AuditTrail:
             sent = 0
             segs = segments(self.spool.dir, own=self.spool)
             for seg in segs:
+                if seg.others:
+                    continue  # a live process flushes its own; dead ones' are everyone's job
                 offset = self.stats.offsets.get(seg.path, 0)
                 try:
                     records, end = read_records(seg.path, offset)

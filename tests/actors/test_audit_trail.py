@@ -223,3 +223,21 @@ def test_files_are_private_to_the_owner(tmp_path):
         s.append(circuit_transition(service="s", at=1.0, circuit="c", from_state="A",
                                     to_state="B", reason="r"))
         assert os.stat(s.current).st_mode & 0o077 == 0
+
+
+def test_a_live_process_flushes_its_own_spool_and_no_one_else_does(tmp_path, store):
+    mine, theirs = trail(tmp_path, store), trail(tmp_path, store)  # two writers, one spool dir
+    theirs.append(circuit_transition(service="s", at=1.0, circuit="c", from_state="A",
+                                     to_state="B", reason="theirs"))
+    assert mine.flush() == 0  # the other writer is alive: its records are its own to send
+    assert theirs.flush() == 1
+    theirs.close()
+    mine.close()
+    assert store.count() == 1
+
+
+def test_a_trail_without_a_key_refuses_identifiers(tmp_path, store):
+    t = AuditTrail(tmp_path / "spool", store, None, flush_interval_s=0)
+    with pytest.raises(ValueError, match="no pseudonym key"):
+        t.pseudonymize("MRN-1")
+    t.close()

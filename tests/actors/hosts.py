@@ -19,14 +19,15 @@ EPOCH = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 class GuardHost:
     def __init__(self, name: str, config: dict[str, Any], policy: dict[str, Any],
-                 redis_url: str, start: float = 0.0) -> None:
+                 redis_url: str, start: float = 0.0,
+                 audit: dict[str, Any] | None = None) -> None:
         self.clock = ManualClock(start=start, epoch=EPOCH)
         cfg = CircuitConfig(**config)
         self.breakers = CircuitBreakerRegistry(self.clock, cfg)
         self.guard = Guard(clock=self.clock, breakers=self.breakers, sink=InMemorySink())
         pol = ClusterPolicy(**policy)
         self.agent = ClusterAgent(self.breakers,
-                                  lambda n: circuit_actor(n, cfg, pol, redis_url),
+                                  lambda n: circuit_actor(n, cfg, pol, redis_url, audit),
                                   clock=self.clock, process_id=name,
                                   report_interval_s=0)  # the test calls step()
 

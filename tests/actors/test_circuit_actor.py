@@ -11,6 +11,8 @@ import pytest
 from actors.circuit_actor import config_to_dict
 from actors.runtime import circuit_actor
 from actors.stores.redis_conn import connect
+from actors.stores.audit_sql import AuditStore
+from actors.stores.audit_trail import AuditTrail
 from actors.stores.redis_state import CircuitStateStore
 from healing import CircuitConfig
 from healing.cluster import ClusterPolicy
@@ -34,10 +36,10 @@ def service():
 def hosts(ray_cluster, service):
     made = []
 
-    def make(*names):
+    def make(*names, audit=None):
         remote = ray_cluster.remote(num_cpus=0)(GuardHost)
         for n in names:
-            h = remote.remote(n, CONFIG, POLICY, REDIS_URL)
+            h = remote.remote(n, CONFIG, POLICY, REDIS_URL, 0.0, audit)
             ray_cluster.get(h.attach.remote(service))
             made.append(h)
         return made[-len(names):]
@@ -110,20 +112,49 @@ def test_one_probe_lease_then_the_cluster_closes_for_everyone(ray_cluster, hosts
 
 
 def test_a_killed_actor_restarts_from_redis_and_loses_no_transition(ray_cluster, hosts,
-                                                                     service):
-    a, b = hosts("a", "b")
+                                                                     service, tmp_path):
+    audit = {"spool_dir": str(tmp_path / "spool"),
+             "database_url": f"sqlite:///{tmp_path / 'audit.db'}"}
+    store = AuditStore(audit["database_url"])
+    store.migrate()
+    a, b = hosts("a", "b", audit=audit)
     for h in (a, b):
         ray_cluster.get(h.calls.remote(service, 0, 6))
         ray_cluster.get(h.step.remote())
     actor = ray_cluster.get_actor(f"circuit:{service}", namespace="selfheal")
     before = ray_cluster.get(actor.view.remote())
     assert before["state"] == "open"
-    ray_cluster.kill(actor, no_restart=False)  # a crash: Ray restarts it
+    ray_cluster.kill(actor, no_restart=False)  # a crash, mid-stream: Ray restarts it
     after = wait_until(lambda: _view_or_none(ray_cluster, actor))
     assert after["state"] == "open" and after["version"] == before["version"]
     assert after["retry_at"] == before["retry_at"]
-    # The processes keep working through the restart and still see the open circuit.
+    # The processes keep working through the restart and still see the open circuit...
     assert ray_cluster.get(b.calls.remote(service, 1, 0)) == ["CircuitOpenError"]
+    # ...and the restarted actor carries the cycle on: probe lease, trials, close.
+    for h in (a, b):
+        ray_cluster.get(h.advance.remote(31.0))
+    ray_cluster.get(a.step.remote())
+    assert ray_cluster.get(a.calls.remote(service, 2, 0)) == ["ok", "ok"]
+    ray_cluster.get(a.step.remote())
+    for h in (a, b):
+        wait_until(lambda h=h: ray_cluster.get(h.state.remote(service)) == "CLOSED")
+    ray_cluster.kill(actor, no_restart=False)  # its spool is flushed by whoever comes next
+    wait_until(lambda: _view_or_none(ray_cluster, actor))
+    trail = AuditTrail(audit["spool_dir"], store, None, flush_interval_s=0)
+    wait_until(lambda: trail.flush() >= 0 and _cluster_moves(store) == [
+        ("CLOSED", "OPEN"), ("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED")])
+    trail.close()
+    assert store.verify() == []
+    store.dispose()
+
+
+def _cluster_moves(store):
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("select from_state, to_state from circuit_transitions "
+                                 "where circuit like '%(cluster)' order by at")).all()
+    return [tuple(r) for r in rows]
 
 
 def _view_or_none(ray_cluster, actor):

@@ -9,13 +9,13 @@ from actors.stores.metric_stream import MetricRecorder
 from actors.stores.redis_conn import connect
 
 
-def recorder_factory(redis_url: str, prefix: str):  # noqa: ANN201
+def recorder_factory(redis_url: str, prefix: str):
     # Called once in the replica's own process on its first request: nothing pickled over.
     return lambda: MetricRecorder(connect(redis_url), sample_rate=1.0, flush_interval_s=0.05,
                                   prefix=prefix)
 
 
-def build(redis_url: str, prefix: str):  # noqa: ANN201
+def build(redis_url: str, prefix: str):
     sink = recorder_factory(redis_url, prefix)
 
     @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})

@@ -10,9 +10,9 @@ import pytest
 
 from actors.circuit_actor import config_to_dict
 from actors.runtime import circuit_actor
-from actors.stores.redis_conn import connect
 from actors.stores.audit_sql import AuditStore
 from actors.stores.audit_trail import AuditTrail
+from actors.stores.redis_conn import connect
 from actors.stores.redis_state import CircuitStateStore
 from healing import CircuitConfig
 from healing.cluster import ClusterPolicy

@@ -17,8 +17,9 @@ from healing.config import CircuitConfig
 
 from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
+from .orchestrator_actor import RecoveryOrchestratorActor
 
-__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray"]
+__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
 
 NAMESPACE = "selfheal"
 
@@ -53,3 +54,13 @@ def health_monitor(name: str = "health") -> Any:
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
     ).remote()
+
+
+def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:
+    """The recovery orchestrator (one per name), created on first use with ``kwargs``
+    (see :class:`~actors.orchestrator_actor.RecoveryOrchestratorActor`)."""
+    workflows = kwargs.pop("workflows", [])
+    return ray.remote(RecoveryOrchestratorActor).options(  # type: ignore[attr-defined]
+        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, num_cpus=0, max_concurrency=1000,
+    ).remote(workflows, **kwargs)

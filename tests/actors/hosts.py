@@ -34,6 +34,12 @@ class GuardHost:
     def attach(self, service: str) -> str:
         return self.agent.attach(service).name
 
+    def attach_provider(self, service: str, provider: str) -> str:
+        return self.agent.attach(service, provider).name
+
+    def state_of(self, service: str, provider: str) -> str:
+        return self.breakers.get(service, provider).state.name
+
     def calls(self, service: str, ok: int, failed: int) -> list[str]:
         """Make guarded calls; returns how each ended."""
         ends = []

@@ -1,0 +1,176 @@
+"""RecoveryOrchestratorActor: takes triggers, runs recovery workflows, audits every step.
+
+A plain class made a named, detached actor. Triggering never blocks the caller: ``trigger``
+admits the event to the :class:`~healing.orchestration.RecoveryQueue` (priority, one
+workflow per service, coalescing, cool-down) and returns at once; workflows run as tasks on
+the actor's event loop, one per service at a time, different services side by side.
+
+Each workflow runs through the one executor (:func:`healing.workflow.execute`); this module
+is its asyncio driver. Each action runs under its step's timeout. Every step leaves a
+``recovery_step`` audit record: ``started`` before the action runs, then its outcome
+(succeeded, failed, timed out, refused by clinical safety, rolled back). A workflow's
+history reads back in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from healing import ClinicalSafetyValidator, SystemClock
+from healing.audit import recovery_step
+from healing.orchestration import RecoveryQueue, TriggerEvent
+from healing.retry import bounded
+from healing.workflow import (
+    CheckCriteria,
+    RecoveryWorkflow,
+    RunAction,
+    StepOutcome,
+    StepRecord,
+    WorkflowResult,
+    execute,
+)
+
+from .alerts import AlertManager, AlertRouter
+from .recovery_actions import ActionContext, ActionRegistry, World, builtin_actions
+from .stores.audit_sql import AuditStore
+from .stores.audit_trail import AuditTrail
+
+__all__ = ["RecoveryOrchestratorActor"]
+
+
+class RecoveryOrchestratorActor:
+    def __init__(self, workflows: list[RecoveryWorkflow], *, cooldown_s: float = 300.0,
+                 audit: dict[str, Any] | None = None, alerts: AlertRouter | None = None,
+                 circuit_for: Any = None, probes: dict[str, Any] | None = None,
+                 health_monitor: Any = None, actions: ActionRegistry | None = None) -> None:
+        self.clock = SystemClock()
+        self.queue = RecoveryQueue(list(workflows), cooldown_s)
+        self.validator = ClinicalSafetyValidator()
+        probes = dict(probes or {})
+        self.alerts = AlertManager(alerts) if alerts is not None else None
+        self.actions = actions or builtin_actions(alerts=self.alerts, circuit_for=circuit_for,
+                                                  probes=probes)
+        self.world = World(probes, health_monitor)
+        self.audit = None if audit is None else AuditTrail(
+            audit["spool_dir"], AuditStore(audit["database_url"]), None,
+            audit.get("flush_interval_s", 0.5))
+        self._runs: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._history: dict[str, list[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def trigger(self, event: TriggerEvent) -> str:
+        """Admit a trigger; returns at once with what became of it."""
+        admission = self.queue.submit(event, self.clock.now())
+        self._pump()
+        return admission.value
+
+    async def runs(self) -> list[dict[str, Any]]:
+        return list(self._runs)
+
+    async def history(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self._history.get(run_id, []))
+
+    async def active_alerts(self) -> list[dict[str, Any]]:
+        return self.alerts.active() if self.alerts is not None else []
+
+    async def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """For tests and demos: wait until no workflow is queued or running."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        return True
+
+    def _pump(self) -> None:
+        while (nxt := self.queue.next()) is not None:
+            workflow, event = nxt
+            self._idle.clear()
+            task = asyncio.get_running_loop().create_task(self._run(workflow, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks and len(self.queue) == 0:
+            self._idle.set()
+
+    async def _run(self, workflow: RecoveryWorkflow, event: TriggerEvent) -> None:
+        run_id = f"{workflow.id}-{uuid.uuid4().hex[:8]}"
+        started = time.time()
+        summary: dict[str, Any] = {"run_id": run_id, "workflow": workflow.id,
+                                   "service": workflow.service, "trigger": event.trigger.value,
+                                   "detail": event.detail, "started_at": started}
+        self._runs.append(summary)
+        self._history[run_id] = []
+        try:
+            result = await self._drive(workflow, event, run_id)
+            summary.update(succeeded=result.succeeded, ended=result.ended)
+            for rec in result.steps:
+                await self._record(run_id, workflow, rec.status.value, rec)
+        except Exception as exc:  # a broken runner must not stop the orchestrator
+            summary.update(succeeded=False, ended=f"error: {type(exc).__name__}: {exc}")
+        finally:
+            summary["ended_at"] = time.time()
+            self.queue.finish(workflow.service, self.clock.now())
+            self._pump()
+
+    async def _drive(self, workflow: RecoveryWorkflow, event: TriggerEvent,
+                     run_id: str) -> WorkflowResult:
+        plan = execute(workflow, self.clock.now(), self.validator)
+        reply: Any = None
+        while True:
+            try:
+                cmd = plan.send(reply)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if isinstance(cmd, RunAction):
+                await self._record(run_id, workflow, "started", cmd)
+                reply = await self._act(workflow, event, cmd)
+            elif isinstance(cmd, CheckCriteria):
+                reply = all([await self.world.holds(c, workflow.service)
+                             for c in cmd.criteria])
+
+    async def _act(self, workflow: RecoveryWorkflow, event: TriggerEvent,
+                   cmd: RunAction) -> StepOutcome:
+        ctx = ActionContext(workflow, event, cmd.step, cmd.rollback, self.clock)
+        t0 = self.clock.now()
+        try:
+            result = await bounded(self.clock, self.actions.run(ctx), cmd.timeout_s)
+        except TimeoutError:
+            return StepOutcome(False, None, f"timed out after {cmd.timeout_s:g} s",
+                               self.clock.now() - t0, True, self.clock.now())
+        except Exception as exc:
+            return StepOutcome(False, None, f"{type(exc).__name__}: {exc}",
+                               self.clock.now() - t0, False, self.clock.now())
+        return StepOutcome(True, result, None, self.clock.now() - t0, False, self.clock.now())
+
+    async def _record(self, run_id: str, workflow: RecoveryWorkflow, status: str,
+                      what: StepRecord | RunAction) -> None:
+        if isinstance(what, RunAction):
+            index, action, inputs = what.index, what.step.action, dict(what.step.config)
+            result = error = validation = None
+            duration = 0.0
+        else:
+            index, action, inputs = what.index, what.action, dict(what.config)
+            result, error, duration = what.result, what.error, what.duration_s
+            validation = dict(what.validation)
+        entry = {"run_id": run_id, "step": index, "action": action, "status": status,
+                 "inputs": inputs, "result": result, "error": error, "duration_s": duration,
+                 "validation": validation, "at": time.time(),
+                 "rollback": getattr(what, "rollback", False)}
+        self._history[run_id].append(entry)
+        if self.audit is not None:
+            await self.audit.aappend(recovery_step(
+                service=workflow.service, at=entry["at"], workflow_id=run_id, step=index,
+                action=action, status=status, inputs=inputs,
+                result={"value": result, "error": error}, duration_s=duration,
+                validation=validation))

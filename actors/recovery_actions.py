@@ -1,0 +1,143 @@
+"""What recovery steps do in the world, and how their success criteria are judged.
+
+An action runner is ``async (ctx) -> result`` and raises on failure; the orchestrator times
+it out, audits it and measures it. :func:`builtin_actions` provides:
+
+* ``alert``: an alert through :class:`~actors.alerts.AlertManager` (dedup key per workflow
+  and service, so a re-run re-raises the same alert);
+* ``retry``: the service's registered probe, under the core's retry policy;
+* ``fallback`` with ``provider``: moves traffic off the failing provider cluster-wide by
+  forcing its circuit open (every process's guard then answers from the next tier, the
+  alternative provider); ``provider: primary`` (a rollback) resets the circuit.
+
+A deployment adds its own with :meth:`ActionRegistry.register`; the workflow files validate
+their config like the built-in ones (``healing.workflow.register_action``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from healing import Clock, RetryPolicy
+from healing.orchestration import TriggerEvent
+from healing.retry import Retrier
+from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
+
+from .alerts import AlertManager
+
+__all__ = ["ActionContext", "ActionNotAvailable", "ActionRegistry", "World", "builtin_actions"]
+
+
+class ActionNotAvailable(RuntimeError):
+    """A workflow asked for an action this deployment has no runner for."""
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    workflow: RecoveryWorkflow
+    event: TriggerEvent
+    step: RecoveryStep
+    rollback: bool
+    clock: Clock
+
+
+Runner = Callable[[ActionContext], Awaitable[Any]]
+
+
+class ActionRegistry:
+    def __init__(self) -> None:
+        self._runners: dict[str, Runner] = {}
+
+    def register(self, name: str, runner: Runner) -> None:
+        self._runners[name] = runner
+
+    def names(self) -> set[str]:
+        return set(self._runners)
+
+    async def run(self, ctx: ActionContext) -> Any:
+        runner = self._runners.get(ctx.step.action)
+        if runner is None:
+            raise ActionNotAvailable(f"no runner for action {ctx.step.action!r} in this "
+                                     f"deployment (have {sorted(self._runners)})")
+        return await runner(ctx)
+
+
+Probe = Callable[[], Any]
+
+
+def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
+                    probes: Mapping[str, Probe]) -> ActionRegistry:
+    reg = ActionRegistry()
+
+    if alerts is not None:
+        async def alert(ctx: ActionContext) -> dict[str, Any]:
+            cfg = ctx.step.config
+            summary = cfg.get("message") or (f"{ctx.workflow.id}: {ctx.event.trigger.value} "
+                                             f"({ctx.event.detail or ctx.event.service})")
+            key = cfg.get("dedup_key") or f"{ctx.workflow.id}:{ctx.workflow.service}"
+            sent = alerts.trigger(ctx.workflow.service, cfg["severity"], cfg["channel"],
+                                  summary, dedup_key=key,
+                                  details={"workflow": ctx.workflow.id,
+                                           "trigger": ctx.event.trigger.value})
+            return {"dedup_key": sent.dedup_key, "channels": list(sent.channels)}
+        reg.register("alert", alert)
+
+    async def retry(ctx: ActionContext) -> dict[str, Any]:
+        probe = probes.get(ctx.workflow.service)
+        if probe is None:
+            raise ActionNotAvailable(f"no probe registered for {ctx.workflow.service!r}")
+        cfg = ctx.step.config
+        policy = RetryPolicy(max_attempts=int(cfg.get("max_attempts", 3)),
+                             exponential_base=float(cfg.get("exponential_base", 2)),
+                             base_delay_s=float(cfg.get("base_delay_s", 0.1)))
+        attempts = []
+
+        async def once() -> Any:
+            attempts.append(1)
+            return probe()
+        await Retrier(policy, ctx.clock).acall(once)
+        return {"attempts": len(attempts)}
+    reg.register("retry", retry)
+
+    if circuit_for is not None:
+        async def fallback(ctx: ActionContext) -> dict[str, Any]:
+            provider = ctx.step.config.get("provider")
+            circuit = ctx.event.detail
+            if provider is None or not circuit:
+                raise ActionNotAvailable("fallback needs a provider and a circuit trigger; "
+                                         "read_replica and tier switches are not wired yet")
+            actor = circuit_for(circuit)
+            if provider == "primary":
+                view = await actor.reset.remote(time.time(), f"{ctx.workflow.id}: rolled back")
+            else:
+                view = await actor.force_open.remote(
+                    time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
+            return {"circuit": circuit, "state": view["state"]}
+        reg.register("fallback", fallback)
+    return reg
+
+
+class World:
+    """Judges success criteria against the running system."""
+
+    def __init__(self, probes: Mapping[str, Probe], health_monitor: Any = None) -> None:
+        self.probes = probes
+        self.health_monitor = health_monitor
+
+    async def holds(self, criterion: Criterion, service: str) -> bool:
+        if criterion.kind == "probe_succeeds":
+            probe = self.probes.get(service)
+            if probe is None:
+                return False
+            try:
+                probe()
+            except Exception:
+                return False
+            return True
+        if criterion.kind == "health_check_passes" and self.health_monitor is not None:
+            status = await self.health_monitor.run_once.remote(criterion.params["check"])
+            return bool(status["state"] == "healthy")
+        return False  # a criterion nobody can evaluate is not met

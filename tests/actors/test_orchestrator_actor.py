@@ -1,0 +1,164 @@
+"""The recovery orchestrator on the real cluster: real circuits, real webhooks, real audit."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from actors.alerts import AlertRouter, Endpoint
+from actors.runtime import NAMESPACE, circuit_actor, orchestrator
+from actors.stores.audit_sql import AuditStore
+from actors.stores.audit_trail import AuditTrail
+from healing import CircuitConfig, ClinicalContext
+from healing.cluster import ClusterPolicy
+from healing.orchestration import TriggerEvent
+from healing.workflow import FailureAction, RecoveryStep, RecoveryWorkflow, Trigger
+from tests.actors.hosts import GuardHost
+from tests.actors.webhooks import WebhookReceiver
+from tests.conftest import REDIS_URL
+
+ALERT = RecoveryStep("alert", {"severity": "high", "channel": "slack"}, timeout_s=10)
+
+
+def circuit_for(name):
+    import ray
+
+    return ray.get_actor(f"circuit:{name}", namespace=NAMESPACE)
+
+
+def ok_probe():
+    return "ok"
+
+
+def failing_probe():
+    raise ConnectionError("still down")
+
+
+@pytest.fixture
+def setup(ray_cluster, tmp_path):
+    receiver = WebhookReceiver()
+    service = f"svc{uuid.uuid4().hex[:6]}"
+    circuit = f"{service}:gemini:pro"
+    cfg = CircuitConfig(window_size=20, minimum_number_of_calls=10)
+    cactor = circuit_actor(circuit, cfg, ClusterPolicy(), REDIS_URL)
+    host = ray_cluster.remote(num_cpus=0)(GuardHost).remote(
+        "host", dict(window_size=20, minimum_number_of_calls=10), {}, REDIS_URL)
+    ray_cluster.get(host.attach_provider.remote(service, "gemini:pro"))
+    audit = {"spool_dir": str(tmp_path / "spool"),
+             "database_url": f"sqlite:///{tmp_path / 'audit.db'}"}
+    store = AuditStore(audit["database_url"])
+    store.migrate()
+    made = []
+
+    def make(*workflows, probes=None):
+        o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", workflows=list(workflows),
+                         cooldown_s=300.0, audit=audit,
+                         alerts=AlertRouter({"slack": Endpoint("slack", f"{receiver.url}/s")}),
+                         circuit_for=circuit_for, probes=probes or {service: ok_probe})
+        made.append(o)
+        return o
+
+    yield dict(make=make, service=service, circuit=circuit, host=host, receiver=receiver,
+               store=store, audit=audit)
+    for o in made:
+        ray_cluster.kill(o)
+    ray_cluster.get(host.close.remote())
+    ray_cluster.kill(host)
+    ray_cluster.kill(cactor)
+    receiver.close()
+    store.dispose()
+
+
+def flow(service, *steps, rollback=(), context=None):
+    return RecoveryWorkflow("ai-failure", Trigger.CIRCUIT_OPEN, service, tuple(steps),
+                            tuple(rollback), 30.0, "high",
+                            context or ClinicalContext("diagnostic", "high"))
+
+
+def wait_until(fn, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if fn():
+            return True
+        time.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def test_a_trigger_moves_traffic_cluster_wide_and_alerts(ray_cluster, setup):
+    s = setup
+    w = flow(s["service"], RecoveryStep("fallback", {"provider": "deepseek"}, timeout_s=10),
+             ALERT)
+    o = s["make"](w)
+    event = TriggerEvent(Trigger.CIRCUIT_OPEN, s["service"], s["circuit"])
+    t0 = time.monotonic()
+    assert ray_cluster.get(o.trigger.remote(event)) == "queued"
+    assert ray_cluster.get(o.trigger.remote(event)) == "coalesced"  # already being healed
+    trigger_to_return = time.monotonic() - t0
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    [run] = ray_cluster.get(o.runs.remote())
+    assert run["succeeded"] and run["ended"] == "completed"
+    history = ray_cluster.get(o.history.remote(run["run_id"]))
+    assert [(h["action"], h["status"]) for h in history] == [
+        ("fallback", "started"), ("alert", "started"),
+        ("fallback", "succeeded"), ("alert", "succeeded")]
+    # Every process's guard now skips the failed provider: the cluster forced it open.
+    wait_until(lambda: ray_cluster.get(s["host"].state_of.remote(s["service"], "gemini:pro"))
+               == "OPEN")
+    [(path, body)] = s["receiver"].received
+    assert path == "/s" and s["service"] in body["text"]
+    assert ray_cluster.get(o.active_alerts.remote())[0]["service"] == s["service"]
+    assert ray_cluster.get(o.trigger.remote(event)) == "cooling_down"
+    assert trigger_to_return < 5.0  # two round trips; triggering never waits for the work
+
+
+def test_a_failed_step_rolls_back_and_puts_traffic_back(ray_cluster, setup):
+    s = setup
+    w = flow(s["service"], RecoveryStep("fallback", {"provider": "deepseek"}, timeout_s=10),
+             RecoveryStep("retry", {"max_attempts": 2, "base_delay_s": 0.01},
+                          failure_action=FailureAction.ROLLBACK, timeout_s=10),
+             rollback=(RecoveryStep("fallback", {"provider": "primary"}, timeout_s=10),))
+    o = s["make"](w, probes={s["service"]: failing_probe})
+    ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, s["service"],
+                                                  s["circuit"])))
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    [run] = ray_cluster.get(o.runs.remote())
+    assert run["ended"] == "rolled_back" and not run["succeeded"]
+    final = [(h["action"], h["status"], h["rollback"])
+             for h in ray_cluster.get(o.history.remote(run["run_id"]))
+             if h["status"] != "started"]
+    assert final == [("fallback", "succeeded", False), ("retry", "failed", False),
+                     ("fallback", "rolled_back", True)]
+    view = ray_cluster.get(circuit_for(s["circuit"]).view.remote())
+    assert view["state"] == "closed" and "rolled back" in view["reason"]
+
+
+def test_a_refused_step_is_audited_with_its_reason(ray_cluster, setup):
+    s = setup
+    w = flow(s["service"], RecoveryStep("fallback", {"provider": "deepseek"}, timeout_s=10),
+             ALERT, context=ClinicalContext("diagnostic", "life_critical"))
+    o = s["make"](w)
+    ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, s["service"],
+                                                  s["circuit"])))
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    view = ray_cluster.get(circuit_for(s["circuit"]).view.remote())
+    assert view["state"] == "closed"  # the refused fallback never touched the circuit
+    trail = AuditTrail(s["audit"]["spool_dir"], s["store"], None, flush_interval_s=0)
+    wait_until(lambda: trail.flush() >= 0 and _steps(s["store"]) and
+               ("fallback", "refused") in _steps(s["store"]))
+    trail.close()
+    with s["store"].engine.connect() as conn:
+        validation = conn.execute(text("select validation from recovery_steps "
+                                       "where status='refused'")).scalar_one()
+    import json
+
+    v = validation if isinstance(validation, dict) else json.loads(validation)
+    assert v["rule"] == "rule_2_no_fallback_for_life_critical" and not v["allowed"]
+    assert ("alert", "succeeded") in _steps(s["store"])
+
+
+def _steps(store):
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("select action, status from recovery_steps"))]

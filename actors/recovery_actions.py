@@ -8,7 +8,11 @@ it out, audits it and measures it. :func:`builtin_actions` provides:
 * ``retry``: the service's registered probe, under the core's retry policy;
 * ``fallback`` with ``provider``: moves traffic off the failing provider cluster-wide by
   forcing its circuit open (every process's guard then answers from the next tier, the
-  alternative provider); ``provider: primary`` (a rollback) resets the circuit.
+  alternative provider); ``provider: primary`` (a rollback) resets the circuit;
+* ``scale``: a Ray Serve deployment (``deployment: app/name``, default the service name)
+  to ``+1``, ``-1`` or an absolute count, within ``min``/``max``;
+* ``restart``: a Serve deployment's replicas, gracefully (see ``serve_control``), or a named
+  actor (``actor: namespace/name``).
 
 A deployment adds its own with :meth:`ActionRegistry.register`; the workflow files validate
 their config like the built-in ones (``healing.workflow.register_action``).
@@ -16,6 +20,7 @@ their config like the built-in ones (``healing.workflow.register_action``).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -97,7 +102,7 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
 
         async def once() -> Any:
             attempts.append(1)
-            return probe()
+            return await _call(probe)
         await Retrier(policy, ctx.clock).acall(once)
         return {"attempts": len(attempts)}
     reg.register("retry", retry)
@@ -117,6 +122,33 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
                     time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
             return {"circuit": circuit, "state": view["state"]}
         reg.register("fallback", fallback)
+
+    async def scale(ctx: ActionContext) -> dict[str, Any]:
+        from .serve_control import apply_instances, replica_count, scale_deployment  # noqa: PLC0415
+
+        cfg = ctx.step.config
+        target = cfg.get("deployment") or ctx.workflow.service
+        current = replica_count(target)
+        wanted = apply_instances(current, cfg["instances"], int(cfg.get("min", 1)),
+                                 int(cfg.get("max", 32)))
+        await scale_deployment(target, wanted, ctx.step.timeout_s)
+        return {"deployment": target, "from": current, "to": wanted}
+    reg.register("scale", scale)
+
+    async def restart(ctx: ActionContext) -> dict[str, Any]:
+        cfg = ctx.step.config
+        if cfg.get("actor"):  # a named actor: Ray restarts it (max_restarts)
+            import ray  # noqa: PLC0415
+
+            namespace, _, name = str(cfg["actor"]).rpartition("/")
+            ray.kill(ray.get_actor(name, namespace=namespace or None), no_restart=False)
+            return {"actor": cfg["actor"]}
+        from .serve_control import restart_deployment  # noqa: PLC0415
+
+        return await restart_deployment(cfg.get("deployment") or ctx.workflow.service,
+                                        float(cfg.get("delay_s", 0)),
+                                        bool(cfg.get("graceful", True)), ctx.step.timeout_s)
+    reg.register("restart", restart)
     return reg
 
 
@@ -133,7 +165,7 @@ class World:
             if probe is None:
                 return False
             try:
-                probe()
+                await _call(probe)
             except Exception:
                 return False
             return True
@@ -141,3 +173,9 @@ class World:
             status = await self.health_monitor.run_once.remote(criterion.params["check"])
             return bool(status["state"] == "healthy")
         return False  # a criterion nobody can evaluate is not met
+
+
+async def _call(probe: Probe) -> Any:
+    """Probes may be plain or async (a Serve handle must be awaited on an event loop)."""
+    result = probe()
+    return await result if inspect.isawaitable(result) else result

@@ -9,6 +9,7 @@ as an operator would see it, then shuts everything down.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 import time
@@ -23,6 +24,9 @@ from actors.stores.metric_stream import read_counts
 from actors.stores.redis_conn import connect
 from actors.stores.redis_state import CircuitStateStore
 from healing import CircuitConfig, ClinicalContext
+
+from .demo_healing import run_healing
+from .webhook_sink import LocalWebhook
 
 SERVICE = "clinical_reasoning"
 PROVIDER = "gemini:pro"
@@ -71,6 +75,7 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
     """Run the cluster story; returns what it saw, for tests."""
     import ray  # noqa: PLC0415 - 2.6 s to import: only when this demo runs
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the story, not Serve's log
     tmp = None
     if data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="selfheal-demo-")
@@ -146,9 +151,21 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
         say(f"   audit trail: {records} records in SQL so far ({kinds}), hash chains "
             f"{'intact' if not problems else 'BROKEN'};\n   patient ids stored only as "
             "pseudonyms\n")
+        say("\n── 7. A recovery workflow heals an injected fault " + "─" * 22 + "\n")
+        say("   A Ray Serve deployment stands in for a clinical AI model. Its replica leaks\n"
+            "   memory and starts failing; the error-threshold trigger starts the memory-leak\n"
+            "   workflow: alert, add a replica, restart gracefully, check it answers.\n")
+        hook = LocalWebhook()
+        try:
+            healed = run_healing(settings.redis_url, hook.url,  # type: ignore[arg-type]
+                                 say=lambda line: say(f"   {line}\n"))
+        finally:
+            hook.close()
+        for alert in hook.received:
+            say(f"   the on-call channel received: {alert.get('text', '')}\n")
         return {"states": states, "saved": saved, "health": health, "triggers": triggers,
                 "audit_records": records, "audit_by_kind": by_kind,
-                "audit_problems": problems, "counts": counts}
+                "audit_problems": problems, "counts": counts, "healed": healed}
     finally:
         for r in replicas:
             with contextlib.suppress(Exception):

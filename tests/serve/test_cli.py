@@ -62,3 +62,6 @@ def test_cluster_demo_shows_circuit_and_health_state_of_a_running_cluster(ray_cl
     assert seen["audit_by_kind"]["circuit_transition"] >= 3
     assert seen["counts"] == {"total": 22, "errors": 12, "fallbacks": 12}
     assert "patient-0042" not in out.getvalue()
+    healed = seen["healed"]
+    assert healed["run"]["succeeded"] and healed["healthy_after"]
+    assert "MTTR" in out.getvalue() and "the on-call channel received" in out.getvalue()

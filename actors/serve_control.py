@@ -1,0 +1,124 @@
+"""The one place selfheal changes Ray Serve deployments: scale and restart.
+
+Scaling uses the Serve controller's external-scaler call, which is what the dashboard's
+``POST /api/v1/applications/{app}/deployments/{name}/scale`` does; we call the controller
+directly because selfheal runs Ray without the dashboard. It is Serve's private API (hence
+this one module), and it requires the application to be deployed with
+``external_scaler_enabled=True``.
+
+A graceful restart adds one replica, waits the configured delay, then stops the old replicas
+one at a time; Serve's controller replaces each stopped replica with a fresh one, and the
+extra replica is removed at the end, so capacity never drops below what it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import ray
+from ray import serve
+
+from healing.errors import SelfHealError
+
+__all__ = ["ServeControlError", "apply_instances", "replica_count", "restart_deployment",
+           "scale_deployment"]
+
+_CONTROLLER = "SERVE_CONTROLLER_ACTOR"
+_SERVE_NAMESPACE = "serve"
+
+
+class ServeControlError(SelfHealError):
+    """A deployment could not be scaled or restarted; says which and why."""
+
+
+def _split(target: str) -> tuple[str, str]:
+    app, sep, name = target.partition("/")
+    if not sep or not app or not name:
+        raise ServeControlError(f"deployment {target!r} must be named 'app/deployment'")
+    return app, name
+
+
+def _states(target: str) -> dict[str, int]:
+    app, name = _split(target)
+    try:
+        dep = serve.status().applications[app].deployments[name]
+    except KeyError:
+        raise ServeControlError(f"no Serve deployment {target!r}") from None
+    return {k: int(v) for k, v in dep.replica_states.items() if v}
+
+
+def replica_count(target: str) -> int:
+    """RUNNING replicas of ``app/deployment``."""
+    return _states(target).get("RUNNING", 0)
+
+
+def _settled(target: str, replicas: int) -> bool:
+    # Serve's status lags a change by about a second; only "exactly this many RUNNING and
+    # nothing starting or stopping" means the change has really happened.
+    return _states(target) == {"RUNNING": replicas}
+
+
+def apply_instances(current: int, instances: Any, lo: int = 1, hi: int = 32) -> int:
+    """``+1`` / ``-1`` (relative) or ``3`` (absolute), kept within [lo, hi]."""
+    text = str(instances).strip()
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise ServeControlError(f"instances must be like +1, -1 or 3, got {instances!r}")
+    n = current + int(text) if text[0] in "+-" else int(text)
+    return max(lo, min(hi, n))
+
+
+async def scale_deployment(target: str, replicas: int, timeout_s: float = 60.0) -> int:
+    """Set ``app/deployment`` to ``replicas`` and wait until they are RUNNING."""
+    from ray.serve._private.common import DeploymentID  # noqa: PLC0415 - private, see above
+
+    app, name = _split(target)
+    controller = ray.get_actor(_CONTROLLER, namespace=_SERVE_NAMESPACE)
+    try:
+        await controller.update_deployment_replicas.remote(DeploymentID(name=name, app_name=app),
+                                                           replicas)
+    except Exception as exc:
+        raise ServeControlError(f"cannot scale {target!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(_replica_actors(target)) == replicas and _settled(target, replicas):
+            return replicas
+        await asyncio.sleep(0.05)
+    raise ServeControlError(f"{target!r} did not reach {replicas} replicas in {timeout_s} s")
+
+
+def _replica_actors(target: str) -> list[str]:
+    app, name = _split(target)
+    prefix = f"SERVE_REPLICA::{app}#{name}#"
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == _SERVE_NAMESPACE and a["name"].startswith(prefix))
+
+
+async def restart_deployment(target: str, delay_s: float = 0.0, graceful: bool = True,
+                             timeout_s: float = 120.0) -> dict[str, Any]:
+    """Replace every replica of ``app/deployment`` with a fresh one."""
+    before = replica_count(target)
+    old = _replica_actors(target)
+    if graceful:
+        await scale_deployment(target, before + 1, timeout_s)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)  # let in-flight work drain, as configured
+    for actor_name in old:
+        expected = len(_replica_actors(target))
+        known = set(_replica_actors(target))
+        ray.kill(ray.get_actor(actor_name, namespace=_SERVE_NAMESPACE), no_restart=True)
+        # Serve's controller notices the dead replica and starts a fresh one; wait for it
+        # to be up before stopping the next, so capacity never drops by more than one.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            names = set(_replica_actors(target))
+            if names - known and actor_name not in names and _settled(target, expected):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise ServeControlError(f"{target!r}: no replacement for {actor_name}")
+    if graceful:
+        await scale_deployment(target, before, timeout_s)
+    return {"deployment": target, "replaced": len(old), "replicas": replica_count(target)}

@@ -21,8 +21,10 @@ import time
 from typing import Any
 
 from healing.audit import circuit_transition
-from healing.cluster import ClusterCircuit, ClusterPolicy, ClusterView
+from healing.cluster import ClusterCircuit, ClusterPolicy, ClusterState, ClusterView
 from healing.config import CircuitConfig, WindowType
+from healing.orchestration import TriggerEvent
+from healing.workflow import Trigger
 
 from .stores.audit_sql import AuditStore
 from .stores.audit_trail import AuditTrail
@@ -55,7 +57,8 @@ class CircuitBreakerActor:
     """One circuit's cluster state. ``now`` arguments are UTC epoch seconds."""
 
     def __init__(self, name: str, config: dict[str, Any], policy: dict[str, Any],
-                 redis_url: str, audit: dict[str, Any] | None = None) -> None:
+                 redis_url: str, audit: dict[str, Any] | None = None,
+                 orchestrator: str | None = None) -> None:
         self.core = ClusterCircuit(name, config_from_dict(config), ClusterPolicy(**policy))
         self.store = CircuitStateStore(connect(redis_url))
         saved = self.store.load(name)  # a restart resumes where the last transition left it
@@ -63,7 +66,8 @@ class CircuitBreakerActor:
             self.core.restore(saved)
         self._changed = asyncio.Condition()
         self._unsaved = False
-        self._audited_state = self.core.state
+        self._last_state = self.core.state
+        self.orchestrator = orchestrator  # the actor told when the circuit opens
         # Cluster transitions go to the audit trail through this actor's own spool. They hold
         # no identifiers, so the pseudonym key never travels to (or is stored with) the actor.
         self.audit = None if audit is None else AuditTrail(
@@ -128,18 +132,34 @@ class CircuitBreakerActor:
             self._unsaved = True
             _log.warning("circuit %s: state not persisted yet", self.core.name, exc_info=True)
         if changed is not None:
-            await self._audit(changed)
+            previous, self._last_state = self._last_state, changed.state
+            if changed.state is not previous:
+                await self._audit(previous, changed)
+            if previous is ClusterState.CLOSED and changed.state is ClusterState.OPEN:
+                self._trigger_recovery(changed)
             async with self._changed:
                 self._changed.notify_all()
 
-    async def _audit(self, view: ClusterView) -> None:
-        if self.audit is None or view.state is self._audited_state:
+    def _trigger_recovery(self, view: ClusterView) -> None:
+        if self.orchestrator is None:
+            return
+        try:
+            import ray  # noqa: PLC0415 - the actor runs on Ray; the core stays importable
+
+            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
+            # Fire and forget: triggering never blocks the circuit's decisions.
+            orch.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN,
+                                             self.core.name.split(":", 1)[0], self.core.name))
+        except Exception:
+            _log.exception("circuit %s opened but no orchestrator could be told", self.core.name)
+
+    async def _audit(self, previous: ClusterState, view: ClusterView) -> None:
+        if self.audit is None:
             return
         record = circuit_transition(
             service=self.core.name.split(":", 1)[0], at=time.time(),
-            circuit=f"{self.core.name} (cluster)", from_state=self._audited_state.name,
+            circuit=f"{self.core.name} (cluster)", from_state=previous.name,
             to_state=view.state.name, reason=view.reason)
-        self._audited_state = view.state
         try:
             await self.audit.aappend(record)
         except Exception:  # the decision stands; the hole in the trail is logged loudly

@@ -17,6 +17,8 @@ from typing import Any
 
 from healing.clock import Clock, SystemClock
 from healing.health import CheckResult, HealthCheckFailed, HealthPolicy, HealthTracker
+from healing.orchestration import TriggerEvent
+from healing.workflow import Trigger
 
 from .health_checks import CheckSpec, make_probe
 
@@ -35,8 +37,9 @@ class _Check:
 
 
 class HealthMonitorActor:
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, orchestrator: str | None = None) -> None:
         self.clock = clock if clock is not None else SystemClock()
+        self.orchestrator = orchestrator  # told of every check that goes unhealthy
         self._checks: dict[str, _Check] = {}
         self._triggers: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._recoveries: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
@@ -81,9 +84,23 @@ class HealthMonitorActor:
                       for k, v in asdict(event).items()}
             if isinstance(event, HealthCheckFailed):
                 self._triggers.append({"trigger": "health_check_failed", **record})
+                self._trigger_recovery(check.spec.service or check.spec.name, event)
             else:
                 self._recoveries.append(record)
         return self._status(check)
+
+    def _trigger_recovery(self, service: str, event: HealthCheckFailed) -> None:
+        if self.orchestrator is None:
+            return
+        try:
+            import ray  # noqa: PLC0415
+
+            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
+            # Fire and forget: a health check never waits for a recovery.
+            orch.trigger.remote(TriggerEvent(Trigger.HEALTH_CHECK_FAILED, service,
+                                             f"{event.check}: {event.last_error}"))
+        except Exception:  # the trigger is still in triggers(); the orchestrator may be down
+            return
 
     async def status(self) -> dict[str, dict[str, Any]]:
         return {name: self._status(c) for name, c in self._checks.items()}

@@ -27,6 +27,7 @@ class CheckSpec:
     kind: str
     target: Any
     policy: dict[str, Any] = field(default_factory=dict)
+    service: str | None = None  # the service a failure triggers recovery for (default: name)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -38,6 +38,7 @@ from .alerts import AlertManager, AlertRouter
 from .recovery_actions import ActionContext, ActionRegistry, World, builtin_actions
 from .stores.audit_sql import AuditStore
 from .stores.audit_trail import AuditTrail
+from .stores.redis_conn import connect
 
 __all__ = ["RecoveryOrchestratorActor"]
 
@@ -46,7 +47,8 @@ class RecoveryOrchestratorActor:
     def __init__(self, workflows: list[RecoveryWorkflow], *, cooldown_s: float = 300.0,
                  audit: dict[str, Any] | None = None, alerts: AlertRouter | None = None,
                  circuit_for: Any = None, probes: dict[str, Any] | None = None,
-                 health_monitor: Any = None, actions: ActionRegistry | None = None) -> None:
+                 health_monitor: Any = None, actions: ActionRegistry | None = None,
+                 redis_url: str | None = None, sample_rate: float = 0.1) -> None:
         self.clock = SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
@@ -54,7 +56,9 @@ class RecoveryOrchestratorActor:
         self.alerts = AlertManager(alerts) if alerts is not None else None
         self.actions = actions or builtin_actions(alerts=self.alerts, circuit_for=circuit_for,
                                                   probes=probes)
-        self.world = World(probes, health_monitor)
+        self.world = World(probes, health_monitor, redis_url, sample_rate)
+        # Step and run counts per service, exact, in the hash recovery:{service}.
+        self.metrics = connect(redis_url) if redis_url is not None else None
         self.audit = None if audit is None else AuditTrail(
             audit["spool_dir"], AuditStore(audit["database_url"]), None,
             audit.get("flush_interval_s", 0.5))
@@ -116,12 +120,25 @@ class RecoveryOrchestratorActor:
             summary.update(succeeded=result.succeeded, ended=result.ended)
             for rec in result.steps:
                 await self._record(run_id, workflow, rec.status.value, rec)
+            self._count(workflow.service, [f"{r.action}:{r.status.value}" for r in result.steps]
+                        + [f"runs:{result.ended}"])
         except Exception as exc:  # a broken runner must not stop the orchestrator
             summary.update(succeeded=False, ended=f"error: {type(exc).__name__}: {exc}")
         finally:
             summary["ended_at"] = time.time()
             self.queue.finish(workflow.service, self.clock.now())
             self._pump()
+
+    def _count(self, service: str, fields: list[str]) -> None:
+        if self.metrics is None:
+            return
+        try:
+            pipe = self.metrics.pipeline(transaction=True)
+            for f in fields:
+                pipe.hincrby(f"recovery:{service}", f, 1)
+            pipe.execute()
+        except Exception:  # metrics must never stop a recovery; the audit trail has it all
+            return
 
     async def _drive(self, workflow: RecoveryWorkflow, event: TriggerEvent,
                      run_id: str) -> WorkflowResult:

@@ -20,6 +20,7 @@ their config like the built-in ones (``healing.workflow.register_action``).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -117,10 +118,18 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
             actor = circuit_for(circuit)
             if provider == "primary":
                 view = await actor.reset.remote(time.time(), f"{ctx.workflow.id}: rolled back")
-            else:
-                view = await actor.force_open.remote(
-                    time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
-            return {"circuit": circuit, "state": view["state"]}
+                return {"circuit": circuit, "state": view["state"]}
+            view = await actor.force_open.remote(
+                time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
+            primary_probe = probes.get(circuit)
+            if primary_probe is not None:  # switch back by itself once the primary answers
+                task = asyncio.get_running_loop().create_task(_switch_back(
+                    actor, primary_probe, float(ctx.step.config.get("recheck_s", 10.0)),
+                    ctx.workflow.id))
+                _WATCHES.add(task)
+                task.add_done_callback(_WATCHES.discard)
+            return {"circuit": circuit, "state": view["state"],
+                    "switches_back": primary_probe is not None}
         reg.register("fallback", fallback)
 
     async def scale(ctx: ActionContext) -> dict[str, Any]:
@@ -152,12 +161,36 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
     return reg
 
 
-class World:
-    """Judges success criteria against the running system."""
+_WATCHES: set[asyncio.Task[None]] = set()  # keeps switch-back tasks alive until they end
 
-    def __init__(self, probes: Mapping[str, Probe], health_monitor: Any = None) -> None:
+
+async def _switch_back(actor: Any, probe: Probe, every_s: float, workflow_id: str,
+                       limit: int = 10_000) -> None:
+    """Probe the primary every ``every_s``; reset its circuit the first time it answers."""
+    for _ in range(limit):
+        await asyncio.sleep(every_s)
+        try:
+            await _call(probe)
+        except Exception:
+            continue
+        await actor.reset.remote(time.time(), f"{workflow_id}: primary recovered, traffic back")
+        return
+
+
+class World:
+    """Judges success criteria against the running system.
+
+    ``error_rate_below`` reads the service's metric stream: events in the last ``window_s``,
+    successes re-weighted by the recorder's sample rate (errors are always recorded). With no
+    events in the window there is no evidence of health, so the criterion is not met.
+    """
+
+    def __init__(self, probes: Mapping[str, Probe], health_monitor: Any = None,
+                 redis_url: str | None = None, sample_rate: float = 0.1) -> None:
         self.probes = probes
         self.health_monitor = health_monitor
+        self.redis_url = redis_url
+        self.sample_rate = sample_rate
 
     async def holds(self, criterion: Criterion, service: str) -> bool:
         if criterion.kind == "probe_succeeds":
@@ -172,7 +205,21 @@ class World:
         if criterion.kind == "health_check_passes" and self.health_monitor is not None:
             status = await self.health_monitor.run_once.remote(criterion.params["check"])
             return bool(status["state"] == "healthy")
+        if criterion.kind == "error_rate_below" and self.redis_url is not None:
+            rate = self.error_rate(service, float(criterion.params["window_s"]), time.time())
+            return rate is not None and rate < float(criterion.params["threshold"])
         return False  # a criterion nobody can evaluate is not met
+
+    def error_rate(self, service: str, window_s: float, now: float) -> float | None:
+        from .stores.metric_stream import read_events  # noqa: PLC0415
+        from .stores.redis_conn import connect  # noqa: PLC0415
+
+        events = [e for e in read_events(connect(self.redis_url), service)  # type: ignore[arg-type]
+                  if e[0] >= now - window_s]
+        errors = sum(1 for e in events if not e[2] or e[3] is not None)
+        successes = len(events) - errors
+        weighted = errors + successes / max(self.sample_rate, 1e-9)
+        return None if weighted == 0 else errors / weighted
 
 
 async def _call(probe: Probe) -> Any:

@@ -36,24 +36,26 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
 
 
 def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
-                  redis_url: str, audit: dict[str, Any] | None = None) -> Any:
+                  redis_url: str, audit: dict[str, Any] | None = None,
+                  orchestrator: str | None = None) -> Any:
     """The actor for circuit ``name``, created on first use.
 
     ``audit`` (``spool_dir``, ``database_url``) makes it write every cluster-wide transition
-    to the audit trail."""
+    to the audit trail; ``orchestrator`` names the actor told when the circuit opens."""
     policy_dict = {f: getattr(policy, f) for f in policy.__dataclass_fields__}
     return ray.remote(CircuitBreakerActor).options(  # type: ignore[attr-defined]
         name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
-    ).remote(name, config_to_dict(config), policy_dict, redis_url, audit)
+    ).remote(name, config_to_dict(config), policy_dict, redis_url, audit, orchestrator)
 
 
-def health_monitor(name: str = "health") -> Any:
-    """The cluster's health monitor (one per name), created on first use."""
+def health_monitor(name: str = "health", orchestrator: str | None = None) -> Any:
+    """The cluster's health monitor (one per name), created on first use; ``orchestrator``
+    names the actor told when a check goes unhealthy."""
     return ray.remote(HealthMonitorActor).options(  # type: ignore[attr-defined]
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
-    ).remote()
+    ).remote(None, orchestrator)
 
 
 def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:

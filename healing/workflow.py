@@ -82,7 +82,8 @@ ACTIONS: dict[str, ActionSpec] = {
     "retry": ActionSpec("retry", optional=frozenset(
         {"max_attempts", "exponential_base", "base_delay_s", "probe"})),
     "fallback": ActionSpec("fallback", one_of=frozenset({"provider", "read_replica", "tier"}),
-                           optional=frozenset({"provider", "read_replica", "tier"})),
+                           optional=frozenset({"provider", "read_replica", "tier",
+                                               "recheck_s"})),
     "cache_warm": ActionSpec("cache_warm", required=frozenset({"ttl_s"}),
                              optional=frozenset({"operations"})),
     "scale": ActionSpec("scale", required=frozenset({"instances"}),

@@ -162,3 +162,102 @@ def test_a_refused_step_is_audited_with_its_reason(ray_cluster, setup):
 def _steps(store):
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text("select action, status from recovery_steps"))]
+
+
+def test_a_circuit_opening_and_a_check_going_unhealthy_start_their_workflows(ray_cluster,
+                                                                             setup):
+    from actors.health_checks import CheckSpec
+    from actors.runtime import health_monitor
+    from healing.cluster import ClusterPolicy as Policy
+
+    s = setup
+    name = f"orch-{uuid.uuid4().hex[:6]}"
+    db_flow = RecoveryWorkflow("db-lost", Trigger.HEALTH_CHECK_FAILED, "database", (ALERT,),
+                               (), 30.0, "critical", ClinicalContext("administrative", "high"))
+    o = orchestrator(name, workflows=[flow(s["service"], ALERT), db_flow], cooldown_s=300.0,
+                     alerts=AlertRouter({"slack": Endpoint("slack", f"{s['receiver'].url}/s")}))
+    ray_cluster.get(o.ping.remote())
+    circuit = f"{s['service']}:deepseek"
+    c = circuit_actor(circuit, CircuitConfig(window_size=20, minimum_number_of_calls=10),
+                      Policy(), REDIS_URL, None, name)
+    ray_cluster.get(c.report.remote("lone", [(1.0, 1, False)] * 12, 1.0))  # it opens
+    monitor = health_monitor(f"h-{uuid.uuid4().hex[:6]}", orchestrator=name)
+    ray_cluster.get(monitor.register.remote(
+        CheckSpec("db", "tcp", "127.0.0.1:9", {"fall": 1}, service="database"), start=False))
+    ray_cluster.get(monitor.run_once.remote("db"))
+    wait_until(lambda: len(ray_cluster.get(o.runs.remote())) == 2)
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    runs = {r["service"]: r for r in ray_cluster.get(o.runs.remote())}
+    assert runs[s["service"]]["trigger"] == "circuit_open"
+    assert runs[s["service"]]["detail"] == circuit and runs[s["service"]]["succeeded"]
+    assert runs["database"]["trigger"] == "health_check_failed" and runs["database"]["succeeded"]
+    for actor in (o, c, monitor):
+        ray_cluster.kill(actor)
+
+
+def test_traffic_switches_back_when_the_primary_answers_again(ray_cluster, setup):
+    s = setup
+    w = flow(s["service"], RecoveryStep("fallback", {"provider": "deepseek", "recheck_s": 0.05},
+                                        timeout_s=10))
+    o = s["make"](w, probes={s["service"]: ok_probe, s["circuit"]: ok_probe})
+    ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, s["service"],
+                                                  s["circuit"])))
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    [run] = ray_cluster.get(o.runs.remote())
+    [done] = [h for h in ray_cluster.get(o.history.remote(run["run_id"]))
+              if h["status"] == "succeeded"]
+    assert done["result"]["switches_back"]
+    wait_until(lambda: "primary recovered" in
+               ray_cluster.get(circuit_for(s["circuit"]).view.remote())["reason"])
+    assert ray_cluster.get(circuit_for(s["circuit"]).view.remote())["state"] == "closed"
+
+
+def test_every_step_and_run_is_counted_in_redis(ray_cluster, setup):
+    from actors.stores.redis_conn import connect
+
+    s = setup
+    name = f"orch-{uuid.uuid4().hex[:6]}"
+    o = orchestrator(name, workflows=[flow(s["service"], ALERT)], redis_url=REDIS_URL,
+                     alerts=AlertRouter({"slack": Endpoint("slack", f"{s['receiver'].url}/s")}))
+    ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, s["service"], "")))
+    assert ray_cluster.get(o.wait_idle.remote(30))
+    client = connect(REDIS_URL)
+    counts = {k.decode(): int(v) for k, v in client.hgetall(f"recovery:{s['service']}").items()}
+    client.delete(f"recovery:{s['service']}")
+    ray_cluster.kill(o)
+    assert counts == {"alert:succeeded": 1, "runs:completed": 1}
+
+
+def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray_cluster):
+    from actors.recovery_actions import World
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing import Criticality, OperationType
+    from healing.outcome import OutcomeRecord
+    from healing.workflow import Criterion
+
+    service = f"svc{uuid.uuid4().hex[:6]}"
+    client = connect(REDIS_URL)
+    rec = MetricRecorder(client, sample_rate=0.5, flush_interval_s=0,
+                         rng=__import__("random").Random(1))
+    now = time.time()
+    for i in range(400):
+        ok = i % 10 != 0  # 10 % errors
+        rec.record(OutcomeRecord(service, None, ok, 0.01, None if ok else "Timeout", "primary",
+                                 None, OperationType.DIAGNOSTIC, Criticality.HIGH, now - 5))
+    rec.flush()
+    try:
+        world = World({}, redis_url=REDIS_URL, sample_rate=0.5)
+        rate = world.error_rate(service, 60, now)
+        assert rate == pytest.approx(0.10, abs=0.03)  # not the 18 % of the raw sample
+        import asyncio
+
+        assert asyncio.run(world.holds(Criterion("error_rate_below",
+                                                 {"threshold": 0.2, "window_s": 60}), service))
+        assert not asyncio.run(world.holds(Criterion("error_rate_below",
+                                                     {"threshold": 0.05, "window_s": 60}),
+                                           service))
+        assert world.error_rate(service, 1, now) is None  # nothing that recent: no evidence
+    finally:
+        for key in client.scan_iter(f"metrics:{service}*"):
+            client.delete(key)

@@ -70,6 +70,16 @@ def check_count(name: str, value: Any, minimum: int = 1) -> None:
     )
 
 
+def as_enum(enum_type: type[enum.Enum], value: Any, name: str) -> Any:
+    """``value`` as a member of ``enum_type`` (given as the member or its value)."""
+    if isinstance(value, enum_type):
+        return value
+    try:
+        return enum_type(value)
+    except ValueError:
+        raise ConfigError(name, value, f"must be one of {[e.value for e in enum_type]}") from None
+
+
 def check_callable(name: str, value: Any) -> None:
     _check(callable(value), name, value, "must be callable")
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import FallbackTier, TierMethod
+from .config import FallbackTier, TierMethod, as_enum
 from .errors import ConfigError, UnsafeStrategyError
 
 if TYPE_CHECKING:
@@ -102,14 +102,6 @@ def pseudonym(identifier: str, key: bytes) -> str:
     return hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _as_enum(enum_type: type[enum.Enum], value: Any, name: str) -> Any:
-    if isinstance(value, enum_type):
-        return value
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise ConfigError(name, value, f"must be one of {[e.value for e in enum_type]}") from None
-
 
 @dataclass(frozen=True, slots=True)
 class ClinicalContext:
@@ -127,9 +119,9 @@ class ClinicalContext:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation_type",
-                           _as_enum(OperationType, self.operation_type, "operation_type"))
+                           as_enum(OperationType, self.operation_type, "operation_type"))
         object.__setattr__(self, "criticality",
-                           _as_enum(Criticality, self.criticality, "criticality"))
+                           as_enum(Criticality, self.criticality, "criticality"))
         for name in ("patient_id", "clinician_id"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, str) and v):
@@ -190,7 +182,7 @@ class ClinicalSafetyValidator:
         self, action: RecoveryAction | str, context: ClinicalContext, service: str | None = None
     ) -> ValidationResult:
         """May ``action`` be taken for a service serving requests of this ``context``?"""
-        action = _as_enum(RecoveryAction, action, "action")
+        action = as_enum(RecoveryAction, action, "action")
         if context.operation_type is OperationType.PRESCRIPTIVE and (
             action is RecoveryAction.CACHE_WARM
         ):

@@ -21,9 +21,9 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import _check, check_positive
+from .config import _check, as_enum, check_positive
 from .errors import ConfigError
-from .safety import ClinicalContext, ClinicalSafetyValidator
+from .safety import ClinicalContext, ClinicalSafetyValidator, RecoveryAction
 
 __all__ = [
     "ACTIONS",
@@ -147,9 +147,9 @@ class RecoveryStep:
             raise ConfigError(f"{self.action}.config", dict(self.config),
                               f"has unknown key(s) {sorted(unknown)}")
         if not isinstance(self.failure_action, FailureAction):
-            object.__setattr__(self, "failure_action", _enum(FailureAction,
-                                                             self.failure_action,
-                                                             "failure_action"))
+            object.__setattr__(self, "failure_action", as_enum(FailureAction,
+                                                               self.failure_action,
+                                                               "failure_action"))
         check_positive("timeout_s", self.timeout_s)
 
 
@@ -168,7 +168,7 @@ class RecoveryWorkflow:
         _check(isinstance(self.id, str) and bool(self.id), "id", self.id, "must be a name")
         _check(isinstance(self.service, str) and bool(self.service), "service", self.service,
                "must be a name")
-        object.__setattr__(self, "trigger", _enum(Trigger, self.trigger, "trigger"))
+        object.__setattr__(self, "trigger", as_enum(Trigger, self.trigger, "trigger"))
         if not isinstance(self.priority, Priority):
             try:
                 object.__setattr__(self, "priority", Priority[str(self.priority).upper()])
@@ -188,15 +188,6 @@ class RecoveryWorkflow:
         if self.rollback_steps and not wants_rollback:
             raise ConfigError("rollback_steps", [s.action for s in self.rollback_steps],
                               "would never run: no step has failure_action rollback")
-
-
-def _enum(kind: type[enum.Enum], value: Any, name: str) -> Any:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(name, value, f"must be one of {[e.value for e in kind]}") from None
 
 
 # -- execution -------------------------------------------------------------------------
@@ -282,17 +273,10 @@ def execute(workflow: RecoveryWorkflow, start: float,
     ended = "completed"
     succeeded = True
     for i, step in enumerate(workflow.steps):
-        verdict = validator.validate_recovery_action(step.action, workflow.context,
-                                                     workflow.service) \
-            if step.action in {"retry", "fallback", "scale", "restart", "alert",
-                               "cache_warm"} else None
-        validation = ({"allowed": verdict.allowed, "rule": verdict.rule,
-                       "reason": verdict.reason,
-                       "requires_validation": verdict.requires_validation}
-                      if verdict is not None else {"allowed": True, "rule": "custom action"})
-        if verdict is not None and not verdict.allowed:
+        validation = _clear(step, workflow, validator)
+        if not validation["allowed"]:
             records.append(StepRecord(i, step.action, StepStatus.REFUSED, step.config, None,
-                                      verdict.reason, 0.0, validation))
+                                      validation["reason"], 0.0, validation))
             continue
         left = deadline - now
         if left <= 0:
@@ -337,6 +321,19 @@ def execute(workflow: RecoveryWorkflow, start: float,
                                       rollback=True))
         break
     return WorkflowResult(workflow.id, workflow.service, succeeded, ended, tuple(records))
+
+
+_SEED_ACTIONS = frozenset(a.value for a in RecoveryAction)
+
+
+def _clear(step: RecoveryStep, workflow: RecoveryWorkflow,
+           validator: ClinicalSafetyValidator) -> dict[str, Any]:
+    """The clinical safety verdict on ``step``, as recorded with it."""
+    if step.action not in _SEED_ACTIONS:  # a deployment's own action: its own checks apply
+        return {"allowed": True, "rule": "custom action", "reason": ""}
+    v = validator.validate_recovery_action(step.action, workflow.context, workflow.service)
+    return {"allowed": v.allowed, "rule": v.rule, "reason": v.reason,
+            "requires_validation": v.requires_validation}
 
 
 def _skipped(steps: tuple[RecoveryStep, ...], start: int,

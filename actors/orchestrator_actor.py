@@ -30,6 +30,7 @@ from healing.workflow import (
     RunAction,
     StepOutcome,
     StepRecord,
+    Trigger,
     WorkflowResult,
     execute,
 )
@@ -48,7 +49,9 @@ class RecoveryOrchestratorActor:
                  audit: dict[str, Any] | None = None, alerts: AlertRouter | None = None,
                  circuit_for: Any = None, probes: dict[str, Any] | None = None,
                  health_monitor: Any = None, actions: ActionRegistry | None = None,
-                 redis_url: str | None = None, sample_rate: float = 0.1) -> None:
+                 redis_url: str | None = None, sample_rate: float = 0.1,
+                 error_thresholds: dict[str, tuple[float, float]] | None = None,
+                 watch_interval_s: float = 0.0) -> None:
         self.clock = SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
@@ -67,12 +70,43 @@ class RecoveryOrchestratorActor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        # service -> (error rate, window in seconds) that raises an error_threshold trigger,
+        # judged from the service's metric stream.
+        self.error_thresholds = dict(error_thresholds or {})
+        self._watch_interval_s = watch_interval_s
+        self._watcher: asyncio.Task[None] | None = None
 
     async def trigger(self, event: TriggerEvent) -> str:
         """Admit a trigger; returns at once with what became of it."""
+        self._start_watching()
         admission = self.queue.submit(event, self.clock.now())
         self._pump()
         return admission.value
+
+    async def check_error_thresholds(self, now: float | None = None) -> dict[str, str]:
+        """Raise ``error_threshold`` for every watched service over its threshold now."""
+        self._start_watching()
+        now = time.time() if now is None else now
+        out = {}
+        for service, (threshold, window_s) in self.error_thresholds.items():
+            rate = self.world.error_rate(service, window_s, now)
+            if rate is not None and rate >= threshold:
+                out[service] = await self.trigger(TriggerEvent(
+                    Trigger.ERROR_THRESHOLD, service,
+                    f"error rate {rate:.0%} over {window_s:g} s >= {threshold:.0%}"))
+        return out
+
+    def _start_watching(self) -> None:
+        if self._watcher is None and self._watch_interval_s > 0 and self.error_thresholds:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_interval_s)
+            try:
+                await self.check_error_thresholds()
+            except Exception:  # Redis away: the next round tries again
+                continue
 
     async def runs(self) -> list[dict[str, Any]]:
         return list(self._runs)

@@ -261,3 +261,44 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
     finally:
         for key in client.scan_iter(f"metrics:{service}*"):
             client.delete(key)
+
+
+def test_an_error_rate_over_threshold_in_the_metric_stream_starts_the_workflow(ray_cluster,
+                                                                               setup):
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing import Criticality, OperationType
+    from healing.outcome import OutcomeRecord
+
+    s = setup
+    service = s["service"]
+    leak = RecoveryWorkflow("leak", Trigger.ERROR_THRESHOLD, service, (ALERT,), (), 30.0,
+                            "high", ClinicalContext("administrative", "medium"))
+    o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", workflows=[leak], redis_url=REDIS_URL,
+                     sample_rate=1.0, error_thresholds={service: (0.25, 60.0)},
+                     alerts=AlertRouter({"slack": Endpoint("slack", f"{s['receiver'].url}/s")}))
+    client = connect(REDIS_URL)
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0)
+    now = time.time()
+
+    def traffic(n_ok, n_err):
+        for i in range(n_ok + n_err):
+            ok = i >= n_err
+            rec.record(OutcomeRecord(service, None, ok, 0.01, None if ok else "MemoryError",
+                                     "primary", None, OperationType.ADMINISTRATIVE,
+                                     Criticality.MEDIUM, now - 1))
+        rec.flush()
+
+    try:
+        traffic(90, 10)  # 10 %: under the threshold
+        assert ray_cluster.get(o.check_error_thresholds.remote(now)) == {}
+        traffic(20, 60)  # now 70 of 180: 39 %
+        assert ray_cluster.get(o.check_error_thresholds.remote(now)) == {service: "queued"}
+        assert ray_cluster.get(o.wait_idle.remote(30))
+        [run] = ray_cluster.get(o.runs.remote())
+        assert run["trigger"] == "error_threshold" and "39%" in run["detail"]
+    finally:
+        ray_cluster.kill(o)
+        for key in client.scan_iter(f"metrics:{service}*"):
+            client.delete(key)
+        client.delete(f"recovery:{service}")

@@ -143,15 +143,17 @@ class CircuitBreakerActor:
     def _trigger_recovery(self, view: ClusterView) -> None:
         if self.orchestrator is None:
             return
-        try:
-            import ray  # noqa: PLC0415 - the actor runs on Ray; the core stays importable
+        import ray  # noqa: PLC0415 - the actor runs on Ray; the core stays importable
 
+        try:
             orch = ray.get_actor(self.orchestrator, namespace="selfheal")
-            # Fire and forget: triggering never blocks the circuit's decisions.
-            orch.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN,
-                                             self.core.name.split(":", 1)[0], self.core.name))
-        except Exception:
-            _log.exception("circuit %s opened but no orchestrator could be told", self.core.name)
+        except ValueError:
+            _log.warning("circuit %s opened; no orchestrator %r is running to heal it",
+                         self.core.name, self.orchestrator)
+            return
+        # Fire and forget: triggering never blocks the circuit's decisions.
+        orch.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, self.core.name.split(":", 1)[0],
+                                         self.core.name))
 
     async def _audit(self, previous: ClusterState, view: ClusterView) -> None:
         if self.audit is None:

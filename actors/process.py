@@ -59,7 +59,8 @@ class GuardProcess:
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  process_id: str | None = None, circuit: CircuitConfig | None = None,
-                 policy: ClusterPolicy | None = None) -> None:
+                 policy: ClusterPolicy | None = None,
+                 orchestrator: str | None = "orchestrator") -> None:
         if settings.redis_url is None:
             raise ValueError("GuardProcess needs settings.redis_url: call bootstrap() first")
         redis_url = settings.redis_url
@@ -76,8 +77,12 @@ class GuardProcess:
         audit_cfg = {"spool_dir": str(settings.spool_dir()),
                      "database_url": settings.audit_database_url(),
                      "flush_interval_s": settings.audit_flush_interval_s}
+        # Circuits that open tell the cluster's orchestrator (runtime.orchestrator's default
+        # name), which starts the matching recovery workflow.
         self.agent = ClusterAgent(
-            self.breakers, lambda name: circuit_actor(name, circuit, policy, redis_url, audit_cfg),
+            self.breakers,
+            lambda name: circuit_actor(name, circuit, policy, redis_url, audit_cfg,
+                                       orchestrator),
             clock=clock, process_id=process_id)
         self._wall = (clock or SystemClock()).wall
         self.breakers.add_listener(self._audit_transition)

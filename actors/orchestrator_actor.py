@@ -147,6 +147,8 @@ class RecoveryOrchestratorActor:
         summary: dict[str, Any] = {"run_id": run_id, "workflow": workflow.id,
                                    "service": workflow.service, "trigger": event.trigger.value,
                                    "detail": event.detail, "started_at": started}
+        if len(self._runs) == self._runs.maxlen:  # the oldest summary leaves: so does its history
+            self._history.pop(self._runs[0]["run_id"], None)
         self._runs.append(summary)
         self._history[run_id] = []
         try:

@@ -74,11 +74,16 @@ class InstrumentationMiddleware:
                        clock.now() - t0, error or (None if ok else f"http_{status}"))
 
     def _emit(self, name: str, ok: bool, latency: float, error: str | None) -> None:
-        try:
-            self.sink.record(OutcomeRecord(name, None, ok, latency, error, "primary", None,
-                                           _INFO, _LOW, self.clock.wall()))
-        except Exception:  # instrumentation must never fail the request it measures
-            return
+        _emit(self.sink, self.clock, name, ok, latency, error)
+
+
+def _emit(sink: OutcomeSink, clock: Clock, name: str, ok: bool, latency: float,
+          error: str | None) -> None:
+    try:
+        sink.record(OutcomeRecord(name, None, ok, latency, error, "primary", None, _INFO, _LOW,
+                                  clock.wall()))
+    except Exception:  # instrumentation must never fail the call it measures
+        return
 
 
 def instrument(service: str, sink: OutcomeSink | Callable[[], OutcomeSink],
@@ -98,10 +103,10 @@ def instrument(service: str, sink: OutcomeSink | Callable[[], OutcomeSink],
 
     def emit(ok: bool, t0: float, error: str | None) -> None:
         try:
-            get_sink().record(OutcomeRecord(service, None, ok, clk.now() - t0, error, "primary",
-                                            None, _INFO, _LOW, clk.wall()))
-        except Exception:  # instrumentation must never fail the call it measures
+            sink_ = get_sink()
+        except Exception:  # a sink that cannot be built must not fail the call either
             return
+        _emit(sink_, clk, service, ok, clk.now() - t0, error)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(fn):

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .clock import Clock, SystemClock
-from .config import CircuitConfig, WindowType
+from .config import CircuitConfig
 from .errors import ConfigError, IllegalTransition
 from .events import CircuitTransitioned, ThresholdExceeded
-from .window import FAILED, SLOW, SUCCESS, CountWindow, TimeWindow
+from .window import FAILED, SLOW, SUCCESS, CountWindow, TimeWindow, window_for
 
 __all__ = [
     "IGNORED",
@@ -191,7 +191,7 @@ class CircuitBreaker:
         self.last_used = self._since
         self._trials_issued = 0
         self._trial = CountWindow(self.config.permitted_calls_in_half_open)
-        self._window = self._new_window()
+        self._window = window_for(self.config)
         self._tap: Any = None
         self._managed = False
         self._enter(_S.CLOSED, retry_at=None)
@@ -425,7 +425,7 @@ class CircuitBreaker:
             retry_in = parsed["retry_in_s"]
             state = parsed["state"]
             retry_at = None if retry_in is None else now + retry_in - elapsed
-            self._window = self._new_window()
+            self._window = window_for(self.config)
             if _shape_matches(data["window"], self._window):
                 self._window.restore(data["window"], now - elapsed)
             self._trial = CountWindow(self.config.permitted_calls_in_half_open)
@@ -435,11 +435,6 @@ class CircuitBreaker:
             self._trials_issued = min(parsed["trials_issued"], self._trial.size)
 
     # -- internals (every _name below runs under self._lock unless said otherwise) ------
-
-    def _new_window(self) -> CountWindow | TimeWindow:
-        if self.config.window_type is WindowType.COUNT:
-            return CountWindow(self.config.window_size)
-        return TimeWindow(self.config.window_size)
 
     def _enter(self, state: CircuitState, retry_at: float | None) -> None:
         self._state = state
@@ -539,7 +534,7 @@ class CircuitBreaker:
             self._trial = CountWindow(self.config.permitted_calls_in_half_open)
             self._trials_issued = 0
         elif to is _S.CLOSED or to is _S.METRICS_ONLY:
-            self._window = self._new_window()
+            self._window = window_for(self.config)
         self._enter(to, retry_at)
         events.append(CircuitTransitioned(
             self.name, from_, to, reason, self._clock.utcnow(), now, calls, fr, sr,

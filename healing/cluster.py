@@ -29,9 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import CircuitConfig, WindowType, _check, check_count, check_positive, check_ratio
+from .config import CircuitConfig, _check, check_count, check_positive, check_ratio
 from .errors import ConfigError
-from .window import CountWindow, TimeWindow
+from .window import CountWindow, TimeWindow, window_for
 
 __all__ = ["ClusterCircuit", "ClusterPolicy", "ClusterState", "ClusterView", "Lease"]
 
@@ -139,7 +139,7 @@ class ClusterCircuit:
         like the whole cluster)."""
         p = self._processes.get(process)
         if p is None:
-            self._processes[process] = _Process(self._new_window(), now)
+            self._processes[process] = _Process(window_for(self.config), now)
         else:
             p.last_seen = now
         return self.view()
@@ -150,7 +150,7 @@ class ClusterCircuit:
         cluster state changed, else None."""
         p = self._processes.get(process)
         if p is None:
-            p = self._processes[process] = _Process(self._new_window(), now)
+            p = self._processes[process] = _Process(window_for(self.config), now)
         p.last_seen = now
         trials = []
         for at, code, is_trial in outcomes:
@@ -296,11 +296,6 @@ class ClusterCircuit:
         ttl = self.policy.process_ttl_s
         return [(pid, p) for pid, p in self._processes.items() if now - p.last_seen <= ttl]
 
-    def _new_window(self) -> CountWindow | TimeWindow:
-        if self.config.window_type is WindowType.COUNT:
-            return CountWindow(self.config.window_size)
-        return TimeWindow(self.config.window_size)
-
     def _open(self, now: float, reason: str) -> None:
         self.state, self.lease = ClusterState.OPEN, None
         self.retry_at = now + self.config.wait_for_open_number(self.consecutive_opens)
@@ -311,7 +306,7 @@ class ClusterCircuit:
         self.consecutive_opens = 0
         self._trials = None
         for p in self._processes.values():  # a fresh start, as a local CLOSED has
-            p.window = self._new_window()
+            p.window = window_for(self.config)
         self._bump(reason)
 
     def _bump(self, reason: str) -> None:

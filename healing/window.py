@@ -12,7 +12,9 @@ import math
 from collections import deque
 from typing import Any
 
-__all__ = ["FAILED", "SLOW", "SUCCESS", "CountWindow", "TimeWindow"]
+from .config import CircuitConfig, WindowType
+
+__all__ = ["FAILED", "SLOW", "SUCCESS", "CountWindow", "TimeWindow", "window_for"]
 
 SUCCESS = 0
 FAILED = 1
@@ -180,3 +182,10 @@ class TimeWindow:
             self.calls += c
             self.failed += f
             self.slow += sl
+
+
+def window_for(config: CircuitConfig) -> CountWindow | TimeWindow:
+    """A fresh, empty window of the type and size ``config`` asks for."""
+    if config.window_type is WindowType.COUNT:
+        return CountWindow(config.window_size)
+    return TimeWindow(config.window_size)

@@ -12,7 +12,7 @@ SQLite (WAL) by default, PostgreSQL when the URL says so; the schema is made by 
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -268,10 +268,3 @@ class AuditStore:
 def _normalise(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in row.items()}
 
-
-def insert_all(store: AuditStore, batches: Iterable[Sequence[AuditRecord]]) -> int:
-    n = 0
-    for batch in batches:
-        store.insert(batch)
-        n += len(batch)
-    return n

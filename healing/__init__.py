@@ -26,6 +26,7 @@ from .errors import (
     IllegalTransition,
     IntegrityCheckFailed,
     RetryExhausted,
+    RoutedAway,
     SelfHealError,
     TierFailure,
     UnsafeStrategyError,
@@ -45,6 +46,7 @@ from .integrity import (
 from .outcome import InMemorySink, Outcome, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry, ServiceId
 from .retry import Retrier
+from .routing import Route, RouteTable
 from .safety import (
     CLINICAL_GUIDANCE,
     CRITICAL_SERVICES,
@@ -68,7 +70,8 @@ __all__ = [
     "IllegalTransition", "InMemorySink", "IntegrityCheck", "IntegrityCheckFailed",
     "ManualClock", "OperationType", "Outcome", "OutcomeRecord", "OutcomeSink", "Permit",
     "Predicate", "RecoveryAction", "Rejection", "RequiredFields", "Retrier", "RetryExhausted",
-    "RetryPolicy", "SelfHealError", "ServiceId", "SystemClock", "ThresholdExceeded",
+    "RetryPolicy", "Route", "RouteTable", "RoutedAway", "SelfHealError", "ServiceId",
+    "SystemClock", "ThresholdExceeded",
     "TierFailure", "TierMethod", "UnsafeStrategyError", "ValidationResult", "ValueRange",
     "WindowType", "default_guard", "default_strategies", "exceptions_of", "guard",
 ]

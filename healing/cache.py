@@ -4,6 +4,10 @@ Entries are bounded by count and by bytes, least recently used first out. A key 
 includes a keyed pseudonym of the patient, so one patient's data can never answer another
 patient's request, and a request without a patient never sees a patient's data. Values are
 stored pickled: the size is exact, and a caller mutating an answer cannot change the cache.
+
+:meth:`FallbackCache.recent` and :meth:`FallbackCache.fill` let the runtime share recent good
+answers between processes (the ``cache_warm`` recovery action); neither ever moves a
+prescriptive answer, which is never stored in the first place.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from .config import check_count
-from .safety import ClinicalContext, pseudonym
+from .safety import ClinicalContext, OperationType, pseudonym
 
 __all__ = ["CacheKey", "CachedValue", "FallbackCache"]
+
+_PRESCRIPTIVE = OperationType.PRESCRIPTIVE.value
 
 
 class CacheKey(NamedTuple):
@@ -87,6 +93,26 @@ class FallbackCache:
                 return None
             self._entries.move_to_end(key)
         return CachedValue(pickle.loads(blob), age)
+
+    def recent(self, service: str, now: float,
+               max_age_s: float) -> list[tuple[CacheKey, Any, float]]:
+        """``(key, value, age_s)`` for ``service``'s entries at most ``max_age_s`` old."""
+        with self._lock:
+            entries = [(k, blob, now - at) for k, (blob, at) in self._entries.items()
+                       if k.service == service and now - at <= max_age_s
+                       and k.operation != _PRESCRIPTIVE]
+        return [(k, pickle.loads(blob), age) for k, blob, age in entries]
+
+    def fill(self, key: CacheKey, value: Any, stored_at: float) -> bool:
+        """Store an answer another process saw at ``stored_at`` (on this cache's clock),
+        unless this cache already holds a newer one for the key. Returns whether it did."""
+        if key.operation == _PRESCRIPTIVE:
+            return False
+        with self._lock:
+            current = self._entries.get(key)
+            if current is not None and current[1] >= stored_at:
+                return False
+        return self.put(key, value, stored_at)
 
     def __len__(self) -> int:
         return len(self._entries)

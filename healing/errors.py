@@ -20,6 +20,7 @@ __all__ = [
     "IllegalTransition",
     "IntegrityCheckFailed",
     "RetryExhausted",
+    "RoutedAway",
     "SelfHealError",
     "TierFailure",
     "UnsafeStrategyError",
@@ -73,6 +74,14 @@ class CircuitOpenError(CallRejected):
         else:
             when = "it stays open until an operator releases it"
         super().__init__(f"circuit {service!r} is {state.name}; {when}")
+
+
+class RoutedAway(CallRejected):
+    """The primary was not called: the service's traffic is routed to a fallback tier."""
+
+    def __init__(self, service: str, tier: str, reason: str) -> None:
+        self.service, self.tier, self.reason = service, tier, reason
+        super().__init__(f"traffic for {service!r} is routed to {tier!r}: {reason}")
 
 
 class ClinicalSafetyError(SelfHealError):

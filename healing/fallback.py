@@ -108,6 +108,16 @@ class FallbackStrategy:
         return (context.operation_type in self.operation_types
                 and context.criticality in self.criticalities)
 
+    def find_tier(self, name: str) -> int | None:
+        """The index of the tier labelled ``name``, or else the first whose method it names."""
+        for i, t in enumerate(self.tiers):
+            if t.label == name:
+                return i
+        for i, t in enumerate(self.tiers):
+            if t.method.value == name:
+                return i
+        return None
+
 
 Handler = Callable[..., Any]
 
@@ -175,8 +185,10 @@ def plan_fallback(
     strategy: FallbackStrategy, *, context: ClinicalContext, registry: FallbackStrategyRegistry,
     breakers: CircuitBreakerRegistry, cache: FallbackCache, clock: Clock,
     cache_key: str | None, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+    start: int = 0,
 ) -> Plan:
-    """Try ``strategy``'s tiers in order; return the first servable answer.
+    """Try ``strategy``'s tiers in order, from the ``start``-th; return the first servable
+    answer.
 
     Raises:
         FallbackExhausted: no tier produced a servable answer; lists each tier's failure.
@@ -192,7 +204,7 @@ def plan_fallback(
         raise FallbackExhausted(service, [TierFailure(
             "strategy", f"not vetted for {context.operation_type.value}/"
                         f"{context.criticality.value} requests")])
-    for tier in strategy.tiers:
+    for tier in strategy.tiers[start:]:
         verdict = registry.validator.validate_tier(tier, context, service,
                                                    has_integrity_check=check is not None)
         if not verdict.allowed:

@@ -38,7 +38,13 @@ from .audit import AuditRecord, AuditSink, PatientImpact, failure_event
 from .cache import FallbackCache
 from .clock import Clock, SystemClock
 from .config import TierMethod
-from .errors import CircuitOpenError, ClinicalSafetyError, FallbackExhausted, IntegrityCheckFailed
+from .errors import (
+    CircuitOpenError,
+    ClinicalSafetyError,
+    FallbackExhausted,
+    IntegrityCheckFailed,
+    RoutedAway,
+)
 from .fallback import (
     FallbackResult,
     FallbackStrategyRegistry,
@@ -49,6 +55,7 @@ from .fallback import (
 )
 from .outcome import InMemorySink, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry
+from .routing import RouteTable
 from .safety import (
     INFORMATIONAL_CONTEXT,
     ClinicalContext,
@@ -80,13 +87,14 @@ class Guard:
         validator: the clinical safety rules.
         sink: where outcome records go.
         audit: where failure events go, durably, before the call returns (None: nowhere).
+        routes: cluster-wide routes to a fallback tier (see :mod:`healing.routing`).
     """
 
     def __init__(
         self, *, clock: Clock | None = None, breakers: CircuitBreakerRegistry | None = None,
         fallbacks: FallbackStrategyRegistry | None = None, cache: FallbackCache | None = None,
         validator: ClinicalSafetyValidator | None = None, sink: OutcomeSink | None = None,
-        audit: AuditSink | None = None,
+        audit: AuditSink | None = None, routes: RouteTable | None = None,
     ) -> None:
         self.clock = clock if clock is not None else SystemClock()
         self.validator = validator if validator is not None else ClinicalSafetyValidator()
@@ -96,6 +104,7 @@ class Guard:
         self.cache = cache if cache is not None else FallbackCache()
         self.sink = sink if sink is not None else InMemorySink()
         self.audit = audit
+        self.routes = routes if routes is not None else RouteTable()
         self.audit_failures = 0  # records the audit sink could not make durable
 
     # -- call forms --------------------------------------------------------------------
@@ -106,6 +115,11 @@ class Guard:
         """Run ``fn(*args, **kwargs)`` as a guarded call to ``service``."""
         clock = self.clock
         t0 = clock.now()
+        if self.routes.routes:
+            routed = self._routed(service, context)
+            if routed is not None:
+                return self._fail_sync(service, provider, context, cache_key, args, kwargs,
+                                       routed[0], "routed", t0, routed[1])
         breaker = self.breakers.get(service, provider, t0)
         permit = breaker.allow(t0)
         if not permit.allowed:
@@ -139,6 +153,11 @@ class Guard:
         """The async form of :meth:`call`; ``fn`` may return an awaitable or a value."""
         clock = self.clock
         t0 = clock.now()
+        if self.routes.routes:
+            routed = self._routed(service, context)
+            if routed is not None:
+                return await self._fail_async(service, provider, context, cache_key, args,
+                                              kwargs, routed[0], "routed", t0, routed[1])
         breaker = self.breakers.get(service, provider, t0)
         permit = breaker.allow(t0)
         if not permit.allowed:
@@ -195,6 +214,24 @@ class Guard:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _routed(self, service: str, context: ClinicalContext) -> tuple[RoutedAway, int] | None:
+        """The route this request obeys and the tier it starts at, or None: call the primary."""
+        route = self.routes.get(service)
+        if route is None or self.validator.is_fail_safe(service, context):
+            return None
+        strategy = self.fallbacks.get(service)
+        if strategy is None or not strategy.serves(context):
+            return None
+        start = strategy.find_tier(route.tier)
+        if start is None:
+            return None
+        verdict = self.validator.validate_tier(strategy.tiers[start], context, service,
+                                               has_integrity_check=strategy.integrity_check
+                                               is not None)
+        if not verdict.allowed:
+            return None
+        return RoutedAway(service, route.tier, route.reason), start
+
     def _primary_result(self, service: str, provider: str | None, context: ClinicalContext,
                         cache_key: str | None, breaker: Any, permit: Any, result: Any,
                         t0: float) -> FallbackResult | IntegrityCheckFailed:
@@ -229,7 +266,7 @@ class Guard:
 
     def _failure_plan(self, service: str, provider: str | None, context: ClinicalContext,
                       cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      error: BaseException, kind: str, t0: float) -> Plan:
+                      error: BaseException, kind: str, t0: float, start: int = 0) -> Plan:
         """Safety's verdict on a failed call: a fallback plan, or the error to raise."""
         if service in self.validator.critical_services or context.criticality is _LIFE_CRITICAL:
             self._record_failure(service, provider, context, kind, t0)
@@ -243,14 +280,15 @@ class Guard:
             raise error
         return plan_fallback(strategy, context=context, registry=self.fallbacks,
                              breakers=self.breakers, cache=self.cache, clock=self.clock,
-                             cache_key=cache_key, args=args, kwargs=kwargs)
+                             cache_key=cache_key, args=args, kwargs=kwargs, start=start)
 
     def _fail_sync(self, service: str, provider: str | None, context: ClinicalContext,
                    cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   error: BaseException, kind: str, t0: float) -> FallbackResult:
+                   error: BaseException, kind: str, t0: float,
+                   start: int = 0) -> FallbackResult:
         try:
             plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
-                                      error, kind, t0)
+                                      error, kind, t0, start)
             served = run_plan(plan)
         except BaseException as final:
             self._audit_sync(self._failure_record(service, provider, context, kind, error,
@@ -264,10 +302,11 @@ class Guard:
 
     async def _fail_async(self, service: str, provider: str | None, context: ClinicalContext,
                           cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                          error: BaseException, kind: str, t0: float) -> FallbackResult:
+                          error: BaseException, kind: str, t0: float,
+                   start: int = 0) -> FallbackResult:
         try:
             plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
-                                      error, kind, t0)
+                                      error, kind, t0, start)
             served = await arun_plan(plan)
         except BaseException as final:
             await self._audit_async(self._failure_record(service, provider, context, kind,
@@ -379,5 +418,5 @@ def _impact_of(served: FallbackResult, kind: str) -> PatientImpact:
     if served.method in _DEGRADED_TIERS:
         return PatientImpact.DEGRADED_SERVICE
     # An alternative provider's answer is a full answer; it came late if the primary was
-    # tried and failed first, and on time if the open circuit skipped the primary.
-    return PatientImpact.NONE if kind == "rejected" else PatientImpact.DELAY
+    # tried and failed first, and on time if an open circuit or a route skipped the primary.
+    return PatientImpact.NONE if kind in ("rejected", "routed") else PatientImpact.DELAY

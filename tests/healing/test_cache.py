@@ -51,3 +51,28 @@ def test_unpicklable_values_are_not_cached():
 def test_bounds_are_validated():
     with pytest.raises(ConfigError, match="max_entries"):
         FallbackCache(max_entries=0)
+
+
+def test_recent_lists_a_services_fresh_entries_and_never_prescriptive_ones():
+    c = FallbackCache()
+    dx = ClinicalContext("diagnostic", "high", patient_id="MRN-9")
+    c.put(c.key_for("xray", dx, "old"), {"v": 0}, now=0.0)
+    c.put(c.key_for("xray", dx, "new"), {"v": 1}, now=90.0)
+    c.put(c.key_for("other", dx, "new"), {"v": 2}, now=90.0)
+    # put() trusts its caller; recent() still never exports a prescriptive answer
+    c.put(c.key_for("xray", ClinicalContext("prescriptive", "high"), "rx"), {"v": 3}, now=95.0)
+    got = c.recent("xray", now=100.0, max_age_s=60.0)
+    assert [(k.request, v, age) for k, v, age in got] == [("new", {"v": 1}, 10.0)]
+
+
+def test_fill_keeps_the_newer_answer_and_refuses_prescriptive_keys():
+    c = FallbackCache()
+    dx = ClinicalContext("diagnostic", "high")
+    k = c.key_for("xray", dx, "q")
+    assert c.fill(k, {"v": "shared"}, stored_at=50.0)
+    assert not c.fill(k, {"v": "older"}, stored_at=40.0)
+    assert c.get(k, now=60.0, max_staleness_s=30.0) == ({"v": "shared"}, 10.0)
+    assert c.fill(k, {"v": "newer"}, stored_at=55.0)
+    assert c.get(k, now=60.0, max_staleness_s=30.0).value == {"v": "newer"}
+    rx = c.key_for("xray", ClinicalContext("prescriptive", "high"), "q")
+    assert not c.fill(rx, {"v": 1}, stored_at=55.0) and len(c) == 1

@@ -36,6 +36,7 @@ from healing.workflow import (
 )
 
 from .alerts import AlertManager, AlertRouter
+from .cluster_control import ControlBus
 from .recovery_actions import ActionContext, ActionRegistry, World, builtin_actions
 from .stores.audit_sql import AuditStore
 from .stores.audit_trail import AuditTrail
@@ -57,8 +58,9 @@ class RecoveryOrchestratorActor:
         self.validator = ClinicalSafetyValidator()
         probes = dict(probes or {})
         self.alerts = AlertManager(alerts) if alerts is not None else None
-        self.actions = actions or builtin_actions(alerts=self.alerts, circuit_for=circuit_for,
-                                                  probes=probes)
+        self.actions = actions or builtin_actions(
+            alerts=self.alerts, circuit_for=circuit_for, probes=probes,
+            control=ControlBus(connect(redis_url)) if redis_url is not None else None)
         self.world = World(probes, health_monitor, redis_url, sample_rate)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None

@@ -3,8 +3,9 @@
 :func:`bootstrap` runs once per deployment (it migrates the audit database and, with no
 ``REDIS_URL``, starts the embedded Redis). :class:`GuardProcess` is then built in every
 process: a :class:`~healing.guard.Guard` whose outcomes go to the Redis metric recorder,
-whose failures go to the durable audit trail, and whose circuits are shared through their
-cluster actors.
+whose failures go to the durable audit trail, whose circuits are shared through their
+cluster actors, and which obeys the cluster's routes and cache warming
+(:mod:`actors.cluster_control`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from healing import (
     CircuitConfig,
     CircuitTransitioned,
     Clock,
+    FallbackCache,
     Guard,
+    RouteTable,
     SystemClock,
 )
 from healing.audit import circuit_transition
 from healing.cluster import ClusterPolicy
 
 from .cluster_agent import ClusterAgent
+from .cluster_control import ControlListener
 from .runtime import circuit_actor
 from .settings import Settings
 from .stores.audit_sql import AuditStore
@@ -72,8 +76,12 @@ class GuardProcess:
             maxlen=settings.metrics_stream_maxlen, buffer_max=settings.metrics_buffer_max)
         self.audit = AuditTrail(settings.spool_dir(), AuditStore(settings.audit_database_url()),
                                 settings.pseudonym_key_bytes(), settings.audit_flush_interval_s)
+        # One pseudonym key across the cluster, so a shared cached answer keys the same
+        # patient in every process (cache_warm) and nobody's key is random per process.
+        self.cache = FallbackCache(key=settings.pseudonym_key_bytes())
+        self.routes = RouteTable()
         self.guard = Guard(clock=clock, breakers=self.breakers, sink=self.recorder,
-                           audit=self.audit)
+                           audit=self.audit, cache=self.cache, routes=self.routes)
         audit_cfg = {"spool_dir": str(settings.spool_dir()),
                      "database_url": settings.audit_database_url(),
                      "flush_interval_s": settings.audit_flush_interval_s}
@@ -84,6 +92,8 @@ class GuardProcess:
             lambda name: circuit_actor(name, circuit, policy, redis_url, audit_cfg,
                                        orchestrator),
             clock=clock, process_id=process_id)
+        self.control = ControlListener(redis_url, self.routes, self.cache,
+                                       clock or SystemClock(), process_id=self.agent.process_id)
         self._wall = (clock or SystemClock()).wall
         self.breakers.add_listener(self._audit_transition)
 
@@ -120,6 +130,7 @@ class GuardProcess:
         return out
 
     def close(self) -> None:
+        self.control.close()
         self.agent.close()
         self.recorder.close()
         self.audit.close()

@@ -9,6 +9,13 @@ it out, audits it and measures it. :func:`builtin_actions` provides:
 * ``fallback`` with ``provider``: moves traffic off the failing provider cluster-wide by
   forcing its circuit open (every process's guard then answers from the next tier, the
   alternative provider); ``provider: primary`` (a rollback) resets the circuit;
+* ``fallback`` with ``tier`` (or ``read_replica: true``, short for the tier
+  ``alternative_provider:read_replica``): routes the service's traffic to that tier in every
+  process (:mod:`actors.cluster_control`); ``tier: primary`` (a rollback) clears the route;
+* both forms switch back on their own once the service's primary probe answers again
+  (every ``recheck_s``, default 10 s);
+* ``cache_warm``: shares every process's recent good answers (at most ``ttl_s`` old) for the
+  service with every process's fallback cache; never for a prescriptive workflow;
 * ``scale``: a Ray Serve deployment (``deployment: app/name``, default the service name)
   to ``+1``, ``-1`` or an absolute count, within ``min``/``max``;
 * ``restart``: a Serve deployment's replicas, gracefully (see ``serve_control``), or a named
@@ -33,6 +40,7 @@ from healing.retry import Retrier
 from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
 
 from .alerts import AlertManager
+from .cluster_control import ControlBus
 
 __all__ = ["ActionContext", "ActionNotAvailable", "ActionRegistry", "World", "builtin_actions"]
 
@@ -75,7 +83,8 @@ Probe = Callable[[], Any]
 
 
 def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
-                    probes: Mapping[str, Probe]) -> ActionRegistry:
+                    probes: Mapping[str, Probe],
+                    control: ControlBus | None = None) -> ActionRegistry:
     reg = ActionRegistry()
 
     if alerts is not None:
@@ -108,29 +117,59 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
         return {"attempts": len(attempts)}
     reg.register("retry", retry)
 
-    if circuit_for is not None:
-        async def fallback(ctx: ActionContext) -> dict[str, Any]:
-            provider = ctx.step.config.get("provider")
-            circuit = ctx.event.detail
-            if provider is None or not circuit:
-                raise ActionNotAvailable("fallback needs a provider and a circuit trigger; "
-                                         "read_replica and tier switches are not wired yet")
-            actor = circuit_for(circuit)
-            if provider == "primary":
-                view = await actor.reset.remote(time.time(), f"{ctx.workflow.id}: rolled back")
-                return {"circuit": circuit, "state": view["state"]}
-            view = await actor.force_open.remote(
-                time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
-            primary_probe = probes.get(circuit)
-            if primary_probe is not None:  # switch back by itself once the primary answers
-                task = asyncio.get_running_loop().create_task(_switch_back(
-                    actor, primary_probe, float(ctx.step.config.get("recheck_s", 10.0)),
-                    ctx.workflow.id))
-                _WATCHES.add(task)
-                task.add_done_callback(_WATCHES.discard)
-            return {"circuit": circuit, "state": view["state"],
-                    "switches_back": primary_probe is not None}
-        reg.register("fallback", fallback)
+    def watch(probe: Probe | None, every_s: float, back: Callable[[], Awaitable[Any]]) -> bool:
+        """Switch back by itself once the primary answers its probe again."""
+        if probe is None:
+            return False
+        task = asyncio.get_running_loop().create_task(_switch_back(probe, every_s, back))
+        _WATCHES.add(task)
+        task.add_done_callback(_WATCHES.discard)
+        return True
+
+    async def fallback(ctx: ActionContext) -> dict[str, Any]:
+        cfg, service = ctx.step.config, ctx.workflow.service
+        recheck = float(cfg.get("recheck_s", 10.0))
+        tier = cfg.get("tier") or ("alternative_provider:read_replica"
+                                   if cfg.get("read_replica") else None)
+        if tier is not None:
+            if control is None:
+                raise ActionNotAvailable("fallback {tier} needs Redis (the cluster's routes)")
+            if tier == "primary":
+                return {"route": None, "cleared": control.clear_route(service)}
+            heard = control.set_route(service, str(tier), f"{ctx.workflow.id}: "
+                                      f"{ctx.event.trigger.value}")
+
+            async def back() -> None:
+                control.clear_route(service)
+            return {"route": tier, "processes": heard,
+                    "switches_back": watch(probes.get(service), recheck, back)}
+        provider, circuit = cfg.get("provider"), ctx.event.detail
+        if circuit_for is None or not circuit:
+            raise ActionNotAvailable("fallback {provider} moves traffic off the circuit that "
+                                     "opened: it needs a circuit_open trigger and circuit actors")
+        actor = circuit_for(circuit)
+        if provider == "primary":
+            view = await actor.reset.remote(time.time(), f"{ctx.workflow.id}: rolled back")
+            return {"circuit": circuit, "state": view["state"]}
+        view = await actor.force_open.remote(
+            time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
+
+        async def reset() -> None:
+            await actor.reset.remote(time.time(),
+                                     f"{ctx.workflow.id}: primary recovered, traffic back")
+        return {"circuit": circuit, "state": view["state"],
+                "switches_back": watch(probes.get(circuit), recheck, reset)}
+    reg.register("fallback", fallback)
+
+    if control is not None:
+        async def cache_warm(ctx: ActionContext) -> dict[str, Any]:
+            cfg = ctx.step.config
+            ops = cfg.get("operations")
+            # Half the step's time for the two rounds; the rest is the orchestrator's margin.
+            return await control.warm_cache(ctx.workflow.service, ttl_s=float(cfg["ttl_s"]),
+                                            timeout_s=ctx.step.timeout_s / 2,
+                                            operations=list(ops) if ops else None)
+        reg.register("cache_warm", cache_warm)
 
     async def scale(ctx: ActionContext) -> dict[str, Any]:
         from .serve_control import apply_instances, replica_count, scale_deployment  # noqa: PLC0415
@@ -164,16 +203,16 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
 _WATCHES: set[asyncio.Task[None]] = set()  # keeps switch-back tasks alive until they end
 
 
-async def _switch_back(actor: Any, probe: Probe, every_s: float, workflow_id: str,
+async def _switch_back(probe: Probe, every_s: float, back: Callable[[], Awaitable[Any]],
                        limit: int = 10_000) -> None:
-    """Probe the primary every ``every_s``; reset its circuit the first time it answers."""
+    """Probe the primary every ``every_s``; switch traffic back the first time it answers."""
     for _ in range(limit):
         await asyncio.sleep(every_s)
         try:
             await _call(probe)
         except Exception:
             continue
-        await actor.reset.remote(time.time(), f"{workflow_id}: primary recovered, traffic back")
+        await back()
         return
 
 

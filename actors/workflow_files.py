@@ -160,6 +160,8 @@ def _yaml_path(field: str | None, where: list[Any]) -> list[Any]:
     if where and where[0] in ("steps", "rollback_steps"):
         if field.endswith(".config"):
             return [*where, "config"]
+        if ".config." in field:  # one key of the config: "scale.config.instances"
+            return [*where, "config", field.rsplit(".", 1)[1]]
         if field.startswith("success_criteria"):
             return [*where, "success_criteria"]
         return [*where, _STEP_FIELDS.get(field, field)]

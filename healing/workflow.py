@@ -17,13 +17,14 @@ step's fate is a :class:`StepRecord`, in order.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator, Mapping
+import re
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import _check, as_enum, check_positive
 from .errors import ConfigError
-from .safety import ClinicalContext, ClinicalSafetyValidator, RecoveryAction
+from .safety import ClinicalContext, ClinicalSafetyValidator, OperationType, RecoveryAction
 
 __all__ = [
     "ACTIONS",
@@ -75,6 +76,38 @@ class ActionSpec:
     required: frozenset[str] = frozenset()
     optional: frozenset[str] = frozenset()
     one_of: frozenset[str] = frozenset()  # at least one of these keys
+    # Checks the values once the keys are right; raises ConfigError naming the key.
+    check: Callable[[Mapping[str, Any]], None] | None = None
+
+
+def _check_instances(cfg: Mapping[str, Any]) -> None:
+    text = str(cfg["instances"]).strip()
+    _check(bool(re.fullmatch(r"[+-]?\d+", text)), "scale.config.instances", cfg["instances"],
+           "must be like +1, -1 (relative) or 3 (absolute)")
+
+
+def _check_fallback(cfg: Mapping[str, Any]) -> None:
+    _check(len(cfg.keys() & {"provider", "tier", "read_replica"}) == 1, "fallback.config",
+           dict(cfg), "must name exactly one of provider, tier, read_replica")
+    for key in ("provider", "tier"):
+        if key in cfg:
+            _check(isinstance(cfg[key], str) and bool(cfg[key]), f"fallback.config.{key}",
+                   cfg[key], "must be a name")
+    if "read_replica" in cfg:
+        _check(cfg["read_replica"] is True, "fallback.config.read_replica",
+               cfg["read_replica"], "must be true")
+    if "recheck_s" in cfg:
+        check_positive("fallback.config.recheck_s", cfg["recheck_s"])
+
+
+def _check_cache_warm(cfg: Mapping[str, Any]) -> None:
+    check_positive("cache_warm.config.ttl_s", cfg["ttl_s"])
+    ops = cfg.get("operations")
+    if ops is not None:
+        allowed = {o.value for o in OperationType} - {OperationType.PRESCRIPTIVE.value}
+        _check(isinstance(ops, list | tuple) and bool(ops) and set(ops) <= allowed,
+               "cache_warm.config.operations", ops,
+               f"must list some of {sorted(allowed)} (prescriptive answers are never cached)")
 
 
 # The seed's six actions; deployments add their own with register_action().
@@ -83,11 +116,12 @@ ACTIONS: dict[str, ActionSpec] = {
         {"max_attempts", "exponential_base", "base_delay_s", "probe"})),
     "fallback": ActionSpec("fallback", one_of=frozenset({"provider", "read_replica", "tier"}),
                            optional=frozenset({"provider", "read_replica", "tier",
-                                               "recheck_s"})),
+                                               "recheck_s"}), check=_check_fallback),
     "cache_warm": ActionSpec("cache_warm", required=frozenset({"ttl_s"}),
-                             optional=frozenset({"operations"})),
+                             optional=frozenset({"operations"}), check=_check_cache_warm),
     "scale": ActionSpec("scale", required=frozenset({"instances"}),
-                        optional=frozenset({"deployment", "min", "max"})),
+                        optional=frozenset({"deployment", "min", "max"}),
+                        check=_check_instances),
     "restart": ActionSpec("restart", optional=frozenset(
         {"graceful", "delay_s", "deployment", "actor"})),
     "alert": ActionSpec("alert", required=frozenset({"severity", "channel"}),
@@ -146,6 +180,8 @@ class RecoveryStep:
         if unknown:
             raise ConfigError(f"{self.action}.config", dict(self.config),
                               f"has unknown key(s) {sorted(unknown)}")
+        if spec.check is not None:
+            spec.check(self.config)
         if not isinstance(self.failure_action, FailureAction):
             object.__setattr__(self, "failure_action", as_enum(FailureAction,
                                                                self.failure_action,

@@ -1,0 +1,223 @@
+"""Routes and cache warming reach every process through real Redis, and through the
+orchestrator's fallback and cache_warm actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from actors.cluster_control import ROUTES_KEY, ControlBus, ControlListener
+from actors.runtime import orchestrator
+from actors.stores.redis_conn import connect
+from healing import (
+    ClinicalContext,
+    FallbackCache,
+    Guard,
+    InMemorySink,
+    ManualClock,
+    RouteTable,
+)
+from healing.orchestration import TriggerEvent
+from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
+from tests.actors.hosts import EPOCH
+from tests.conftest import REDIS_URL
+
+DX = ClinicalContext("diagnostic", "high", patient_id="MRN-77")
+KEY = b"k" * 32  # the cluster's pseudonym key
+
+
+class Process:
+    """One guarding process: a guard, its cache and routes, and its control listener."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.clock = ManualClock(start=start, epoch=EPOCH)
+        self.cache, self.routes = FallbackCache(key=KEY), RouteTable()
+        self.guard = Guard(clock=self.clock, cache=self.cache, routes=self.routes,
+                           sink=InMemorySink())
+        self.listener = ControlListener(REDIS_URL, self.routes, self.cache, self.clock)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def processes(redis_client):
+    redis_client.delete(ROUTES_KEY)
+    made: list[Process] = []
+
+    def make(start: float = 0.0) -> Process:
+        made.append(Process(start))
+        return made[-1]
+    yield make
+    for p in made:
+        p.close()
+    redis_client.delete(ROUTES_KEY)
+
+
+@pytest.fixture
+def redis_client():
+    c = connect(REDIS_URL)
+    yield c
+    c.close()
+
+
+def eventually(fn, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if fn():
+            return
+        time.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def xray_answer():
+    return {"findings": ["clear"], "confidence": 0.93}
+
+
+def test_a_route_reaches_every_process_and_clearing_it_brings_traffic_back(processes,
+                                                                           redis_client):
+    a, b = processes(), processes()
+    bus = ControlBus(redis_client)
+    assert bus.set_route("xray_analysis", "degraded_mode", "imaging down") >= 2
+    for p in (a, b):
+        eventually(lambda p=p: p.routes.get("xray_analysis") is not None)
+        assert p.guard.call("xray_analysis", xray_answer, context=DX).tier == "degraded_mode"
+    # A process that starts mid-incident obeys the route before its first request.
+    late = processes()
+    assert late.guard.call("xray_analysis", xray_answer, context=DX).tier == "degraded_mode"
+    assert bus.clear_route("xray_analysis")
+    for p in (a, b, late):
+        eventually(lambda p=p: p.routes.get("xray_analysis") is None)
+        assert p.guard.call("xray_analysis", xray_answer, context=DX).tier == "primary"
+
+
+def test_a_malformed_route_in_redis_is_ignored_not_obeyed(processes, redis_client):
+    redis_client.hset(ROUTES_KEY, "xray_analysis", "{not json")
+    p = processes()
+    assert p.routes.get("xray_analysis") is None
+    assert p.guard.call("xray_analysis", xray_answer, context=DX).tier == "primary"
+
+
+def test_cache_warm_shares_recent_answers_with_their_real_age(processes, redis_client):
+    # monotonic clocks differ between processes; the wall clock is what they share
+    seen, fresh = processes(start=1000.0), processes(start=50.0)
+    seen.guard.call("xray_analysis", xray_answer, context=DX, cache_key="chest-1")
+    for p in (seen, fresh):
+        p.clock.advance(30)  # the answer is 30 s old when the outage starts
+    result = asyncio.run(ControlBus(redis_client).warm_cache("xray_analysis", ttl_s=300,
+                                                             timeout_s=5))
+    assert result["exported"] >= 2 and result["imported"] >= 2 and result["entries"] == 1
+    assert 0 < redis_client.pttl("selfheal:warm:xray_analysis") <= 300_000
+
+    def down():
+        raise ConnectionError("imaging AI down")
+    fresh.guard.fallbacks.register_provider(
+        "xray_analysis", "gemini:flash", lambda: (_ for _ in ()).throw(ConnectionError("no")))
+    r = fresh.guard.call("xray_analysis", down, context=DX, cache_key="chest-1")
+    assert r.tier == "cached_data" and r.data == xray_answer()
+    assert r.staleness_s == pytest.approx(30, abs=0.5) and "30 s ago" in r.warning
+    # another patient's request never sees it
+    other = ClinicalContext("diagnostic", "high", patient_id="MRN-78")
+    r = fresh.guard.call("xray_analysis", down, context=other, cache_key="chest-1")
+    assert r.tier != "cached_data"
+    # the identifiers never reach Redis in clear
+    raw = redis_client.hgetall("selfheal:warm:xray_analysis")
+    assert b"MRN-77" not in b"".join(k + v for k, v in raw.items())
+    redis_client.delete("selfheal:warm:xray_analysis")
+
+
+def test_answers_older_than_the_ttl_or_not_plain_json_stay_local(processes, redis_client):
+    p = processes()
+    redis_client.delete("selfheal:warm:care_locator")
+    ctx = ClinicalContext("informational", "low")
+    p.cache.put(p.cache.key_for("care_locator", ctx, "old"), {"a": 1}, p.clock.now())
+    p.clock.advance(120)
+    p.cache.put(p.cache.key_for("care_locator", ctx, "set"), {1, 2}, p.clock.now())
+    p.cache.put(p.cache.key_for("care_locator", ctx, "ok"), {"a": 2}, p.clock.now())
+    result = asyncio.run(ControlBus(redis_client).warm_cache("care_locator", ttl_s=60,
+                                                             timeout_s=5))
+    assert result["entries"] == 1
+    [field] = redis_client.hkeys("selfheal:warm:care_locator")
+    assert b'"ok"' in field
+    redis_client.delete("selfheal:warm:care_locator")
+
+
+def workflow(service, *steps, trigger=Trigger.CIRCUIT_OPEN,
+             context=ClinicalContext("diagnostic", "high")):
+    return RecoveryWorkflow(f"wf-{service}", trigger, service, tuple(steps), (), 30.0, "high",
+                            context)
+
+
+def test_the_orchestrators_tier_and_read_replica_fallbacks_route_every_process(
+        ray_cluster, processes, redis_client):
+    p = processes()
+    imaging = workflow("xray_analysis", RecoveryStep("fallback", {"tier": "degraded_mode"},
+                                                     timeout_s=10))
+    db = workflow("database", RecoveryStep("fallback", {"read_replica": True}, timeout_s=10),
+                  trigger=Trigger.HEALTH_CHECK_FAILED,
+                  context=ClinicalContext("administrative", "high"))
+    o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", workflows=[imaging, db],
+                     redis_url=REDIS_URL, cooldown_s=1.0)
+    try:
+        ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, "xray_analysis",
+                                                      "xray_analysis")))
+        ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.HEALTH_CHECK_FAILED, "database",
+                                                      "database")))
+        assert ray_cluster.get(o.wait_idle.remote(30))
+        assert all(r["succeeded"] for r in ray_cluster.get(o.runs.remote()))
+        eventually(lambda: p.routes.get("database") is not None)
+        assert p.routes.get("database").tier == "alternative_provider:read_replica"
+        assert "wf-database" in p.routes.get("database").reason
+        r = p.guard.call("xray_analysis", xray_answer, context=DX)
+        assert r.tier == "degraded_mode" and r.data["status"] == "queued_for_manual_review"
+    finally:
+        ray_cluster.kill(o)
+
+
+def test_the_orchestrators_cache_warm_fills_every_process(ray_cluster, processes,
+                                                         redis_client):
+    seen, fresh = processes(), processes()
+    seen.guard.call("xray_analysis", xray_answer, context=DX, cache_key="chest-2")
+    o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", redis_url=REDIS_URL, cooldown_s=1.0,
+                     workflows=[workflow("xray_analysis",
+                                         RecoveryStep("cache_warm", {"ttl_s": 300},
+                                                      timeout_s=10))])
+    try:
+        ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, "xray_analysis",
+                                                      "xray_analysis")))
+        assert ray_cluster.get(o.wait_idle.remote(30))
+        [run] = ray_cluster.get(o.runs.remote())
+        [done] = [h for h in ray_cluster.get(o.history.remote(run["run_id"]))
+                  if h["status"] == "succeeded"]
+        assert done["result"]["imported"] >= 2 and done["result"]["entries"] >= 1
+        key = fresh.cache.key_for("xray_analysis", DX, "chest-2")
+        assert fresh.cache.get(key, fresh.clock.now(), 300).value == xray_answer()
+    finally:
+        ray_cluster.kill(o)
+        redis_client.delete("selfheal:warm:xray_analysis")
+
+
+def test_a_prescriptive_workflows_cache_warm_is_refused_and_audited(ray_cluster, processes,
+                                                                   tmp_path):
+    from actors.stores.audit_sql import AuditStore
+
+    audit = {"spool_dir": str(tmp_path / "spool"),
+             "database_url": f"sqlite:///{tmp_path / 'audit.db'}"}
+    AuditStore(audit["database_url"]).migrate()
+    o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", redis_url=REDIS_URL, cooldown_s=1.0,
+                     audit=audit, workflows=[workflow(
+                         "pharmaguard", RecoveryStep("cache_warm", {"ttl_s": 300}, timeout_s=10),
+                         context=ClinicalContext("prescriptive", "high"))])
+    try:
+        ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, "pharmaguard",
+                                                      "pharmaguard")))
+        assert ray_cluster.get(o.wait_idle.remote(30))
+        [run] = ray_cluster.get(o.runs.remote())
+        history = ray_cluster.get(o.history.remote(run["run_id"]))
+        assert [(h["action"], h["status"]) for h in history] == [("cache_warm", "refused")]
+        assert "cached data" in history[0]["validation"]["reason"]
+    finally:
+        ray_cluster.kill(o)

@@ -145,8 +145,7 @@ def test_answers_older_than_the_ttl_or_not_plain_json_stay_local(processes, redi
     redis_client.delete("selfheal:warm:care_locator")
 
 
-def workflow(service, *steps, trigger=Trigger.CIRCUIT_OPEN,
-             context=ClinicalContext("diagnostic", "high")):
+def workflow(service, *steps, trigger=Trigger.CIRCUIT_OPEN, context=DX):
     return RecoveryWorkflow(f"wf-{service}", trigger, service, tuple(steps), (), 30.0, "high",
                             context)
 

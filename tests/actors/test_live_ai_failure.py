@@ -1,0 +1,126 @@
+"""End to end on real Ray Serve: the AI provider fails, the shipped ai-service-failure workflow
+moves every process's traffic to the alternative provider, and back when the primary answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import uuid
+
+import ray
+from ray import serve
+
+from actors.alerts import AlertRouter, Endpoint
+from actors.process import GuardProcess
+from actors.runtime import NAMESPACE, orchestrator
+from actors.settings import Settings
+from actors.stores.audit_sql import AuditStore
+from actors.stores.redis_conn import connect
+from actors.workflow_files import load_workflows
+from healing import CircuitConfig, ClinicalContext
+from serve.demo_service import build
+from tests.actors.fake_provider import FakeProvider
+from tests.actors.fake_provider import ask as ask_provider
+from tests.actors.webhooks import WebhookReceiver
+from tests.conftest import REDIS_URL
+
+SERVICE, PRIMARY = "clinical_reasoning", "gemini:pro"
+CIRCUIT = f"{SERVICE}:{PRIMARY}"
+DX = ClinicalContext("diagnostic", "high", patient_id="MRN-31337")
+
+
+def shipped_ai_failure_workflow():
+    [w] = [w for w in load_workflows() if w.id == "ai-service-failure"]
+    # Re-check the primary every 0.2 s rather than every 10 s: this is a test, not a ward.
+    fb = w.steps[0]
+    steps = (dataclasses.replace(fb, config={**fb.config, "recheck_s": 0.2}), *w.steps[1:])
+    return dataclasses.replace(w, steps=steps)
+
+
+def until(fn, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if fn():
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError("never happened")
+
+
+def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_cluster,
+                                                                         tmp_path):
+    app = f"ai{uuid.uuid4().hex[:6]}"
+    switch = f"selfheal:fault:{app}"
+    redis = connect(REDIS_URL)
+    deepseek = FakeProvider({"diagnosis": "pneumonia", "confidence": 0.86})
+    receiver = WebhookReceiver()
+    settings = Settings(redis_url=REDIS_URL, data_dir=tmp_path)
+    AuditStore(settings.audit_database_url()).migrate()
+    handle = serve.run(build(REDIS_URL, switch), name=app, route_prefix=None)
+
+    def gemini(question):
+        return handle.remote(question).result(timeout_s=10)
+
+    async def primary_probe():
+        return await serve.get_deployment_handle("ClinicalModel", app).remote("probe")
+
+    orch_name = f"orch-{app}"
+    orch = orchestrator(
+        orch_name, workflows=[shipped_ai_failure_workflow()], redis_url=REDIS_URL,
+        alerts=AlertRouter({"slack": Endpoint("slack", f"{receiver.url}/slack")}),
+        circuit_for=lambda name: ray.get_actor(f"circuit:{name}", namespace=NAMESPACE),
+        probes={SERVICE: functools.partial(ask_provider, deepseek.url, "probe"),
+                CIRCUIT: primary_probe},
+        cooldown_s=1.0)
+    procs = [GuardProcess(settings, process_id=f"replica-{i}", orchestrator=orch_name,
+                          circuit=CircuitConfig(window_size=10, minimum_number_of_calls=5,
+                                                wait_in_open_s=60.0))
+             for i in range(3)]
+    try:
+        for p in procs:
+            p.share(SERVICE, PRIMARY)
+            p.guard.fallbacks.register_provider(SERVICE, "deepseek", deepseek.ask)
+
+        def ask(p, n=1):
+            return [p.guard.call(SERVICE, gemini, "fever?", context=DX, provider=PRIMARY,
+                                 cache_key="fever?").tier for _ in range(n)]
+
+        assert [t for p in procs for t in ask(p, 2)] == ["primary"] * 6
+        fault_at = time.monotonic()
+        redis.set(switch, "fail")
+        # Two replicas see the failures (a quorum: one sick process alone would be isolated,
+        # not believed); every request is still answered, by deepseek.
+        tiers = ask(procs[0], 8) + ask(procs[1], 8)
+        assert set(tiers) == {"alternative_provider:deepseek"}, tiers
+        # Their circuits open, the cluster's circuit opens, the orchestrator runs the
+        # workflow, and replica-2, which never saw a failure, stops calling the primary too.
+        moved_at = until(lambda: procs[2].breakers.get(SERVICE, PRIMARY).state.name
+                         in ("OPEN", "FORCED_OPEN"))
+        assert ray.get(orch.wait_idle.remote(60))
+        [run] = ray.get(orch.runs.remote())
+        steps = {h["action"]: h for h in ray.get(orch.history.remote(run["run_id"]))
+                 if h["status"] != "started"}
+        assert steps["fallback"]["status"] == "succeeded"
+        assert steps["fallback"]["result"]["switches_back"]
+        assert steps["cache_warm"]["status"] == "succeeded"
+        assert steps["cache_warm"]["result"]["entries"] >= 1  # the answers seen before
+        assert steps["alert"]["status"] == "succeeded"
+        assert ask(procs[2], 3) == ["alternative_provider:deepseek"] * 3
+        [(path, body)] = receiver.received
+        assert path == "/slack" and SERVICE in body["text"] and "MRN" not in str(body)
+        # The primary recovers: the switch-back probe resets the circuit everywhere.
+        redis.set(switch, "ok")
+        back_at = until(lambda: all(p.breakers.get(SERVICE, PRIMARY).state.name == "CLOSED"
+                                    for p in procs))
+        assert [t for p in procs for t in ask(p, 2)] == ["primary"] * 6
+        print(f"\nfault → traffic moved cluster-wide {moved_at - fault_at:.2f} s; "
+              f"every request answered throughout; primary back → traffic back "
+              f"{back_at - fault_at:.2f} s after the fault")
+    finally:
+        for p in procs:
+            p.close()
+        ray.kill(orch)
+        serve.delete(app)
+        redis.delete(switch)
+        deepseek.close()
+        receiver.close()

@@ -25,17 +25,18 @@ from tests.actors.fake_provider import ask as ask_provider
 from tests.actors.webhooks import WebhookReceiver
 from tests.conftest import REDIS_URL
 
-SERVICE, PRIMARY = "clinical_reasoning", "gemini:pro"
-CIRCUIT = f"{SERVICE}:{PRIMARY}"
+PRIMARY = "gemini:pro"
 DX = ClinicalContext("diagnostic", "high", patient_id="MRN-31337")
 
 
-def shipped_ai_failure_workflow():
+def shipped_ai_failure_workflow(service):
+    """The shipped workflow, for a service of this test's own (circuit actors are named by
+    service, and the cluster is shared with other tests)."""
     [w] = [w for w in load_workflows() if w.id == "ai-service-failure"]
     # Re-check the primary every 0.2 s rather than every 10 s: this is a test, not a ward.
     fb = w.steps[0]
     steps = (dataclasses.replace(fb, config={**fb.config, "recheck_s": 0.2}), *w.steps[1:])
-    return dataclasses.replace(w, steps=steps)
+    return dataclasses.replace(w, steps=steps, service=service)
 
 
 def until(fn, timeout_s=60.0):
@@ -50,6 +51,8 @@ def until(fn, timeout_s=60.0):
 def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_cluster,
                                                                          tmp_path):
     app = f"ai{uuid.uuid4().hex[:6]}"
+    service = f"clinical_reasoning_{app}"
+    circuit = f"{service}:{PRIMARY}"
     switch = f"selfheal:fault:{app}"
     redis = connect(REDIS_URL)
     deepseek = FakeProvider({"diagnosis": "pneumonia", "confidence": 0.86})
@@ -66,11 +69,11 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
 
     orch_name = f"orch-{app}"
     orch = orchestrator(
-        orch_name, workflows=[shipped_ai_failure_workflow()], redis_url=REDIS_URL,
+        orch_name, workflows=[shipped_ai_failure_workflow(service)], redis_url=REDIS_URL,
         alerts=AlertRouter({"slack": Endpoint("slack", f"{receiver.url}/slack")}),
         circuit_for=lambda name: ray.get_actor(f"circuit:{name}", namespace=NAMESPACE),
-        probes={SERVICE: functools.partial(ask_provider, deepseek.url, "probe"),
-                CIRCUIT: primary_probe},
+        probes={service: functools.partial(ask_provider, deepseek.url, "probe"),
+                circuit: primary_probe},
         cooldown_s=1.0)
     procs = [GuardProcess(settings, process_id=f"replica-{i}", orchestrator=orch_name,
                           circuit=CircuitConfig(window_size=10, minimum_number_of_calls=5,
@@ -78,11 +81,14 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
              for i in range(3)]
     try:
         for p in procs:
-            p.share(SERVICE, PRIMARY)
-            p.guard.fallbacks.register_provider(SERVICE, "deepseek", deepseek.ask)
+            # the shipped clinical_reasoning strategy, under this test's service name
+            p.guard.fallbacks.register(dataclasses.replace(
+                p.guard.fallbacks.get("clinical_reasoning"), service=service))
+            p.share(service, PRIMARY)
+            p.guard.fallbacks.register_provider(service, "deepseek", deepseek.ask)
 
         def ask(p, n=1):
-            return [p.guard.call(SERVICE, gemini, "fever?", context=DX, provider=PRIMARY,
+            return [p.guard.call(service, gemini, "fever?", context=DX, provider=PRIMARY,
                                  cache_key="fever?").tier for _ in range(n)]
 
         assert [t for p in procs for t in ask(p, 2)] == ["primary"] * 6
@@ -94,7 +100,7 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
         assert set(tiers) == {"alternative_provider:deepseek"}, tiers
         # Their circuits open, the cluster's circuit opens, the orchestrator runs the
         # workflow, and replica-2, which never saw a failure, stops calling the primary too.
-        moved_at = until(lambda: procs[2].breakers.get(SERVICE, PRIMARY).state.name
+        moved_at = until(lambda: procs[2].breakers.get(service, PRIMARY).state.name
                          in ("OPEN", "FORCED_OPEN"))
         assert ray.get(orch.wait_idle.remote(60))
         [run] = ray.get(orch.runs.remote())
@@ -107,10 +113,10 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
         assert steps["alert"]["status"] == "succeeded"
         assert ask(procs[2], 3) == ["alternative_provider:deepseek"] * 3
         [(path, body)] = receiver.received
-        assert path == "/slack" and SERVICE in body["text"] and "MRN" not in str(body)
+        assert path == "/slack" and service in body["text"] and "MRN" not in str(body)
         # The primary recovers: the switch-back probe resets the circuit everywhere.
         redis.set(switch, "ok")
-        back_at = until(lambda: all(p.breakers.get(SERVICE, PRIMARY).state.name == "CLOSED"
+        back_at = until(lambda: all(p.breakers.get(service, PRIMARY).state.name == "CLOSED"
                                     for p in procs))
         assert [t for p in procs for t in ask(p, 2)] == ["primary"] * 6
         print(f"\nfault → traffic moved cluster-wide {moved_at - fault_at:.2f} s; "
@@ -120,6 +126,8 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
         for p in procs:
             p.close()
         ray.kill(orch)
+        ray.kill(ray.get_actor(f"circuit:{circuit}", namespace=NAMESPACE))
+        redis.delete(f"circuit:{circuit}", f"recovery:{service}", f"selfheal:warm:{service}")
         serve.delete(app)
         redis.delete(switch)
         deepseek.close()

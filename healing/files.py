@@ -1,0 +1,88 @@
+"""User-written YAML files (workflows, scenarios): parsed with their line numbers, so that a
+mistake is reported as ``file:line: field: reason`` and nothing from that file is used.
+
+Durations are seconds, or strings with a unit: ``500ms``, ``30s``, ``2m``, ``1h``, ``1d``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["SourceError", "YamlSource", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class SourceError(ConfigError):
+    """A file is invalid; names the file, the line and the field."""
+
+    def __init__(self, path: pathlib.Path, line: int | None, field: str, reason: str) -> None:
+        self.path, self.line = path, line
+        where = f"{path}:{line}" if line else str(path)
+        ValueError.__init__(self, f"{where}: {field}: {reason}")
+        self.field, self.value, self.reason, self.source = field, None, reason, str(path)
+
+
+def parse_duration(value: Any, field: str) -> float:
+    """Seconds from a number or a string such as ``30s``; a ConfigError naming ``field``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", str(value))
+    if not m:
+        raise ConfigError(field, value, "must be seconds or a duration like 30s, 2m, 500ms")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def dotted(at: list[Any]) -> str:
+    """``["steps", 2, "config"]`` → ``steps[2].config``."""
+    out = ""
+    for p in at:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+class YamlSource:
+    """One YAML file: its data, and the line of any field in it."""
+
+    def __init__(self, path: str | pathlib.Path) -> None:
+        self.path = pathlib.Path(path)
+        try:
+            text = self.path.read_text()
+            self.root = yaml.compose(text)
+            self.data = yaml.safe_load(text)
+        except OSError as exc:
+            raise SourceError(self.path, None, "file",
+                              f"cannot be read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise SourceError(self.path, mark.line + 1 if mark else None, "yaml",
+                              f"is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+    def error(self, reason: str, at: list[Any], name: str = "file") -> SourceError:
+        """An error about the field at ``at`` (keys and indices)."""
+        return SourceError(self.path, self.line(at), dotted(at) or name, reason)
+
+    def line(self, at: list[Any]) -> int | None:
+        """The line of the node at ``at``, or of its nearest parent."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for key in at:
+            if isinstance(node, yaml.MappingNode):
+                match = [(k, v) for k, v in node.value if k.value == key]
+                if not match:
+                    break
+                key_node, node = match[0]
+                line = key_node.start_mark.line + 1  # point at the key, where people look
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) \
+                    and key < len(node.value):
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line

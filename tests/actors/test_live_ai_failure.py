@@ -17,8 +17,8 @@ from actors.runtime import NAMESPACE, orchestrator
 from actors.settings import Settings
 from actors.stores.audit_sql import AuditStore
 from actors.stores.redis_conn import connect
-from actors.workflow_files import load_workflows
 from healing import CircuitConfig, ClinicalContext
+from healing.workflow_files import load_workflows
 from serve.demo_service import build
 from tests.actors.fake_provider import FakeProvider
 from tests.actors.fake_provider import ask as ask_provider

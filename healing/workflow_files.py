@@ -30,11 +30,10 @@ import pathlib
 import re
 from typing import Any
 
-import yaml
-
-from healing.errors import ConfigError
-from healing.safety import ClinicalContext
-from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
+from .errors import ConfigError
+from .files import SourceError, YamlSource, parse_duration
+from .safety import ClinicalContext
+from .workflow import Criterion, RecoveryStep, RecoveryWorkflow
 
 __all__ = ["SHIPPED", "WorkflowFileError", "load_workflow", "load_workflows", "parse_duration"]
 
@@ -43,64 +42,18 @@ SHIPPED = pathlib.Path(__file__).with_name("workflows")
 _TOP = {"id", "trigger", "service", "priority", "timeout", "clinical_context", "steps",
         "rollback_steps", "description"}
 _STEP = {"action", "config", "success_criteria", "failure_action", "timeout"}
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-
-class WorkflowFileError(ConfigError):
-    """A workflow file is invalid; names the file, line and field."""
-
-    def __init__(self, path: pathlib.Path, line: int | None, field: str, reason: str) -> None:
-        self.path, self.line = path, line
-        where = f"{path}:{line}" if line else str(path)
-        ValueError.__init__(self, f"{where}: {field}: {reason}")
-        self.field, self.value, self.reason, self.source = field, None, reason, str(path)
-
-
-def parse_duration(value: Any, field: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", str(value))
-    if not m:
-        raise ConfigError(field, value, "must be seconds or a duration like 30s, 2m, 500ms")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def _line(node: yaml.Node | None, path: list[Any]) -> int | None:
-    """The line of the node at ``path`` (keys and indices), or of its nearest parent."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if k.value == key]
-            if not match:
-                break
-            key_node, node = match[0]
-            line = key_node.start_mark.line + 1  # point at the key, where people look
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) \
-                and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+WorkflowFileError = SourceError  # a workflow file is invalid; names the file, line and field
 
 
 def load_workflow(path: str | pathlib.Path) -> RecoveryWorkflow:
     """Load and validate one workflow file."""
-    path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise WorkflowFileError(path, None, "file", f"cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise WorkflowFileError(path, mark.line + 1 if mark else None, "yaml",
-                                f"is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    src = YamlSource(path)
+    data = src.data
     where: list[Any] = []  # the YAML path being built, for errors
 
-    def fail(reason: str, at: list[Any]) -> WorkflowFileError:
-        return WorkflowFileError(path, _line(root, at), _dotted(at) or "workflow", reason)
+    def fail(reason: str, at: list[Any]) -> SourceError:
+        return src.error(reason, at, "workflow")
 
     if not isinstance(data, dict):
         raise fail("must be a mapping of workflow fields", [])
@@ -138,13 +91,6 @@ def load_workflow(path: str | pathlib.Path) -> RecoveryWorkflow:
         if value is not None and isinstance(exc, ConfigError):
             reason += f", got {value!r}"
         raise fail(reason, at) from None
-
-
-def _dotted(at: list[Any]) -> str:
-    out = ""
-    for p in at:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
 
 
 # Where a core error's field lives in the file (core names on the left).

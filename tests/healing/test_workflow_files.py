@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from actors.workflow_files import WorkflowFileError, load_workflow, load_workflows
 from healing import ConfigError
 from healing.workflow import FailureAction, Priority, Trigger
+from healing.workflow_files import WorkflowFileError, load_workflow, load_workflows
 
 GOOD = """\
 id: test-flow

@@ -1,0 +1,625 @@
+"""The discrete-event engine: simulated traffic and faults through the real ``healing`` core.
+
+One :class:`Simulation` is one run of one scenario with one seed, with self-healing on or off
+(the baseline). Time is a :class:`~healing.clock.ManualClock` moved from event to event; the
+events are request arrivals (Poisson per service), fault starts and ends, health checks, error
+threshold checks and the timers of recovery actions.
+
+With self-healing on, every request goes through a real :class:`~healing.guard.Guard` (safety,
+breakers, fallback tiers, integrity checks, routes, audit); circuit transitions, health checks
+(:class:`~healing.health.HealthTracker`) and the error-rate bound raise triggers into a real
+:class:`~healing.orchestration.RecoveryQueue`, whose workflows run in the real executor
+(:func:`healing.workflow.execute`). Only the world is simulated (:mod:`simulation.world`):
+what a recovery action physically does, and how providers answer.
+
+With self-healing off, requests go straight to the primary provider, whatever it answers is
+served, and nothing watches or heals: faults end when they end.
+
+A request is served at its arrival instant: the clock does not move during a call, so a
+breaker sees no slow calls; latency matters as timeouts (see ``latency_spike``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import itertools
+import random
+from array import array
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from healing.audit import AuditRecord, recovery_step
+from healing.cache import FallbackCache
+from healing.circuit import CircuitState
+from healing.clock import ManualClock
+from healing.config import RetryPolicy, TierMethod
+from healing.errors import SelfHealError
+from healing.events import CircuitTransitioned
+from healing.fallback import FallbackStrategyRegistry
+from healing.guard import Guard
+from healing.health import CheckResult, HealthCheckFailed, HealthTracker
+from healing.orchestration import RecoveryQueue, TriggerEvent
+from healing.outcome import OutcomeRecord
+from healing.registry import CircuitBreakerRegistry
+from healing.routing import Route
+from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
+from healing.workflow import (
+    CheckCriteria,
+    Criterion,
+    RecoveryWorkflow,
+    RunAction,
+    StepOutcome,
+    StepRecord,
+    Trigger,
+    WorkflowResult,
+    execute,
+)
+
+from .policy import Policy, default_policy, wilson_lower
+from .scenario import Scenario
+from .world import RESTART_WARMUP_S, FaultInstance, ProviderError, World, good_answer
+
+__all__ = ["Detection", "RunResult", "Simulation"]
+
+_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _TIMER = range(6)
+_QUESTIONS = 200  # distinct requests per service: what the fallback cache can hold answers to
+_KEYS = [f"q{i}" for i in range(_QUESTIONS)]
+_PRESCRIPTIVE = OperationType.PRESCRIPTIVE
+_LIFE_CRITICAL = Criticality.LIFE_CRITICAL
+_NOT_CALLED = ("rejected", "routed")  # outcomes where the primary was never called
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    at: float
+    service: str
+    signal: str  # circuit_open | health_check_failed | error_threshold
+    detail: str
+
+
+@dataclass
+class ServiceLog:
+    """Per-second counts for one service, and its patients' experience."""
+
+    total: array
+    served: array
+    calls: array  # primary calls made (the error threshold's denominator)
+    errors: array  # primary calls that failed or answered wrongly
+    impact: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("none", "delay", "degraded", "unavailable"), 0))
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    seed: int
+    healing: bool
+    logs: dict[str, ServiceLog]
+    incidents: list[FaultInstance]
+    detections: list[Detection]
+    steps: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    integrity_violations: int
+    audit_expected: int
+    audit_written: int
+    requests: int
+    outcomes: list[tuple[Any, ...]]  # sampled, for the event log (when asked for)
+    audit: list[AuditRecord]  # kept only when the event log is asked for
+
+
+class _Recorder:
+    """The guard's outcome sink: counts primary calls and errors per second."""
+
+    def __init__(self, logs: dict[str, ServiceLog], rng: random.Random | None,
+                 sample_rate: float) -> None:
+        self.logs = logs
+        self.sec = 0
+        self.last_kind: str | None = None
+        self.failures = 0  # outcomes that must leave an audit record
+        self.rng, self.sample_rate = rng, sample_rate
+        self.sampled: list[tuple[Any, ...]] = []
+
+    def record(self, o: OutcomeRecord) -> None:
+        kind = o.error_kind
+        self.last_kind = kind
+        if kind is None:
+            self.logs[o.service].calls[self.sec] += 1
+        else:
+            self.failures += 1
+            if kind not in _NOT_CALLED:
+                log = self.logs[o.service]
+                log.calls[self.sec] += 1
+                log.errors[self.sec] += 1
+        if self.rng is not None and (kind is not None or self.rng.random() < self.sample_rate):
+            # the live metric stream's event: [at, latency_s, ok, error_kind, tier, provider]
+            self.sampled.append((o.at, o.service, o.latency_s, o.success and kind is None,
+                                 kind, o.tier, o.provider))
+
+
+class _Audit:
+    """The run's audit sink: counts every record; keeps them for the event log if asked."""
+
+    def __init__(self, keep: bool) -> None:
+        self.written = 0
+        self.keep = keep
+        self.records: list[AuditRecord] = []
+
+    def append(self, record: AuditRecord) -> None:
+        self.written += 1
+        if self.keep:
+            self.records.append(record)
+
+    async def aappend(self, record: AuditRecord) -> None:
+        self.append(record)
+
+    @staticmethod
+    def pseudonymize(identifier: str) -> str:
+        return hashlib.sha256(b"simulation:" + identifier.encode()).hexdigest()[:16]
+
+
+class Simulation:
+    """One run. ``run()`` may be called once."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, healing: bool = True,
+                 policy: Policy | None = None, event_log: bool = False) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.healing = healing
+        self.policy = policy if policy is not None else default_policy(scenario)
+        self.event_log = event_log
+        self.clock = ManualClock(0.0, scenario.start)
+        self.world = World(scenario, self.seed)
+        n = int(scenario.duration_s) + 2
+        self.logs = {name: ServiceLog(array("I", bytes(4 * n)), array("I", bytes(4 * n)),
+                                      array("I", bytes(4 * n)), array("I", bytes(4 * n)))
+                     for name in scenario.services}
+        self.detections: list[Detection] = []
+        self.steps: list[dict[str, Any]] = []
+        self.run_summaries: list[dict[str, Any]] = []
+        self.violations = 0
+        self.requests = 0
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = itertools.count()
+        self._pending: list[TriggerEvent] = []
+        self._rng = random.Random(f"{self.seed}:engine")
+        self.recorder = _Recorder(self.logs, random.Random(f"{self.seed}:sample")
+                                  if event_log else None, 0.1)
+        self.audit = _Audit(keep=event_log)
+        self._steps_expected = 0
+        # What each service's answers must pass: its strategy's integrity check. A service
+        # without one (a fail-safe service has no strategy) has no check to fail.
+        self._checks = {s.service: s.integrity_check for s in self.policy.strategies}
+        if healing:
+            self._build_guard()
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def _build_guard(self) -> None:
+        validator = ClinicalSafetyValidator()
+        registry = FallbackStrategyRegistry(validator, list(self.policy.strategies))
+        world, clock = self.world, self.clock
+        for spec in self.scenario.services.values():
+            strategy = registry.get(spec.name)
+            for tier in strategy.tiers if strategy is not None else ():
+                if tier.method is TierMethod.ALTERNATIVE_PROVIDER:
+                    provider = tier.provider
+                    if provider in spec.providers:
+                        registry.register_provider(spec.name, provider, _caller(
+                            world, clock, spec.name, provider))
+                    else:  # a provider the strategy names but the scenario does not model
+                        registry.register_provider(spec.name, provider,
+                                                   _steady(spec.name))
+                elif tier.handler is not None:
+                    registry.register_handler(spec.name, tier.handler, _steady(spec.name))
+        self.breakers = CircuitBreakerRegistry(clock, self.policy.circuit)
+        self.breakers.add_listener(self._on_circuit_event)
+        self.guard = Guard(clock=clock, breakers=self.breakers, fallbacks=registry,
+                           cache=FallbackCache(key=b"simulation"), validator=validator,
+                           sink=self.recorder, audit=self.audit)
+        self.queue = RecoveryQueue(list(self.policy.workflows), self.policy.cooldown_s)
+        self.health = {n: HealthTracker(n, self.policy.health) for n in self.scenario.services}
+        self.validator = validator
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        sc = self.scenario
+        end = sc.duration_s
+        push = self._push
+        names = list(sc.services)
+        arrivals = [random.Random(f"{self.seed}:{n}:arrivals") for n in names]
+        rates = [sc.services[n].rps for n in names]
+        for i in range(len(names)):
+            push(arrivals[i].expovariate(rates[i]), _ARRIVAL, i)
+        for f in self.world.instances:
+            push(f.start, _FAULT_START, f)
+            push(f.end, _FAULT_END, f)
+        if self.healing:
+            interval = self.policy.health.interval_s
+            for i, n in enumerate(names):  # staggered, as real checkers drift apart
+                push(interval * (i + 1) / (len(names) + 1), _HEALTH, n)
+            push(self.policy.error_check_s, _THRESHOLD, None)
+        request = self._request_healing if self.healing else self._request_baseline
+        targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
+                    _caller(self.world, self.clock, n, sc.services[n].primary),
+                    sc.services[n].primary) for n in names]
+        heap = self._heap
+        heappop, heapreplace = heapq.heappop, heapq.heapreplace
+        seq = self._seq
+        set_clock = self.clock.set
+        while heap:
+            t, _, kind, payload = heap[0]
+            if t >= end:
+                break
+            set_clock(t)
+            if kind == _ARRIVAL:
+                request(*targets[payload], t)
+                heapreplace(heap, (t + arrivals[payload].expovariate(rates[payload]),
+                                   next(seq), _ARRIVAL, payload))
+                if self._pending:
+                    self._admit()
+                continue
+            heappop(heap)
+            if kind == _FAULT_START:
+                self.world.fault_started(payload)
+            elif kind == _FAULT_END:
+                self.world.fault_ended(payload)
+            elif kind == _HEALTH:
+                self._health_check(payload, t)
+                push(t + self.policy.health.interval_s, _HEALTH, payload)
+            elif kind == _THRESHOLD:
+                self._threshold_check(t)
+                push(t + self.policy.error_check_s, _THRESHOLD, None)
+            else:
+                payload()
+            if self._pending:
+                self._admit()
+        return RunResult(
+            sc, self.seed, self.healing, self.logs, self.world.instances, self.detections,
+            self.steps, self.run_summaries, self.violations,
+            self.recorder.failures + self._steps_expected, self.audit.written, self.requests,
+            self.recorder.sampled, self.audit.records)
+
+    def _push(self, t: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self._heap, (t, next(self._seq), kind, payload))
+
+    def after(self, delay_s: float, fn: Callable[[], None]) -> None:
+        self._push(self.clock.now() + delay_s, _TIMER, fn)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _request_healing(self, name: str, ctx: ClinicalContext, fn: Callable[..., Any],
+                         primary: str, t: float) -> None:
+        sec = int(t)
+        log = self.logs[name]
+        log.total[sec] += 1
+        self.requests += 1
+        rec = self.recorder
+        rec.sec = sec
+        rec.last_kind = None
+        key = _KEYS[self._rng.randrange(_QUESTIONS)]
+        try:
+            r = self.guard.call(name, fn, context=ctx, provider=primary, cache_key=key)
+        except (SelfHealError, ProviderError):
+            log.impact["unavailable"] += 1
+            return
+        log.served[sec] += 1
+        if r.tier == "primary":
+            log.impact["none"] += 1
+        elif r.method is TierMethod.ALTERNATIVE_PROVIDER:
+            log.impact["none" if rec.last_kind in _NOT_CALLED else "delay"] += 1
+        else:
+            log.impact["degraded"] += 1
+        self._verify(name, ctx, r.data, r.method)
+
+    def _request_baseline(self, name: str, ctx: ClinicalContext, fn: Callable[..., Any],
+                          primary: str, t: float) -> None:
+        sec = int(t)
+        log = self.logs[name]
+        log.total[sec] += 1
+        self.requests += 1
+        try:
+            data = fn()
+        except ProviderError:
+            log.impact["unavailable"] += 1
+            return
+        log.served[sec] += 1
+        log.impact["none"] += 1
+        self._verify(name, ctx, data, None)
+
+    def _verify(self, name: str, ctx: ClinicalContext, data: Any, method: Any) -> None:
+        """An independent check of what was served (DESIGN's integrity violations)."""
+        check = self._checks.get(name)
+        if (check is not None and check.reason(data) is not None) or (method is not None and (
+                (method is TierMethod.CACHED_DATA and ctx.operation_type is _PRESCRIPTIVE)
+                or ctx.criticality is _LIFE_CRITICAL)):
+            self.violations += 1
+
+    # -- detection ------------------------------------------------------------------------
+
+    def _on_circuit_event(self, event: Any) -> None:
+        # Runs inside the guard's call: only note it; _admit runs after the call.
+        if isinstance(event, CircuitTransitioned) and event.to_state is CircuitState.OPEN:
+            service = event.circuit.split(":", 1)[0]
+            self._detect(service, "circuit_open", event.circuit)
+
+    def _detect(self, service: str, signal: str, detail: str) -> None:
+        self.detections.append(Detection(self.clock.now(), service, signal, detail))
+        self._pending.append(TriggerEvent(Trigger(signal), service, detail))
+
+    def _health_check(self, service: str, t: float) -> None:
+        ok = self.world.probe(service, None, t)
+        events = self.health[service].observe(CheckResult.OK if ok else CheckResult.FAILED,
+                                              None, t, self.clock.utcnow(), "probe failed")
+        for e in events:
+            if isinstance(e, HealthCheckFailed):
+                self._detect(service, "health_check_failed", service)
+
+    def _threshold_check(self, t: float) -> None:
+        window = int(self.policy.error_window_s)
+        sec = int(t)
+        lo = max(0, sec - window)
+        for name, log in self.logs.items():
+            calls = sum(log.calls[lo:sec])
+            if calls < self.policy.error_min_calls:
+                continue
+            errors = sum(log.errors[lo:sec])
+            bound = wilson_lower(errors, calls, self.policy.error_z)
+            if bound > self.policy.error_thresholds[name]:
+                self._detect(name, "error_threshold",
+                             f"{errors}/{calls} errors in {window} s")
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        pending, self._pending = self._pending, []
+        now = self.clock.now()
+        for event in pending:
+            self.queue.submit(event, now)
+        while (nxt := self.queue.next()) is not None:
+            _WorkflowRun(self, *nxt).start()
+
+    def record_step(self, run: _WorkflowRun, status: str, index: int, action: str,
+                    inputs: Any, result: Any, error: str | None, duration_s: float,
+                    validation: Any, rollback: bool) -> None:
+        now = self.clock.now()
+        entry = {"run": run.run_id, "workflow": run.workflow.id, "service": run.workflow.service,
+                 "step": index, "action": action, "status": status, "at": round(now, 3),
+                 "result": result, "error": error, "duration_s": round(duration_s, 3),
+                 "rollback": rollback}
+        self.steps.append(entry)
+        self._steps_expected += 1
+        with contextlib.suppress(Exception):  # a lost record shows in audit completeness
+            self.audit.append(recovery_step(
+                service=run.workflow.service, at=self.clock.wall(), workflow_id=run.run_id,
+                step=index, action=action, status=status, inputs=dict(inputs or {}),
+                result={"value": result, "error": error}, duration_s=duration_s,
+                validation=validation, record_id=f"{run.run_id}:{len(self.steps)}"))
+
+
+class _WorkflowRun:
+    """One workflow run, driving the real executor with simulated actions."""
+
+    def __init__(self, sim: Simulation, workflow: RecoveryWorkflow, event: TriggerEvent) -> None:
+        self.sim, self.workflow, self.event = sim, workflow, event
+        self.run_id = f"{workflow.id}#{len(sim.run_summaries) + 1}"
+        self.plan = execute(workflow, sim.clock.now(), sim.validator)
+        self.summary = {"run_id": self.run_id, "workflow": workflow.id,
+                        "service": workflow.service, "trigger": event.trigger.value,
+                        "started_s": round(sim.clock.now(), 3)}
+        sim.run_summaries.append(self.summary)
+
+    def start(self) -> None:
+        self._send(None)
+
+    def _send(self, reply: Any) -> None:
+        while True:
+            try:
+                cmd = self.plan.send(reply)
+            except StopIteration as stop:
+                self._finish(stop.value)
+                return
+            if isinstance(cmd, CheckCriteria):
+                reply = all(self._holds(c) for c in cmd.criteria)
+                continue
+            assert isinstance(cmd, RunAction)
+            self.sim.record_step(self, "started", cmd.index, cmd.step.action, cmd.step.config,
+                                 None, None, 0.0, None, cmd.rollback)
+            _Action(self, cmd).start()
+            return
+
+    def _finish(self, result: WorkflowResult) -> None:
+        sim = self.sim
+        for rec in result.steps:
+            self._record(rec)
+        self.summary.update(ended=result.ended, succeeded=result.succeeded,
+                            ended_s=round(sim.clock.now(), 3))
+        sim.queue.finish(self.workflow.service, sim.clock.now())
+        sim._admit()
+
+    def _record(self, rec: StepRecord) -> None:
+        self.sim.record_step(self, rec.status.value, rec.index, rec.action, rec.config,
+                             rec.result, rec.error, rec.duration_s, dict(rec.validation),
+                             rec.rollback)
+
+    def _holds(self, c: Criterion) -> bool:
+        sim, service = self.sim, self.workflow.service
+        now = sim.clock.now()
+        if c.kind == "probe_succeeds":
+            try:
+                r = sim.guard.call(service, _caller(sim.world, sim.clock, service, None),
+                                   context=self.workflow.context)
+            except Exception:
+                return False
+            return r is not None
+        if c.kind == "health_check_passes":
+            check = str(c.params["check"])
+            return check in sim.scenario.services and sim.world.probe(check, None, now)
+        if c.kind == "error_rate_below":
+            window = int(float(c.params["window_s"]))
+            log = sim.logs[service]
+            sec = int(now)
+            calls = sum(log.calls[max(0, sec - window):sec + 1])
+            errors = sum(log.errors[max(0, sec - window):sec + 1])
+            return calls > 0 and errors / calls < float(c.params["threshold"])
+        return False
+
+
+class _Action:
+    """One step's action in the simulated world: a generator yielding the delays it waits."""
+
+    def __init__(self, run: _WorkflowRun, cmd: RunAction) -> None:
+        self.run, self.cmd = run, cmd
+        self.sim = run.sim
+        self.started = self.sim.clock.now()
+        self.done = False
+
+    def start(self) -> None:
+        self.gen = self._body()
+        self.sim.after(self.cmd.timeout_s, self._timeout)
+        self._resume()
+
+    def _resume(self) -> None:
+        if self.done:
+            return
+        try:
+            delay = next(self.gen)
+        except StopIteration as stop:
+            self._deliver(True, stop.value, None)
+            return
+        except _StepFailed as exc:
+            self._deliver(False, None, str(exc))
+            return
+        self.sim.after(delay, self._resume)
+
+    def _timeout(self) -> None:
+        if not self.done:
+            self._deliver(False, None, f"timed out after {self.cmd.timeout_s:g} s", True)
+
+    def _deliver(self, ok: bool, result: Any, error: str | None, timed_out: bool = False) -> None:
+        self.done = True
+        now = self.sim.clock.now()
+        self.run._send(StepOutcome(ok, result, error, now - self.started, timed_out, now))
+
+    def _body(self) -> Generator[float, None, Any]:
+        step, wf, sim = self.cmd.step, self.run.workflow, self.sim
+        cfg, service = step.config, wf.service
+        world = sim.world
+        action = step.action
+        if action == "alert":
+            yield 0.2
+            return {"severity": cfg["severity"], "channel": cfg["channel"]}
+        if action == "retry":
+            policy = RetryPolicy(max_attempts=int(cfg.get("max_attempts", 3)),
+                                 exponential_base=float(cfg.get("exponential_base", 2)),
+                                 base_delay_s=float(cfg.get("base_delay_s", 1.0)))
+            for attempt in range(1, policy.max_attempts + 1):
+                now = sim.clock.now()
+                world.clear(service, "retry", now)  # a reconnect ends a lost connection
+                if world.probe(service, None, now):
+                    return {"attempts": attempt}
+                if attempt < policy.max_attempts:
+                    yield sim._rng.uniform(0.0, policy.backoff_cap_s(attempt))
+            raise _StepFailed(f"{policy.max_attempts} attempts failed")
+        if action == "fallback":
+            yield 0.05
+            return self._fallback(cfg, service)
+        if action == "cache_warm":
+            yield 0.5
+            entries = sim.guard.cache.recent(service, sim.clock.now(), float(cfg["ttl_s"]))
+            return {"entries": len(entries)}
+        if action == "scale":
+            state = world.services[service]
+            text = str(cfg["instances"]).strip()
+            wanted = state.replicas + int(text) if text[0] in "+-" else int(text)
+            wanted = max(int(cfg.get("min", 1)), min(int(cfg.get("max", 32)), wanted))
+            yield RESTART_WARMUP_S
+            before = state.replicas
+            world.scale(service, wanted, sim.clock.now())
+            return {"from": before, "to": wanted}
+        if action == "restart":
+            graceful = bool(cfg.get("graceful", True))
+            now = sim.clock.now()
+            if not graceful:
+                world.stop(service, now, now + RESTART_WARMUP_S)
+            yield RESTART_WARMUP_S
+            cleared = world.restart(service, sim.clock.now())
+            yield float(cfg.get("delay_s", 0))  # old replicas drain before they stop
+            return {"graceful": graceful, "cleared": len(cleared)}
+        raise _StepFailed(f"no runner for action {action!r} in the simulator")
+
+    def _fallback(self, cfg: Any, service: str) -> dict[str, Any]:
+        sim = self.sim
+        world = sim.world
+        spec = sim.scenario.services[service]
+        tier = cfg.get("tier") or ("alternative_provider:read_replica"
+                                   if cfg.get("read_replica") else None)
+        now = sim.clock.now()
+        state = world.services[service]
+        if tier is not None:
+            if tier == "primary":
+                sim.guard.routes.clear(service)
+                state.moved = False
+                return {"route": None}
+            sim.guard.routes.set(service, Route(str(tier), self.run.workflow.id,
+                                                sim.clock.wall()))
+            state.moved = True
+
+            def back() -> None:
+                sim.guard.routes.clear(service)
+                state.moved = False
+            self._watch(service, spec.primary, back)
+            return {"route": tier}
+        circuit = self.run.event.detail if ":" in self.run.event.detail else ""
+        provider = circuit.split(":", 1)[1] if circuit else spec.primary
+        breaker = sim.breakers.get(service, provider)
+        if cfg.get("provider") == "primary":
+            breaker.reset(now, f"{self.run.workflow.id}: rolled back")
+            state.moved = False
+            return {"circuit": breaker.name, "state": breaker.state.name}
+        breaker.force_open(now, f"{self.run.workflow.id}: traffic moved to {cfg['provider']}")
+        state.moved = provider == spec.primary
+
+        def reset() -> None:
+            breaker.reset(sim.clock.now(), "primary recovered, traffic back")
+            if provider == spec.primary:
+                state.moved = False
+        self._watch(service, provider, reset)
+        return {"circuit": breaker.name, "state": breaker.state.name}
+
+    def _watch(self, service: str, provider: str, back: Callable[[], None]) -> None:
+        """Probe ``provider`` every ``recheck_s``; switch traffic back once it answers."""
+        sim = self.sim
+        every = float(self.cmd.step.config.get("recheck_s", sim.policy.recheck_s))
+
+        def probe() -> None:
+            if sim.world.probe(service, provider, sim.clock.now()):
+                back()
+            else:
+                sim.after(every, probe)
+        sim.after(every, probe)
+
+
+class _StepFailed(Exception):
+    pass
+
+
+def _caller(world: World, clock: ManualClock, service: str,
+            provider: str | None) -> Callable[..., Any]:
+    provider = provider or world.services[service].spec.primary
+    call = world.call
+    now = clock.now
+
+    def fn(*_args: Any, **_kwargs: Any) -> Any:
+        return call(service, provider, now())
+    return fn
+
+
+def _steady(service: str) -> Callable[..., Any]:
+    """A tier the scenario does not model (a rule engine, say): it answers."""
+    def fn(*_args: Any, **_kwargs: Any) -> Any:
+        return good_answer(service)
+    return fn

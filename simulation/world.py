@@ -1,0 +1,216 @@
+"""The simulated world: services, their providers and replicas, and the faults acting on them.
+
+Only the *world* is simulated here: how likely a call to a provider is to fail or answer
+wrongly at a given moment, and what recovery actions physically do to it (a restart cures a
+leak after its warm-up, a scale adds a fresh replica, a reconnect ends a lost connection).
+Everything that *decides* — breakers, fallback, safety, workflows — is the real ``healing``
+code, driven by :mod:`simulation.engine`.
+
+Model, per call to ``(service, provider)`` at time ``t``:
+
+* a fault without a ``target`` acts on the service's own deployment, its primary provider;
+  a fault with a ``target`` acts on that provider;
+* the call fails with the service's background ``error_rate``, combined with each active
+  fault's rate (independent causes), and with the failure rate of each dependency's primary
+  unless that dependency's traffic has been moved off it (a route or a forced-open circuit);
+* ``memory_leak``: the rate grows by ``growth`` per minute, times the share of replicas that
+  were running when the leak began (a fresh replica, from a scale or a restart, is clean);
+* ``latency_spike``: latency is multiplied by ``latency_factor``; a call slower than the
+  service's timeout fails;
+* ``degradation``: the rate ramps from 0 to ``error_rate`` over ``ramp``; a
+  ``bad_answer_share`` of those calls *answer*, wrongly (they fail the integrity check);
+* ``flapping``: ``error_rate`` for the first half of each ``period``, then healthy.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
+
+__all__ = ["FaultInstance", "ProviderError", "World", "good_answer"]
+
+_K = FaultKind
+RESTART_WARMUP_S = 5.0  # a restarted or added replica takes traffic this long after the order
+
+
+class ProviderError(Exception):
+    """A simulated provider failed the call (error, refusal or timeout)."""
+
+
+def good_answer(service: str) -> dict[str, Any]:
+    """An answer every shipped integrity check accepts."""
+    return {"service": service, "answer": "ok", "diagnosis": "as expected", "findings": ["ok"],
+            "interactions": [], "confidence": 0.92}
+
+
+def bad_answer(service: str) -> dict[str, Any]:
+    """A wrong answer: it looks like one, but every shipped integrity check refuses it."""
+    return {"service": service, "answer": None, "findings": [], "confidence": 0.21}
+
+
+@dataclass
+class FaultInstance:
+    """One occurrence of a fault."""
+
+    index: int  # position among the run's occurrences, for the report
+    spec: FaultSpec
+    start: float
+    end: float  # its own scheduled end
+    provider: str  # the provider it acts on
+    cleared_at: float | None = None  # ended early by a recovery action
+    leaked: int = 0  # memory leak: replicas running when it began
+
+    @property
+    def actual_end(self) -> float:
+        return self.end if self.cleared_at is None else min(self.end, self.cleared_at)
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.actual_end
+
+
+@dataclass
+class ServiceState:
+    spec: ServiceSpec
+    replicas: int = 1
+    fresh_replicas: int = 0  # started after the current leak began
+    moved: bool = False  # traffic moved off the primary (route or forced-open circuit)
+    down_from: float = -1.0  # a non-graceful restart: no replica answers in [from, until)
+    down_until: float = -1.0
+    faults: list[FaultInstance] = field(default_factory=list)  # active or future
+
+
+class World:
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.services = {n: ServiceState(s) for n, s in scenario.services.items()}
+        self.instances: list[FaultInstance] = []
+        for spec in scenario.faults:
+            for start, end in spec.windows(scenario.duration_s):
+                provider = spec.target or scenario.services[spec.service].primary
+                self.instances.append(FaultInstance(0, spec, start, end, provider))
+        self.instances.sort(key=lambda f: (f.start, f.spec.service))
+        for i, f in enumerate(self.instances):
+            f.index = i
+        # One random stream per service and purpose, so that a run with self-healing and
+        # its baseline see the same arrivals and the same background failures.
+        self.rngs = {n: random.Random(f"{seed}:{n}:calls") for n in scenario.services}
+
+    # -- faults -------------------------------------------------------------------------
+
+    def fault_started(self, f: FaultInstance) -> None:
+        svc = self.services[f.spec.service]
+        svc.faults.append(f)
+        if f.spec.kind is _K.MEMORY_LEAK:
+            f.leaked = svc.replicas
+            svc.fresh_replicas = 0
+
+    def fault_ended(self, f: FaultInstance) -> None:
+        svc = self.services[f.spec.service]
+        if f in svc.faults:
+            svc.faults.remove(f)
+
+    def clear(self, service: str, action: str, t: float) -> list[FaultInstance]:
+        """``action`` ends every active fault on ``service`` that it can clear."""
+        cleared = []
+        for f in list(self.services[service].faults):
+            if f.active(t) and f.spec.cleared_by == action:
+                f.cleared_at = t
+                self.fault_ended(f)
+                cleared.append(f)
+        return cleared
+
+    # -- actions' physical effects ------------------------------------------------------
+
+    def stop(self, service: str, t_from: float, t_until: float) -> None:
+        """No replica answers in ``[t_from, t_until)`` (a restart that is not graceful)."""
+        svc = self.services[service]
+        svc.down_from, svc.down_until = t_from, t_until
+
+    def restart(self, service: str, t: float) -> list[FaultInstance]:
+        """Every replica replaced by a fresh one, taking traffic at ``t``."""
+        svc = self.services[service]
+        svc.fresh_replicas = svc.replicas
+        return self.clear(service, "restart", t)
+
+    def scale(self, service: str, replicas: int, t: float) -> list[FaultInstance]:
+        svc = self.services[service]
+        added = replicas - svc.replicas
+        svc.replicas = replicas
+        # new replicas are fresh; removed ones are taken from the fresh first (worst case)
+        svc.fresh_replicas = max(0, min(replicas, svc.fresh_replicas + added))
+        return self.clear(service, "scale", t) if added > 0 else []
+
+    # -- calls --------------------------------------------------------------------------
+
+    def failure(self, service: str, provider: str, t: float) -> tuple[float, float, float]:
+        """``(p_error, p_bad_answer, latency_factor)`` for a call at ``t``."""
+        svc = self.services[service]
+        ok = 1.0 - svc.spec.error_rate if provider == svc.spec.primary else 1.0
+        bad = 0.0
+        factor = 1.0
+        if svc.down_from <= t < svc.down_until and provider == svc.spec.primary:
+            return 1.0, 0.0, 1.0
+        for f in svc.faults:
+            if f.provider != provider or not f.start <= t < f.actual_end:
+                continue
+            p = f.spec.params
+            kind = f.spec.kind
+            if kind is _K.LATENCY_SPIKE:
+                factor *= p["latency_factor"]
+                continue
+            if kind is _K.MEMORY_LEAK:
+                leaked_share = 1.0 - svc.fresh_replicas / max(1, svc.replicas)
+                rate = min(p["max_error_rate"], p["growth"] * (t - f.start) / 60.0) * leaked_share
+            elif kind is _K.FLAPPING:
+                phase = ((t - f.start) % p["period"]) / p["period"]
+                rate = p["error_rate"] if phase < 0.5 else 0.0
+            elif kind is _K.DEGRADATION:
+                rate = p["error_rate"] * min(1.0, (t - f.start) / p["ramp"])
+                bad_share = p["bad_answer_share"]
+                bad = 1.0 - (1.0 - bad) * (1.0 - rate * bad_share)
+                rate *= 1.0 - bad_share
+            else:
+                rate = p["error_rate"]
+            ok *= 1.0 - rate
+        if provider == svc.spec.primary:
+            for dep in svc.spec.depends_on:
+                d = self.services[dep]
+                if not d.moved:
+                    ok *= 1.0 - self.failure(dep, d.spec.primary, t)[0]
+        return 1.0 - ok, bad, factor
+
+    def call(self, service: str, provider: str, t: float) -> dict[str, Any]:
+        """One call: an answer (possibly wrong), or :class:`ProviderError`."""
+        svc = self.services[service]
+        rng = self.rngs[service]
+        spec = svc.spec
+        if not svc.faults and not spec.depends_on and t >= svc.down_until:
+            # the common case, kept cheap: no fault anywhere near this service
+            if provider == spec.primary and rng.random() < spec.error_rate:
+                raise ProviderError(f"{provider} failed")
+            return good_answer(service)
+        p_err, p_bad, factor = self.failure(service, provider, t)
+        if factor != 1.0:
+            latency = spec.latency_p50_s * math.exp(spec.latency_sigma * rng.gauss(0.0, 1.0))
+            if latency * factor > spec.timeout_s:
+                raise ProviderError(f"{provider} timed out after {spec.timeout_s:g} s")
+        u = rng.random()
+        if u < p_err:
+            raise ProviderError(f"{provider} failed")
+        if u < p_err + p_bad * (1.0 - p_err):
+            return bad_answer(service)
+        return good_answer(service)
+
+    def probe(self, service: str, provider: str | None, t: float) -> bool:
+        """A health probe or a recovery step's probe of ``provider`` (default: the primary)."""
+        provider = provider or self.services[service].spec.primary
+        try:
+            answer = self.call(service, provider, t)
+        except ProviderError:
+            return False
+        return answer["answer"] is not None
+

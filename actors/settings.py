@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     def audit_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
 
+    def mlflow_uri(self) -> str:
+        """MLflow's tracking store: the configured one, or SQLite in ``data_dir`` (MLflow
+        refuses a plain file store by default)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
     def spool_dir(self) -> pathlib.Path:
         return self.data_dir / "spool"
 

@@ -49,6 +49,46 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from healing.errors import ConfigError
+    from simulation.scenario import load_scenario
+
+    try:  # every file is checked before anything runs
+        scenarios = [load_scenario(p) for p in args.files]
+    except ConfigError as exc:
+        print(f"selfheal: {exc}", file=sys.stderr)
+        return 2
+    if args.runs < 1:
+        print(f"selfheal: --runs must be at least 1, got {args.runs}", file=sys.stderr)
+        return 2
+    from simulation.runner import report_json, simulate
+    from simulation.table import format_reports
+
+    mlflow_uri = None
+    if not args.no_mlflow:
+        from actors.settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings(args.config)
+        except SettingsError as exc:
+            print(f"selfheal: {exc}", file=sys.stderr)
+            return 2
+        mlflow_uri = settings.mlflow_uri()
+    use_ray = False if args.local else None
+    if use_ray is None and len(scenarios) * args.runs > 1:
+        from actors.runtime import init_ray
+
+        init_ray()
+    reports = simulate(scenarios, runs=args.runs, seed=args.seed, use_ray=use_ray,
+                       events_dir=args.events, mlflow_uri=mlflow_uri)
+    print(format_reports(reports))
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(report_json(reports))
+        print(f"report written to {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfheal",
@@ -68,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--database-url", help="audit database (default: from settings)")
     verify.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
     verify.set_defaults(func=_audit_verify)
+
+    sim = sub.add_parser("simulate", help="replay scenario files: outcomes with self-healing "
+                                          "and without")
+    sim.add_argument("files", nargs="+", metavar="FILE", help="scenario files (YAML)")
+    sim.add_argument("--runs", type=int, default=1, help="seeds per scenario (default 1)")
+    sim.add_argument("--seed", type=int, default=None,
+                     help="first seed (default: each scenario's own)")
+    sim.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT")
+    sim.add_argument("--events", metavar="DIR",
+                     help="write each run's event log as Parquet under DIR")
+    sim.add_argument("--no-mlflow", action="store_true", help="do not log runs to MLflow")
+    sim.add_argument("--local", action="store_true",
+                     help="run in this process rather than as Ray tasks")
+    sim.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
+    sim.set_defaults(func=_simulate)
     return parser
 
 

@@ -220,7 +220,8 @@ class Simulation:
                            cache=FallbackCache(key=b"simulation"), validator=validator,
                            sink=self.recorder, audit=self.audit)
         self.queue = RecoveryQueue(list(self.policy.workflows), self.policy.cooldown_s)
-        self.health = {n: HealthTracker(n, self.policy.health) for n in self.scenario.services}
+        self.health = {(n, p): HealthTracker(f"{n}:{p}", self.policy.health)
+                       for n, spec in self.scenario.services.items() for p in spec.providers}
         self.validator = validator
 
     # -- the loop -------------------------------------------------------------------------
@@ -239,8 +240,9 @@ class Simulation:
             push(f.end, _FAULT_END, f)
         if self.healing:
             interval = self.policy.health.interval_s
-            for i, n in enumerate(names):  # staggered, as real checkers drift apart
-                push(interval * (i + 1) / (len(names) + 1), _HEALTH, n)
+            checks = [(n, p) for n in names for p in sc.services[n].providers]
+            for i, check in enumerate(checks):  # staggered, as real checkers drift apart
+                push(interval * (i + 1) / (len(checks) + 1), _HEALTH, check)
             push(self.policy.error_check_s, _THRESHOLD, None)
         request = self._request_healing if self.healing else self._request_baseline
         targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
@@ -306,6 +308,9 @@ class Simulation:
         except (SelfHealError, ProviderError):
             log.impact["unavailable"] += 1
             return
+        if not self._verify(name, ctx, r.data, r.method):
+            log.impact["unavailable"] += 1
+            return
         log.served[sec] += 1
         if r.tier == "primary":
             log.impact["none"] += 1
@@ -313,7 +318,6 @@ class Simulation:
             log.impact["none" if rec.last_kind in _NOT_CALLED else "delay"] += 1
         else:
             log.impact["degraded"] += 1
-        self._verify(name, ctx, r.data, r.method)
 
     def _request_baseline(self, name: str, ctx: ClinicalContext, fn: Callable[..., Any],
                           primary: str, t: float) -> None:
@@ -326,37 +330,53 @@ class Simulation:
         except ProviderError:
             log.impact["unavailable"] += 1
             return
+        if not self._verify(name, ctx, data, None):
+            log.impact["unavailable"] += 1
+            return
         log.served[sec] += 1
         log.impact["none"] += 1
-        self._verify(name, ctx, data, None)
 
-    def _verify(self, name: str, ctx: ClinicalContext, data: Any, method: Any) -> None:
-        """An independent check of what was served (DESIGN's integrity violations)."""
+    def _verify(self, name: str, ctx: ClinicalContext, data: Any, method: Any) -> bool:
+        """An independent check of what was served (DESIGN's integrity violations). A
+        violating answer reached the user, but it does not count as serving them well."""
         check = self._checks.get(name)
-        if (check is not None and check.reason(data) is not None) or (method is not None and (
-                (method is TierMethod.CACHED_DATA and ctx.operation_type is _PRESCRIPTIVE)
-                or ctx.criticality is _LIFE_CRITICAL)):
+        bad = check is not None and check.reason(data) is not None
+        if method is not None and not bad:
+            bad = ((method is TierMethod.CACHED_DATA and ctx.operation_type is _PRESCRIPTIVE)
+                   or ctx.criticality is _LIFE_CRITICAL)
+        if bad:
             self.violations += 1
+        return not bad
 
     # -- detection ------------------------------------------------------------------------
 
     def _on_circuit_event(self, event: Any) -> None:
         # Runs inside the guard's call: only note it; _admit runs after the call.
         if isinstance(event, CircuitTransitioned) and event.to_state is CircuitState.OPEN:
-            service = event.circuit.split(":", 1)[0]
-            self._detect(service, "circuit_open", event.circuit)
+            service, _, provider = event.circuit.partition(":")
+            spec = self.scenario.services.get(service)
+            # an alternative's circuit opening is an alert; the primary's starts a workflow
+            self._detect(service, "circuit_open", event.circuit,
+                         trigger=spec is not None and provider == spec.primary)
 
-    def _detect(self, service: str, signal: str, detail: str) -> None:
+    def _detect(self, service: str, signal: str, detail: str, trigger: bool = True) -> None:
         self.detections.append(Detection(self.clock.now(), service, signal, detail))
-        self._pending.append(TriggerEvent(Trigger(signal), service, detail))
+        if trigger:
+            self._pending.append(TriggerEvent(Trigger(signal), service, detail))
 
-    def _health_check(self, service: str, t: float) -> None:
-        ok = self.world.probe(service, None, t)
-        events = self.health[service].observe(CheckResult.OK if ok else CheckResult.FAILED,
-                                              None, t, self.clock.utcnow(), "probe failed")
+    def _health_check(self, check: tuple[str, str], t: float) -> None:
+        """Every provider of every service is checked: an alternative must be known good
+        before traffic fails over to it. Only the primary's failure starts a workflow; an
+        alternative's is a detection (an operator's alert) and nothing more."""
+        service, provider = check
+        ok = self.world.probe(service, provider, t)
+        events = self.health[check].observe(CheckResult.OK if ok else CheckResult.FAILED,
+                                            None, t, self.clock.utcnow(), "probe failed")
         for e in events:
             if isinstance(e, HealthCheckFailed):
-                self._detect(service, "health_check_failed", service)
+                primary = provider == self.scenario.services[service].primary
+                self._detect(service, "health_check_failed", f"{service}:{provider}",
+                             trigger=primary)
 
     def _threshold_check(self, t: float) -> None:
         window = int(self.policy.error_window_s)

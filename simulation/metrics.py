@@ -10,8 +10,10 @@
   scanning from the fault's start to ten minutes after its end (or the next fault on that
   service); an incident no user ever felt has an MTTR of 0. Unrecovered when that window does
   not fit in the run.
-* **automated recovery**: recovered before the fault's own scheduled end (with no operator
-  in the simulator, every recovery that came earlier is automated); rate over all incidents.
+* **automated recovery**: users never felt the incident, or were served at target for a full
+  60 s window before the fault's own scheduled end (with no operator in the simulator, every
+  recovery that came earlier is automated; the window keeps a fault's natural end from
+  counting as healing); rate over all incidents.
 * **false-positive rate**: fault-free service-minutes with a detection, over all fault-free
   service-minutes. A minute is not fault-free while a fault acts on the service or on one it
   depends on, or within two minutes after such a fault ends (signals still settling).
@@ -68,7 +70,8 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
             "cleared_early": f.cleared_at is not None and f.cleared_at < f.end,
             "detected_s": None if detected is None else round(detected, 3),
             "recovered_s": None if recovered is None else round(recovered, 3),
-            "automated": recovered is not None and recovered < f.end,
+            "automated": recovered is not None and (
+                recovered == int(start) or recovered + SUSTAIN_S <= f.end),
         })
     total = sum(sum(log.total) for log in r.logs.values())
     served = sum(sum(log.served) for log in r.logs.values())

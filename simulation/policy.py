@@ -13,8 +13,10 @@ than tuned to the scenario library:
 * error threshold: checked every 10 s over the last 60 s, raised when the 99 % lower
   confidence bound of the error rate passes ``max(10 %, 3 x the service's normal rate)``,
   so a low-traffic service needs real evidence and a noisy one its own bar;
-* workflows: the shipped ones for the services they name; for every other (trigger,
-  service), a generic one: move traffic to the next provider and alert when a circuit opens
+* workflows: a service with a shipped workflow (its runbook) gets it for every trigger (a
+  circuit opening, a failed health check and an error threshold are three views of one
+  trouble, and after one run the cool-down would silence the others anyway); every other
+  service gets a generic workflow per trigger: move traffic to the next provider and alert when a circuit opens
   (alert and keep probing for prescriptive services, which get no cached data); reconnect,
   then restart, when a health check fails; when errors climb, move to the next provider if
   there is one, or else scale, then restart.
@@ -22,6 +24,7 @@ than tuned to the scenario library:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -82,14 +85,15 @@ def default_policy(scenario: Scenario) -> Policy:
         if _fail_safe(name, spec):
             continue
         strategies.append(shipped_strategies.get(name) or _generic_strategy(spec))
-    shipped_flows = [w for w in load_workflows() if w.service in scenario.services]
-    have = {(w.trigger, w.service) for w in shipped_flows}
-    flows = list(shipped_flows)
+    shipped = {w.service: w for w in load_workflows() if w.service in scenario.services}
+    flows = []
     for name, spec in scenario.services.items():
         for trigger, build in ((Trigger.CIRCUIT_OPEN, _on_circuit_open),
                                (Trigger.HEALTH_CHECK_FAILED, _on_health_check_failed),
                                (Trigger.ERROR_THRESHOLD, _on_error_threshold)):
-            if (trigger, name) not in have:
+            if name in shipped:  # a service's own runbook answers whatever raised the alarm
+                flows.append(dataclasses.replace(shipped[name], trigger=trigger))
+            else:
                 flows.append(build(spec, _fail_safe(name, spec)))
     return Policy(
         circuit=CircuitConfig(window_type=WindowType.TIME, window_size=30,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from healing.config import _check, as_enum, check_non_negative, check_positive, check_ratio
+from healing.config import _check, as_enum, check_non_negative, check_positive
 from healing.errors import ConfigError
 from healing.files import SourceError, YamlSource, parse_duration
 from healing.safety import Criticality, OperationType
@@ -74,7 +74,7 @@ class ServiceSpec:
         check_positive("latency_ms.p50", self.latency_p50_s)
         _check(self.latency_p99_s >= self.latency_p50_s, "latency_ms.p99",
                self.latency_p99_s * 1000, "must be at least p50")
-        check_ratio("error_rate", self.error_rate)
+        _check_rate("error_rate", self.error_rate)
         _check(len(self.providers) > 0 and all(isinstance(p, str) and p for p in self.providers),
                "providers", list(self.providers), "must list at least one provider name")
         _check(len(set(self.providers)) == len(self.providers), "providers",
@@ -121,7 +121,7 @@ class FaultSpec:
         for k, raw in self.params.items():
             v = parse_duration(raw, f"params.{k}") if k in _DURATIONS else raw
             if k in _RATES:
-                check_ratio(f"params.{k}", v)
+                _check_rate(f"params.{k}", v)
             else:
                 check_positive(f"params.{k}", v)
             merged[k] = float(v)
@@ -188,6 +188,11 @@ class Scenario:
             out |= nxt
             frontier = nxt
         return out
+
+
+def _check_rate(name: str, value: Any) -> None:
+    _check(isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1,
+           name, value, "must be between 0 and 1")
 
 
 def _acyclic(services: Mapping[str, ServiceSpec]) -> None:

@@ -1,0 +1,67 @@
+"""A run's event log as Parquet, in the live system's own shapes, for the learning jobs.
+
+Four files in one directory per run:
+
+* ``outcomes.parquet``: the guard's outcomes as the live metric streams keep them (every
+  error and a 10 % sample of successes): ``at, service, latency_s, ok, error_kind, tier,
+  provider``;
+* ``audit.parquet``: the audit trail's records: ``id, kind, at, service, data`` (data as JSON);
+* ``detections.parquet``: ``at, service, signal, detail`` (simulated seconds from the start);
+* ``steps.parquet``: every recovery step: ``at, run, workflow, service, step, action,
+  status, duration_s, rollback, error``.
+
+``at`` is UTC epoch seconds (the scenario's simulated wall clock) in the first two, as live.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from .engine import RunResult
+
+__all__ = ["write_event_log"]
+
+
+def write_event_log(result: RunResult, directory: str | pathlib.Path) -> pathlib.Path:
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result.outcomes
+    pq.write_table(pa.table({
+        "at": pa.array([r[0] for r in rows], pa.float64()),
+        "service": pa.array([r[1] for r in rows], pa.string()),
+        "latency_s": pa.array([r[2] for r in rows], pa.float64()),
+        "ok": pa.array([r[3] for r in rows], pa.bool_()),
+        "error_kind": pa.array([r[4] for r in rows], pa.string()),
+        "tier": pa.array([r[5] for r in rows], pa.string()),
+        "provider": pa.array([r[6] for r in rows], pa.string()),
+    }), out / "outcomes.parquet")
+    audit = result.audit
+    pq.write_table(pa.table({
+        "id": pa.array([a.id for a in audit], pa.string()),
+        "kind": pa.array([a.kind.value for a in audit], pa.string()),
+        "at": pa.array([a.at for a in audit], pa.float64()),
+        "service": pa.array([a.service for a in audit], pa.string()),
+        "data": pa.array([json.dumps(a.data, default=str) for a in audit], pa.string()),
+    }), out / "audit.parquet")
+    det = result.detections
+    pq.write_table(pa.table({
+        "at": pa.array([d.at for d in det], pa.float64()),
+        "service": pa.array([d.service for d in det], pa.string()),
+        "signal": pa.array([d.signal for d in det], pa.string()),
+        "detail": pa.array([d.detail for d in det], pa.string()),
+    }), out / "detections.parquet")
+    steps = result.steps
+    pq.write_table(pa.table({
+        k: pa.array([s[k] for s in steps], t) for k, t in (
+            ("at", pa.float64()), ("run", pa.string()), ("workflow", pa.string()),
+            ("service", pa.string()), ("step", pa.int64()), ("action", pa.string()),
+            ("status", pa.string()), ("duration_s", pa.float64()), ("rollback", pa.bool_()),
+            ("error", pa.string()))
+    }), out / "steps.parquet")
+    return out

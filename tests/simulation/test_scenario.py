@@ -1,0 +1,116 @@
+"""Scenario files: a good one loads; a mistake names the file, the line and the field."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+
+import pytest
+
+from healing.files import SourceError
+from simulation.scenario import FaultKind, load_scenario
+
+GOOD = """\
+name: small
+duration: 1h
+seed: 3
+start: "2026-01-05T08:00:00"
+services:
+  api:
+    rps: 5
+    latency_ms: {p50: 50, p99: 400}
+    error_rate: 0.01
+    providers: [main, backup]
+    operation: diagnostic
+    criticality: high
+  db:
+    rps: 2
+    providers: [primary]
+faults:
+  - service: api
+    target: main
+    kind: outage
+    at: 10m
+    for: 5m
+    every: 20m
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "scenario.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_a_good_file_loads_with_units_defaults_and_recurrence(tmp_path):
+    sc = load_scenario(write(tmp_path, GOOD))
+    assert sc.name == "small" and sc.duration_s == 3600 and sc.seed == 3
+    assert sc.start.hour == 8 and sc.start.tzinfo is not None
+    api = sc.services["api"]
+    assert api.primary == "main" and api.latency_p99_s == 0.4
+    assert api.timeout_s == pytest.approx(1.2)
+    assert sc.services["db"].operation.value == "informational"
+    [f] = sc.faults
+    assert f.kind is FaultKind.OUTAGE and f.params == {"error_rate": 1.0}
+    assert f.windows(sc.duration_s) == [(600, 900), (1800, 2100), (3000, 3300)]
+
+
+def test_every_shipped_scenario_loads():
+    shipped = sorted(pathlib.Path("simulation/scenarios").glob("*.yaml"))
+    assert len(shipped) >= 9
+    names = {load_scenario(p).name for p in shipped}
+    assert {"ai-provider-outage", "database-connection-lost", "api-memory-leak",
+            "daily-deadlock-week", "drug-interaction-outage", "noisy-but-healthy-day",
+            "cascading-database-failure", "flapping-provider", "fallback-tiers"} <= names
+
+
+@pytest.mark.parametrize("edit,line,field,words", [
+    (lambda t: t.replace("name: small\n", ""), None, "name", "is required"),
+    (lambda t: t.replace("duration: 1h", "duration: forever"), 2, "duration", "duration like"),
+    (lambda t: t.replace("seed: 3", "seed: -1"), 3, "seed", "whole number"),
+    (lambda t: t.replace('"2026-01-05T08:00:00"', "monday"), 4, "start", "ISO date-time"),
+    (lambda t: t.replace("rps: 5", "rps: 0"), 7, "services.api.rps", "> 0"),
+    (lambda t: t.replace("p99: 400", "p99: 10"), 8, "services.api.latency_ms.p99",
+     "at least p50"),
+    (lambda t: t.replace("error_rate: 0.01", "error_rate: 2"), 9, "services.api.error_rate",
+     "between 0 and 1"),
+    (lambda t: t.replace("providers: [main, backup]", "providers: []"), 10,
+     "services.api.providers", "at least one"),
+    (lambda t: t.replace("operation: diagnostic", "operation: surgical"), 11,
+     "services.api.operation", "must be one of"),
+    (lambda t: t.replace("    rps: 2\n", "    rps: 2\n    colour: red\n"), 15,
+     "services.db.colour", "not a service field"),
+    (lambda t: t.replace("providers: [primary]", "providers: [primary]\n    depends_on: [api]")
+     .replace("    criticality: high", "    criticality: high\n    depends_on: [db]"), None,
+     "services", "dependency cycle"),
+    (lambda t: t.replace("target: main", "target: nobody"), 18, "faults[0].target",
+     "must be one of api's providers"),
+    (lambda t: t.replace("kind: outage", "kind: meteor"), 19, "faults[0].kind",
+     "must be one of"),
+    (lambda t: t.replace("at: 10m", "at: 2h"), 20, "faults[0].at", "within the run"),
+    (lambda t: t.replace("every: 20m", "every: 1m"), 22, "faults[0].every",
+     "longer than the fault"),
+    (lambda t: t + "    params: {latency_factor: 3}\n", 23, "faults[0].params.latency_factor",
+     "not a parameter of outage"),
+    (lambda t: t + "    params: {error_rate: 1.5}\n", 23, "faults[0].params.error_rate",
+     "between 0 and 1"),
+    (lambda t: t + "    cleared_by: prayer\n", 23, "faults[0].cleared_by", "must be one of"),
+    (lambda t: t.replace("service: api\n    target", "service: nope\n    target"), 17,
+     "faults[0].service", "must be one of the scenario's services"),
+    (lambda t: t + "policy: aggressive\n", 23, "policy", "must be 'default'"),
+])
+def test_a_mistake_names_the_file_line_and_field(tmp_path, edit, line, field, words):
+    p = write(tmp_path, edit(GOOD))
+    with pytest.raises(SourceError) as err:
+        load_scenario(p)
+    e = err.value
+    assert e.field.startswith(field) and words in str(e) and str(p) in str(e), str(e)
+    if line is not None:
+        assert e.line == line, str(e)
+
+
+def test_broken_yaml_and_missing_files_are_named(tmp_path):
+    with pytest.raises(SourceError, match=r"scenario.yaml:\d+: yaml: is not valid YAML"):
+        load_scenario(write(tmp_path, "name: x\nservices: [unclosed\n"))
+    with pytest.raises(SourceError, match="cannot be read"):
+        load_scenario(tmp_path / "absent.yaml")

@@ -1,0 +1,213 @@
+"""The engine and the metrics, on small cases whose answers can be worked out by hand."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+
+from healing.safety import Criticality, OperationType
+from simulation.engine import Detection, RunResult, ServiceLog, Simulation
+from simulation.metrics import run_metrics
+from simulation.runner import report_json, simulate
+from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
+from simulation.world import FaultInstance
+
+DX, HIGH = OperationType.DIAGNOSTIC, Criticality.HIGH
+
+
+def service(name="svc", rps=10.0, providers=("main", "backup"), error_rate=0.0, op=DX,
+            crit=HIGH, deps=()):
+    return ServiceSpec(name, rps, 0.05, 0.2, error_rate, tuple(providers), op, crit,
+                       tuple(deps))
+
+
+def scenario(*services, faults=(), duration=600.0, seed=1):
+    return Scenario("t", duration, {s.name: s for s in services}, tuple(faults), seed)
+
+
+def outage(at=100.0, length=60.0, svc="svc", target=None, kind=FaultKind.OUTAGE, **params):
+    return FaultSpec(svc, kind, at, length, target, None, params)
+
+
+# -- the metrics' definitions, on hand-made logs ------------------------------------------
+
+
+def hand_made(total, served, *, faults=(), detections=(), duration=None):
+    """A RunResult with the given per-second counts for one service 'svc'."""
+    n = len(total)
+    sc = scenario(service(), faults=faults, duration=duration or n - 2)
+    log = ServiceLog(array("I", total), array("I", served), array("I", [0] * n),
+                     array("I", [0] * n))
+    log.impact["none"] = sum(served)
+    log.impact["unavailable"] = sum(total) - sum(served)
+    incidents = [FaultInstance(i, f, *f.windows(sc.duration_s)[0], "main")
+                 for i, f in enumerate(faults)]
+    return RunResult(sc, 1, True, {"svc": log}, incidents, list(detections), [], [], 0, 0, 0,
+                     sum(total), [], [])
+
+
+def test_mttr_is_fault_start_to_the_first_good_minute_after_the_last_bad_one():
+    # 10 requests a second; nothing served in [100, 130): recovered at 130, MTTR 30 s
+    total = [10] * 602
+    served = [0 if 100 <= t < 130 else 10 for t in range(602)]
+    m = run_metrics(hand_made(total, served, faults=[outage(100, 120)]))
+    [inc] = m["incidents"]
+    assert inc["recovered_s"] == 130 and m["mttr_s"] == 30
+    assert inc["automated"]  # served at target for [130, 190) before the fault's own end, 220
+    assert m["availability"] == pytest.approx(1 - 300 / 6020)
+
+
+def test_an_incident_nobody_felt_has_mttr_zero_and_a_late_recovery_is_not_automated():
+    total = [10] * 602
+    m = run_metrics(hand_made(total, list(total), faults=[outage(100, 60)]))
+    assert m["mttr_s"] == 0 and m["incidents"][0]["automated"]
+    # served again only when the fault ended by itself: not healing
+    served = [0 if 100 <= t < 160 else 10 for t in range(602)]
+    m = run_metrics(hand_made(total, served, faults=[outage(100, 60)]))
+    assert m["mttr_s"] == 60 and not m["incidents"][0]["automated"]
+    assert m["recovery_success_rate"] == 0
+
+
+def test_a_brief_dip_inside_a_good_minute_still_counts_against_the_target():
+    # one bad second in a minute is 98.3 % < 99 %: the window containing it misses
+    total = [10] * 602
+    served = [0 if t == 140 else 10 for t in range(602)]
+    m = run_metrics(hand_made(total, served, faults=[outage(100, 60)]))
+    assert m["incidents"][0]["recovered_s"] == 141
+
+
+def test_an_incident_still_bad_at_the_end_of_the_run_is_unrecovered():
+    total = [10] * 602
+    served = [0 if t >= 100 else 10 for t in range(602)]
+    m = run_metrics(hand_made(total, served, faults=[outage(100, None)]))
+    assert m["incidents"][0]["recovered_s"] is None and m["unrecovered_incidents"] == 1
+    assert m["mttr_s"] is None
+
+
+def test_detection_times_false_negatives_and_false_positive_minutes():
+    total = [10] * 1202
+    dets = [Detection(105.0, "svc", "circuit_open", "svc:main"),  # the incident's: MTTD 5
+            Detection(270.0, "svc", "error_threshold", ""),  # in the settling 2 min: not FP
+            Detection(700.0, "svc", "health_check_failed", "svc:main"),  # minute 11: FP
+            Detection(710.0, "svc", "health_check_failed", "svc:main")]  # same minute
+    m = run_metrics(hand_made(total, list(total), faults=[outage(100, 60), outage(900, 30)],
+                              detections=dets))
+    assert [i["detected_s"] for i in m["incidents"]] == [105.0, None]
+    assert m["mttd_s"] == 5 and m["false_negative_rate"] == 0.5
+    # faulted minutes: 1..4 (100 s to 160 s + 120 s settle) and 15..17; 20 minutes in all
+    assert m["false_positive_rate"] == pytest.approx(1 / (20 - 4 - 3))
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+def run(sc, healing=True, **kw):
+    return run_metrics(Simulation(sc, healing=healing, **kw).run())
+
+
+def test_a_quiet_service_is_served_in_full_either_way_and_nothing_fires():
+    sc = scenario(service(rps=5))
+    for healing in (True, False):
+        m = run(sc, healing)
+        assert m["availability"] == 1.0 and m["false_positive_rate"] == 0
+        assert 2700 < m["requests"] < 3300  # Poisson: 5/s for 600 s
+        assert m["incidents"] == [] and m["integrity_violations"] == 0
+
+
+def test_baseline_loses_the_outage_and_healing_serves_it_from_the_backup():
+    sc = scenario(service(), faults=[outage(100, 60, target="main")])
+    base = run(sc, healing=False)
+    assert base["mttr_s"] == 60 and base["mttd_s"] is None
+    assert base["false_negative_rate"] == 1.0
+    lost = base["patient_impact"]["unavailable"]
+    assert 500 < lost < 700  # about 10/s for 60 s
+    assert base["availability"] == pytest.approx(1 - lost / base["requests"])
+    heal = run(sc)
+    assert heal["availability"] == 1.0 and heal["mttr_s"] == 0
+    # the error-rate bound is checked every 10 s: the first check after the fault fires
+    assert heal["mttd_s"] == 10.0 and heal["recovery_success_rate"] == 1.0
+    assert heal["patient_impact"]["delay"] > 0  # the first failures waited for the backup
+    assert heal["audit_completeness"] == 1.0 and heal["integrity_violations"] == 0
+
+
+def test_same_seed_same_report_byte_for_byte_and_another_seed_differs():
+    sc = scenario(service(), faults=[outage(100, 60, target="main")])
+    a = report_json(simulate([sc], runs=1, seed=5, use_ray=False))
+    b = report_json(simulate([sc], runs=1, seed=5, use_ray=False))
+    c = report_json(simulate([sc], runs=1, seed=6, use_ray=False))
+    assert a == b and a != c
+
+
+def test_wrong_answers_are_violations_in_the_baseline_and_never_served_with_healing():
+    sc = scenario(service(), faults=[outage(100, 200, target="main",
+                                            kind=FaultKind.DEGRADATION, error_rate=1.0,
+                                            ramp=1.0, bad_answer_share=1.0)])
+    base = run(sc, healing=False)
+    assert base["integrity_violations"] > 1000  # every answer in 200 s is wrong
+    assert base["integrity_violations"] == base["patient_impact"]["unavailable"]
+    heal = run(sc)
+    assert heal["integrity_violations"] == 0 and heal["availability"] == 1.0
+
+
+def test_prescriptive_requests_never_get_cached_answers_even_when_everything_is_down():
+    rx = service("pharmaguard", providers=("pharmaguard_api", "local_database"),
+                 op=OperationType.PRESCRIPTIVE)
+    sc = scenario(rx, faults=[outage(100, 120, svc="pharmaguard", target="pharmaguard_api"),
+                              outage(120, 60, svc="pharmaguard", target="local_database")])
+    m = run(sc)
+    impact = m["patient_impact"]
+    assert impact["degraded"] == 0 and impact["unavailable"] > 300  # explicit failures
+    assert m["integrity_violations"] == 0 and m["audit_completeness"] == 1.0
+
+
+def test_a_life_critical_service_never_gets_a_fallback():
+    vital = service("vital_signs_monitoring", crit=Criticality.LIFE_CRITICAL)
+    sc = scenario(vital, faults=[outage(100, 60, svc="vital_signs_monitoring",
+                                        target="main")])
+    m = run(sc)
+    impact = m["patient_impact"]
+    assert impact["delay"] == impact["degraded"] == 0 and impact["unavailable"] > 300
+    assert m["integrity_violations"] == 0 and m["false_negative_rate"] == 0
+
+
+def test_a_memory_leak_is_cured_by_the_workflows_restart_and_never_by_waiting():
+    api = service("api_server", rps=20, providers=("api_server",),
+                  op=OperationType.ADMINISTRATIVE, crit=Criticality.MEDIUM)
+    sc = scenario(api, faults=[FaultSpec("api_server", FaultKind.MEMORY_LEAK, 100, None, None,
+                                         None, {"growth": 0.2})], duration=1200)
+    base = run(sc, healing=False)
+    assert base["unrecovered_incidents"] == 1 and base["availability"] < 0.5
+    sim = Simulation(sc)
+    result = sim.run()
+    m = run_metrics(result)
+    [inc] = m["incidents"]
+    assert inc["cleared_early"] and inc["end_s"] < 400  # the restart ended it
+    done = [(s["action"], s["status"]) for s in result.steps if s["status"] != "started"]
+    assert ("restart", "succeeded") in done and ("scale", "succeeded") in done
+    # every step left an audit record: started and ended, for each step
+    assert m["audit_completeness"] == 1.0 and len(result.steps) == 2 * len(done)
+
+
+def test_a_recurring_fault_is_one_incident_per_occurrence():
+    db = service("database", rps=2, providers=("primary", "read_replica"),
+                 op=OperationType.ADMINISTRATIVE)
+    deadlock = FaultSpec("database", FaultKind.CONNECTION_LOSS, 14 * 3600, 600, None, 86400,
+                         {})
+    sc = scenario(db, faults=[deadlock], duration=3 * 86400)
+    m = run(sc)
+    assert [i["start_s"] for i in m["incidents"]] == [50400, 136800, 223200]
+    assert m["false_negative_rate"] == 0 and m["recovery_success_rate"] == 1.0
+
+
+def test_a_dependency_fault_is_felt_upstream_until_its_traffic_moves():
+    db = service("database", rps=5, providers=("primary", "read_replica"),
+                 op=OperationType.ADMINISTRATIVE)
+    app = service("app", rps=5, providers=("app",), op=OperationType.ADMINISTRATIVE,
+                  deps=("database",))
+    sc = scenario(db, app, faults=[outage(100, 300, svc="database")])
+    base = run(sc, healing=False)
+    assert base["services"]["app"]["availability"] < 0.6  # 300 s of 600 lost upstream
+    heal = run(sc)
+    assert heal["services"]["app"]["availability"] > 0.95
+    assert heal["mttr_s"] < base["mttr_s"]

@@ -9,17 +9,18 @@ than tuned to the scenario library:
 * fallback: the shipped strategies where a service has one; otherwise the service's other
   providers in order, then (never for prescriptive services) cached answers up to 5 min old;
   no fallback at all for a critical service or a life-critical one;
-* health checks every 10 s on each service's primary, unhealthy after 3 failures;
-* error threshold: checked every 10 s over the last 60 s, raised when the 99 % lower
+* health checks every 5 s on each of a service's providers, unhealthy after 3 failures in a
+  row (only the primary's failure starts a workflow; an alternative's is an alert);
+* error threshold: checked every 5 s over the last 30 s, raised when the 99 % lower
   confidence bound of the error rate passes ``max(10 %, 3 x the service's normal rate)``,
   so a low-traffic service needs real evidence and a noisy one its own bar;
 * workflows: a service with a shipped workflow (its runbook) gets it for every trigger (a
   circuit opening, a failed health check and an error threshold are three views of one
   trouble, and after one run the cool-down would silence the others anyway); every other
-  service gets a generic workflow per trigger: move traffic to the next provider and alert when a circuit opens
-  (alert and keep probing for prescriptive services, which get no cached data); reconnect,
-  then restart, when a health check fails; when errors climb, move to the next provider if
-  there is one, or else scale, then restart.
+  service gets a generic workflow per trigger: move traffic to the next provider and alert
+  when a circuit opens (alert and keep probing when there is nowhere to go, or the service
+  is critical); reconnect, then restart, when a health check fails; when errors climb, move
+  to the next provider if there is one, or else scale, then restart.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class Policy:
     strategies: tuple[FallbackStrategy, ...]
     workflows: tuple[RecoveryWorkflow, ...]
     error_thresholds: dict[str, float]
-    error_window_s: float = 60.0
-    error_check_s: float = 10.0
+    error_window_s: float = 30.0
+    error_check_s: float = 5.0
     error_min_calls: int = 10
     error_z: float = 2.326  # one-sided 99 %
     cooldown_s: float = 120.0
@@ -99,7 +100,7 @@ def default_policy(scenario: Scenario) -> Policy:
         circuit=CircuitConfig(window_type=WindowType.TIME, window_size=30,
                               minimum_number_of_calls=10, failure_rate_threshold=0.5,
                               wait_in_open_s=30.0, permitted_calls_in_half_open=3),
-        health=HealthPolicy(interval_s=10.0, timeout_s=2.0, fall=3, rise=2),
+        health=HealthPolicy(interval_s=5.0, timeout_s=2.0, fall=3, rise=2),
         strategies=tuple(strategies), workflows=tuple(flows),
         error_thresholds={n: max(0.10, 3 * s.error_rate) for n, s in scenario.services.items()})
 

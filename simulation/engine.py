@@ -185,6 +185,7 @@ class Simulation:
         self._seq = itertools.count()
         self._pending: list[TriggerEvent] = []
         self._rng = random.Random(f"{self.seed}:engine")
+        self._random = self._rng.random
         self.recorder = _Recorder(self.logs, random.Random(f"{self.seed}:sample")
                                   if event_log else None, 0.1)
         self.audit = _Audit(keep=event_log)
@@ -302,7 +303,7 @@ class Simulation:
         rec = self.recorder
         rec.sec = sec
         rec.last_kind = None
-        key = _KEYS[self._rng.randrange(_QUESTIONS)]
+        key = _KEYS[int(self._random() * _QUESTIONS)]
         try:
             r = self.guard.call(name, fn, context=ctx, provider=primary, cache_key=key)
         except (SelfHealError, ProviderError):

@@ -70,6 +70,10 @@ class ServiceSpec:
     timeout_s: float = 0.0  # 0: three times the p99, at least 1 s
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "operation", as_enum(OperationType, self.operation,
+                                                      "operation"))
+        object.__setattr__(self, "criticality", as_enum(Criticality, self.criticality,
+                                                        "criticality"))
         check_positive("rps", self.rps)
         check_positive("latency_ms.p50", self.latency_p50_s)
         _check(self.latency_p99_s >= self.latency_p50_s, "latency_ms.p99",

@@ -98,6 +98,10 @@ class World:
         # One random stream per service and purpose, so that a run with self-healing and
         # its baseline see the same arrivals and the same background failures.
         self.rngs = {n: random.Random(f"{seed}:{n}:calls") for n in scenario.services}
+        # One good answer per service, shared: nothing downstream changes an answer (the
+        # cache stores a pickled copy), and building a fresh one per call is a third of a
+        # simulated call's cost.
+        self.answers = {n: good_answer(n) for n in scenario.services}
 
     # -- faults -------------------------------------------------------------------------
 
@@ -192,7 +196,7 @@ class World:
             # the common case, kept cheap: no fault anywhere near this service
             if provider == spec.primary and rng.random() < spec.error_rate:
                 raise ProviderError(f"{provider} failed")
-            return good_answer(service)
+            return self.answers[service]
         p_err, p_bad, factor = self.failure(service, provider, t)
         if factor != 1.0:
             latency = spec.latency_p50_s * math.exp(spec.latency_sigma * rng.gauss(0.0, 1.0))
@@ -203,7 +207,7 @@ class World:
             raise ProviderError(f"{provider} failed")
         if u < p_err + p_bad * (1.0 - p_err):
             return bad_answer(service)
-        return good_answer(service)
+        return self.answers[service]
 
     def probe(self, service: str, provider: str | None, t: float) -> bool:
         """A health probe or a recovery step's probe of ``provider`` (default: the primary)."""

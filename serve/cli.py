@@ -10,12 +10,16 @@ from collections.abc import Sequence
 
 def _demo(args: argparse.Namespace) -> int:
     from serve.demo import run_demo
+    from serve.demo_simulation import run_simulation_demo
 
     run_demo(out=sys.stdout, color=args.color)
-    if not args.core_only:
-        from serve.demo_cluster import run_cluster_demo
+    if args.core_only:
+        run_simulation_demo(out=sys.stdout, chapter=6)
+        return 0
+    from serve.demo_cluster import run_cluster_demo
 
-        run_cluster_demo(out=sys.stdout)
+    run_cluster_demo(out=sys.stdout)
+    run_simulation_demo(out=sys.stdout, chapter=8)
     return 0
 
 
@@ -99,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                       help="colour the output (default: when writing to a terminal)")
     demo.add_argument("--core-only", action="store_true",
-                      help="only the in-process story (no Ray, no Redis)")
+                      help="only the in-process stories (no Ray, no Redis)")
     demo.set_defaults(func=_demo)
 
     audit = sub.add_parser("audit", help="inspect the audit trail")

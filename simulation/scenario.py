@@ -20,8 +20,10 @@ from healing.errors import ConfigError
 from healing.files import SourceError, YamlSource, parse_duration
 from healing.safety import Criticality, OperationType
 
-__all__ = ["DEFAULT_START", "FaultKind", "FaultSpec", "Scenario", "ServiceSpec",
+__all__ = ["DEFAULT_START", "SCENARIOS", "FaultKind", "FaultSpec", "Scenario", "ServiceSpec",
            "load_scenario"]
+
+SCENARIOS = pathlib.Path(__file__).with_name("scenarios")  # the shipped library
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, midnight UTC
 

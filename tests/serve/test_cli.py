@@ -36,6 +36,18 @@ def test_cli_runs_the_demo_as_a_console_script():
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Recovery" in proc.stdout and "HALF_OPEN → CLOSED" in proc.stdout
+    # and the simulated outage, with its baseline
+    assert "6. Two hours replayed in the simulator" in proc.stdout
+    assert "self-healing" in proc.stdout and "baseline" in proc.stdout
+
+
+def test_the_demos_simulation_shows_healing_beat_the_baseline():
+    from serve.demo_simulation import run_simulation_demo
+
+    out = io.StringIO()
+    report = run_simulation_demo(out=out)
+    assert report["availability"] == 1.0 > report["baseline"]["availability"]
+    assert "MTTR" in out.getvalue() and "ai-provider-outage" in out.getvalue()
 
 
 def test_cli_without_a_command_explains_itself(capsys):

@@ -8,12 +8,10 @@ failed explicitly.
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from simulation.runner import simulate
-from simulation.scenario import load_scenario
+from simulation.scenario import SCENARIOS, load_scenario
 
 GRADUAL = {"api-memory-leak", "slow-degradation"}
 UNHEALABLE = {"drug-interaction-outage"}
@@ -21,7 +19,7 @@ UNHEALABLE = {"drug-interaction-outage"}
 
 @pytest.fixture(scope="module")
 def reports(ray_cluster):
-    files = sorted(pathlib.Path("simulation/scenarios").glob("*.yaml"))
+    files = sorted(SCENARIOS.glob("*.yaml"))
     return {r["scenario"]: r for r in simulate([load_scenario(f) for f in files],
                                                use_ray=True)}
 

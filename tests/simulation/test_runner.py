@@ -11,7 +11,7 @@ import pytest
 
 from serve.cli import main
 from simulation.runner import simulate
-from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
+from simulation.scenario import SCENARIOS, FaultKind, FaultSpec, Scenario, ServiceSpec
 from simulation.tracking import EXPERIMENT
 
 DX = "diagnostic"
@@ -70,7 +70,7 @@ def test_runs_fan_out_on_ray_with_means_spread_event_logs_and_mlflow(ray_cluster
 
 def test_the_command_prints_the_table_and_writes_the_json(tmp_path, capsys):
     out = tmp_path / "report.json"
-    code = main(["simulate", "simulation/scenarios/ai_provider_outage.yaml", "--local",
+    code = main(["simulate", str(SCENARIOS / "ai_provider_outage.yaml"), "--local",
                  "--no-mlflow", "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
@@ -87,7 +87,7 @@ def test_the_command_prints_the_table_and_writes_the_json(tmp_path, capsys):
 
 
 def test_a_bad_scenario_is_named_and_nothing_runs(tmp_path, capsys):
-    good = "simulation/scenarios/ai_provider_outage.yaml"
+    good = str(SCENARIOS / "ai_provider_outage.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nservices:\n  a: {rps: -1, providers: [p]}\n")
     out = tmp_path / "report.json"
@@ -100,6 +100,6 @@ def test_a_bad_scenario_is_named_and_nothing_runs(tmp_path, capsys):
 
 @pytest.mark.parametrize("runs", [0, -2])
 def test_runs_must_be_positive(runs, capsys):
-    assert main(["simulate", "simulation/scenarios/ai_provider_outage.yaml", "--runs",
+    assert main(["simulate", str(SCENARIOS / "ai_provider_outage.yaml"), "--runs",
                  str(runs), "--local", "--no-mlflow"]) == 2
     assert "--runs must be at least 1" in capsys.readouterr().err

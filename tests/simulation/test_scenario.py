@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pathlib
 import textwrap
 
 import pytest
 
 from healing.files import SourceError
-from simulation.scenario import FaultKind, load_scenario
+from simulation.scenario import SCENARIOS, FaultKind, load_scenario
 
 GOOD = """\
 name: small
@@ -56,7 +55,7 @@ def test_a_good_file_loads_with_units_defaults_and_recurrence(tmp_path):
 
 
 def test_every_shipped_scenario_loads():
-    shipped = sorted(pathlib.Path("simulation/scenarios").glob("*.yaml"))
+    shipped = sorted(SCENARIOS.glob("*.yaml"))
     assert len(shipped) >= 9
     names = {load_scenario(p).name for p in shipped}
     assert {"ai-provider-outage", "database-connection-lost", "api-memory-leak",

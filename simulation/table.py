@@ -32,9 +32,10 @@ def _fmt(v: Any, kind: str) -> str:
 
 def _spread(report: dict[str, Any], key: str, kind: str) -> str:
     s = report.get("spread", {}).get(key)
-    if not s or s["min"] == s["max"]:
+    if not s:
         return ""
-    return f" ({_fmt(s['min'], kind)}..{_fmt(s['max'], kind)})"
+    lo, hi = _fmt(s["min"], kind), _fmt(s["max"], kind)
+    return "" if lo == hi else f" ({lo}..{hi})"
 
 
 def format_reports(reports: list[dict[str, Any]]) -> str:

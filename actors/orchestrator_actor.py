@@ -191,6 +191,8 @@ class RecoveryOrchestratorActor:
                 await self._record(run_id, workflow, "started", cmd)
                 reply = await self._act(workflow, event, cmd)
             elif isinstance(cmd, CheckCriteria):
+                if cmd.wait_s:  # let the window after the step fill with evidence
+                    await self.clock.asleep(cmd.wait_s)
                 reply = all([await self.world.holds(c, workflow.service)
                              for c in cmd.criteria])
 

@@ -251,10 +251,16 @@ class RunAction:
 
 @dataclass(frozen=True, slots=True)
 class CheckCriteria:
-    """Command: evaluate ``criteria``; send back True if every one holds."""
+    """Command: wait ``wait_s``, then evaluate ``criteria``; send back True if every one holds.
+
+    A criterion over a window of time (``error_rate_below``) judges the window that *follows*
+    the step: evidence from before the action cannot show that it worked. ``wait_s`` is the
+    longest such window; the executor counts it against the workflow's time.
+    """
 
     index: int
     criteria: tuple[Criterion, ...]
+    wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +329,10 @@ def execute(workflow: RecoveryWorkflow, start: float,
         now = max(now, outcome.now)
         ok = outcome.ok and not outcome.timed_out
         if ok and step.success_criteria:
-            ok = bool((yield CheckCriteria(i, step.success_criteria)))
+            wait = max((float(c.params["window_s"]) for c in step.success_criteria
+                        if c.kind == "error_rate_below"), default=0.0)
+            ok = bool((yield CheckCriteria(i, step.success_criteria, wait)))
+            now += wait
             error = None if ok else "success criteria not met"
         else:
             error = outcome.error if not ok else None

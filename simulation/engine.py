@@ -444,6 +444,11 @@ class _WorkflowRun:
                 self._finish(stop.value)
                 return
             if isinstance(cmd, CheckCriteria):
+                if cmd.wait_s > 0:  # judge the window after the step, when it has passed
+                    criteria = cmd.criteria
+                    self.sim.after(cmd.wait_s, lambda: self._send(
+                        all(self._holds(c) for c in criteria)))
+                    return
                 reply = all(self._holds(c) for c in cmd.criteria)
                 continue
             assert isinstance(cmd, RunAction)
@@ -562,14 +567,20 @@ class _Action:
             world.scale(service, wanted, sim.clock.now())
             return {"from": before, "to": wanted}
         if action == "restart":
+            # As serve_control does it: a graceful restart adds a fresh replica, waits the
+            # delay, then replaces every old one; an abrupt one stops them all first.
             graceful = bool(cfg.get("graceful", True))
             now = sim.clock.now()
             if not graceful:
                 world.stop(service, now, now + RESTART_WARMUP_S)
+                yield RESTART_WARMUP_S
+                cleared = world.restart(service, sim.clock.now())
+                return {"graceful": False, "cleared": len(cleared)}
             yield RESTART_WARMUP_S
-            cleared = world.restart(service, sim.clock.now())
-            yield float(cfg.get("delay_s", 0))  # old replicas drain before they stop
-            return {"graceful": graceful, "cleared": len(cleared)}
+            world.surge(service)
+            yield float(cfg.get("delay_s", 0))
+            cleared = world.restart(service, sim.clock.now(), surge=1)
+            return {"graceful": True, "cleared": len(cleared)}
         raise _StepFailed(f"no runner for action {action!r} in the simulator")
 
     def _fallback(self, cfg: Any, service: str) -> dict[str, Any]:

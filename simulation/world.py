@@ -134,11 +134,19 @@ class World:
         svc = self.services[service]
         svc.down_from, svc.down_until = t_from, t_until
 
-    def restart(self, service: str, t: float) -> list[FaultInstance]:
-        """Every replica replaced by a fresh one, taking traffic at ``t``."""
+    def restart(self, service: str, t: float, surge: int = 0) -> list[FaultInstance]:
+        """Every replica replaced by a fresh one, taking traffic at ``t``; ``surge`` extra
+        replicas a graceful restart added first go away."""
         svc = self.services[service]
+        svc.replicas -= surge
         svc.fresh_replicas = svc.replicas
         return self.clear(service, "restart", t)
+
+    def surge(self, service: str) -> None:
+        """A graceful restart's first move: one fresh replica more, before any is stopped."""
+        svc = self.services[service]
+        svc.replicas += 1
+        svc.fresh_replicas += 1
 
     def scale(self, service: str, replicas: int, t: float) -> list[FaultInstance]:
         svc = self.services[service]

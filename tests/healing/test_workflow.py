@@ -48,9 +48,31 @@ def drive(workflow, clock, results, criteria=None):
                                     duration_s=min(seconds, cmd.timeout_s),
                                     timed_out=timed_out, now=clock.now())
             elif isinstance(cmd, CheckCriteria):
+                clock.advance(cmd.wait_s)
+                log.append(("check", clock.now(), False))
                 reply = (criteria or (lambda c: True))(cmd.criteria)
     except StopIteration as stop:
         return stop.value, log
+
+
+def test_an_error_rate_criterion_judges_the_window_after_the_step_on_the_workflows_time():
+    clock = ManualClock()
+    restart = RecoveryStep("restart", {"delay_s": 5},
+                           (Criterion("error_rate_below", {"threshold": 0.05,
+                                                           "window_s": 30}),), timeout_s=20)
+    probe = RecoveryStep("retry", {}, (Criterion("probe_succeeds"),), timeout_s=20)
+    result, log = drive(wf(restart, probe, ALERT, timeout_s=45), clock,
+                        {"restart": (True, 10.0), "retry": (True, 2.0), "alert": (True, 1.0)})
+    # restart ends at 10 s; its criterion is judged at 40 s, after the 30 s that follow it;
+    # the probe's criterion needs no wait
+    assert [(a, t) for a, t, _ in log] == [("restart", 10.0), ("check", 40.0),
+                                           ("retry", 42.0), ("check", 42.0), ("alert", 43.0)]
+    assert result.succeeded
+    # the wait counts against the workflow: with 5 s left, the retry gets 5 s, not 20
+    clock = ManualClock()
+    result, log = drive(wf(restart, probe, ALERT, timeout_s=45), clock,
+                        {"restart": (True, 10.0), "retry": (True, 8.0), "alert": (True, 1.0)})
+    assert [s.status.value for s in result.steps][:2] == ["succeeded", "timed_out"]
 
 
 def test_steps_run_in_order_on_the_clock():

@@ -119,6 +119,13 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
         back_at = until(lambda: all(p.breakers.get(service, PRIMARY).state.name == "CLOSED"
                                     for p in procs))
         assert [t for p in procs for t in ask(p, 2)] == ["primary"] * 6
+        # A hung primary is a failure too: the caller's own timeout ends the call and the
+        # guard answers from deepseek.
+        redis.set(switch, "hang")
+        r = procs[0].guard.call(service, lambda q: handle.remote(q).result(timeout_s=0.5),
+                                "fever?", context=DX, provider=PRIMARY)
+        assert r.tier == "alternative_provider:deepseek"
+        assert procs[0].breakers.get(service, PRIMARY).metrics().failed >= 1
         print(f"\nfault → traffic moved cluster-wide {moved_at - fault_at:.2f} s; "
               f"every request answered throughout; primary back → traffic back "
               f"{back_at - fault_at:.2f} s after the fault")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -85,10 +86,11 @@ def _simulate(args: argparse.Namespace) -> int:
         init_ray()
     reports = simulate(scenarios, runs=args.runs, seed=args.seed, use_ray=use_ray,
                        events_dir=args.events, mlflow_uri=mlflow_uri)
-    print(format_reports(reports))
-    if args.json:
+    if args.json:  # before printing: a reader that stops early must not cost the report
         with open(args.json, "w") as f:
             f.write(report_json(reports))
+    print(format_reports(reports))
+    if args.json:
         print(f"report written to {args.json}")
     return 0
 
@@ -132,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # `selfheal simulate ... | head`: the reader left; not an error
+        # Python would complain again flushing stdout at exit: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,6 +95,19 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from serve.detect import CsvError, detect_file
+
+    try:
+        n = detect_file(args.input, args.output, args.detector)
+    except CsvError as exc:
+        print(f"selfheal: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        print(f"{n} rows scored into {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfheal",
@@ -129,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run in this process rather than as Ray tasks")
     sim.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
     sim.set_defaults(func=_simulate)
+
+    det = sub.add_parser("detect", help="score a timestamp,value CSV for anomalies, streaming")
+    det.add_argument("input", metavar="INPUT.csv")
+    det.add_argument("-o", "--output", metavar="OUT.csv",
+                     help="write here (default: standard output)")
+    det.add_argument("--detector", default="selfheal",
+                     choices=["selfheal", "static_threshold", "rolling_zscore"],
+                     help="the detector (the other two are the baselines)")
+    det.set_defaults(func=_detect)
     return parser
 
 

@@ -1,0 +1,164 @@
+"""The Numenta Anomaly Benchmark's scoring rules, for judging detectors on its corpus.
+
+Implements the rules as the corpus README (``../shared/data/nab/README.md``) and the NAB
+paper state them:
+
+* the first 15 % of each file (at most 750 rows) is probationary: detections there are not
+  scored, and windows starting there are dropped;
+* inside a window only the earliest detection counts, worth ``A_TP * s(y) / s(-1)`` where
+  ``y`` runs from -1 at the window's left edge to 0 at its right and
+  ``s(y) = 2 / (1 + e^(5y)) - 1``; a window without one costs ``A_FN``;
+* a detection outside every window costs ``A_FP * s(y)`` with ``y`` its distance after the
+  previous window in that window's widths (-1 before the first window: a full ``A_FP``);
+* one threshold per (detector, profile) for the whole corpus, the one that maximises the
+  total: found exactly by sweeping every distinct score, highest first;
+* normalised so that never detecting scores 0 and detecting at every window's left edge
+  (and nowhere else) scores 100.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import json
+import math
+import pathlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["PROFILES", "Corpus", "NabFile", "Profile", "load_corpus", "score_corpus",
+           "score_detector"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tp: float
+    fp: float
+    fn: float
+
+
+PROFILES = (Profile("standard", 1.0, 0.11, 1.0), Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+            Profile("reward_low_FN_rate", 1.0, 0.11, 2.0))
+
+
+def _s(y: float) -> float:
+    return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+
+
+_S_LEFT = _s(-1.0)
+
+
+@dataclass
+class NabFile:
+    name: str
+    timestamps: list[datetime]
+    values: list[float]
+    windows: list[tuple[int, int]]  # row indices, inclusive, after the probationary cut
+    probation: int  # rows [0, probation) are not scored
+
+
+@dataclass
+class Corpus:
+    files: list[NabFile]
+
+    @property
+    def windows(self) -> int:
+        return sum(len(f.windows) for f in self.files)
+
+
+def load_corpus(root: str | pathlib.Path, labels: str = "combined_windows.json") -> Corpus:
+    root = pathlib.Path(root)
+    spec = json.loads((root / "labels" / labels).read_text())
+    files = []
+    for name in sorted(spec):
+        stamps, values = [], []
+        with open(root / "data" / name, newline="") as f:
+            for row in csv.DictReader(f):
+                stamps.append(datetime.fromisoformat(row["timestamp"]))
+                values.append(float(row["value"]))
+        n = len(values)
+        probation = min(math.floor(0.15 * n), 750)
+        windows = []
+        for start, end in spec[name]:
+            s = bisect.bisect_left(stamps, datetime.fromisoformat(start))
+            e = bisect.bisect_right(stamps, datetime.fromisoformat(end)) - 1
+            if s >= probation and e >= s:
+                windows.append((s, e))
+        files.append(NabFile(name, stamps, values, windows, probation))
+    return Corpus(files)
+
+
+def _row_costs(f: NabFile, profile: Profile) -> list[tuple[int, float]]:
+    """Per row: (window index or -1, the value of a detection there)."""
+    out: list[tuple[int, float]] = []
+    w = 0
+    prev: tuple[int, int] | None = None
+    for i in range(len(f.values)):
+        while w < len(f.windows) and f.windows[w][1] < i:
+            prev = f.windows[w]
+            w += 1
+        if i < f.probation:
+            out.append((-2, 0.0))  # not scored
+        elif w < len(f.windows) and f.windows[w][0] <= i:
+            s, e = f.windows[w]
+            y = -(e - i + 1) / (e - s + 1)
+            out.append((w, profile.tp * _s(y) / _S_LEFT))
+        elif prev is None:
+            out.append((-1, -profile.fp))
+        else:
+            y = (i - prev[1]) / (prev[1] - prev[0] + 1)
+            out.append((-1, profile.fp * (_s(y) if y <= 3.0 else -1.0)))
+    return out
+
+
+def score_corpus(corpus: Corpus, scores: Sequence[Sequence[float]],
+                 profile: Profile) -> tuple[float, float]:
+    """The normalised NAB score of ``scores`` (one list per file, one score per row) and the
+    threshold that earns it."""
+    events: list[tuple[float, int, int, int, float]] = []  # (score, file, row, window, value)
+    total_windows = 0
+    for k, (f, sc) in enumerate(zip(corpus.files, scores, strict=True)):
+        if len(sc) != len(f.values):
+            raise ValueError(f"{f.name}: {len(sc)} scores for {len(f.values)} rows")
+        for i, (w, v) in enumerate(_row_costs(f, profile)):
+            if w != -2:
+                events.append((float(sc[i]), k, i, w, v))
+        total_windows += len(f.windows)
+    null = -profile.fn * total_windows
+    perfect = profile.tp * total_windows
+    events.sort(key=lambda e: -e[0])
+    total = null
+    best, best_threshold = total, 1.0 + 1e-9
+    first: dict[tuple[int, int], tuple[int, float]] = {}  # window -> (row, its value)
+    i = 0
+    while i < len(events):
+        threshold = events[i][0]
+        while i < len(events) and events[i][0] == threshold:  # every row at this score
+            _, k, row, w, v = events[i]
+            if w == -1:
+                total += v
+            else:
+                key = (k, w)
+                cur = first.get(key)
+                if cur is None:
+                    total += profile.fn + v  # the miss is undone, the detection counts
+                    first[key] = (row, v)
+                elif row < cur[0]:
+                    total += v - cur[1]
+                    first[key] = (row, v)
+            i += 1
+        if total > best:
+            best, best_threshold = total, threshold
+    return 100.0 * (best - null) / (perfect - null), best_threshold
+
+
+def score_detector(corpus: Corpus, make: Callable[[], Callable[[float], float]],
+                   ) -> tuple[list[list[float]], dict[str, float]]:
+    """Run a fresh detector over every file; returns the scores and each profile's score."""
+    all_scores = []
+    for f in corpus.files:
+        step = make()
+        all_scores.append([step(v) for v in f.values])
+    return all_scores, {p.name: score_corpus(corpus, all_scores, p)[0] for p in PROFILES}

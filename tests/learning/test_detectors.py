@@ -1,0 +1,59 @@
+"""The streaming detectors: scores in [0, 1], no look-ahead, and they see what they should."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learning.detectors import DETECTORS, SelfhealDetector
+
+values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
+                  max_size=400)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+@settings(max_examples=40, deadline=None)
+@given(xs=values, extra=values)
+def test_scores_are_in_range_and_never_depend_on_the_future(name, xs, extra):
+    make = DETECTORS[name]
+    a = make()
+    first = [a(x) for x in xs]
+    b = make()
+    both = [b(x) for x in xs + extra]
+    assert both[:len(xs)] == first  # appending the future changed nothing in the past
+    assert all(0.0 <= s <= 1.0 and not math.isnan(s) for s in both)
+
+
+def noisy(n, seed=1):
+    rng = random.Random(seed)
+    return [100 + 10 * math.sin(i / 20) + rng.gauss(0, 1) for i in range(n)]
+
+
+def test_a_spike_scores_high_and_ordinary_points_low():
+    d = SelfhealDetector()
+    series = noisy(3000)
+    normal = [d(x) for x in series]
+    spike = d(series[-1] + 40)
+    after = [d(x) for x in noisy(200, seed=2)]
+    assert spike > 0.6
+    assert sorted(normal[1000:])[int(0.99 * 2000)] < 0.5  # 99th percentile of ordinary
+    assert max(after) < spike
+
+
+def test_a_level_shift_is_seen_at_its_start_not_for_ever():
+    d = SelfhealDetector()
+    scores = [d(x) for x in noisy(3000)] + [d(x + 30) for x in noisy(1500, seed=3)]
+    assert max(scores[3000:3010]) > 0.6
+    # the new level became normal: ordinary again (a 1-in-1000 wobble may still stand out)
+    assert sorted(scores[-300:])[int(0.95 * 300)] < 0.5
+
+
+def test_a_constant_series_and_its_first_change():
+    d = SelfhealDetector()
+    flat = [d(5.0) for _ in range(2000)]
+    assert max(flat) == 0.0
+    assert d(6.0) > 0.6

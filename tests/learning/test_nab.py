@@ -1,0 +1,72 @@
+"""The NAB scorer, on tiny corpora whose scores can be worked out by hand."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from learning.nab import PROFILES, Corpus, NabFile, score_corpus
+
+STANDARD = PROFILES[0]
+
+
+def corpus(n=100, windows=((50, 59),), probation=10):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    stamps = [t0 + timedelta(minutes=5 * i) for i in range(n)]
+    return Corpus([NabFile("f.csv", stamps, [0.0] * n, list(windows), probation)])
+
+
+def scores(n=100, fire=()):
+    return [[1.0 if i in fire else 0.0 for i in range(n)]]
+
+
+def s(y):
+    return 2 / (1 + math.exp(5 * y)) - 1
+
+
+def test_never_detecting_scores_0_and_the_left_edge_of_every_window_scores_100():
+    c = corpus(windows=((30, 39), (60, 69)))
+    assert score_corpus(c, scores(), STANDARD)[0] == pytest.approx(0.0)
+    assert score_corpus(c, scores(fire={30, 60}), STANDARD)[0] == pytest.approx(100.0)
+
+
+def test_a_late_detection_earns_less_and_only_the_first_in_a_window_counts():
+    c = corpus()
+    # at the window's middle row (55 of 50..59): y = -(59 - 55 + 1) / 10 = -0.5
+    expected = 100 * (s(-0.5) / s(-1) + 1) / 2  # from -1 (the miss) towards +1
+    assert score_corpus(c, scores(fire={55}), STANDARD)[0] == pytest.approx(expected)
+    # a second detection in the same window neither adds nor costs
+    assert score_corpus(c, scores(fire={55, 57}), STANDARD)[0] == pytest.approx(expected)
+
+
+def test_false_positives_cost_by_distance_after_the_window_and_fully_before_it():
+    c = corpus()
+    best = score_corpus(c, scores(fire={50}), STANDARD)[0]
+    # before the first window: a full A_FP (0.11) off a range of 2
+    before = score_corpus(c, scores(fire={50, 20}), STANDARD)[0]
+    assert best - before == pytest.approx(100 * 0.11 / 2)
+    # right after the window (y = 1/10): almost free; three widths on: a full A_FP
+    near = score_corpus(c, scores(fire={50, 60}), STANDARD)[0]
+    assert best - near == pytest.approx(100 * -0.11 * s(0.1) / 2)
+    far = score_corpus(c, scores(fire={50, 95}), STANDARD)[0]
+    assert best - far == pytest.approx(100 * 0.11 * -s(3.6) / 2, rel=1e-3)
+
+
+def test_the_probationary_rows_are_not_scored():
+    c = corpus(probation=30)
+    assert score_corpus(c, scores(fire={5, 50}), STANDARD)[0] == pytest.approx(100.0)
+
+
+def test_the_threshold_is_chosen_for_the_whole_corpus():
+    c = corpus()
+    ramp = [[0.9 if i == 50 else (0.95 if i == 20 else 0.1) for i in range(100)]]
+    # firing at 0.95 costs a false positive; at 0.9 it also catches the window: worth it
+    score, threshold = score_corpus(c, ramp, STANDARD)
+    assert threshold == 0.9 and score == pytest.approx(100 * (2 - 0.11) / 2)
+
+
+def test_scores_must_match_the_rows():
+    with pytest.raises(ValueError, match="99 scores for 100 rows"):
+        score_corpus(corpus(), [[0.0] * 99], STANDARD)

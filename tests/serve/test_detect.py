@@ -1,0 +1,61 @@
+"""``selfheal detect``: one scored row per input row, in order; bad input named, nothing written."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from serve.cli import main
+
+
+def write(tmp_path, text, name="in.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_every_row_is_scored_in_order_with_its_own_text(tmp_path):
+    rows = [f"2026-01-01 00:{i // 12:02d}:{(i % 12) * 5:02d},{100 + (i % 7)}" for i in range(600)]
+    rows.append("2026-01-01 00:50:00,900")
+    src = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out.csv"
+    assert main(["detect", str(src), "-o", str(out)]) == 0
+    got = list(csv.reader(out.open()))
+    assert got[0] == ["timestamp", "value", "anomaly_score"]
+    assert [r[:2] for r in got[1:]] == [r.split(",") for r in rows]
+    scores = [float(r[2]) for r in got[1:]]
+    assert all(0 <= s <= 1 for s in scores)
+    assert scores[-1] == max(scores) and scores[-1] > 0.6  # the spike at the end
+
+
+def test_standard_output_and_the_baselines(tmp_path, capsys):
+    src = write(tmp_path, "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:05:00,2\n")
+    for detector in ("selfheal", "static_threshold", "rolling_zscore"):
+        assert main(["detect", str(src), "--detector", detector]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "timestamp,value,anomaly_score" and len(lines) == 3
+
+
+@pytest.mark.parametrize("text,line,field", [
+    ("time,value\n2026-01-01 00:00:00,1\n", 1, "header"),
+    ("timestamp,value\n2026-01-01 00:00:00,1,2\n", 2, "row"),
+    ("timestamp,value\nyesterday,1\n", 2, "timestamp"),
+    ("timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:05:00,\n", 3, "value"),
+    ("timestamp,value\n2026-01-01 00:00:00,abc\n", 2, "value"),
+    ("timestamp,value\n2026-01-01 00:00:00,inf\n", 2, "value"),
+    ("", 1, "header"),
+])
+def test_bad_input_is_named_and_nothing_is_written(tmp_path, capsys, text, line, field):
+    src = write(tmp_path, text)
+    out = tmp_path / "out.csv"
+    out.write_text("previous results\n")
+    assert main(["detect", str(src), "-o", str(out)]) == 2
+    assert f"{src}:{line}: {field}:" in capsys.readouterr().err
+    assert out.read_text() == "previous results\n"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_a_missing_file_is_named(tmp_path, capsys):
+    assert main(["detect", str(tmp_path / "absent.csv")]) == 2
+    assert "cannot be read" in capsys.readouterr().err

@@ -63,6 +63,10 @@ def _sim_rate(sc: Scenario, healing: bool) -> tuple[float, float, int]:
 
 
 def run() -> list[Figure]:
+    return throughput() + predictive()
+
+
+def throughput() -> list[Figure]:
     sc = _one_service_hour()
     sim_rate, _, n = _sim_rate(sc, True)
     bare = _guard_loop_rate(n)
@@ -76,3 +80,24 @@ def run() -> list[Figure]:
                day_wall, "s", "the same scenario's baseline run (no guard, no healing)",
                base_wall),
     ]
+
+
+def predictive() -> list[Figure]:
+    """MTTD of the gradual faults with the predictive monitor and without it, and the noisy
+    healthy day's false-positive rate with it (library scenarios, their own seeds)."""
+    from simulation.metrics import run_metrics
+    from simulation.scenario import SCENARIOS, load_scenario
+
+    out = []
+    for name in ("api_memory_leak", "slow_degradation"):
+        sc = load_scenario(SCENARIOS / f"{name}.yaml")
+        with_m = run_metrics(Simulation(sc).run())["mttd_s"]
+        without = run_metrics(Simulation(sc, predictive=False).run())["mttd_s"]
+        out.append(figure(f"MTTD, {sc.name}, with the predictive monitor", with_m, "s",
+                          "the same run without it", without))
+    sc = load_scenario(SCENARIOS / "noisy_but_healthy_day.yaml")
+    fp_with = run_metrics(Simulation(sc).run())["false_positive_rate"]
+    fp_without = run_metrics(Simulation(sc, predictive=False).run())["false_positive_rate"]
+    out.append(figure("false-positive minutes, noisy healthy day, with the monitor",
+                      100 * fp_with, "%", "the same run without it", 100 * fp_without))
+    return out

@@ -22,6 +22,7 @@ breaker sees no slow calls; latency matters as timeouts (see ``latency_spike``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import heapq
 import itertools
@@ -57,6 +58,7 @@ from healing.workflow import (
     WorkflowResult,
     execute,
 )
+from learning.monitor import PredictiveMonitor
 
 from .policy import Policy, default_policy, wilson_lower
 from .scenario import Scenario
@@ -64,7 +66,7 @@ from .world import RESTART_WARMUP_S, FaultInstance, ProviderError, World, good_a
 
 __all__ = ["Detection", "RunResult", "Simulation"]
 
-_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _TIMER = range(6)
+_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _MONITOR, _TIMER = range(7)
 _QUESTIONS = 200  # distinct requests per service: what the fallback cache can hold answers to
 _KEYS = [f"q{i}" for i in range(_QUESTIONS)]
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
@@ -164,12 +166,15 @@ class Simulation:
     """One run. ``run()`` may be called once."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None, *, healing: bool = True,
-                 policy: Policy | None = None, event_log: bool = False) -> None:
+                 policy: Policy | None = None, event_log: bool = False,
+                 predictive: bool = True) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.healing = healing
         self.policy = policy if policy is not None else default_policy(scenario)
         self.event_log = event_log
+        # The predictive monitor, the live one's logic, fed from this run's counters.
+        self.monitor = PredictiveMonitor(self.policy.monitor) if healing and predictive else None
         self.clock = ManualClock(0.0, scenario.start)
         self.world = World(scenario, self.seed)
         n = int(scenario.duration_s) + 2
@@ -245,6 +250,8 @@ class Simulation:
             for i, check in enumerate(checks):  # staggered, as real checkers drift apart
                 push(interval * (i + 1) / (len(checks) + 1), _HEALTH, check)
             push(self.policy.error_check_s, _THRESHOLD, None)
+            if self.monitor is not None:
+                push(self.monitor.policy.bucket_s, _MONITOR, None)
         request = self._request_healing if self.healing else self._request_baseline
         targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
                     _caller(self.world, self.clock, n, sc.services[n].primary),
@@ -276,6 +283,9 @@ class Simulation:
             elif kind == _THRESHOLD:
                 self._threshold_check(t)
                 push(t + self.policy.error_check_s, _THRESHOLD, None)
+            elif kind == _MONITOR:
+                self._monitor_tick(t)
+                push(t + self.monitor.policy.bucket_s, _MONITOR, None)  # type: ignore[union-attr]
             else:
                 payload()
             if self._pending:
@@ -393,6 +403,16 @@ class Simulation:
                 self._detect(name, "error_threshold",
                              f"{errors}/{calls} errors in {window} s")
 
+    def _monitor_tick(self, t: float) -> None:
+        monitor = self.monitor
+        assert monitor is not None
+        hi = int(t)
+        lo = max(0, hi - int(monitor.policy.bucket_s))
+        for name, log in self.logs.items():
+            monitor.observe(name, lo, sum(log.calls[lo:hi]), sum(log.errors[lo:hi]))
+        for a in monitor.tick(t):
+            self._detect(a.service, "anomaly", a.detail)
+
     # -- recovery -------------------------------------------------------------------------
 
     def _admit(self) -> None:
@@ -445,9 +465,7 @@ class _WorkflowRun:
                 return
             if isinstance(cmd, CheckCriteria):
                 if cmd.wait_s > 0:  # judge the window after the step, when it has passed
-                    criteria = cmd.criteria
-                    self.sim.after(cmd.wait_s, lambda: self._send(
-                        all(self._holds(c) for c in criteria)))
+                    self.sim.after(cmd.wait_s, functools.partial(self._judge, cmd.criteria))
                     return
                 reply = all(self._holds(c) for c in cmd.criteria)
                 continue
@@ -456,6 +474,9 @@ class _WorkflowRun:
                                  None, None, 0.0, None, cmd.rollback)
             _Action(self, cmd).start()
             return
+
+    def _judge(self, criteria: tuple[Criterion, ...]) -> None:
+        self._send(all(self._holds(c) for c in criteria))
 
     def _finish(self, result: WorkflowResult) -> None:
         sim = self.sim

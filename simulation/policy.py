@@ -14,6 +14,8 @@ than tuned to the scenario library:
 * error threshold: checked every 5 s over the last 30 s, raised when the 99 % lower
   confidence bound of the error rate passes ``max(10 %, 3 x the service's normal rate)``,
   so a low-traffic service needs real evidence and a noisy one its own bar;
+* the predictive monitor (``learning.monitor``) on each service's error rate in 10 s buckets;
+  its anomalies are triggers like the others (the error-threshold workflow answers them);
 * workflows: a service with a shipped workflow (its runbook) gets it for every trigger (a
   circuit opening, a failed health check and an error threshold are three views of one
   trouble, and after one run the cool-down would silence the others anyway); every other
@@ -44,6 +46,7 @@ from healing.workflow import (
     Trigger,
 )
 from healing.workflow_files import load_workflows
+from learning.monitor import MonitorPolicy
 
 from .scenario import Scenario, ServiceSpec
 
@@ -65,6 +68,7 @@ class Policy:
     error_min_calls: int = 10
     error_z: float = 2.326  # one-sided 99 %
     cooldown_s: float = 120.0
+    monitor: MonitorPolicy = dataclasses.field(default_factory=MonitorPolicy)
     recheck_s: float = 10.0  # switch-back probes after a fallback
 
 
@@ -91,7 +95,8 @@ def default_policy(scenario: Scenario) -> Policy:
     for name, spec in scenario.services.items():
         for trigger, build in ((Trigger.CIRCUIT_OPEN, _on_circuit_open),
                                (Trigger.HEALTH_CHECK_FAILED, _on_health_check_failed),
-                               (Trigger.ERROR_THRESHOLD, _on_error_threshold)):
+                               (Trigger.ERROR_THRESHOLD, _on_error_threshold),
+                               (Trigger.ANOMALY, _on_error_threshold)):
             if name in shipped:  # a service's own runbook answers whatever raised the alarm
                 flows.append(dataclasses.replace(shipped[name], trigger=trigger))
             else:

@@ -212,3 +212,18 @@ def test_a_dependency_fault_is_felt_upstream_until_its_traffic_moves():
     heal = run(sc)
     assert heal["services"]["app"]["availability"] > 0.95
     assert heal["mttr_s"] < base["mttr_s"]
+
+
+def test_the_predictive_monitor_sees_a_slow_leak_long_before_the_threshold_does():
+    api = service("api_server", rps=20, providers=("api_server",),
+                  op=OperationType.ADMINISTRATIVE, crit=Criticality.MEDIUM)
+    leak = FaultSpec("api_server", FaultKind.MEMORY_LEAK, 1800, None, None, None,
+                     {"growth": 0.03})
+    sc = scenario(api, faults=[leak], duration=3600)
+    without = run(sc, predictive=False)
+    with_monitor = Simulation(sc).run()
+    m = run_metrics(with_monitor)
+    assert m["mttd_s"] < 60 < without["mttd_s"]
+    first = next(d for d in with_monitor.detections if d.at >= 1800)
+    assert first.signal == "anomaly" and "error_rate" in first.detail
+    assert m["false_positive_rate"] == 0

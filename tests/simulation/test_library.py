@@ -1,9 +1,8 @@
 """The scenario library against the bars of issue 5, once per scenario, on the Ray cluster.
 
 The bars where a scenario allows them: gradual faults (a leak, a slow degradation) are found
-when their error rate crosses the threshold, not in seconds (that is the predictive monitor's
-job, issue 6); a drug-interaction outage whose every fallback is down cannot be healed, only
-failed explicitly.
+by the predictive monitor within a minute, not seconds; a drug-interaction outage whose every
+fallback is down cannot be healed, only failed explicitly.
 """
 
 from __future__ import annotations
@@ -36,8 +35,9 @@ def test_detection_and_recovery_beat_the_seed_targets_with_margin(reports):
     for name, r in reports.items():
         if not r["incidents"]:
             continue
-        if name not in GRADUAL:
-            assert r["mttd_s"] < 20, (name, r["mttd_s"])
+        # gradual faults are the predictive monitor's: seconds, not the minutes a threshold
+        # takes to see them
+        assert r["mttd_s"] < (60 if name in GRADUAL else 20), (name, r["mttd_s"])
         if name not in UNHEALABLE:
             assert r["mttr_s"] < 60, (name, r["mttr_s"])
             assert r["recovery_success_rate"] > 0.9, (name, r["recovery_success_rate"])

@@ -17,6 +17,7 @@ from healing.config import CircuitConfig
 
 from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
+from .monitor_actor import PredictiveMonitorActor
 from .orchestrator_actor import RecoveryOrchestratorActor
 
 __all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
@@ -56,6 +57,21 @@ def health_monitor(name: str = "health", orchestrator: str | None = None) -> Any
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
     ).remote(None, orchestrator)
+
+
+def predictive_monitor(redis_url: str, name: str = "monitor",
+                       orchestrator: str | None = "orchestrator", *, start: bool = True,
+                       **kwargs: Any) -> Any:
+    """The cluster's predictive monitor (one per name), created on first use and, with
+    ``start``, reading the metric streams from then on; it tells ``orchestrator`` of every
+    anomaly (see :class:`~actors.monitor_actor.PredictiveMonitorActor`)."""
+    actor = ray.remote(PredictiveMonitorActor).options(  # type: ignore[attr-defined]
+        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=100,
+    ).remote(redis_url, orchestrator, **kwargs)
+    if start:
+        actor.start.remote()
+    return actor
 
 
 def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from actors.health_checks import CheckSpec
 from actors.process import GuardProcess, bootstrap
-from actors.runtime import NAMESPACE, health_monitor, init_ray
+from actors.runtime import NAMESPACE, health_monitor, init_ray, predictive_monitor
 from actors.settings import Settings
 from actors.stores.audit_sql import AuditStore
 from actors.stores.metric_stream import read_counts
@@ -90,6 +90,9 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
     replicas = [ray.remote(num_cpus=0)(Replica).remote(settings, f"replica-{i}")
                 for i in range(3)]
     monitor = health_monitor(f"health-demo-{int(time.time())}")
+    # started with the system: it reads the metric streams from now on
+    predictor = predictive_monitor(settings.redis_url, f"monitor-demo-{int(time.time())}",  # type: ignore[arg-type]
+                                   orchestrator=None)
     circuit_name = f"{SERVICE}:{PROVIDER}"
     try:
         ray.get([r.ask.remote(5) for r in replicas[:2]])
@@ -147,6 +150,11 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
         store.dispose()
         say(f"   metrics: {counts.get('total', 0)} calls, {counts.get('errors', 0)} errors, "
             f"{counts.get('fallbacks', 0)} served by a fallback (exact counters in Redis)\n")
+        ray.get(predictor.step.remote())
+        pm = ray.get(predictor.state.remote())
+        say(f"   predictive monitor: {pm['events_read']} events read from "
+            f"{len(pm['streams'])} metric stream(s) through its consumer group; it learns "
+            "each\n   service's usual error rate before it raises anything\n")
         kinds = ", ".join(f"{n} {k.replace('_', ' ')}s" for k, n in sorted(by_kind.items()))
         say(f"   audit trail: {records} records in SQL so far ({kinds}), hash chains "
             f"{'intact' if not problems else 'BROKEN'};\n   patient ids stored only as "
@@ -173,6 +181,7 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
             ray.kill(r)
         with contextlib.suppress(Exception):
             ray.kill(monitor)
+            ray.kill(predictor)
             ray.kill(ray.get_actor(f"circuit:{circuit_name}", namespace=NAMESPACE))
         if server is not None:
             server.stop()

@@ -1,0 +1,143 @@
+"""The predictive monitor as a Ray actor: the metric streams in, ``anomaly`` triggers out.
+
+It reads every service's Redis stream (``metrics:{service}``) through a consumer group
+(``monitor``), so a restarted monitor resumes where the group left off and several monitors
+could share the work; each batch is acknowledged once it has been counted. The events are the
+recorder's: every error and a sample of the successes, so successes are re-weighted by the
+sample rate to estimate the calls. The counts go into
+:class:`~learning.monitor.PredictiveMonitor` (the same logic the simulator runs), which is
+ticked ``settle_s`` behind the wall clock so that a bucket is scored only once the recorders'
+flushes for it have landed. Each anomaly is sent to the orchestrator, fire and forget, and
+kept in :meth:`anomalies`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import redis
+
+from healing.orchestration import TriggerEvent
+from healing.workflow import Trigger
+from learning.monitor import MonitorPolicy, PredictiveMonitor
+
+from .stores.redis_conn import connect
+
+__all__ = ["GROUP", "PredictiveMonitorActor"]
+
+_log = logging.getLogger("selfheal.monitor")
+GROUP = "monitor"
+_NOT_CALLED = ("rejected", "routed")
+
+
+class PredictiveMonitorActor:
+    def __init__(self, redis_url: str, orchestrator: str | None = None, *,
+                 policy: dict[str, Any] | None = None, sample_rate: float = 0.1,
+                 prefix: str = "metrics", consumer: str = "monitor-1",
+                 interval_s: float = 1.0, settle_s: float = 2.0) -> None:
+        self.client = connect(redis_url)
+        self.orchestrator = orchestrator
+        self.monitor = PredictiveMonitor(MonitorPolicy(**(policy or {})))
+        self.sample_rate = sample_rate
+        self.prefix, self.consumer = prefix, consumer
+        self.interval_s, self.settle_s = interval_s, settle_s
+        self._streams: set[str] = set()
+        self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._task: asyncio.Task[None] | None = None
+        self.events_read = 0
+
+    async def start(self) -> bool:
+        """Run :meth:`step` every ``interval_s`` from now on (idempotent)."""
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except redis.RedisError:
+                _log.warning("metric streams unreachable; retrying", exc_info=True)
+            await asyncio.sleep(self.interval_s)
+
+    async def step(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Read what is new, score the buckets that closed by ``now - settle_s``; returns
+        the anomalies raised (also sent to the orchestrator)."""
+        self._discover()
+        if self._streams:
+            batches = self.client.xreadgroup(GROUP, self.consumer,
+                                             dict.fromkeys(self._streams, ">"), count=1000)
+            for stream, entries in batches or []:  # type: ignore[union-attr]
+                name = stream.decode() if isinstance(stream, bytes) else stream
+                service = name[len(self.prefix) + 1:]
+                ids = []
+                for entry_id, fields in entries:
+                    self._count(service, fields)
+                    ids.append(entry_id)
+                if ids:
+                    self.client.xack(name, GROUP, *ids)
+        now = time.time() if now is None else now
+        raised = []
+        for a in self.monitor.tick(now - self.settle_s):
+            record = {"service": a.service, "at": a.at, "feature": a.feature,
+                      "value": a.value, "score": a.score, "detail": a.detail}
+            self._anomalies.append(record)
+            raised.append(record)
+            self._tell(a.service, a.detail)
+        return raised
+
+    def _discover(self) -> None:
+        """Find the services' streams and join each to the consumer group."""
+        for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else key
+            if name in self._streams or name.endswith(":count") or \
+                    self.client.type(name) != b"stream":
+                continue
+            try:
+                # from the start of what the stream still holds: history teaches the usual rate
+                self.client.xgroup_create(name, GROUP, id="0")
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._streams.add(name)
+
+    def _count(self, service: str, fields: dict[bytes, bytes]) -> None:
+        try:
+            events = json.loads(fields[b"events"])
+        except (KeyError, ValueError):
+            _log.error("malformed metric entry for %s skipped", service)
+            return
+        # [at, latency_s, ok, error_kind, tier, provider]; one observation per event time
+        weight = 1.0 / self.sample_rate if self.sample_rate > 0 else 0.0
+        for at, _latency, ok, error_kind, _tier, _provider in events:
+            self.events_read += 1
+            if error_kind in _NOT_CALLED:
+                continue
+            if ok and error_kind is None:
+                self.monitor.observe(service, float(at), weight, 0.0)
+            else:
+                self.monitor.observe(service, float(at), 1.0, 1.0)
+
+    def _tell(self, service: str, detail: str) -> None:
+        if self.orchestrator is None:
+            return
+        try:
+            import ray  # noqa: PLC0415
+
+            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
+            orch.trigger.remote(TriggerEvent(Trigger.ANOMALY, service, detail))
+        except Exception:  # kept in anomalies(); the orchestrator may be down
+            _log.warning("orchestrator %s not told of an anomaly on %s", self.orchestrator,
+                         service)
+
+    async def anomalies(self) -> list[dict[str, Any]]:
+        return list(self._anomalies)
+
+    async def state(self) -> dict[str, Any]:
+        return {**self.monitor.state(), "streams": sorted(self._streams),
+                "events_read": self.events_read}

@@ -1,0 +1,72 @@
+"""The predictive monitor on the real cluster: Redis metric streams in through a consumer
+group, an anomaly out to a real orchestrator, which runs the service's workflow."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+
+from actors.runtime import orchestrator, predictive_monitor
+from actors.stores.metric_stream import MetricRecorder
+from actors.stores.redis_conn import connect
+from healing import ClinicalContext
+from healing.outcome import OutcomeRecord
+from healing.safety import Criticality, OperationType
+from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
+from tests.conftest import REDIS_URL
+
+ADMIN = ClinicalContext("administrative", "medium")
+
+
+def outcome(service, at, ok):
+    return OutcomeRecord(service, "api", ok, 0.01, None if ok else "MemoryError",
+                         "primary" if ok else "none", None, OperationType.ADMINISTRATIVE,
+                         Criticality.MEDIUM, at)
+
+
+def test_a_rising_error_rate_in_the_streams_becomes_an_anomaly_workflow(ray_cluster):
+    prefix = f"mon{uuid.uuid4().hex[:6]}"
+    service = "api_server"
+    client = connect(REDIS_URL)
+    recorder = MetricRecorder(client, sample_rate=1.0, prefix=prefix, flush_interval_s=60)
+    rng = random.Random(5)
+    t0 = time.time() - 3600  # an hour of history, then a leak
+    for k in range(360):  # 10 s buckets of 20 calls at 0.5 % errors
+        for j in range(20):
+            recorder.record(outcome(service, t0 + 10 * k + j * 0.5, rng.random() > 0.005))
+    leak_at = t0 + 3600
+    for k in range(12):  # the rate climbs two points a bucket
+        for j in range(20):
+            recorder.record(outcome(service, leak_at + 10 * k + j * 0.5,
+                                    rng.random() > 0.005 + 0.02 * k))
+    recorder.flush()
+    name = f"orch-{prefix}"
+    flow = RecoveryWorkflow("leak-suspected", Trigger.ANOMALY, service, (
+        RecoveryStep("retry", {"max_attempts": 1}, timeout_s=5),), (), 10.0, "high", ADMIN)
+    orch = orchestrator(name, workflows=[flow], probes={service: lambda: "ok"})
+    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", name, start=False,
+                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    try:
+        raised = ray_cluster.get(mon.step.remote(now=leak_at + 130))
+        [a] = raised
+        assert a["service"] == service and a["feature"] == "error_rate"
+        # at 2 requests/s the evidence takes a few buckets to add up: well within two minutes
+        assert leak_at < a["at"] <= leak_at + 120
+        state = ray_cluster.get(mon.state.remote())
+        assert state["events_read"] == 20 * 372
+        # the orchestrator heard it and ran the anomaly workflow
+        deadline = time.monotonic() + 20
+        while not ray_cluster.get(orch.runs.remote()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [run] = ray_cluster.get(orch.runs.remote())
+        assert run["trigger"] == "anomaly" and "error_rate" in run["detail"]
+        # everything was acknowledged: a restarted monitor would not read it again
+        pending = client.xpending(f"{prefix}:{service}", "monitor")
+        assert pending["pending"] == 0
+        assert ray_cluster.get(mon.step.remote(now=leak_at + 140)) == []
+    finally:
+        for actor in (mon, orch):
+            ray_cluster.kill(actor)
+        client.delete(f"{prefix}:{service}", f"{prefix}:{service}:count")
+        recorder.close()

@@ -95,6 +95,12 @@ def predictive() -> list[Figure]:
         without = run_metrics(Simulation(sc, predictive=False).run())["mttd_s"]
         out.append(figure(f"MTTD, {sc.name}, with the predictive monitor", with_m, "s",
                           "the same run without it", without))
+    sc = load_scenario(SCENARIOS / "daily_deadlock_week.yaml")
+    with_p = run_metrics(Simulation(sc).run())
+    without_p = run_metrics(Simulation(sc, predictive=False).run())
+    out.append(figure("incidents in a week of 14:00 deadlocks, with prevention",
+                      len(with_p["incidents"]), "incidents", "the same run without it",
+                      len(without_p["incidents"])))
     sc = load_scenario(SCENARIOS / "noisy_but_healthy_day.yaml")
     fp_with = run_metrics(Simulation(sc).run())["false_positive_rate"]
     fp_without = run_metrics(Simulation(sc, predictive=False).run())["false_positive_rate"]

@@ -50,6 +50,7 @@ class Trigger(enum.Enum):
     HEALTH_CHECK_FAILED = "health_check_failed"
     ERROR_THRESHOLD = "error_threshold"
     ANOMALY = "anomaly"
+    PREDICTED = "predicted"  # a recurring failure is due (learning.patterns)
     MANUAL = "manual"
 
 

@@ -59,6 +59,7 @@ from healing.workflow import (
     execute,
 )
 from learning.monitor import PredictiveMonitor
+from learning.patterns import FailureEvent, PatternRecognizer, ProactivePreventionEngine
 
 from .policy import Policy, default_policy, wilson_lower
 from .scenario import Scenario
@@ -66,7 +67,10 @@ from .world import RESTART_WARMUP_S, FaultInstance, ProviderError, World, good_a
 
 __all__ = ["Detection", "RunResult", "Simulation"]
 
-_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _MONITOR, _TIMER = range(7)
+(_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _MONITOR, _LEARN, _PREVENT,
+ _TIMER) = range(9)
+_LEARN_S = 3600.0  # patterns are refitted hourly on the run's own detections
+_PREVENT_S = 60.0
 _QUESTIONS = 200  # distinct requests per service: what the fallback cache can hold answers to
 _KEYS = [f"q{i}" for i in range(_QUESTIONS)]
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
@@ -175,6 +179,10 @@ class Simulation:
         self.event_log = event_log
         # The predictive monitor, the live one's logic, fed from this run's counters.
         self.monitor = PredictiveMonitor(self.policy.monitor) if healing and predictive else None
+        # Recurring failures, learnt from this run's detections, prevented ahead of time.
+        self.recognizer = PatternRecognizer() if self.monitor is not None else None
+        self.prevention = ProactivePreventionEngine(lead_s=300.0)
+        self.predictions: list[dict[str, Any]] = []
         self.clock = ManualClock(0.0, scenario.start)
         self.world = World(scenario, self.seed)
         n = int(scenario.duration_s) + 2
@@ -252,6 +260,9 @@ class Simulation:
             push(self.policy.error_check_s, _THRESHOLD, None)
             if self.monitor is not None:
                 push(self.monitor.policy.bucket_s, _MONITOR, None)
+            if self.recognizer is not None:
+                push(_LEARN_S, _LEARN, None)
+                push(_PREVENT_S, _PREVENT, None)
         request = self._request_healing if self.healing else self._request_baseline
         targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
                     _caller(self.world, self.clock, n, sc.services[n].primary),
@@ -283,6 +294,12 @@ class Simulation:
             elif kind == _THRESHOLD:
                 self._threshold_check(t)
                 push(t + self.policy.error_check_s, _THRESHOLD, None)
+            elif kind == _LEARN:
+                self._learn()
+                push(t + _LEARN_S, _LEARN, None)
+            elif kind == _PREVENT:
+                self._prevent()
+                push(t + _PREVENT_S, _PREVENT, None)
             elif kind == _MONITOR:
                 self._monitor_tick(t)
                 push(t + self.monitor.policy.bucket_s, _MONITOR, None)  # type: ignore[union-attr]
@@ -412,6 +429,19 @@ class Simulation:
             monitor.observe(name, lo, sum(log.calls[lo:hi]), sum(log.errors[lo:hi]))
         for a in monitor.tick(t):
             self._detect(a.service, "anomaly", a.detail)
+
+    def _learn(self) -> None:
+        assert self.recognizer is not None
+        offset = self.clock.wall() - self.clock.now()  # monotonic → UTC epoch
+        events = [FailureEvent(d.service, d.at + offset, d.signal) for d in self.detections]
+        self.prevention.patterns = self.recognizer.fit(events)
+
+    def _prevent(self) -> None:
+        for action in self.prevention.due(self.clock.wall()):
+            p = action.pattern
+            self.predictions.append({"at": round(self.clock.now(), 3), "service": p.service,
+                                     "pattern": p.describe()})
+            self._pending.append(TriggerEvent(Trigger.PREDICTED, p.service, p.describe()))
 
     # -- recovery -------------------------------------------------------------------------
 

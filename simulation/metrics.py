@@ -22,6 +22,8 @@
   data served for a prescriptive request, any fallback served for a life-critical one.
 * **audit completeness**: audit records written, over failures (every guarded call whose
   primary failed, was rejected or routed) and recovery steps that needed one.
+* **prevented faults**: fault occurrences averted before they began (a preventive restart);
+  they are not incidents.
 * **patient impact**: per request, none (the primary, or an alternative provider with no
   wait), delay (an alternative after the primary failed), degraded (cached, degraded or
   static answers), unavailable.
@@ -54,7 +56,10 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
     duration = int(sc.duration_s)
     affected = {name: {name} | sc.dependents(name) for name in sc.services}
     incidents = []
+    prevented = sum(1 for f in r.incidents if f.averted)
     for f in r.incidents:
+        if f.averted:  # prevented: it never acted, so it is no incident
+            continue
         service = f.spec.service
         start, end = f.start, f.actual_end
         detected = next((d.at for d in r.detections
@@ -102,6 +107,7 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
         "integrity_violations": r.integrity_violations,
         "audit_completeness": _ratio(r.audit_written, r.audit_expected, empty=1.0),
         "unrecovered_incidents": len(incidents) - len(recovered),
+        "prevented_faults": prevented,
         "patient_impact": {k: sum(log.impact[k] for log in r.logs.values())
                            for k in ("none", "delay", "degraded", "unavailable")},
         "services": services,
@@ -149,6 +155,8 @@ def _false_positive_minutes(r: RunResult) -> tuple[int, int]:
     minutes = math.ceil(sc.duration_s / 60)
     faulted: dict[str, set[int]] = {n: set() for n in sc.services}
     for f in r.incidents:
+        if f.averted:
+            continue
         hit = {f.spec.service} | sc.dependents(f.spec.service)
         lo = int(f.start // 60)
         hi = int((f.actual_end + SETTLE_S) // 60)

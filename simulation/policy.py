@@ -22,7 +22,9 @@ than tuned to the scenario library:
   service gets a generic workflow per trigger: move traffic to the next provider and alert
   when a circuit opens (alert and keep probing when there is nowhere to go, or the service
   is critical); reconnect, then restart, when a health check fails; when errors climb, move
-  to the next provider if there is one, or else scale, then restart.
+  to the next provider if there is one, or else scale, then restart; when a recurring
+  failure is due (``learning.patterns``, refitted hourly on the run's own detections), a
+  graceful restart five minutes before it.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def default_policy(scenario: Scenario) -> Policy:
                 flows.append(dataclasses.replace(shipped[name], trigger=trigger))
             else:
                 flows.append(build(spec, _fail_safe(name, spec)))
+    flows += [_on_predicted(spec) for spec in scenario.services.values()]
     return Policy(
         circuit=CircuitConfig(window_type=WindowType.TIME, window_size=30,
                               minimum_number_of_calls=10, failure_rate_threshold=0.5,
@@ -179,3 +182,11 @@ def _on_error_threshold(spec: ServiceSpec, fail_safe: bool) -> RecoveryWorkflow:
                      (Criterion("error_rate_below", {"threshold": 0.05, "window_s": 20}),),
                      FailureAction.ROLLBACK, timeout_s=60)),
         rollback=(RecoveryStep("scale", {"instances": "-1"}, timeout_s=30),), timeout_s=150)
+
+
+def _on_predicted(spec: ServiceSpec) -> RecoveryWorkflow:
+    """Ahead of a recurring failure: recycle the service's processes and pools, gracefully."""
+    return RecoveryWorkflow(
+        f"prevent:{spec.name}", Trigger.PREDICTED, spec.name,
+        (RecoveryStep("restart", {"graceful": True, "delay_s": 30}, timeout_s=60),), (), 90.0,
+        Priority.LOW, _context(spec))

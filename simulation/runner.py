@@ -82,6 +82,7 @@ def _report(sc: Scenario, results: list[dict[str, Any]]) -> dict[str, Any]:
         "services": _services(results, "healing"),
         "patient_impact": _impact(results, "healing"),
         "workflow_runs": sum(r["healing"]["workflow_runs"] for r in results),
+        "prevented_faults": sum(r["healing"]["prevented_faults"] for r in results) / len(results),
     }
     if len(results) > 1:
         report["spread"] = spread

@@ -51,6 +51,9 @@ def format_reports(reports: list[dict[str, Any]]) -> str:
         for label, key, kind in _ROWS:
             ours = _fmt(r[key], kind) + _spread(r, key, kind)
             lines.append(f"  {label:30s}{ours:>28s}{_fmt(r['baseline'][key], kind):>14s}")
+        if r.get("prevented_faults"):
+            lines.append(f"  {'faults prevented (mean per run)':30s}"
+                         f"{r['prevented_faults']:>28g}{0:>14d}")
         impact = r["patient_impact"]
         total = sum(impact.values()) or 1
         lines.append("  patient impact (self-healing): " + ", ".join(

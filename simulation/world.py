@@ -35,6 +35,7 @@ __all__ = ["FaultInstance", "ProviderError", "World", "good_answer"]
 
 _K = FaultKind
 RESTART_WARMUP_S = 5.0  # a restarted or added replica takes traffic this long after the order
+AVERT_S = 600.0  # a restart also averts a restart-clearable fault due this soon after it
 
 
 class ProviderError(Exception):
@@ -63,6 +64,11 @@ class FaultInstance:
     provider: str  # the provider it acts on
     cleared_at: float | None = None  # ended early by a recovery action
     leaked: int = 0  # memory leak: replicas running when it began
+
+    @property
+    def averted(self) -> bool:
+        """Prevented before it began: it never acted."""
+        return self.cleared_at is not None and self.cleared_at <= self.start
 
     @property
     def actual_end(self) -> float:
@@ -136,10 +142,16 @@ class World:
 
     def restart(self, service: str, t: float, surge: int = 0) -> list[FaultInstance]:
         """Every replica replaced by a fresh one, taking traffic at ``t``; ``surge`` extra
-        replicas a graceful restart added first go away."""
+        replicas a graceful restart added first go away. Fresh processes and connection
+        pools also avert a restart-clearable fault due within ``AVERT_S`` (how prevention
+        works: a recycle at 13:55 and the 14:00 deadlock does not happen)."""
         svc = self.services[service]
         svc.replicas -= surge
         svc.fresh_replicas = svc.replicas
+        for f in self.instances:
+            if (f.spec.service == service and f.spec.cleared_by == "restart"
+                    and t < f.start <= t + AVERT_S and f.cleared_at is None):
+                f.cleared_at = f.start
         return self.clear(service, "restart", t)
 
     def surge(self, service: str) -> None:

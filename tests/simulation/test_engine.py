@@ -227,3 +227,20 @@ def test_the_predictive_monitor_sees_a_slow_leak_long_before_the_threshold_does(
     first = next(d for d in with_monitor.detections if d.at >= 1800)
     assert first.signal == "anomaly" and "error_rate" in first.detail
     assert m["false_positive_rate"] == 0
+
+
+def test_a_daily_failure_is_learnt_and_prevented_after_the_first_days():
+    db = service("database", rps=1, providers=("primary", "read_replica"),
+                 op=OperationType.ADMINISTRATIVE)
+    deadlock = FaultSpec("database", FaultKind.CONNECTION_LOSS, 14 * 3600, 600, None, 86400,
+                         {}, "restart")
+    sc = scenario(db, faults=[deadlock], duration=6 * 86400)
+    without = run(sc, predictive=False)
+    assert len(without["incidents"]) == 6 and without["prevented_faults"] == 0
+    sim = Simulation(sc)
+    m = run_metrics(sim.run())
+    # three days to learn it (three occurrences), then each recycle at 13:55 averts it
+    assert [i["start_s"] // 86400 for i in m["incidents"]] == [0, 1, 2]
+    assert m["prevented_faults"] == 3
+    assert all("14:00 UTC" in p["pattern"] for p in sim.predictions)
+    assert m["audit_completeness"] == 1.0 and m["false_positive_rate"] == 0

@@ -56,3 +56,9 @@ def test_prescriptive_outage_fails_explicitly_rather_than_serving_cache(reports)
     r = reports["drug-interaction-outage"]
     assert r["patient_impact"]["degraded"] == 0
     assert r["patient_impact"]["unavailable"] > 0  # explicit failures, with guidance
+
+
+def test_the_weekly_deadlock_is_prevented_once_it_is_learnt(reports):
+    r = reports["daily-deadlock-week"]
+    assert r["prevented_faults"] >= 3  # of 7: three days to learn it, then prevented
+    assert len(r["incidents"]) + r["prevented_faults"] == 7

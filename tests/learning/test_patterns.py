@@ -1,0 +1,62 @@
+"""Recurring failures found in history, and prevention due ahead of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from healing import ConfigError
+from learning.patterns import (
+    DAY,
+    FailureEvent,
+    PatternRecognizer,
+    ProactivePreventionEngine,
+)
+
+MONDAY = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
+
+
+def at(day, hour, minute=0, second=0):
+    return MONDAY + day * DAY + hour * 3600 + minute * 60 + second
+
+
+def test_a_daily_1400_deadlock_is_found_with_its_time_cause_and_advice():
+    events = [FailureEvent("database", at(d, 14, 0, 8), "connection_loss") for d in range(5)]
+    events += [FailureEvent("database", at(2, 3, 17), "error_threshold")]  # a one-off
+    [p] = PatternRecognizer().fit(events)
+    assert p.service == "database" and p.frequency == "daily"
+    assert p.occurrences == 5 and p.periods_observed == 5 and p.priority == "high"
+    assert p.typical_cause == "connection_loss" and p.recommended_action == "restart"
+    assert datetime.fromtimestamp(p.seconds_of_period, UTC).strftime("%H:%M") == "14:00"
+    assert p.last_occurrence == at(4, 14, 0, 8) and "14:00 UTC" in p.describe()
+
+
+def test_a_weekly_pattern_and_noise_that_is_no_pattern():
+    weekly = [FailureEvent("billing", at(7 * w + 2, 9, 30), "circuit_open") for w in range(4)]
+    noise = [FailureEvent("api", at(d, (d * 7) % 24), "error_threshold") for d in range(10)]
+    found = PatternRecognizer().fit(weekly + noise)
+    assert [(p.service, p.frequency) for p in found] == [("billing", "weekly")]
+    assert found[0].recommended_action == "fallback" and "Wed 09:30" in found[0].describe()
+
+
+def test_too_little_history_is_no_pattern():
+    events = [FailureEvent("db", at(d, 14), "connection_loss") for d in range(2)]
+    assert PatternRecognizer(min_occurrences=3).fit(events) == []
+
+
+def test_prevention_is_due_once_per_occurrence_within_the_lead_time():
+    events = [FailureEvent("database", at(d, 14), "connection_loss") for d in range(4)]
+    engine = ProactivePreventionEngine(PatternRecognizer().fit(events), lead_s=300)
+    assert engine.due(at(5, 13, 50)) == []  # ten minutes ahead: not yet
+    [action] = engine.due(at(5, 13, 55, 30))
+    assert action.due_at == at(5, 14) and action.act_at == at(5, 13, 55)
+    assert engine.due(at(5, 13, 57)) == []  # already acted for this one
+    assert len(engine.due(at(6, 13, 56))) == 1  # the next day's
+
+
+@pytest.mark.parametrize("field,value", [("slot_s", 0), ("min_occurrences", 0),
+                                         ("min_share", -1)])
+def test_bad_settings_are_refused(field, value):
+    with pytest.raises(ConfigError, match=field):
+        PatternRecognizer(**{field: value})

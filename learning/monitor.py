@@ -8,7 +8,7 @@ Errors are counts, so each service's error rate is watched with a one-sided bino
 every closed bucket adds the log-likelihood ratio of "the rate rose to ``p1``" against "it is
 the service's usual ``p0``" (``p0`` learnt from the service's own quiet buckets, ``p1`` the
 larger of twice ``p0`` and ``p0`` plus one point; ``p0`` follows every bucket that is not
-half-way to an alarm); the sum is floored at zero, and crossing
+half-way to an alarm nor in the quiet after one); the sum is floored at zero, and crossing
 ``h`` is an :class:`Anomaly`. A small, steady rise adds up bucket after bucket, which is what
 a leak or a slow degradation looks like and what a fixed threshold sees late. The sum is
 reset after an anomaly, and the service is then quiet for ``quiet_s``: one episode, one
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from healing.config import check_count, check_positive
+from healing.errors import ConfigError
 
 __all__ = ["Anomaly", "MonitorPolicy", "PredictiveMonitor"]
 
@@ -70,8 +71,16 @@ class _Service:
 
 
 class PredictiveMonitor:
-    def __init__(self, policy: MonitorPolicy | None = None) -> None:
+    def __init__(self, policy: MonitorPolicy | None = None,
+                 per_service: dict[str, MonitorPolicy] | None = None) -> None:
         self.policy = policy if policy is not None else MonitorPolicy()
+        # a trained model: some services' own policies (bucket_s must match the default's)
+        self.per_service = dict(per_service or {})
+        for name, p in self.per_service.items():
+            check_positive(f"{name}.h", p.h)
+            if p.bucket_s != self.policy.bucket_s:
+                raise ConfigError(f"{name}.bucket_s", p.bucket_s,
+                                  f"must equal the monitor's ({self.policy.bucket_s})")
         self.services: dict[str, _Service] = {}
         self.scored = 0
 
@@ -99,19 +108,20 @@ class PredictiveMonitor:
                 if calls <= 0:
                     continue
                 end = (index + 1) * bucket_s
-                score = self._update(s, calls, errors)
+                pol = self.per_service.get(name, self.policy)
+                score = self._update(s, calls, errors, pol, learn=end >= s.quiet_until)
                 self.scored += 1
-                if score is not None and s.cusum >= self.policy.h and end >= s.quiet_until:
+                if score is not None and s.cusum >= pol.h and end >= s.quiet_until:
                     out.append(Anomaly(name, end, "error_rate", errors / calls, score))
                     s.cusum = 0.0
-                    s.quiet_until = end + self.policy.quiet_s
+                    s.quiet_until = end + pol.quiet_s
         out.sort(key=lambda a: (a.at, a.service))
         return out
 
-    def _update(self, s: _Service, calls: float, errors: float) -> float | None:
+    def _update(self, s: _Service, calls: float, errors: float, pol: MonitorPolicy,
+                learn: bool = True) -> float | None:
         """Add one bucket's evidence; returns the CUSUM as a score in [0, 1], or None while
         ``p0`` is still being learnt."""
-        pol = self.policy
         if s.p0 is None:
             s.calls += calls
             s.errors += errors
@@ -121,10 +131,13 @@ class PredictiveMonitor:
         p0 = min(max(s.p0, 1e-4), 0.5)
         p1 = min(max(2 * p0, p0 + pol.min_shift), 0.99)
         llr = errors * math.log(p1 / p0) + (calls - errors) * math.log((1 - p1) / (1 - p0))
-        s.cusum = max(0.0, s.cusum + llr)
-        if s.cusum < pol.h / 2:
-            # Every bucket not on its way to an alarm teaches the usual rate (learning only
-            # from buckets with no evidence at all would bias p0 low, and alarm on noise).
+        # In the quiet after an alarm nothing accumulates: evidence of the episode already
+        # raised must not raise a second alarm once the quiet ends and the service is well.
+        s.cusum = max(0.0, s.cusum + llr) if learn else 0.0
+        if learn and s.cusum < pol.h / 2:
+            # Every bucket not on its way to an alarm, nor just after one, teaches the usual
+            # rate (learning only from buckets with no evidence at all would bias p0 low and
+            # alarm on noise; learning from an incident would call the incident usual).
             s.p0 = (1 - pol.learn_rate) * s.p0 + pol.learn_rate * errors / calls
         return min(1.0, s.cusum / (2 * pol.h))
 

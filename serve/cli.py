@@ -108,6 +108,37 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from actors.settings import SettingsError, load_settings
+    from healing.errors import ConfigError
+    from simulation.scenario import SCENARIOS, load_scenario
+
+    default = [SCENARIOS / f"{n}.yaml" for n in ("api_memory_leak", "slow_degradation",
+                                                  "noisy_but_healthy_day")]
+    try:
+        settings = load_settings(args.config)
+        history = [load_scenario(p) for p in (args.history or default)]
+        replay_on = [load_scenario(p) for p in (args.replay or args.history or default)]
+    except (SettingsError, ConfigError) as exc:
+        print(f"selfheal: {exc}", file=sys.stderr)
+        return 2
+    from actors.training_job import run_training
+
+    if not args.local:
+        from actors.runtime import init_ray
+
+        init_ray()
+    out = run_training(settings.mlflow_uri(), history, replay_on, use_ray=not args.local,
+                       promote=not args.no_promote)
+    print(f"trained: {', '.join(f'{s} h={h:g}' for s, h in sorted(out['policies'].items()))}")
+    print(f"MLflow run {out['run_id']}, model version {out['version']}, compared with "
+          f"{out['against']}:")
+    for r in out["reasons"]:
+        print(f"  {r}")
+    print("promoted to champion" if out["promoted"] else "not promoted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfheal",
@@ -151,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["selfheal", "static_threshold", "rolling_zscore"],
                      help="the detector (the other two are the baselines)")
     det.set_defaults(func=_detect)
+
+    tr = sub.add_parser("train", help="train the predictive monitor now: history, MLflow, "
+                                      "replay, promotion")
+    tr.add_argument("--history", nargs="+", metavar="FILE",
+                    help="scenario files to learn from (default: the library's gradual "
+                         "faults and its noisy healthy day)")
+    tr.add_argument("--replay", nargs="+", metavar="FILE",
+                    help="scenario files the candidate is replayed on (default: --history)")
+    tr.add_argument("--no-promote", action="store_true", help="train and compare only")
+    tr.add_argument("--local", action="store_true", help="train in this process, not on Ray")
+    tr.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
+    tr.set_defaults(func=_train)
     return parser
 
 

@@ -178,7 +178,8 @@ class Simulation:
         self.policy = policy if policy is not None else default_policy(scenario)
         self.event_log = event_log
         # The predictive monitor, the live one's logic, fed from this run's counters.
-        self.monitor = PredictiveMonitor(self.policy.monitor) if healing and predictive else None
+        self.monitor = (PredictiveMonitor(self.policy.monitor, self.policy.monitor_per_service)
+                        if healing and predictive else None)
         # Recurring failures, learnt from this run's detections, prevented ahead of time.
         self.recognizer = PatternRecognizer() if self.monitor is not None else None
         self.prevention = ProactivePreventionEngine(lead_s=300.0)

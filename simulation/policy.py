@@ -71,6 +71,8 @@ class Policy:
     error_z: float = 2.326  # one-sided 99 %
     cooldown_s: float = 120.0
     monitor: MonitorPolicy = dataclasses.field(default_factory=MonitorPolicy)
+    # a trained monitor model: some services' own policies (learning.training)
+    monitor_per_service: dict[str, MonitorPolicy] = dataclasses.field(default_factory=dict)
     recheck_s: float = 10.0  # switch-back probes after a fallback
 
 

@@ -25,9 +25,10 @@ def log_runs(uri: str, specs: Sequence[tuple[Scenario, int]],
     """Log each run; returns the MLflow run ids in order."""
     import mlflow  # noqa: PLC0415
 
+    from learning.registry import use_experiment  # noqa: PLC0415
+
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's migrations are noisy
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(uri, EXPERIMENT)
     ids = []
     for (sc, seed), result in zip(specs, results, strict=True):
         with mlflow.start_run(run_name=f"{sc.name} seed {seed}") as run:

@@ -1,0 +1,45 @@
+"""The training job: load history, train, log, replay, promote (DESIGN's learning path).
+
+History comes from simulated runs of the given scenarios (the event logs' source); each
+service's monitor is trained on it as Ray tasks (:func:`learning.training.train`), the run and
+the model are logged to MLflow and registered, the candidate is replayed against the
+champion (or, before any promotion, the default policy) through the replay scenarios, and
+promoted only if it heals at least as well on every one and better on one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from learning.training import GRID, train
+from simulation.engine import Simulation
+from simulation.history import labelled_buckets
+from simulation.promotion import compare, replay
+from simulation.scenario import Scenario
+
+__all__ = ["run_training"]
+
+
+def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scenario], *,
+                 use_ray: bool = True, promote: bool = True,
+                 grid: Sequence[float] = GRID) -> dict[str, Any]:
+    from learning.registry import champion, log_training, set_champion  # noqa: PLC0415
+
+    segments: dict[str, list[Any]] = {}
+    for sc in history:  # each run is a segment of its own
+        for service, bs in labelled_buckets(Simulation(sc, predictive=False).run()).items():
+            segments.setdefault(service, []).append(bs)
+    model, tables = train(segments, use_ray=use_ray, grid=grid)
+    run_id, version = log_training(uri, model, tables,
+                                   sum(len(b) for segs in segments.values() for b in segs), grid)
+    current = champion(uri)
+    ours = replay(model, replay_on)
+    theirs = replay(current[1] if current else None, replay_on)
+    promoted, reasons = compare(ours, theirs)
+    if promoted and promote:
+        set_champion(uri, version, reasons)
+    return {"run_id": run_id, "version": version, "promoted": promoted and promote,
+            "against": f"version {current[0]}" if current else "the default policy",
+            "reasons": reasons, "policies": {s: p.h for s, p in model.policies.items()},
+            "metrics": model.metrics}

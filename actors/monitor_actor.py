@@ -8,7 +8,8 @@ sample rate to estimate the calls. The counts go into
 :class:`~learning.monitor.PredictiveMonitor` (the same logic the simulator runs), which is
 ticked ``settle_s`` behind the wall clock so that a bucket is scored only once the recorders'
 flushes for it have landed. Each anomaly is sent to the orchestrator, fire and forget, and
-kept in :meth:`anomalies`.
+kept in :meth:`anomalies`. With ``model_uri`` it follows the MLflow champion model
+(:mod:`learning.registry`), checking for a new one every ``model_check_s``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class PredictiveMonitorActor:
     def __init__(self, redis_url: str, orchestrator: str | None = None, *,
                  policy: dict[str, Any] | None = None, sample_rate: float = 0.1,
                  prefix: str = "metrics", consumer: str = "monitor-1",
-                 interval_s: float = 1.0, settle_s: float = 2.0) -> None:
+                 interval_s: float = 1.0, settle_s: float = 2.0,
+                 model_uri: str | None = None, model_check_s: float = 60.0) -> None:
         self.client = connect(redis_url)
         self.orchestrator = orchestrator
         self.monitor = PredictiveMonitor(MonitorPolicy(**(policy or {})))
@@ -50,6 +52,10 @@ class PredictiveMonitorActor:
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
+        # the MLflow store whose champion model this monitor follows (None: the defaults)
+        self.model_uri, self.model_check_s = model_uri, model_check_s
+        self.model_version: str | None = None
+        self._model_checked = float("-inf")
 
     async def start(self) -> bool:
         """Run :meth:`step` every ``interval_s`` from now on (idempotent)."""
@@ -65,9 +71,30 @@ class PredictiveMonitorActor:
                 _log.warning("metric streams unreachable; retrying", exc_info=True)
             await asyncio.sleep(self.interval_s)
 
+    async def refresh_model(self) -> str | None:
+        """Adopt the champion model if it changed; returns the version in use. Running
+        monitors call this every ``model_check_s``: a promotion needs no restart."""
+        if self.model_uri is None:
+            return None
+        from learning.registry import champion  # noqa: PLC0415 - MLflow: 2.5 s to import
+
+        self._model_checked = time.monotonic()
+        found = champion(self.model_uri)
+        if found is not None and found[0] != self.model_version:
+            self.model_version, model = found
+            self.monitor.per_service = dict(model.policies)
+            _log.info("monitor model version %s adopted", self.model_version)
+        return self.model_version
+
     async def step(self, now: float | None = None) -> list[dict[str, Any]]:
         """Read what is new, score the buckets that closed by ``now - settle_s``; returns
         the anomalies raised (also sent to the orchestrator)."""
+        if self.model_uri is not None and \
+                time.monotonic() - self._model_checked >= self.model_check_s:
+            try:
+                await self.refresh_model()
+            except Exception:  # the registry is away: keep the model in use
+                _log.warning("monitor model not refreshed", exc_info=True)
         self._discover()
         if self._streams:
             batches = self.client.xreadgroup(GROUP, self.consumer,
@@ -140,4 +167,5 @@ class PredictiveMonitorActor:
 
     async def state(self) -> dict[str, Any]:
         return {**self.monitor.state(), "streams": sorted(self._streams),
-                "events_read": self.events_read}
+                "events_read": self.events_read, "model_version": self.model_version,
+                "per_service_h": {s: p.h for s, p in self.monitor.per_service.items()}}

@@ -49,3 +49,17 @@ def test_train_log_register_replay_and_promote_only_when_better(ray_cluster, tmp
     again = run_training(uri, history, replay_on, use_ray=True, grid=(8.0,))
     assert again["against"] == "version 2" and not again["promoted"]
     assert again["version"] == "3" and champion(uri)[0] == "2"
+    # A running monitor follows the champion without a restart.
+    import uuid
+
+    from actors.runtime import predictive_monitor
+    from tests.conftest import REDIS_URL
+
+    mon = predictive_monitor(REDIS_URL, f"monitor-{uuid.uuid4().hex[:6]}", None, start=False,
+                             prefix=f"none{uuid.uuid4().hex[:6]}", model_uri=uri)
+    try:
+        ray_cluster.get(mon.step.remote())
+        state = ray_cluster.get(mon.state.remote())
+        assert state["model_version"] == "2" and state["per_service_h"] == {"api_server": 8.0}
+    finally:
+        ray_cluster.kill(mon)

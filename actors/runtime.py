@@ -19,6 +19,7 @@ from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
 from .monitor_actor import PredictiveMonitorActor
 from .orchestrator_actor import RecoveryOrchestratorActor
+from .scheduler_actor import TrainingSchedulerActor
 
 __all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
 
@@ -69,6 +70,20 @@ def predictive_monitor(redis_url: str, name: str = "monitor",
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=100,
     ).remote(redis_url, orchestrator, **kwargs)
+    if start:
+        actor.start.remote()
+    return actor
+
+
+def training_scheduler(cron: str, mlflow_uri: str, redis_url: str, history: list[str],
+                       name: str = "training-scheduler", *, start: bool = True,
+                       **kwargs: Any) -> Any:
+    """The cluster's training scheduler (one per name), on ``cron`` (the settings'
+    ``training_schedule``); see :class:`~actors.scheduler_actor.TrainingSchedulerActor`."""
+    actor = ray.remote(TrainingSchedulerActor).options(  # type: ignore[attr-defined]
+        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, num_cpus=0, max_concurrency=10,
+    ).remote(cron, mlflow_uri, redis_url, history, **kwargs)
     if start:
         actor.start.remote()
     return actor

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     audit_flush_interval_s: float = Field(
         0.5, gt=0, le=60,
         validation_alias=_alias("SELFHEAL_AUDIT_FLUSH_INTERVAL_S", "audit_flush_interval_s"))
+    # cron (UTC) for the scheduled training; None: only `selfheal train` trains
+    training_schedule: str | None = Field(
+        None, validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
 
     @classmethod
     def settings_customise_sources(
@@ -77,6 +80,18 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: the environment over the file (whose values arrive as init kwargs).
         return (env_settings, init_settings)
+
+    @field_validator("training_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from learning.schedule import CronSchedule  # noqa: PLC0415
+
+            try:
+                CronSchedule(v)
+            except ConfigError as exc:
+                raise ValueError(exc.reason) from None
+        return v
 
     @field_validator("redis_url")
     @classmethod

@@ -1,0 +1,110 @@
+"""Scheduled training on the cluster: the settings' cron expression, a real loop, and every
+run — started, succeeded, failed or missed — visible in :meth:`runs` and in Redis.
+
+Each due fire time runs :func:`actors.training_job.run_training` as a Ray task (so the
+scheduler itself never blocks). The run history is kept in the Redis list
+``selfheal:training:runs`` (newest first, bounded), so a restarted scheduler, an operator or a
+dashboard sees what happened, including fire times missed while the scheduler was down: on
+start it resumes from the last fire time Redis recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from learning.schedule import CronSchedule, TrainingScheduler
+
+from .stores.redis_conn import connect
+
+__all__ = ["RUNS_KEY", "TrainingSchedulerActor"]
+
+_log = logging.getLogger("selfheal.scheduler")
+RUNS_KEY = "selfheal:training:runs"
+LAST_KEY = "selfheal:training:last_fire"
+
+
+class TrainingSchedulerActor:
+    def __init__(self, cron: str, mlflow_uri: str, redis_url: str, history: list[str],
+                 replay_on: list[str] | None = None, *, interval_s: float = 30.0,
+                 key_prefix: str = "", now: float | None = None) -> None:
+        self.schedule = CronSchedule(cron)  # a bad expression fails here, naming the setting
+        self.uri, self.history, self.replay_on = mlflow_uri, history, replay_on or history
+        self.client = connect(redis_url)
+        self.runs_key, self.last_key = key_prefix + RUNS_KEY, key_prefix + LAST_KEY
+        last = self.client.get(self.last_key)
+        start = float(last) if last is not None else (time.time() if now is None else now)
+        self.scheduler = TrainingScheduler(self.schedule, start)
+        self.interval_s = interval_s
+        self._running: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> bool:
+        if self._loop_task is None and self.interval_s > 0:
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                _log.exception("training schedule tick failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def tick(self, now: float | None = None) -> float | None:
+        """Start the training due now, if any; returns its fire time."""
+        now = time.time() if now is None else now
+        running = self._running is not None and not self._running.done()
+        before = len(self.scheduler.missed)
+        fire = self.scheduler.tick(now, running)
+        for missed in self.scheduler.missed[before:]:
+            self._record({"scheduled_for": missed, "status": "missed",
+                          "detail": "a training was still running" if running
+                          else "the scheduler was not running then"})
+        self.client.set(self.last_key, repr(self.scheduler.last))
+        if fire is not None:
+            self._running = asyncio.get_running_loop().create_task(self._train(fire))
+        return fire
+
+    async def wait_idle(self, timeout_s: float = 300.0) -> bool:
+        if self._running is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _train(self, fire: float) -> None:
+        import ray  # noqa: PLC0415
+
+        from simulation.scenario import load_scenario  # noqa: PLC0415
+
+        from .training_job import run_training  # noqa: PLC0415
+
+        started = time.time()
+        try:
+            history = [load_scenario(p) for p in self.history]
+            replay_on = [load_scenario(p) for p in self.replay_on]
+            task = ray.remote(num_cpus=1)(run_training)
+            out = await task.remote(self.uri, history, replay_on, use_ray=False)
+            self._record({"scheduled_for": fire, "status": "succeeded", "started": started,
+                          "ended": time.time(), "version": out["version"],
+                          "promoted": out["promoted"], "run_id": out["run_id"]})
+        except Exception as exc:
+            self._record({"scheduled_for": fire, "status": "failed", "started": started,
+                          "ended": time.time(), "detail": f"{type(exc).__name__}: {exc}"})
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        pipe = self.client.pipeline()
+        pipe.lpush(self.runs_key, json.dumps(entry))
+        pipe.ltrim(self.runs_key, 0, 999)
+        pipe.execute()
+
+    async def runs(self) -> list[dict[str, Any]]:
+        """The run history, newest first."""
+        return [json.loads(r) for r in self.client.lrange(self.runs_key, 0, -1)]  # type: ignore[union-attr]

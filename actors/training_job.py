@@ -1,17 +1,20 @@
 """The training job: load history, train, log, replay, promote (DESIGN's learning path).
 
 History comes from simulated runs of the given scenarios (the event logs' source); each
-service's monitor is trained on it as Ray tasks (:func:`learning.training.train`), the run and
-the model are logged to MLflow and registered, the candidate is replayed against the
+service's monitor is trained on it as Ray tasks (:func:`learning.training.train`), the
+recurring-failure patterns in it are found, the run, the model and the pattern table are logged
+to MLflow and the model registered, the candidate is replayed against the
 champion (or, before any promotion, the default policy) through the replay scenarios, and
 promoted only if it heals at least as well on every one and better on one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from learning.patterns import FailureEvent, PatternRecognizer
 from learning.training import GRID, train
 from simulation.engine import Simulation
 from simulation.history import labelled_buckets
@@ -27,12 +30,19 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     from learning.registry import champion, log_training, set_champion  # noqa: PLC0415
 
     segments: dict[str, list[Any]] = {}
+    failures: list[FailureEvent] = []
     for sc in history:  # each run is a segment of its own
-        for service, bs in labelled_buckets(Simulation(sc, predictive=False).run()).items():
+        result = Simulation(sc, predictive=False).run()
+        for service, bs in labelled_buckets(result).items():
             segments.setdefault(service, []).append(bs)
+        start = sc.start.timestamp()
+        failures += [FailureEvent(d.service, start + d.at, d.signal) for d in result.detections]
     model, tables = train(segments, use_ray=use_ray, grid=grid)
+    patterns = PatternRecognizer().fit(failures)
     run_id, version = log_training(uri, model, tables,
-                                   sum(len(b) for segs in segments.values() for b in segs), grid)
+                                   sum(len(b) for segs in segments.values() for b in segs), grid,
+                                   patterns=[{**dataclasses.asdict(p), "describe": p.describe()}
+                                             for p in patterns])
     current = champion(uri)
     ours = replay(model, replay_on)
     theirs = replay(current[1] if current else None, replay_on)
@@ -42,4 +52,4 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     return {"run_id": run_id, "version": version, "promoted": promoted and promote,
             "against": f"version {current[0]}" if current else "the default policy",
             "reasons": reasons, "policies": {s: p.h for s, p in model.policies.items()},
-            "metrics": model.metrics}
+            "metrics": model.metrics, "patterns": [p.describe() for p in patterns]}

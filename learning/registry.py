@@ -2,10 +2,11 @@
 
 A training is one MLflow run in the experiment ``selfheal-training`` (parameters: services,
 grid, targets, history size; metrics: each service's precision, recall, false-positive and
-false-negative rates and detection delay; artifacts: the model as JSON and each service's
-grid as a table) with the model registered as a new version of ``selfheal-monitor-policy``.
-Promotion moves the ``champion`` alias to a version and records the replay comparison on
-it; running monitors read the champion (:func:`champion`).
+false-negative rates and detection delay; artifacts: the model as JSON, each service's
+grid as a table and the recurring-failure pattern table), with the model registered as a new
+version of ``selfheal-monitor-policy``. Promotion moves the ``champion`` alias to a version
+and records the replay comparison on it; running monitors read the champion
+(:func:`champion`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def use_experiment(uri: str, name: str) -> None:
 
 
 def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str, float]]],
-                 history_buckets: int, grid: Sequence[float] = GRID) -> tuple[str, str]:
+                 history_buckets: int, grid: Sequence[float] = GRID,
+                 patterns: list[dict[str, Any]] | None = None) -> tuple[str, str]:
     """Log one training and register its model; returns (run id, model version)."""
     use_experiment(uri, EXPERIMENT)
     with mlflow.start_run(run_name="monitor training") as run, \
@@ -72,6 +74,7 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
         path.write_text(model.to_json())
         mlflow.log_artifact(str(path))
         mlflow.log_dict(tables, "grid.json")
+        mlflow.log_dict({"patterns": patterns or []}, "patterns.json")
         info = mlflow.pyfunc.log_model(name="model", python_model=MonitorPolicyModel(),
                                        artifacts={"policy": str(path)}, pip_requirements=[],
                                        registered_model_name=MODEL_NAME)

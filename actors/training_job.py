@@ -1,6 +1,7 @@
 """The training job: load history, train, log, replay, promote (DESIGN's learning path).
 
-History comes from simulated runs of the given scenarios (the event logs' source); each
+History comes from simulated runs of the given scenarios and from exported event logs
+(``selfheal simulate --events``, labelled by their ``trouble.parquet``); each
 service's monitor is trained on it as Ray tasks (:func:`learning.training.train`), the
 recurring-failure patterns in it are found, the run, the model and the pattern table are logged
 to MLflow and the model registered, the candidate is replayed against the
@@ -17,6 +18,7 @@ from typing import Any
 from learning.patterns import FailureEvent, PatternRecognizer
 from learning.training import GRID, train
 from simulation.engine import Simulation
+from simulation.eventlog import read_training_history
 from simulation.history import labelled_buckets
 from simulation.promotion import compare, replay
 from simulation.scenario import Scenario
@@ -25,8 +27,8 @@ __all__ = ["run_training"]
 
 
 def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scenario], *,
-                 use_ray: bool = True, promote: bool = True,
-                 grid: Sequence[float] = GRID) -> dict[str, Any]:
+                 use_ray: bool = True, promote: bool = True, grid: Sequence[float] = GRID,
+                 event_logs: Sequence[str] = ()) -> dict[str, Any]:
     from learning.registry import champion, log_training, set_champion  # noqa: PLC0415
 
     segments: dict[str, list[Any]] = {}
@@ -37,6 +39,9 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
             segments.setdefault(service, []).append(bs)
         start = sc.start.timestamp()
         failures += [FailureEvent(d.service, start + d.at, d.signal) for d in result.detections]
+    for directory in event_logs:  # exported event logs (selfheal simulate --events)
+        for service, bs in read_training_history(directory).items():
+            segments.setdefault(service, []).append(bs)
     model, tables = train(segments, use_ray=use_ray, grid=grid)
     patterns = PatternRecognizer().fit(failures)
     run_id, version = log_training(uri, model, tables,

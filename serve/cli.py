@@ -129,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
 
         init_ray()
     out = run_training(settings.mlflow_uri(), history, replay_on, use_ray=not args.local,
-                       promote=not args.no_promote)
+                       promote=not args.no_promote, event_logs=args.events or ())
     print(f"trained: {', '.join(f'{s} h={h:g}' for s, h in sorted(out['policies'].items()))}")
     print(f"MLflow run {out['run_id']}, model version {out['version']}, compared with "
           f"{out['against']}:")
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "faults and its noisy healthy day)")
     tr.add_argument("--replay", nargs="+", metavar="FILE",
                     help="scenario files the candidate is replayed on (default: --history)")
+    tr.add_argument("--events", nargs="+", metavar="DIR",
+                    help="exported event logs to learn from too (selfheal simulate --events)")
     tr.add_argument("--no-promote", action="store_true", help="train and compare only")
     tr.add_argument("--local", action="store_true", help="train in this process, not on Ray")
     tr.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")

@@ -8,7 +8,10 @@ Four files in one directory per run:
 * ``audit.parquet``: the audit trail's records: ``id, kind, at, service, data`` (data as JSON);
 * ``detections.parquet``: ``at, service, signal, detail`` (simulated seconds from the start);
 * ``steps.parquet``: every recovery step: ``at, run, workflow, service, step, action,
-  status, duration_s, rollback, error``.
+  status, duration_s, rollback, error``;
+* ``trouble.parquet``: the ground truth, when each service was really in trouble (a fault
+  that was not prevented acting on it or on one it depends on): ``service, start, end``, UTC
+  epoch seconds. It is what training labels its buckets with.
 
 ``at`` is UTC epoch seconds (the scenario's simulated wall clock) in the first two, as live.
 """
@@ -22,10 +25,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from learning.history import buckets_from_events
+from learning.training import Bucket
+
 if TYPE_CHECKING:
     from .engine import RunResult
 
-__all__ = ["write_event_log"]
+__all__ = ["read_training_history", "write_event_log"]
 
 
 def write_event_log(result: RunResult, directory: str | pathlib.Path) -> pathlib.Path:
@@ -64,4 +70,26 @@ def write_event_log(result: RunResult, directory: str | pathlib.Path) -> pathlib
             ("status", pa.string()), ("duration_s", pa.float64()), ("rollback", pa.bool_()),
             ("error", pa.string()))
     }), out / "steps.parquet")
+    sc = result.scenario
+    wall = sc.start.timestamp()
+    spans = [(name, wall + f.start, wall + f.actual_end) for f in result.incidents
+             if not f.averted for name in sorted({f.spec.service} | sc.dependents(f.spec.service))]
+    pq.write_table(pa.table({
+        "service": pa.array([s[0] for s in spans], pa.string()),
+        "start": pa.array([s[1] for s in spans], pa.float64()),
+        "end": pa.array([s[2] for s in spans], pa.float64()),
+    }), out / "trouble.parquet")
     return out
+
+
+def read_training_history(directory: str | pathlib.Path, sample_rate: float = 0.1,
+                          bucket_s: float = 10.0) -> dict[str, list[Bucket]]:
+    """An exported event log as labelled buckets (see :mod:`learning.history`)."""
+    d = pathlib.Path(directory)
+    out = pq.read_table(d / "outcomes.parquet", columns=["at", "service", "ok", "error_kind"])
+    tr = pq.read_table(d / "trouble.parquet").to_pylist()
+    trouble: dict[str, list[tuple[float, float]]] = {}
+    for row in tr:
+        trouble.setdefault(row["service"], []).append((row["start"], row["end"]))
+    cols = [out.column(c).to_pylist() for c in ("at", "service", "ok", "error_kind")]
+    return buckets_from_events(zip(*cols, strict=True), trouble, sample_rate, bucket_s)

@@ -63,3 +63,22 @@ def test_train_log_register_replay_and_promote_only_when_better(ray_cluster, tmp
         assert state["model_version"] == "2" and state["per_service_h"] == {"api_server": 8.0}
     finally:
         ray_cluster.kill(mon)
+
+
+def test_exported_event_logs_are_history_too(ray_cluster, tmp_path):
+    from simulation.eventlog import read_training_history
+    from simulation.runner import simulate
+
+    [report] = simulate([leak_history(5)], use_ray=False, events_dir=str(tmp_path / "ev"))
+    [log] = report["event_logs"]
+    buckets = read_training_history(log)["api_server"]
+    troubled = [b for b in buckets if b.troubled]
+    assert troubled and troubled[0].start >= buckets[0].start + 2390  # the leak, at 40 min
+    healthy = [b for b in buckets if not b.troubled]
+
+    def rate(bs):
+        return sum(b.errors for b in bs) / sum(b.calls for b in bs)
+    assert rate(troubled) > 5 * rate(healthy)
+    out = run_training(f"sqlite:///{tmp_path / 'mlflow.db'}", [], [leak_history(6)],
+                       use_ray=False, promote=False, event_logs=[log])
+    assert out["metrics"]["api_server"]["recall"] == 1.0 and not out["promoted"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from learning.patterns import FailureEvent, PatternRecognizer
-from learning.training import GRID, train
+from learning.training import GRID, Bucket, train
 from simulation.engine import Simulation
 from simulation.eventlog import read_training_history
 from simulation.history import labelled_buckets
@@ -28,7 +28,8 @@ __all__ = ["run_training"]
 
 def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scenario], *,
                  use_ray: bool = True, promote: bool = True, grid: Sequence[float] = GRID,
-                 event_logs: Sequence[str] = ()) -> dict[str, Any]:
+                 event_logs: Sequence[str] = (),
+                 live: dict[str, list[Bucket]] | None = None) -> dict[str, Any]:
     from learning.registry import champion, log_training, set_champion  # noqa: PLC0415
 
     segments: dict[str, list[Any]] = {}
@@ -42,6 +43,8 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     for directory in event_logs:  # exported event logs (selfheal simulate --events)
         for service, bs in read_training_history(directory).items():
             segments.setdefault(service, []).append(bs)
+    for service, bs in (live or {}).items():  # from the live stores (actors.live_history)
+        segments.setdefault(service, []).append(bs)
     model, tables = train(segments, use_ray=use_ray, grid=grid)
     patterns = PatternRecognizer().fit(failures)
     run_id, version = log_training(uri, model, tables,

@@ -128,8 +128,19 @@ def _train(args: argparse.Namespace) -> int:
         from actors.runtime import init_ray
 
         init_ray()
+    live = None
+    if args.live:
+        if settings.redis_url is None:
+            print("selfheal: --live needs REDIS_URL (the metric streams)", file=sys.stderr)
+            return 2
+        from actors.live_history import live_history, stream_services
+        from actors.stores.redis_conn import connect
+
+        client = connect(settings.redis_url)
+        live = live_history(client, settings.audit_database_url(), stream_services(client),
+                            settings.metrics_sample_rate)
     out = run_training(settings.mlflow_uri(), history, replay_on, use_ray=not args.local,
-                       promote=not args.no_promote, event_logs=args.events or ())
+                       promote=not args.no_promote, event_logs=args.events or (), live=live)
     print(f"trained: {', '.join(f'{s} h={h:g}' for s, h in sorted(out['policies'].items()))}")
     print(f"MLflow run {out['run_id']}, model version {out['version']}, compared with "
           f"{out['against']}:")
@@ -192,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="scenario files the candidate is replayed on (default: --history)")
     tr.add_argument("--events", nargs="+", metavar="DIR",
                     help="exported event logs to learn from too (selfheal simulate --events)")
+    tr.add_argument("--live", action="store_true",
+                    help="learn from the live metric streams and audit trail too")
     tr.add_argument("--no-promote", action="store_true", help="train and compare only")
     tr.add_argument("--local", action="store_true", help="train in this process, not on Ray")
     tr.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")

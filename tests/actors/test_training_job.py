@@ -82,3 +82,57 @@ def test_exported_event_logs_are_history_too(ray_cluster, tmp_path):
     out = run_training(f"sqlite:///{tmp_path / 'mlflow.db'}", [], [leak_history(6)],
                        use_ray=False, promote=False, event_logs=[log])
     assert out["metrics"]["api_server"]["recall"] == 1.0 and not out["promoted"]
+
+
+def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
+    import random
+    import uuid
+
+    from actors.live_history import live_history
+    from actors.stores.audit_sql import AuditStore
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing.audit import chain, circuit_transition
+    from healing.outcome import OutcomeRecord
+    from healing.safety import Criticality, OperationType
+    from tests.conftest import REDIS_URL
+
+    service = f"live{uuid.uuid4().hex[:6]}"
+    client = connect(REDIS_URL)
+    recorder = MetricRecorder(client, sample_rate=0.1, flush_interval_s=60,
+                              rng=random.Random(1))
+    rng = random.Random(2)
+    t0 = 1_800_000_000.0
+    for i in range(3600 * 5):  # an hour at 5/s; the circuit is open from 40 to 50 min
+        at = t0 + i / 5
+        bad = rng.random() < (0.3 if 2400 <= i / 5 < 3000 else 0.002)
+        recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
+                                      "ConnectionError" if bad else None,
+                                      "none" if bad else "primary", None,
+                                      OperationType.ADMINISTRATIVE, Criticality.MEDIUM, at))
+    recorder.flush()
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.migrate()
+    prev, records = "", []
+    for seq, (at, frm, to) in enumerate([(t0 + 2410, "CLOSED", "OPEN"),
+                                         (t0 + 3010, "HALF_OPEN", "CLOSED")]):
+        r = chain(circuit_transition(service=service, at=at, circuit=f"{service}:main",
+                                     from_state=frm, to_state=to, reason="test"),
+                  "w1", seq, prev)
+        prev = r.hash
+        records.append(r)
+    store.insert(records)
+    store.dispose()
+    try:
+        history = live_history(client, f"sqlite:///{tmp_path / 'audit.db'}", [service], 0.1)
+        buckets = history[service]
+        troubled = [b.start - t0 for b in buckets if b.troubled]
+        assert troubled[0] == 2410 // 10 * 10 and troubled[-1] == 3000
+        total = sum(b.calls for b in buckets)
+        assert 3600 * 5 * 0.9 < total < 3600 * 5 * 1.1  # successes re-weighted by 1/0.1
+        out = run_training(f"sqlite:///{tmp_path / 'mlflow.db'}", [], [], use_ray=False,
+                           promote=False, live=history)
+        assert out["metrics"][service]["recall"] == 1.0
+    finally:
+        client.delete(f"metrics:{service}", f"metrics:{service}:count")
+        recorder.close()

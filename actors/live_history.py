@@ -1,0 +1,69 @@
+"""Training history from the live stores: the Redis metric streams and the audit trail.
+
+Outcomes come from each ``metrics:{service}`` stream (every error, a sample of successes);
+trouble spans from the audit trail's circuit transitions: a service is in trouble from a
+circuit of its opening (or being forced open) until that circuit closes again, or, if it never
+did, until the last outcome seen. :func:`learning.history.buckets_from_events` turns the two
+into labelled buckets, the same as for exported simulation event logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from healing.audit import AuditKind
+from learning.history import buckets_from_events
+from learning.training import Bucket
+
+from .stores.audit_sql import AuditStore
+from .stores.metric_stream import read_events
+
+__all__ = ["live_history", "stream_services", "trouble_from_audit"]
+
+_OPEN = ("OPEN", "FORCED_OPEN")
+
+
+def trouble_from_audit(records: Any, until: float) -> dict[str, list[tuple[float, float]]]:
+    """Per service, the spans during which one of its circuits stood open."""
+    opened: dict[str, float] = {}  # circuit -> since
+    spans: dict[str, list[tuple[float, float]]] = {}
+    transitions = sorted((r for r in records if r.kind is AuditKind.CIRCUIT_TRANSITION),
+                         key=lambda r: r.at)
+    for r in transitions:
+        circuit = str(r.data.get("circuit", "")).split(" (process", 1)[0]
+        to = r.data.get("to_state")
+        if to in _OPEN:
+            opened.setdefault(circuit, r.at)
+        elif circuit in opened:
+            spans.setdefault(r.service, []).append((opened.pop(circuit), r.at))
+    for circuit, since in opened.items():
+        spans.setdefault(circuit.split(":", 1)[0], []).append((since, until))
+    return spans
+
+
+def stream_services(client: redis.Redis, prefix: str = "metrics") -> list[str]:
+    """The services that have a metric stream."""
+    out = set()
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        name = key.decode() if isinstance(key, bytes) else key
+        if not name.endswith(":count") and client.type(name) == b"stream":
+            out.add(name[len(prefix) + 1:])
+    return sorted(out)
+
+
+def live_history(client: redis.Redis, audit_url: str, services: list[str],
+                 sample_rate: float, prefix: str = "metrics") -> dict[str, list[Bucket]]:
+    events = []
+    for service in services:
+        for at, _latency, ok, error_kind, _tier, _provider in read_events(client, service,
+                                                                         prefix):
+            events.append((float(at), service, bool(ok), error_kind))
+    until = max((e[0] for e in events), default=0.0)
+    store = AuditStore(audit_url)
+    try:
+        trouble = trouble_from_audit(store.records(), until)
+    finally:
+        store.dispose()
+    return buckets_from_events(events, trouble, sample_rate)

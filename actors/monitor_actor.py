@@ -141,14 +141,15 @@ class PredictiveMonitorActor:
             return
         # [at, latency_s, ok, error_kind, tier, provider]; one observation per event time
         weight = 1.0 / self.sample_rate if self.sample_rate > 0 else 0.0
-        for at, _latency, ok, error_kind, _tier, _provider in events:
+        for at, latency, ok, error_kind, _tier, _provider in events:
             self.events_read += 1
             if error_kind in _NOT_CALLED:
                 continue
+            lat = (float(latency),) if latency is not None else ()
             if ok and error_kind is None:
-                self.monitor.observe(service, float(at), weight, 0.0)
+                self.monitor.observe(service, float(at), weight, 0.0, lat)
             else:
-                self.monitor.observe(service, float(at), 1.0, 1.0)
+                self.monitor.observe(service, float(at), 1.0, 1.0, lat)
 
     def _tell(self, service: str, detail: str) -> None:
         if self.orchestrator is None:

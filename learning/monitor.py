@@ -14,16 +14,24 @@ a leak or a slow degradation looks like and what a fixed threshold sees late. Th
 reset after an anomaly, and the service is then quiet for ``quiet_s``: one episode, one
 trigger. Nothing is raised until ``warmup_calls`` calls have taught ``p0``.
 
+Latency, when the caller has it, is the second feature: each bucket's 95th percentile is
+scored by a :class:`~learning.detectors.SelfhealDetector` against the service's own last
+hours (a conformal p-value, so it needs an hour or two of history before it can call anything
+rare), and a score at or above ``latency_threshold`` is a ``latency_p95`` anomaly.
+
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from healing.config import check_count, check_positive
 from healing.errors import ConfigError
+
+from .detectors import SelfhealDetector
 
 __all__ = ["Anomaly", "MonitorPolicy", "PredictiveMonitor"]
 
@@ -36,6 +44,10 @@ class MonitorPolicy:
     warmup_calls: int = 500
     learn_rate: float = 0.01  # p0's weight on each quiet bucket (an EWMA)
     quiet_s: float = 300.0
+    # of SelfhealDetector's score on the p95; 0.85 is about "the most unusual bucket of the
+    # last two hours" (a record among 720 scores 0.89 after the Bonferroni correction)
+    latency_threshold: float = 0.85
+    min_latency_samples: int = 5
 
     def __post_init__(self) -> None:
         check_positive("bucket_s", self.bucket_s)
@@ -44,6 +56,8 @@ class MonitorPolicy:
         check_count("warmup_calls", self.warmup_calls)
         check_positive("learn_rate", self.learn_rate)
         check_positive("quiet_s", self.quiet_s)
+        check_positive("latency_threshold", self.latency_threshold)
+        check_count("min_latency_samples", self.min_latency_samples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +74,22 @@ class Anomaly:
 
 
 @dataclass
+class _Bucket:
+    calls: float = 0.0
+    errors: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
 class _Service:
-    buckets: dict[int, list[float]] = field(default_factory=dict)  # index -> [calls, errors]
+    buckets: dict[int, _Bucket] = field(default_factory=dict)
     next_index: int | None = None
     quiet_until: float = float("-inf")
     calls: float = 0.0  # seen while learning p0
     errors: float = 0.0
     p0: float | None = None
     cusum: float = 0.0
+    latency: Any = None  # the latency detector, made on first use
 
 
 class PredictiveMonitor:
@@ -84,17 +106,22 @@ class PredictiveMonitor:
         self.services: dict[str, _Service] = {}
         self.scored = 0
 
-    def observe(self, service: str, at: float, calls: float, errors: float) -> None:
-        """``calls`` primary calls, ``errors`` of them failed, at time ``at``."""
+    def observe(self, service: str, at: float, calls: float, errors: float,
+                latencies: Sequence[float] = ()) -> None:
+        """``calls`` primary calls, ``errors`` of them failed, at time ``at``; with the
+        latencies (seconds) of those it has them for."""
         s = self.services.get(service)
         if s is None:
             s = self.services[service] = _Service()
         index = int(at // self.policy.bucket_s)
         if s.next_index is not None and index < s.next_index:
             return  # its bucket was already scored: late evidence is dropped, not re-scored
-        b = s.buckets.setdefault(index, [0.0, 0.0])
-        b[0] += calls
-        b[1] += errors
+        b = s.buckets.get(index)
+        if b is None:
+            b = s.buckets[index] = _Bucket()
+        b.calls += calls
+        b.errors += errors
+        b.latencies.extend(latencies)
 
     def tick(self, now: float) -> list[Anomaly]:
         """Score every bucket that ended by ``now``; returns the anomalies, oldest first."""
@@ -103,12 +130,16 @@ class PredictiveMonitor:
         closed = int(now // bucket_s)  # buckets with index < closed have ended
         for name, s in self.services.items():
             for index in sorted(i for i in s.buckets if i < closed):
-                calls, errors = s.buckets.pop(index)
+                b = s.buckets.pop(index)
+                calls, errors = b.calls, b.errors
                 s.next_index = index + 1
-                if calls <= 0:
-                    continue
                 end = (index + 1) * bucket_s
                 pol = self.per_service.get(name, self.policy)
+                slow = self._latency(name, s, b, end, pol)
+                if slow is not None:
+                    out.append(slow)
+                if calls <= 0:
+                    continue
                 score = self._update(s, calls, errors, pol, learn=end >= s.quiet_until)
                 self.scored += 1
                 if score is not None and s.cusum >= pol.h and end >= s.quiet_until:
@@ -117,6 +148,22 @@ class PredictiveMonitor:
                     s.quiet_until = end + pol.quiet_s
         out.sort(key=lambda a: (a.at, a.service))
         return out
+
+    def _latency(self, name: str, s: _Service, b: _Bucket, end: float,
+                 pol: MonitorPolicy) -> Anomaly | None:
+        """The bucket's 95th-percentile latency, scored against the service's own past."""
+        if len(b.latencies) < pol.min_latency_samples:
+            return None
+        if s.latency is None:
+            # an hour of buckets as the window, two as the calibration
+            s.latency = SelfhealDetector(360, 720, 30)
+        lat = sorted(b.latencies)
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+        score = s.latency(p95)
+        if score >= pol.latency_threshold and end >= s.quiet_until:
+            s.quiet_until = end + pol.quiet_s
+            return Anomaly(name, end, "latency_p95", p95, score)
+        return None
 
     def _update(self, s: _Service, calls: float, errors: float, pol: MonitorPolicy,
                 learn: bool = True) -> float | None:

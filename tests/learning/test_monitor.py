@@ -75,3 +75,17 @@ def test_late_evidence_for_a_scored_bucket_is_dropped_and_services_are_separate(
 def test_bad_policies_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         MonitorPolicy(**{field: value})
+
+
+def test_a_latency_spike_is_an_anomaly_once_the_service_has_a_history():
+    m = PredictiveMonitor()
+    rng = random.Random(11)
+    found = []
+    for k in range(900):  # two and a half hours of ordinary latency, 20 calls a bucket
+        lat = [rng.gauss(0.1, 0.01) for _ in range(20)]
+        m.observe("api", 10 * k, 20, 0, lat)
+        found += m.tick(10 * k + 10)
+    assert found == []
+    m.observe("api", 9000, 20, 0, [rng.gauss(0.6, 0.05) for _ in range(20)])
+    [a] = m.tick(9010)
+    assert a.feature == "latency_p95" and a.value > 0.5 and a.score >= 0.85

@@ -68,6 +68,15 @@ class YamlSource:
         """An error about the field at ``at`` (keys and indices)."""
         return SourceError(self.path, self.line(at), dotted(at) or name, reason)
 
+    def core_error(self, exc: Exception, at: list[Any], name: str = "file") -> SourceError:
+        """A core validation error (a ConfigError naming its value, or a TypeError), placed
+        at ``at`` in this file."""
+        reason = getattr(exc, "reason", None) or str(exc)
+        value = getattr(exc, "value", None)
+        if value is not None and isinstance(exc, ConfigError):
+            reason += f", got {value!r}"
+        return self.error(reason, at, name)
+
     def line(self, at: list[Any]) -> int | None:
         """The line of the node at ``at``, or of its nearest parent."""
         node = self.root

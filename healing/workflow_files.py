@@ -85,12 +85,8 @@ def load_workflow(path: str | pathlib.Path) -> RecoveryWorkflow:
     except WorkflowFileError:
         raise
     except (ConfigError, TypeError) as exc:
-        at = _yaml_path(getattr(exc, "field", None), where)
-        reason = getattr(exc, "reason", None) or str(exc)
-        value = getattr(exc, "value", None)
-        if value is not None and isinstance(exc, ConfigError):
-            reason += f", got {value!r}"
-        raise fail(reason, at) from None
+        raise src.core_error(exc, _yaml_path(getattr(exc, "field", None), where),
+                             "workflow") from None
 
 
 # Where a core error's field lives in the file (core names on the left).

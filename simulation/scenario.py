@@ -268,12 +268,8 @@ def load_scenario(path: str | pathlib.Path) -> Scenario:
     except SourceError:
         raise
     except (ConfigError, TypeError, ValueError) as exc:
-        where = _where(getattr(exc, "field", None), at)
-        reason = getattr(exc, "reason", None) or str(exc)
-        value = getattr(exc, "value", None)
-        if value is not None and isinstance(exc, ConfigError):
-            reason += f", got {value!r}"
-        raise fail(reason, where) from None
+        raise src.core_error(exc, _where(getattr(exc, "field", None), at),
+                             "scenario") from None
 
 
 def _fields(raw: Any, known: set[str], required: tuple[str, ...], at: list[Any], fail: Any,

@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from healing import ClinicalSafetyValidator, SystemClock
-from healing.audit import recovery_step
+from healing.audit import operator_action, recovery_step
 from healing.orchestration import RecoveryQueue, TriggerEvent
 from healing.retry import bounded
 from healing.workflow import (
@@ -75,6 +75,7 @@ class RecoveryOrchestratorActor:
         # service -> (error rate, window in seconds) that raises an error_threshold trigger,
         # judged from the service's metric stream.
         self.error_thresholds = dict(error_thresholds or {})
+        self._threshold_history: dict[str, list[tuple[float, float] | None]] = {}
         self._watch_interval_s = watch_interval_s
         self._watcher: asyncio.Task[None] | None = None
 
@@ -109,6 +110,45 @@ class RecoveryOrchestratorActor:
                 await self.check_error_thresholds()
             except Exception:  # Redis away: the next round tries again
                 continue
+
+    async def thresholds(self) -> dict[str, tuple[float, float]]:
+        return dict(self.error_thresholds)
+
+    async def adopt_threshold(self, service: str, threshold: float, window_s: float,
+                              reason: str, by: str = "selfheal:adaptive-thresholds") -> dict:
+        """Put a new error threshold in force for ``service``; audited, and reversible with
+        :meth:`revert_threshold`."""
+        old = self.error_thresholds.get(service)
+        self._threshold_history.setdefault(service, []).append(old)
+        self.error_thresholds[service] = (float(threshold), float(window_s))
+        await self._audit_threshold(service, "error_threshold_changed", old,
+                                    self.error_thresholds[service], reason, by)
+        return {"service": service, "old": old, "new": self.error_thresholds[service]}
+
+    async def revert_threshold(self, service: str, by: str = "selfheal:adaptive-thresholds"
+                               ) -> dict:
+        """Go back to the threshold before the last change (none: no threshold at all)."""
+        earlier = self._threshold_history.get(service)
+        if not earlier:
+            raise ValueError(f"{service}: no earlier error threshold to go back to")
+        old, new = self.error_thresholds.get(service), earlier.pop()
+        if new is None:
+            self.error_thresholds.pop(service, None)
+        else:
+            self.error_thresholds[service] = new
+        await self._audit_threshold(service, "error_threshold_reverted", old, new, "reverted",
+                                    by)
+        return {"service": service, "old": old, "new": new}
+
+    async def _audit_threshold(self, service: str, action: str, old: Any, new: Any,
+                               reason: str, by: str) -> None:
+        if self.audit is None:
+            return
+        # ``by`` names a system component, not a person: it is kept as it is.
+        await self.audit.aappend(operator_action(
+            service=service, at=time.time(), operator=by, action=action,
+            pseudonymize=lambda who: who,
+            details={"old": old, "new": new, "reason": reason}))
 
     async def runs(self) -> list[dict[str, Any]]:
         return list(self._runs)

@@ -136,3 +136,49 @@ def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
     finally:
         client.delete(f"metrics:{service}", f"metrics:{service}:count")
         recorder.close()
+
+
+def test_thresholds_tuned_on_history_are_applied_audited_and_reversible(ray_cluster,
+                                                                        tmp_path):
+    import time
+    import uuid
+
+    from actors.runtime import orchestrator
+    from actors.stores.audit_sql import AuditStore
+    from actors.training_job import tune_thresholds
+    from simulation.engine import Simulation
+    from simulation.history import labelled_buckets
+
+    audit = {"spool_dir": str(tmp_path / "spool"),
+             "database_url": f"sqlite:///{tmp_path / 'audit.db'}", "flush_interval_s": 0.05}
+    AuditStore(audit["database_url"]).migrate()
+    orch = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", workflows=[], audit=audit,
+                        error_thresholds={"api_server": (0.5, 60.0)})
+    try:
+        segments = {"api_server": [labelled_buckets(Simulation(leak_history(s),
+                                                               predictive=False).run())
+                                   ["api_server"] for s in (1, 2)]}
+        [change] = tune_thresholds(orch, segments)
+        assert tuple(change["old"]) == (0.5, 60.0)
+        new = change["new"][0]
+        assert 0 < new < 0.1  # healthy 10 s buckets sit near 0.1 %: 50 % was far too lax
+        assert ray_cluster.get(orch.thresholds.remote())["api_server"][0] == new
+        assert tune_thresholds(orch, segments) == []  # the same history: no 20 % move
+        back = ray_cluster.get(orch.revert_threshold.remote("api_server"))
+        assert back["new"][0] == 0.5
+        assert ray_cluster.get(orch.thresholds.remote())["api_server"][0] == 0.5
+        # both changes reach the audit trail (spooled durably, then written to SQL)
+        store = AuditStore(audit["database_url"])
+        deadline = time.monotonic() + 20
+        while (store.count_by_kind().get("operator_action", 0) < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        actions = sorted((r for r in store.records() if r.kind.value == "operator_action"),
+                         key=lambda r: r.at)
+        store.dispose()
+        assert [a.data["action"] for a in actions] == ["error_threshold_changed",
+                                                       "error_threshold_reverted"]
+        assert actions[0].data["operator"] == "selfheal:adaptive-thresholds"
+        assert "false positives" in actions[0].data["details"]["reason"]
+    finally:
+        ray_cluster.kill(orch)

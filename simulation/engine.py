@@ -657,7 +657,10 @@ class _Action:
                 state.moved = False
             self._watch(service, spec.primary, back)
             return {"route": tier}
-        circuit = self.run.event.detail if ":" in self.run.event.detail else ""
+        # Only these triggers name a circuit ("service:provider") in their detail.
+        event = self.run.event
+        circuit = event.detail if event.trigger in (Trigger.CIRCUIT_OPEN,
+                                                    Trigger.HEALTH_CHECK_FAILED) else ""
         provider = circuit.split(":", 1)[1] if circuit else spec.primary
         breaker = sim.breakers.get(service, provider)
         if cfg.get("provider") == "primary":

@@ -3,8 +3,8 @@
 A training is one MLflow run in the experiment ``selfheal-training`` (parameters: services,
 grid, targets, history size; metrics: each service's precision, recall, false-positive and
 false-negative rates and detection delay; artifacts: the model as JSON, each service's
-grid as a table and the recurring-failure pattern table), with the model registered as a new
-version of ``selfheal-monitor-policy``. Promotion moves the ``champion`` alias to a version
+grid as a table and as an SVG plot, and the recurring-failure pattern table), with the model
+registered as a new version of ``selfheal-monitor-policy``. Promotion moves the ``champion`` alias to a version
 and records the replay comparison on it; running monitors read the champion
 (:func:`champion`).
 """
@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from .plots import line_chart
 from .training import GRID, MonitorModel
 
 __all__ = ["EXPERIMENT", "MODEL_NAME", "champion", "log_training", "set_champion",
@@ -75,6 +76,13 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
         mlflow.log_artifact(str(path))
         mlflow.log_dict(tables, "grid.json")
         mlflow.log_dict({"patterns": patterns or []}, "patterns.json")
+        for service, rows in tables.items():  # what each h costs and buys, per service
+            mlflow.log_text(line_chart(
+                f"{service}: the monitor's evidence level h", "h", [r["h"] for r in rows],
+                {"detection delay (s)": [r["detection_delay_s"] for r in rows],
+                 "false-positive rate": [r["false_positive_rate"] for r in rows],
+                 "false-negative rate": [r["false_negative_rate"] for r in rows]}),
+                f"plots/{service}_grid.svg")
         info = mlflow.pyfunc.log_model(name="model", python_model=MonitorPolicyModel(),
                                        artifacts={"policy": str(path)}, pip_requirements=[],
                                        registered_model_name=MODEL_NAME)

@@ -39,7 +39,9 @@ def test_train_log_register_replay_and_promote_only_when_better(ray_cluster, tmp
     assert "api_server.detection_delay_s" in run.data.metrics
     assert run.info.experiment_id == client.get_experiment_by_name(EXPERIMENT).experiment_id
     assert {a.path for a in client.list_artifacts(fast["run_id"])} >= {
-        "monitor_model.json", "grid.json", "patterns.json"}
+        "monitor_model.json", "grid.json", "patterns.json", "plots"}
+    [plot] = [a.path for a in client.list_artifacts(fast["run_id"], "plots")]
+    assert plot == "plots/api_server_grid.svg"
     assert client.get_model_version(MODEL_NAME, fast["version"]).run_id == fast["run_id"]
     version, model = champion(uri)
     assert version == fast["version"] == "2"

@@ -23,6 +23,7 @@ cached, so they are never shared (the cache refuses them on both sides as well).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -152,13 +153,12 @@ class ControlListener:
                 _log.exception("control message not applied")
 
     def _resubscribe(self) -> None:
-        try:
+        # A failure here is left to the next turn of the loop, which tries again.
+        with contextlib.suppress(redis.RedisError):
             self._pubsub.close()
             self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             self._pubsub.subscribe(CHANNEL)
             self.routes.replace(_read_routes(self.client))
-        except redis.RedisError:
-            pass  # the next turn of the loop tries again
 
     def handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")

@@ -691,7 +691,7 @@ class _Action:
 
 
 class _StepFailed(Exception):
-    pass
+    """A simulated action failed; its message becomes the step's error."""
 
 
 def _caller(world: World, clock: ManualClock, service: str,

@@ -19,7 +19,7 @@ bench: $(STAMP) services
 	$(PY) -m benchmarks
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check healing actors serve tests benchmarks
+	$(VENV)/bin/ruff check healing learning simulation actors serve tests benchmarks
 	$(VENV)/bin/lint-imports
 
 venv: $(STAMP)

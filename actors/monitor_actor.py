@@ -25,6 +25,7 @@ import redis
 
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
+from learning.history import event_counts
 from learning.monitor import MonitorPolicy, PredictiveMonitor
 
 from .stores.redis_conn import connect
@@ -33,7 +34,6 @@ __all__ = ["GROUP", "PredictiveMonitorActor"]
 
 _log = logging.getLogger("selfheal.monitor")
 GROUP = "monitor"
-_NOT_CALLED = ("rejected", "routed")
 
 
 class PredictiveMonitorActor:
@@ -140,16 +140,12 @@ class PredictiveMonitorActor:
             _log.error("malformed metric entry for %s skipped", service)
             return
         # [at, latency_s, ok, error_kind, tier, provider]; one observation per event time
-        weight = 1.0 / self.sample_rate if self.sample_rate > 0 else 0.0
         for at, latency, ok, error_kind, _tier, _provider in events:
             self.events_read += 1
-            if error_kind in _NOT_CALLED:
-                continue
-            lat = (float(latency),) if latency is not None else ()
-            if ok and error_kind is None:
-                self.monitor.observe(service, float(at), weight, 0.0, lat)
-            else:
-                self.monitor.observe(service, float(at), 1.0, 1.0, lat)
+            seen = event_counts(ok, error_kind, self.sample_rate)
+            if seen is not None:
+                lat = (float(latency),) if latency is not None else ()
+                self.monitor.observe(service, float(at), seen[0], seen[1], lat)
 
     def _tell(self, service: str, detail: str) -> None:
         if self.orchestrator is None:

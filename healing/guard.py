@@ -53,7 +53,7 @@ from .fallback import (
     plan_fallback,
     run_plan,
 )
-from .outcome import InMemorySink, OutcomeRecord, OutcomeSink
+from .outcome import NOT_CALLED, InMemorySink, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry
 from .routing import RouteTable
 from .safety import (
@@ -419,4 +419,4 @@ def _impact_of(served: FallbackResult, kind: str) -> PatientImpact:
         return PatientImpact.DEGRADED_SERVICE
     # An alternative provider's answer is a full answer; it came late if the primary was
     # tried and failed first, and on time if an open circuit or a route skipped the primary.
-    return PatientImpact.NONE if kind in ("rejected", "routed") else PatientImpact.DELAY
+    return PatientImpact.NONE if kind in NOT_CALLED else PatientImpact.DELAY

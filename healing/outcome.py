@@ -12,7 +12,11 @@ import threading
 from collections import Counter, deque
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["InMemorySink", "Outcome", "OutcomeRecord", "OutcomeSink"]
+__all__ = ["NOT_CALLED", "InMemorySink", "Outcome", "OutcomeRecord", "OutcomeSink"]
+
+# Error kinds of outcomes whose primary was never called: an open circuit refused it, or a
+# route sent the request straight to a fallback tier. They say nothing of the primary's health.
+NOT_CALLED = frozenset({"rejected", "routed"})
 
 
 class Outcome(NamedTuple):

@@ -13,11 +13,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+from healing.outcome import NOT_CALLED
+
 from .training import Bucket
 
-__all__ = ["buckets_from_events"]
+__all__ = ["buckets_from_events", "event_counts"]
 
-_NOT_CALLED = ("rejected", "routed")
+def event_counts(ok: bool, error_kind: str | None,
+                 sample_rate: float) -> tuple[float, float] | None:
+    """What one streamed event stands for: ``(calls, errors)`` of the primary, a sampled
+    success standing for ``1 / sample_rate`` calls; None when the primary was not called."""
+    if error_kind in NOT_CALLED:
+        return None
+    if ok and error_kind is None:
+        return 1.0 / sample_rate, 0.0
+    return 1.0, 1.0
 
 
 def buckets_from_events(events: Iterable[tuple[float, str, bool, str | None]],
@@ -29,14 +39,12 @@ def buckets_from_events(events: Iterable[tuple[float, str, bool, str | None]],
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
     counts: dict[str, dict[int, list[float]]] = defaultdict(dict)
     for at, service, ok, error_kind in events:
-        if error_kind in _NOT_CALLED:
+        seen = event_counts(ok, error_kind, sample_rate)
+        if seen is None:
             continue
         b = counts[service].setdefault(int(at // bucket_s), [0.0, 0.0])
-        if ok and error_kind is None:
-            b[0] += 1.0 / sample_rate
-        else:
-            b[0] += 1.0
-            b[1] += 1.0
+        b[0] += seen[0]
+        b[1] += seen[1]
     out = {}
     for service, by_index in counts.items():
         spans = trouble.get(service, ())

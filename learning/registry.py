@@ -4,9 +4,9 @@ A training is one MLflow run in the experiment ``selfheal-training`` (parameters
 grid, targets, history size; metrics: each service's precision, recall, false-positive and
 false-negative rates and detection delay; artifacts: the model as JSON, each service's
 grid as a table and as an SVG plot, and the recurring-failure pattern table), with the model
-registered as a new version of ``selfheal-monitor-policy``. Promotion moves the ``champion`` alias to a version
-and records the replay comparison on it; running monitors read the champion
-(:func:`champion`).
+registered as a new version of ``selfheal-monitor-policy``. Promotion moves the ``champion``
+alias to a version and records the replay comparison on it; running monitors read the
+champion (:func:`champion`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from healing.fallback import FallbackStrategyRegistry
 from healing.guard import Guard
 from healing.health import CheckResult, HealthCheckFailed, HealthTracker
 from healing.orchestration import RecoveryQueue, TriggerEvent
-from healing.outcome import OutcomeRecord
+from healing.outcome import NOT_CALLED, OutcomeRecord
 from healing.registry import CircuitBreakerRegistry
 from healing.routing import Route
 from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
@@ -75,7 +75,6 @@ _QUESTIONS = 200  # distinct requests per service: what the fallback cache can h
 _KEYS = [f"q{i}" for i in range(_QUESTIONS)]
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
 _LIFE_CRITICAL = Criticality.LIFE_CRITICAL
-_NOT_CALLED = ("rejected", "routed")  # outcomes where the primary was never called
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +134,7 @@ class _Recorder:
             self.logs[o.service].calls[self.sec] += 1
         else:
             self.failures += 1
-            if kind not in _NOT_CALLED:
+            if kind not in NOT_CALLED:
                 log = self.logs[o.service]
                 log.calls[self.sec] += 1
                 log.errors[self.sec] += 1
@@ -344,7 +343,7 @@ class Simulation:
         if r.tier == "primary":
             log.impact["none"] += 1
         elif r.method is TierMethod.ALTERNATIVE_PROVIDER:
-            log.impact["none" if rec.last_kind in _NOT_CALLED else "delay"] += 1
+            log.impact["none" if rec.last_kind in NOT_CALLED else "delay"] += 1
         else:
             log.impact["degraded"] += 1
 

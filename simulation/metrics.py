@@ -38,7 +38,7 @@ from typing import Any
 
 from .engine import RunResult
 
-__all__ = ["METRICS", "aggregate", "run_metrics"]
+__all__ = ["METRICS", "aggregate", "mean", "run_metrics"]
 
 SUSTAIN_S = 60
 SETTLE_S = 120
@@ -88,9 +88,9 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
         services[name] = {
             "requests": sum(log.total),
             "availability": _ratio(sum(log.served), sum(log.total)),
-            "mttd_s": _mean([i["detected_s"] - i["start_s"] for i in own
+            "mttd_s": mean([i["detected_s"] - i["start_s"] for i in own
                              if i["detected_s"] is not None]),
-            "mttr_s": _mean([i["recovered_s"] - i["start_s"] for i in own
+            "mttr_s": mean([i["recovered_s"] - i["start_s"] for i in own
                              if i["recovered_s"] is not None]),
             "impact": dict(log.impact),
         }
@@ -98,8 +98,8 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
     return {
         "requests": r.requests,
         "availability": _ratio(served, total),
-        "mttd_s": _mean([i["detected_s"] - i["start_s"] for i in detected]),
-        "mttr_s": _mean([i["recovered_s"] - i["start_s"] for i in recovered]),
+        "mttd_s": mean([i["detected_s"] - i["start_s"] for i in detected]),
+        "mttr_s": mean([i["recovered_s"] - i["start_s"] for i in recovered]),
         "recovery_success_rate": _ratio(sum(i["automated"] for i in incidents), len(incidents)),
         "false_positive_rate": _ratio(fp_minutes, free_minutes, empty=0.0),
         "false_negative_rate": _ratio(len(incidents) - len(detected), len(incidents),
@@ -172,7 +172,7 @@ def _ratio(a: float, b: float, empty: float | None = None) -> float | None:
     return empty if b == 0 else a / b
 
 
-def _mean(xs: Sequence[float]) -> float | None:
+def mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 

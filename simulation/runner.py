@@ -19,7 +19,7 @@ from typing import Any
 
 from .engine import Simulation
 from .eventlog import write_event_log
-from .metrics import aggregate, run_metrics
+from .metrics import aggregate, mean, run_metrics
 from .scenario import Scenario
 
 __all__ = ["RunSpec", "report_json", "run_one", "simulate"]
@@ -104,14 +104,10 @@ def _services(results: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     out = {}
     for name in results[0][mode]["services"]:
         per = [r[mode]["services"][name] for r in results]
-        out[name] = {k: _mean([p[k] for p in per if p[k] is not None])
+        out[name] = {k: mean([p[k] for p in per if p[k] is not None])
                      for k in ("requests", "availability", "mttd_s", "mttr_s")}
         out[name]["impact"] = {k: sum(p["impact"][k] for p in per) for k in per[0]["impact"]}
     return out
-
-
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def _impact(results: list[dict[str, Any]], mode: str) -> dict[str, int]:

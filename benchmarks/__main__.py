@@ -1,4 +1,8 @@
-"""``make bench``: run every suite, print the table, write benchmarks/results.json."""
+"""``make bench``: run every suite, print the table, write benchmarks/results.json.
+
+``python -m benchmarks nab simulation`` runs only the suites named; the figures other suites
+wrote before stay in results.json.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,20 @@ import sys
 from . import core, nab, runtime, simulation
 from .harness import RESULTS, table, write
 
+SUITES = {"core": core.run, "runtime": runtime.run, "simulation": simulation.run,
+          "nab": nab.run}
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        print(f"unknown suite(s) {', '.join(unknown)}: choose from {', '.join(SUITES)}",
+              file=sys.stderr)
+        return 2
     print(f"selfheal benchmarks on {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.machine()}\n")
-    figures = core.run() + runtime.run() + simulation.run() + nab.run()
+    figures = [f for name in (names or SUITES) for f in SUITES[name]()]
     print(table(figures))
     write(figures)
     print(f"\nwritten to {RESULTS}")

@@ -45,8 +45,9 @@ def run() -> list[Figure]:
     figures = []
     for k, p in enumerate(PROFILES):
         ours = results["selfheal"][p.name]
-        for base in ("rolling_zscore", "static_threshold"):
-            label = base.replace("_", " ")
+        for base in ("deviation", "rolling_zscore", "static_threshold"):
+            label = ("its model-free cold start alone" if base == "deviation"
+                     else base.replace("_", " "))
             figures.append(figure(f"NAB {p.name}: selfheal detect vs {label}", ours, "points",
                                   f"{label}, same rules, same run", results[base][p.name]))
         best = max(PUBLISHED.items(), key=lambda kv: kv[1][k])

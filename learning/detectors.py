@@ -1,27 +1,50 @@
 """Streaming anomaly detectors: one value in, one score in [0, 1] out, using only the past.
 
-Every detector here is a callable ``step(value) -> score``. None reads ahead, and none
-normalises by a file-wide minimum or maximum: each score depends only on the values before
-it and on the value itself, so the same object scores a live metric stream.
+Every detector here is a callable ``step(value, at=None) -> score`` (``at``: the value's time
+in seconds, for those that use it). None reads ahead, and none normalises by a file-wide
+minimum or maximum: each score depends only on the values (and times) before it and on the
+value itself, so the same object scores a live metric stream.
 
-* :class:`SelfhealDetector`: how far the value, and its change from the last one, sit from
+* :class:`SelfhealDetector`: how far the value is from a Holt-Winters one-step forecast
+  (:mod:`learning.seasonal`, with a daily season when the values' times show one), as a
+  z-score against the recent forecast errors; that raw score is calibrated into a conformal
+  p-value against the detector's own last ``memory`` raw scores, and the score is the
+  p-value's negative log over the smallest p-value that memory can give (so "more extreme
+  than anything in memory" scores 1 whether the memory holds 60 or 5000 scores, and scores
+  mean the same early in a stream as late). Until its model is fitted and calibrated it
+  answers with the :class:`DeviationDetector` (its cold start).
+* :class:`DeviationDetector`: how far the value, and its change from the last one, sit from
   the mean of a sliding window, in that window's standard deviations (changes enter their
-  window winsorised at 6 deviations); each of those raw
-  deviations is calibrated into a conformal p-value against the detector's own recent raw
-  deviations (what fraction of them were at least as large), the smaller p-value wins
-  (Bonferroni-corrected), and the score is its negative log, scaled to [0, 1]. A novelty gate
-  halves a score that does not exceed every score of the last ``gate`` steps, so one episode
-  raises one alarm rather than a volley.
+  window winsorised at 6 deviations); each calibrated into a conformal p-value, the smaller
+  p-value wins (Bonferroni-corrected), and the score is its negative log, scaled to [0, 1].
+* Both apply a novelty gate: a score that does not exceed every score of the last ``gate``
+  steps is halved, so one episode raises one alarm rather than a volley.
 * :class:`StaticThreshold`, :class:`RollingZScore`: the simple baselines, scored the same way.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 
-__all__ = ["DETECTORS", "SelfhealDetector", "RollingZScore", "StaticThreshold"]
+from .seasonal import HoltWinters
+
+__all__ = ["DETECTORS", "DeviationDetector", "RollingZScore", "SelfhealDetector",
+           "StaticThreshold"]
+
+
+class _Gate:
+    """Halves a score that does not beat every score of the last ``size`` steps."""
+
+    def __init__(self, size: int) -> None:
+        self.recent: deque[float] = deque(maxlen=size)
+
+    def __call__(self, score: float) -> float:
+        before = max(self.recent) if self.recent else 0.0
+        self.recent.append(score)
+        return score if score > before else score * 0.5
 
 
 class _Moments:
@@ -59,6 +82,13 @@ class _Conformal:
         self.fifo: deque[float] = deque()
         self.sorted: list[float] = []
 
+    def surprise(self, x: float) -> float | None:
+        """``-log p`` over its largest possible value now, in [0, 1]: 1 for a raw score above
+        every one in memory, however many that is."""
+        k = len(self.sorted)
+        p = self.p(x)
+        return None if p is None else min(1.0, -math.log(p) / math.log(k + 1))
+
     def p(self, x: float) -> float | None:
         k = len(self.sorted)
         p = None if k < self.minimum else (k - bisect.bisect_left(self.sorted, x) + 1) / (k + 1)
@@ -69,27 +99,36 @@ class _Conformal:
         return p
 
 
-class SelfhealDetector:
-    """selfheal's streaming detector (see the module doc).
+class DeviationDetector:
+    """How unusual a value and its change are against a sliding window (see the module doc):
+    needs no model, so it is the cold start of :class:`SelfhealDetector` and the monitor's
+    latency detector.
 
     Args:
         window: values the deviations are measured against.
         calibration: raw deviations each p-value is judged against.
         gate: steps a score must beat to count in full.
+        early: scale scores by the smallest p-value the calibration can give *so far* (a
+            record scores 1 from the 50th value on), as :class:`SelfhealDetector` does, rather
+            than by what a full calibration can give (then nothing scores high until the
+            calibration has filled: what the monitor's latency feature wants).
     """
 
-    def __init__(self, window: int = 1000, calibration: int = 2000, gate: int = 100) -> None:
+    def __init__(self, window: int = 1000, calibration: int = 2000, gate: int = 100,
+                 early: bool = False) -> None:
+        self.early = early
         self.values = _Moments(window)
         self.changes = _Moments(window)
         self.cal_value = _Conformal(calibration)
         self.cal_change = _Conformal(calibration)
-        self.recent: deque[float] = deque(maxlen=gate)
+        self.gate = _Gate(gate)
         self.last: float | None = None
         self.scale = math.log10(calibration + 1)
 
-    def __call__(self, value: float) -> float:
+    def __call__(self, value: float, at: float | None = None) -> float:
         change = 0.0 if self.last is None else value - self.last
         ps = []
+        known = len(self.cal_value.sorted) + 1
         st = self.values.stats()
         if st is not None:
             p = self.cal_value.p(abs(value - st[0]) / st[1])
@@ -109,10 +148,69 @@ class SelfhealDetector:
         score = 0.0
         if ps:
             p = min(1.0, min(ps) * len(ps))
-            score = max(0.0, min(1.0, -math.log10(p) / self.scale))
-        before = max(self.recent) if self.recent else 0.0
-        self.recent.append(score)
-        return score if score > before else score * 0.5
+            scale = math.log10(known) if self.early else self.scale
+            score = max(0.0, min(1.0, -math.log10(p) / scale))
+        return self.gate(score)
+
+
+class SelfhealDetector:
+    """selfheal's streaming detector (see the module doc).
+
+    Args:
+        period: values per season; None to take a daily season from the values' times (when
+            the first ``probe`` values have times and a day holds 4 to ``max_period`` of
+            them), else none.
+        memory: raw scores each p-value is judged against.
+        window: forecast errors the raw score is measured against.
+        gate: steps a score must beat to count in full.
+    """
+
+    def __init__(self, period: int | None = None, memory: int = 5000, window: int = 1000,
+                 gate: int = 100, season_s: float = 86400.0, max_period: int = 2016,
+                 probe: int = 20) -> None:
+        self.period, self.season_s, self.max_period, self.probe = (
+            period, season_s, max_period, probe)
+        self.cold = DeviationDetector(gate=gate, early=True)
+        self.model: HoltWinters | None = None
+        self.pending: list[tuple[float, float | None]] = []  # values before the period is known
+        self.errors = _Moments(window)
+        self.calibration = _Conformal(memory)
+        self.gate = _Gate(gate)
+
+    def __call__(self, value: float, at: float | None = None) -> float:
+        forecast = None
+        if self.model is None:
+            self.pending.append((value, at))
+            if self.period is not None or len(self.pending) >= self.probe or at is None:
+                self.model = HoltWinters(self._period())
+                for v, _ in self.pending:
+                    self.model.update(v)
+                self.pending = []
+        else:
+            forecast = self.model.forecast()
+            self.model.update(value)
+        surprise = None
+        if forecast is not None:
+            error = value - forecast
+            st = self.errors.stats()
+            if st is not None:
+                surprise = self.calibration.surprise(abs(error - st[0]) / st[1])
+            self.errors.add(error)
+        if surprise is None:  # cold: no model, or not enough calibration yet
+            return self.cold(value, at)
+        return self.gate(surprise)
+
+    def _period(self) -> int:
+        if self.period is not None:
+            return self.period
+        times = [t for _, t in self.pending]
+        if len(times) < 2 or any(t is None for t in times):
+            return 0
+        gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)  # type: ignore[operator]
+        if not gaps:
+            return 0
+        period = round(self.season_s / gaps[len(gaps) // 2])
+        return period if 4 <= period <= self.max_period else 0
 
 
 class StaticThreshold:
@@ -124,7 +222,7 @@ class StaticThreshold:
         self.moments = _Moments(learn)
         self.frozen: tuple[float, float] | None = None
 
-    def __call__(self, value: float) -> float:
+    def __call__(self, value: float, at: float | None = None) -> float:
         if self.frozen is None:
             self.moments.add(value)
             if len(self.moments.buf) >= self.learn:
@@ -141,7 +239,7 @@ class RollingZScore:
     def __init__(self, window: int = 400) -> None:
         self.moments = _Moments(window)
 
-    def __call__(self, value: float) -> float:
+    def __call__(self, value: float, at: float | None = None) -> float:
         st = self.moments.stats()
         self.moments.add(value)
         if st is None:
@@ -149,5 +247,5 @@ class RollingZScore:
         return 1.0 - math.exp(-abs(value - st[0]) / st[1] / 4.0)
 
 
-DETECTORS = {"selfheal": SelfhealDetector, "static_threshold": StaticThreshold,
-             "rolling_zscore": RollingZScore}
+DETECTORS = {"selfheal": SelfhealDetector, "deviation": DeviationDetector,
+             "static_threshold": StaticThreshold, "rolling_zscore": RollingZScore}

@@ -15,7 +15,7 @@ reset after an anomaly, and the service is then quiet for ``quiet_s``: one episo
 trigger. Nothing is raised until ``warmup_calls`` calls have taught ``p0``.
 
 Latency, when the caller has it, is the second feature: each bucket's 95th percentile is
-scored by a :class:`~learning.detectors.SelfhealDetector` against the service's own last
+scored by a :class:`~learning.detectors.DeviationDetector` against the service's own last
 hours (a conformal p-value, so it needs an hour or two of history before it can call anything
 rare), and a score at or above ``latency_threshold`` is a ``latency_p95`` anomaly.
 
@@ -31,7 +31,7 @@ from typing import Any
 from healing.config import check_count, check_positive
 from healing.errors import ConfigError
 
-from .detectors import SelfhealDetector
+from .detectors import DeviationDetector
 
 __all__ = ["Anomaly", "MonitorPolicy", "PredictiveMonitor"]
 
@@ -44,7 +44,7 @@ class MonitorPolicy:
     warmup_calls: int = 500
     learn_rate: float = 0.01  # p0's weight on each quiet bucket (an EWMA)
     quiet_s: float = 300.0
-    # of SelfhealDetector's score on the p95; 0.85 is about "the most unusual bucket of the
+    # of DeviationDetector's score on the p95; 0.85 is about "the most unusual bucket of the
     # last two hours" (a record among 720 scores 0.89 after the Bonferroni correction)
     latency_threshold: float = 0.85
     min_latency_samples: int = 5
@@ -156,7 +156,7 @@ class PredictiveMonitor:
             return None
         if s.latency is None:
             # an hour of buckets as the window, two as the calibration
-            s.latency = SelfhealDetector(360, 720, 30)
+            s.latency = DeviationDetector(360, 720, 30)
         lat = sorted(b.latencies)
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
         score = s.latency(p95)

@@ -25,10 +25,10 @@ import math
 import pathlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["PROFILES", "Corpus", "NabFile", "Profile", "load_corpus", "score_corpus",
-           "score_detector"]
+           "score_detector", "score_file"]
 
 
 @dataclass(frozen=True)
@@ -154,11 +154,15 @@ def score_corpus(corpus: Corpus, scores: Sequence[Sequence[float]],
     return 100.0 * (best - null) / (perfect - null), best_threshold
 
 
-def score_detector(corpus: Corpus, make: Callable[[], Callable[[float], float]],
+def score_file(f: NabFile, make: Callable[[], Callable[[float, float], float]]) -> list[float]:
+    """A fresh detector's scores for one file, given each value and its time (epoch s)."""
+    step = make()
+    return [step(v, t.replace(tzinfo=UTC).timestamp())
+            for v, t in zip(f.values, f.timestamps, strict=True)]
+
+
+def score_detector(corpus: Corpus, make: Callable[[], Callable[[float, float], float]],
                    ) -> tuple[list[list[float]], dict[str, float]]:
     """Run a fresh detector over every file; returns the scores and each profile's score."""
-    all_scores = []
-    for f in corpus.files:
-        step = make()
-        all_scores.append([step(v) for v in f.values])
+    all_scores = [score_file(f, make) for f in corpus.files]
     return all_scores, {p.name: score_corpus(corpus, all_scores, p)[0] for p in PROFILES}

@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("-o", "--output", metavar="OUT.csv",
                      help="write here (default: standard output)")
     det.add_argument("--detector", default="selfheal",
-                     choices=["selfheal", "static_threshold", "rolling_zscore"],
-                     help="the detector (the other two are the baselines)")
+                     choices=["selfheal", "deviation", "static_threshold", "rolling_zscore"],
+                     help="the detector: selfheal's; its model-free cold start alone; or one "
+                          "of the two baselines")
     det.set_defaults(func=_detect)
 
     tr = sub.add_parser("train", help="train the predictive monitor now: history, MLflow, "

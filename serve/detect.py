@@ -15,7 +15,7 @@ import os
 import pathlib
 import sys
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TextIO
 
 from learning.detectors import DETECTORS
@@ -29,7 +29,12 @@ class CsvError(ValueError):
         self.path, self.line, self.field = path, line, field
 
 
-def _rows(path: str) -> list[tuple[str, str, float]]:
+def _seconds(stamp: datetime) -> float:
+    """Epoch seconds; a time without a zone is taken as UTC (only spacing matters here)."""
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def _rows(path: str) -> list[tuple[str, str, float, float]]:
     out = []
     with open(path, newline="") as f:
         reader = csv.reader(f)
@@ -44,7 +49,7 @@ def _rows(path: str) -> list[tuple[str, str, float]]:
                 raise CsvError(path, line, "row", f"must have 2 fields, got {len(row)}")
             stamp, raw = row[0].strip(), row[1].strip()
             try:
-                datetime.fromisoformat(stamp)
+                at = _seconds(datetime.fromisoformat(stamp))
             except ValueError:
                 raise CsvError(path, line, "timestamp",
                                f"{stamp!r} is not a date-time like 2014-07-01 00:00:00") from None
@@ -57,7 +62,7 @@ def _rows(path: str) -> list[tuple[str, str, float]]:
                 raise CsvError(path, line, "value", f"{raw!r} is not a number") from None
             if not math.isfinite(value):
                 raise CsvError(path, line, "value", f"{raw!r} is not a finite number")
-            out.append((row[0], row[1], value))
+            out.append((row[0], row[1], value, at))
     return out
 
 
@@ -85,8 +90,8 @@ def detect_file(path: str, out: str | None, detector: str = "selfheal",
     return len(rows)
 
 
-def _write(rows: list[tuple[str, str, float]], step: object, f: TextIO) -> None:
+def _write(rows: list[tuple[str, str, float, float]], step: object, f: TextIO) -> None:
     w = csv.writer(f, lineterminator="\n")
     w.writerow(["timestamp", "value", "anomaly_score"])
-    for stamp, raw, value in rows:
-        w.writerow([stamp, raw, f"{step(value):.6f}"])  # type: ignore[operator]
+    for stamp, raw, value, at in rows:
+        w.writerow([stamp, raw, f"{step(value, at):.6f}"])  # type: ignore[operator]

@@ -57,3 +57,41 @@ def test_a_constant_series_and_its_first_change():
     flat = [d(5.0) for _ in range(2000)]
     assert max(flat) == 0.0
     assert d(6.0) > 0.6
+
+
+def test_the_daily_season_comes_from_the_values_times():
+    """A value usual for its time of day is not news; the same value at the wrong hour is."""
+    rng = random.Random(4)
+    step = 1800.0  # half-hourly: 48 values a day
+
+    def value(i):
+        return 100 + 50 * math.sin(2 * math.pi * i / 48) + rng.gauss(0, 2)
+
+    d = SelfhealDetector()
+    scores = [d(value(i), i * step) for i in range(48 * 30)]
+    assert d.model is not None and d.model.period == 48
+    i = 48 * 30
+    # the daily peak, on time: ordinary
+    peak = i + 12 - i % 48
+    for k in range(i, peak):
+        d(value(k), k * step)
+    on_time = d(150.0, peak * step)
+    # the same peak twelve hours late, where the trough should be
+    for k in range(peak + 1, peak + 24):
+        d(value(k), k * step)
+    late = d(150.0, (peak + 24) * step)
+    assert on_time < 0.5 < late
+    assert sorted(scores[500:])[int(0.99 * len(scores[500:]))] < 0.6
+    # without times the same detector cannot know the season
+    blind = SelfhealDetector()
+    for i in range(200):
+        blind(value(i))
+    assert blind.model is not None and blind.model.period == 0
+
+
+def test_the_cold_start_answers_before_the_model_is_fitted():
+    d = SelfhealDetector(period=48)
+    series = noisy(90)
+    [d(x) for x in series]
+    assert d.model is not None and d.model.forecast() is None  # 96 values before a fit
+    assert d(series[-1] + 40) > 0.6  # the deviation detector saw the spike anyway

@@ -29,6 +29,28 @@ def test_every_row_is_scored_in_order_with_its_own_text(tmp_path):
     assert scores[-1] == max(scores) and scores[-1] > 0.6  # the spike at the end
 
 
+def test_scores_use_only_the_past_rows(tmp_path):
+    """Two days of half-hourly values (the daily season is fitted), then the same file with
+    a third day appended: the first two days' scores are unchanged to the last digit."""
+    import math
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(7)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [f"{t0 + timedelta(minutes=30 * i):%Y-%m-%d %H:%M:%S},"
+            f"{50 + 20 * math.sin(2 * math.pi * i / 48) + rng.gauss(0, 1):.4f}"
+            for i in range(48 * 6)]
+    short, long_ = write(tmp_path, "timestamp,value\n" + "\n".join(rows[:200]) + "\n", "a.csv"), \
+        write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n", "b.csv")
+    assert main(["detect", str(short), "-o", str(tmp_path / "a.out")]) == 0
+    assert main(["detect", str(long_), "-o", str(tmp_path / "b.out")]) == 0
+    a = (tmp_path / "a.out").read_text().splitlines()
+    b = (tmp_path / "b.out").read_text().splitlines()
+    assert len(a) == 201 and a == b[:201]
+    assert len({line.split(",")[2] for line in b[150:]}) > 10  # the scores do vary
+
+
 def test_standard_output_and_the_baselines(tmp_path, capsys):
     src = write(tmp_path, "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:05:00,2\n")
     for detector in ("selfheal", "static_threshold", "rolling_zscore"):

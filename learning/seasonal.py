@@ -1,0 +1,114 @@
+"""One-step-ahead forecasts of a metric from Holt-Winters exponential smoothing, streaming.
+
+A Holt-Winters fit costs tens of milliseconds to seconds (statsmodels estimates its smoothing
+weights by optimisation; PLATFORM.md measured ~4 s on 10k points with estimated initial
+states), far too much to pay per value. So the model is *fitted on a schedule* and *updated
+per value*: every ``refit`` values, statsmodels' ``ExponentialSmoothing`` (additive season,
+no trend: a trend extrapolated into the next value is how a leak gets forecast as normal)
+is fitted on the last ``history`` values, and between fits the same model's recursions carry
+its state forward one value at a time, in O(1):
+
+    forecast  = level + season[phase]
+    level'    = alpha * (y - season[phase]) + (1 - alpha) * level
+    season'   = gamma * (y - level) + (1 - gamma) * season[phase]
+
+which are statsmodels' own recursions, so between fits the forecasts are the ones its fitted
+model would have made (tested against ``fittedvalues``).
+
+The season's length is given in values (``period``; 0 for none, then it is simple
+exponential smoothing). It is fitted only once two whole seasons have been seen.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+
+import numpy as np
+
+__all__ = ["HoltWinters"]
+
+
+class HoltWinters:
+    """Streaming one-step forecasts (see the module doc).
+
+    Args:
+        period: values per season (say 288 for a daily season of 5-minute values); 0 for none.
+        refit: values between fits (default: a season, at least 500).
+        history: values each fit sees (default: three seasons, at least 1000).
+        min_values: values before the first fit without a season.
+    """
+
+    def __init__(self, period: int = 0, refit: int | None = None, history: int | None = None,
+                 min_values: int = 50) -> None:
+        if period < 0 or period == 1:
+            raise ValueError(f"period: must be 0 (no season) or at least 2, got {period}")
+        self.period = period
+        self.refit = refit if refit is not None else max(period, 500)
+        self.history = history if history is not None else max(3 * period, 1000)
+        if self.refit < 1 or self.history < max(2 * period, min_values):
+            raise ValueError(f"refit ({self.refit}) must be >= 1 and history "
+                             f"({self.history}) must hold two seasons")
+        self.min_values = max(2 * period, min_values)
+        self.values: deque[float] = deque(maxlen=self.history)
+        self.seen = 0
+        self.fits = 0
+        self.level: float | None = None
+        self.season: list[float] = []
+        self.phase = 0
+        self.alpha = self.gamma = 0.0
+
+    def forecast(self) -> float | None:
+        """The forecast of the next value, or None before the first fit."""
+        if self.level is None:
+            return None
+        return self.level + (self.season[self.phase] if self.season else 0.0)
+
+    def update(self, value: float) -> None:
+        """Take the next value: carry the state forward, and refit when it is time."""
+        if self.level is not None:
+            level = self.level
+            if self.season:
+                s = self.season[self.phase]
+                self.level = self.alpha * (value - s) + (1 - self.alpha) * level
+                self.season[self.phase] = self.gamma * (value - level) + (1 - self.gamma) * s
+                self.phase = (self.phase + 1) % self.period
+            else:
+                self.level = self.alpha * value + (1 - self.alpha) * level
+        self.values.append(value)
+        self.seen += 1
+        if len(self.values) >= self.min_values and (self.level is None
+                                                    or self.seen % self.refit == 0):
+            self._fit()
+
+    def _fit(self) -> None:
+        # imported on first fit: importing statsmodels costs ~1.9 s here, which every Ray
+        # worker and CLI call that never fits a model (the monitor, the simulator) would pay
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing  # noqa: PLC0415
+
+        y = np.asarray(self.values, dtype=float)
+        if np.ptp(y) == 0.0:  # nothing to estimate: a constant forecasts itself
+            self.level, self.season, self.phase, self.alpha, self.gamma = (
+                float(y[-1]), [0.0] * self.period, 0, 1.0, 0.0)
+            self.fits += 1
+            return
+        try:
+            with warnings.catch_warnings():
+                # a weight at its bound is a legitimate answer ("no seasonal change")
+                warnings.simplefilter("ignore")
+                model = ExponentialSmoothing(
+                    y, seasonal="add" if self.period else None,
+                    seasonal_periods=self.period or None, initialization_method="heuristic")
+                fit = model.fit()
+        except (ValueError, np.linalg.LinAlgError):
+            return  # keep the state it has; the next refit tries again
+        alpha = float(fit.params["smoothing_level"])
+        gamma = float(fit.params.get("smoothing_seasonal") or 0.0) if self.period else 0.0
+        level = float(np.asarray(fit.level)[-1])
+        season = [float(s) for s in np.asarray(fit.season)[-self.period:]] if self.period else []
+        if not all(math.isfinite(v) for v in (alpha, gamma, level, *season)):
+            return
+        self.alpha, self.gamma, self.level, self.season, self.phase = (
+            alpha, gamma, level, season, 0)
+        self.fits += 1

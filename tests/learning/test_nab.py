@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from learning.nab import PROFILES, Corpus, NabFile, score_corpus
+from learning.nab import PROFILES, Corpus, NabFile, raw_at, score_corpus, score_held_out
 
 STANDARD = PROFILES[0]
 
@@ -70,3 +70,18 @@ def test_the_threshold_is_chosen_for_the_whole_corpus():
 def test_scores_must_match_the_rows():
     with pytest.raises(ValueError, match="99 scores for 100 rows"):
         score_corpus(corpus(), [[0.0] * 99], STANDARD)
+
+
+def test_held_out_each_category_is_scored_at_the_threshold_the_others_chose():
+    base = corpus().files[0]
+    c = Corpus([NabFile(name, base.timestamps, base.values, base.windows, base.probation)
+                for name in ("a/1.csv", "a/2.csv", "b/1.csv")])
+    # category a's detector fires at 0.9 in the window; b's fires at 0.5 in the window, so
+    # on the whole corpus 0.5 is best, but held out, b is scored at a's 0.9 and misses
+    hit_a = [0.9 if i == 50 else 0.0 for i in range(100)]
+    hit_b = [0.5 if i == 50 else 0.0 for i in range(100)]
+    sc = [hit_a, hit_a, hit_b]
+    assert score_corpus(c, sc, STANDARD) == (pytest.approx(100.0), 0.5)
+    assert raw_at(c, sc, STANDARD, 0.9) == pytest.approx(1 + 1 - 1)
+    # a is held out against b (threshold 0.5: a's 0.9 fires), b against a (0.9: b misses)
+    assert score_held_out(c, sc, STANDARD) == pytest.approx(100 * (1 + 1 - 1 + 3) / 6)

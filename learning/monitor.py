@@ -14,11 +14,23 @@ a leak or a slow degradation looks like and what a fixed threshold sees late. Th
 reset after an anomaly, and the service is then quiet for ``quiet_s``: one episode, one
 trigger. Nothing is raised until ``warmup_calls`` calls have taught ``p0``.
 
-Latency, when the caller has it, is the second feature: each bucket's 95th percentile is
-scored by a :class:`~learning.detectors.DeviationDetector` against the service's own last
-hours (a conformal p-value, so it needs an hour or two of history before it can call anything
-rare), and a score at or above ``latency_threshold`` is a ``latency_p95`` anomaly.
+Latency, when the caller has it, is the second feature: each bucket's 95th percentile gets a
+p-value from a :class:`~learning.detectors.DeviationDetector` against the service's own last
+hours (conformal, so it needs an hour or two of history before it can call anything rare; a
+p95 below the usual counts as no evidence), and a
+:class:`~learning.detectors.SurpriseCusum` of those p-values reaching ``latency_h`` is a
+``latency_p95`` anomaly: a run of slow buckets, not one (a single slow bucket is the most
+unusual of the last two hours every two hours or so, on noise alone).
 
+All four golden signals, judged together, are the third: every ``multivariate_s`` (a minute)
+a service's row of error rate, 95th-percentile latency, throughput (calls/s) and saturation
+(calls in flight, by Little's law: the seconds spent in calls per second; proportional to
+the true figure when the stream is sampled) goes to a
+:class:`~learning.multivariate.MultivariateDetector` (an isolation forest refitted every six
+hours on the last day, and a CUSUM over its calibrated surprise, crossing
+``multivariate_h``): a ``metrics_together`` anomaly, for a service whose metrics are each a
+little off at once, as a saturating one's are. Rows in the quiet after an alarm are judged
+but not learnt. It needs two hours of rows before it judges any.
 """
 
 from __future__ import annotations
@@ -31,7 +43,8 @@ from typing import Any
 from healing.config import check_count, check_positive
 from healing.errors import ConfigError
 
-from .detectors import DeviationDetector
+from .detectors import DeviationDetector, SurpriseCusum
+from .multivariate import MultivariateDetector
 
 __all__ = ["Anomaly", "MonitorPolicy", "PredictiveMonitor"]
 
@@ -44,10 +57,12 @@ class MonitorPolicy:
     warmup_calls: int = 500
     learn_rate: float = 0.01  # p0's weight on each quiet bucket (an EWMA)
     quiet_s: float = 300.0
-    # of DeviationDetector's score on the p95; 0.85 is about "the most unusual bucket of the
-    # last two hours" (a record among 720 scores 0.89 after the Bonferroni correction)
-    latency_threshold: float = 0.85
+    # evidence (the CUSUM of -ln p, less 2 a bucket) that the p95 is up: a run of 1-in-100
+    # buckets reaches 20 in 8 buckets; one bucket, however slow, reaches at most 4.6
+    latency_h: float = 20.0
     min_latency_samples: int = 5
+    multivariate_s: float = 60.0  # 0: no multivariate detector
+    multivariate_h: float = 20.0
 
     def __post_init__(self) -> None:
         check_positive("bucket_s", self.bucket_s)
@@ -56,8 +71,15 @@ class MonitorPolicy:
         check_count("warmup_calls", self.warmup_calls)
         check_positive("learn_rate", self.learn_rate)
         check_positive("quiet_s", self.quiet_s)
-        check_positive("latency_threshold", self.latency_threshold)
+        check_positive("latency_h", self.latency_h)
         check_count("min_latency_samples", self.min_latency_samples)
+        if self.multivariate_s != 0 and (
+                self.multivariate_s < self.bucket_s
+                or abs(self.multivariate_s / self.bucket_s - round(self.multivariate_s
+                                                                  / self.bucket_s)) > 1e-9):
+            raise ConfigError("multivariate_s", self.multivariate_s,
+                              f"must be 0 (off) or a whole number of buckets ({self.bucket_s} s)")
+        check_positive("multivariate_h", self.multivariate_h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +89,12 @@ class Anomaly:
     feature: str
     value: float
     score: float
+    context: tuple[tuple[str, float], ...] = ()  # the other figures behind it
 
     @property
     def detail(self) -> str:
-        return f"{self.feature} {self.value:.3f} scored {self.score:.2f}"
+        more = "".join(f", {k} {v:.3f}" for k, v in self.context)
+        return f"{self.feature} {self.value:.3f} scored {self.score:.2f}{more}"
 
 
 @dataclass
@@ -90,6 +114,14 @@ class _Service:
     p0: float | None = None
     cusum: float = 0.0
     latency: Any = None  # the latency detector, made on first use
+    latency_cusum: Any = None
+    together: MultivariateDetector | None = None  # likewise
+    row_index: int | None = None  # the multivariate row being filled
+    row: _Bucket = field(default_factory=_Bucket)
+
+
+def _p95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 class PredictiveMonitor:
@@ -135,19 +167,60 @@ class PredictiveMonitor:
                 s.next_index = index + 1
                 end = (index + 1) * bucket_s
                 pol = self.per_service.get(name, self.policy)
+                found = []
+                together = self._together(name, s, b, index, pol)
+                if together is not None:
+                    found.append(together)
                 slow = self._latency(name, s, b, end, pol)
                 if slow is not None:
-                    out.append(slow)
-                if calls <= 0:
-                    continue
-                score = self._update(s, calls, errors, pol, learn=end >= s.quiet_until)
-                self.scored += 1
-                if score is not None and s.cusum >= pol.h and end >= s.quiet_until:
-                    out.append(Anomaly(name, end, "error_rate", errors / calls, score))
-                    s.cusum = 0.0
-                    s.quiet_until = end + pol.quiet_s
+                    found.append(slow)
+                if calls > 0:
+                    score = self._update(s, calls, errors, pol, learn=end >= s.quiet_until)
+                    self.scored += 1
+                    if score is not None and s.cusum >= pol.h and end >= s.quiet_until:
+                        found.append(Anomaly(name, end, "error_rate", errors / calls, score))
+                        s.cusum = 0.0
+                        s.quiet_until = end + pol.quiet_s
+                if found and s.together is not None:
+                    s.together.quiet()  # one episode: its evidence must not alarm again
+                out += found
         out.sort(key=lambda a: (a.at, a.service))
         return out
+
+    def _together(self, name: str, s: _Service, b: _Bucket, index: int,
+                  pol: MonitorPolicy) -> Anomaly | None:
+        """Add the bucket to the service's multivariate row; when a row is complete (the
+        bucket starts the next one), judge it."""
+        if not pol.multivariate_s:
+            return None
+        per_row = round(pol.multivariate_s / pol.bucket_s)
+        row_index = index // per_row
+        found = None
+        if s.row_index is not None and row_index != s.row_index:
+            end = (s.row_index + 1) * pol.multivariate_s
+            if s.together is None:
+                s.together = MultivariateDetector(h=pol.multivariate_h,
+                                                  refit=round(6 * 3600 / pol.multivariate_s),
+                                                  history=round(86400 / pol.multivariate_s),
+                                                  min_fit=round(7200 / pol.multivariate_s))
+            r = s.row
+            lat = sorted(r.latencies)
+            figures = (("error_rate", r.errors / r.calls if r.calls else 0.0),
+                       ("latency_p95", _p95(lat) if lat else 0.0),
+                       ("throughput", r.calls / pol.multivariate_s),
+                       ("in_flight", sum(lat) / pol.multivariate_s))
+            verdict = s.together([v for _, v in figures], learn=end >= s.quiet_until)
+            if verdict is not None and verdict.alarm and end >= s.quiet_until:
+                s.quiet_until = end + pol.quiet_s
+                found = Anomaly(name, end, "metrics_together", verdict.score,
+                                min(1.0, verdict.cusum / (2 * pol.multivariate_h)), figures)
+            s.row = _Bucket()
+        if s.row_index is None or row_index != s.row_index:
+            s.row_index = row_index
+        s.row.calls += b.calls
+        s.row.errors += b.errors
+        s.row.latencies.extend(b.latencies)
+        return found
 
     def _latency(self, name: str, s: _Service, b: _Bucket, end: float,
                  pol: MonitorPolicy) -> Anomaly | None:
@@ -156,13 +229,20 @@ class PredictiveMonitor:
             return None
         if s.latency is None:
             # an hour of buckets as the window, two as the calibration
-            s.latency = DeviationDetector(360, 720, 30)
-        lat = sorted(b.latencies)
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
-        score = s.latency(p95)
-        if score >= pol.latency_threshold and end >= s.quiet_until:
+            s.latency = DeviationDetector(360, 720, 30, clip_values=True)
+            s.latency_cusum = SurpriseCusum(pol.latency_h)
+        p95 = _p95(sorted(b.latencies))
+        usual = s.latency.values.stats()
+        p = s.latency.p_value(p95)
+        if p is None:
+            return None
+        if usual is not None and p95 <= usual[0]:
+            p = 1.0  # faster than usual is no evidence of trouble
+        cusum = s.latency_cusum.sum - math.log(p) - s.latency_cusum.drift
+        if s.latency_cusum.add(p) and end >= s.quiet_until:
             s.quiet_until = end + pol.quiet_s
-            return Anomaly(name, end, "latency_p95", p95, score)
+            return Anomaly(name, end, "latency_p95", p95, min(1.0, cusum / (2 * pol.latency_h)),
+                           (("p", p),))
         return None
 
     def _update(self, s: _Service, calls: float, errors: float, pol: MonitorPolicy,

@@ -54,7 +54,11 @@ class MonitorModel:
     @classmethod
     def from_json(cls, text: str) -> MonitorModel:
         d = json.loads(text)
-        return cls({s: MonitorPolicy(**p) for s, p in d["policies"].items()}, d["metrics"])
+        # settings a later version dropped (say latency_threshold, which became latency_h)
+        # are left out, so a model registered before an upgrade still loads
+        known = {f.name for f in dataclasses.fields(MonitorPolicy)}
+        return cls({s: MonitorPolicy(**{k: v for k, v in p.items() if k in known})
+                    for s, p in d["policies"].items()}, d["metrics"])
 
 
 def evaluate(policy: MonitorPolicy, service: str, segments: Sequence[Sequence[Bucket]],

@@ -77,15 +77,64 @@ def test_bad_policies_are_refused(field, value):
         MonitorPolicy(**{field: value})
 
 
-def test_a_latency_spike_is_an_anomaly_once_the_service_has_a_history():
-    m = PredictiveMonitor()
+def api_bucket(m, rng, k, calls=20, mean=0.1, sd=0.02, errors=0):
+    lat = [max(0.01, rng.gauss(mean, sd)) for _ in range(calls)]
+    m.observe("api", 10 * k, calls, errors, lat)
+    return m.tick(10 * k + 10)
+
+
+def test_a_lasting_latency_rise_is_an_anomaly_and_one_slow_bucket_or_noise_is_not():
+    m = PredictiveMonitor(MonitorPolicy(multivariate_s=0))
     rng = random.Random(11)
     found = []
-    for k in range(900):  # two and a half hours of ordinary latency, 20 calls a bucket
-        lat = [rng.gauss(0.1, 0.01) for _ in range(20)]
-        m.observe("api", 10 * k, 20, 0, lat)
-        found += m.tick(10 * k + 10)
+    for k in range(1800):  # five hours of ordinary latency, 20 calls a bucket
+        found += api_bucket(m, rng, k)
+    assert found == []  # five hours of noise: its slowest buckets are not alarms
+    assert api_bucket(m, rng, 1800, mean=0.6) == []  # one slow bucket is not an incident
+    for k in range(1801, 1900):
+        if found := api_bucket(m, rng, k, mean=0.16):
+            break
+    [a] = found
+    assert a.feature == "latency_p95" and a.value > 0.16 and a.score >= 0.5
+    assert k - 1801 < 10  # a run of slow buckets is caught within 10 buckets
+    # faster than usual is no evidence of trouble
+    quiet = PredictiveMonitor(MonitorPolicy(multivariate_s=0))
+    assert [x for k in range(1200) for x in api_bucket(quiet, rng, k)] == []
+    assert [x for k in range(1200, 1260) for x in api_bucket(quiet, rng, k, mean=0.02,
+                                                            sd=0.002)] == []
+
+
+def test_a_service_whose_metrics_are_each_a_little_off_at_once_is_an_anomaly():
+    """Saturation: fewer calls answered, each a little slower, none failing. No one metric
+    is alarming; together they are, and the anomaly says what they were."""
+    m = PredictiveMonitor()
+    rng = random.Random(5)
+    found = []
+    for k in range(1800):  # five hours: the forest is fitted at two, calibrated by three
+        found += api_bucket(m, rng, k, calls=max(1, int(rng.gauss(20, 4))))
     assert found == []
-    m.observe("api", 9000, 20, 0, [rng.gauss(0.6, 0.05) for _ in range(20)])
-    [a] = m.tick(9010)
-    assert a.feature == "latency_p95" and a.value > 0.5 and a.score >= 0.85
+    assert m.services["api"].together.fits == 1
+    for k in range(1800, 1980):
+        if found := api_bucket(m, rng, k, calls=max(1, int(rng.gauss(15, 4))), mean=0.115):
+            break
+    [a] = found
+    assert a.feature == "metrics_together"
+    figures = dict(a.context)
+    assert set(figures) == {"error_rate", "latency_p95", "throughput", "in_flight"}
+    assert figures["throughput"] < 2.0 and figures["error_rate"] == 0.0
+    assert "throughput" in a.detail
+    assert (k - 1800) * 10 <= 20 * 60  # within twenty minutes of rows
+
+
+def test_the_multivariate_row_must_be_whole_buckets():
+    with pytest.raises(ConfigError, match="multivariate_s"):
+        MonitorPolicy(multivariate_s=15)
+    assert MonitorPolicy(multivariate_s=0).multivariate_s == 0  # off
+
+
+def test_a_constant_latency_raises_nothing():
+    """Rounding noise in a constant series' running sums is not evidence (it once was)."""
+    m = PredictiveMonitor()
+    for k in range(1500):
+        m.observe("api", 10 * k, 20, 0, [0.01] * 20)
+        assert m.tick(10 * k + 10) == []

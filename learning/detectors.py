@@ -150,7 +150,7 @@ class DeviationDetector:
         early: scale scores by the smallest p-value the calibration can give *so far* (a
             record scores 1 from the 50th value on), as :class:`SelfhealDetector` does, rather
             than by what a full calibration can give (then nothing scores high until the
-            calibration has filled: what the monitor's latency feature wants).
+            calibration has filled).
         clip_values: values enter the window winsorised at 6 deviations too, so one wild
             value (a 10-second latency spike) does not inflate the spread for the whole
             window and hide a real rise behind it (the monitor's latency feature); a lasting
@@ -213,6 +213,10 @@ class SelfhealDetector:
         memory: raw scores each p-value is judged against.
         window: forecast errors the raw score is measured against.
         gate: steps a score must beat to count in full.
+        season_s: the season's length in seconds, when it is taken from the times.
+        max_period: the most values a season may hold (a longer one costs too much to fit:
+            a day of 10-second buckets would be 8,640).
+        probe: values whose times decide the season.
     """
 
     def __init__(self, period: int | None = None, memory: int = 5000, window: int = 1000,

@@ -181,8 +181,11 @@ class PredictiveMonitor:
                         found.append(Anomaly(name, end, "error_rate", errors / calls, score))
                         s.cusum = 0.0
                         s.quiet_until = end + pol.quiet_s
-                if found and s.together is not None:
-                    s.together.quiet()  # one episode: its evidence must not alarm again
+                if found:  # one episode: its evidence must not alarm again on another feature
+                    if s.together is not None:
+                        s.together.quiet()
+                    if s.latency_cusum is not None:
+                        s.latency_cusum.reset()
                 out += found
         out.sort(key=lambda a: (a.at, a.service))
         return out
@@ -203,6 +206,7 @@ class PredictiveMonitor:
                                                   refit=round(6 * 3600 / pol.multivariate_s),
                                                   history=round(86400 / pol.multivariate_s),
                                                   min_fit=round(7200 / pol.multivariate_s))
+            s.together.cusum.h = pol.multivariate_h  # a promoted model's, from now on
             r = s.row
             lat = sorted(r.latencies)
             figures = (("error_rate", r.errors / r.calls if r.calls else 0.0),
@@ -231,6 +235,7 @@ class PredictiveMonitor:
             # an hour of buckets as the window, two as the calibration
             s.latency = DeviationDetector(360, 720, 30, clip_values=True)
             s.latency_cusum = SurpriseCusum(pol.latency_h)
+        s.latency_cusum.h = pol.latency_h  # a promoted model's, from the next bucket on
         p95 = _p95(sorted(b.latencies))
         usual = s.latency.values.stats()
         p = s.latency.p_value(p95)

@@ -24,8 +24,9 @@ unusual of the last two hours every two hours or so, on noise alone).
 
 All four golden signals, judged together, are the third: every ``multivariate_s`` (a minute)
 a service's row of error rate, 95th-percentile latency, throughput (calls/s) and saturation
-(calls in flight, by Little's law: the seconds spent in calls per second; proportional to
-the true figure when the stream is sampled) goes to a
+(calls in flight, by Little's law: the seconds spent in the calls it has latencies for, per
+second; with a sampled stream that is every error and a sample of the successes, so a lower
+bound, and a consistent one while the mix holds) goes to a
 :class:`~learning.multivariate.MultivariateDetector` (an isolation forest refitted every six
 hours on the last day, and a CUSUM over its calibrated surprise, crossing
 ``multivariate_h``): a ``metrics_together`` anomaly, for a service whose metrics are each a

@@ -19,8 +19,8 @@ from tests.conftest import REDIS_URL
 ADMIN = ClinicalContext("administrative", "medium")
 
 
-def outcome(service, at, ok):
-    return OutcomeRecord(service, "api", ok, 0.01, None if ok else "MemoryError",
+def outcome(service, at, ok, latency=0.01):
+    return OutcomeRecord(service, "api", ok, latency, None if ok else "MemoryError",
                          "primary" if ok else "none", None, OperationType.ADMINISTRATIVE,
                          Criticality.MEDIUM, at)
 
@@ -65,6 +65,58 @@ def test_a_rising_error_rate_in_the_streams_becomes_an_anomaly_workflow(ray_clus
         pending = client.xpending(f"{prefix}:{service}", "monitor")
         assert pending["pending"] == 0
         assert ray_cluster.get(mon.step.remote(now=leak_at + 140)) == []
+    finally:
+        for actor in (mon, orch):
+            ray_cluster.kill(actor)
+        client.delete(f"{prefix}:{service}", f"{prefix}:{service}:count")
+        recorder.close()
+
+
+def test_a_saturating_service_in_the_streams_is_seen_by_its_metrics_together(ray_cluster):
+    """Five hours of a service's outcomes in its stream, then twenty minutes in which fewer
+    calls are answered, each a little slower, none failing: the monitor actor's multivariate
+    rows (error rate, p95, throughput, in-flight) raise ``metrics_together`` to the
+    orchestrator, which runs the service's anomaly workflow."""
+    prefix = f"sat{uuid.uuid4().hex[:6]}"
+    service = "reasoning"
+    client = connect(REDIS_URL)
+    recorder = MetricRecorder(client, sample_rate=1.0, prefix=prefix, flush_interval_s=60)
+    rng = random.Random(5)
+    t0 = time.time() // 60 * 60 - 6 * 3600  # on a minute: the same buckets every run
+    saturating_at = t0 + 5 * 3600
+
+    def bucket(k, calls, mean):
+        for j in range(calls):
+            at = t0 + 10 * k + j * 10 / calls
+            recorder.record(outcome(service, at, True, max(0.01, rng.gauss(mean, 0.02))))
+
+    for k in range(1800):
+        bucket(k, max(1, int(rng.gauss(20, 4))), 0.1)
+    for k in range(1800, 1920):
+        bucket(k, max(1, int(rng.gauss(15, 4))), 0.115)
+    recorder.flush()
+    name = f"orch-{prefix}"
+    flow = RecoveryWorkflow("saturation-suspected", Trigger.ANOMALY, service, (
+        RecoveryStep("retry", {"max_attempts": 1}, timeout_s=5),), (), 10.0, "high", ADMIN)
+    orch = orchestrator(name, workflows=[flow], probes={service: lambda: "ok"})
+    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", name, start=False,
+                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    try:
+        raised = []
+        for _ in range(100):  # the stream is read 1,000 entries a step
+            raised += ray_cluster.get(mon.step.remote(now=saturating_at + 1200))
+            if ray_cluster.get(mon.state.remote())["events_read"] >= \
+                    client.xlen(f"{prefix}:{service}") and raised:
+                break
+        assert [a["feature"] for a in raised] == ["metrics_together"]
+        [a] = raised
+        assert saturating_at < a["at"] <= saturating_at + 1200
+        assert "throughput" in a["detail"] and "in_flight" in a["detail"]
+        deadline = time.monotonic() + 20
+        while not ray_cluster.get(orch.runs.remote()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [run] = ray_cluster.get(orch.runs.remote())
+        assert run["trigger"] == "anomaly" and "metrics_together" in run["detail"]
     finally:
         for actor in (mon, orch):
             ray_cluster.kill(actor)

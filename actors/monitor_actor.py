@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from typing import Any
@@ -36,6 +37,22 @@ _log = logging.getLogger("selfheal.monitor")
 GROUP = "monitor"
 
 
+
+def _event(event: Any) -> tuple[float, float | None, bool, str | None] | None:
+    """``(at, latency_s, ok, error_kind)`` of one streamed event, or None when it is not a
+    well-formed one (a finite time, a finite non-negative latency or none, ok 1 or 0)."""
+    try:
+        at, latency, ok, error_kind, _tier, _provider = event
+        at = float(at)
+        latency = None if latency is None else float(latency)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(at) or ok not in (0, 1) or isinstance(ok, float) or \
+            (error_kind is not None and not isinstance(error_kind, str)) or \
+            (latency is not None and not (math.isfinite(latency) and latency >= 0)):
+        return None
+    return at, latency, bool(ok), error_kind
+
 class PredictiveMonitorActor:
     def __init__(self, redis_url: str, orchestrator: str | None = None, *,
                  policy: dict[str, Any] | None = None, sample_rate: float = 0.1,
@@ -52,6 +69,7 @@ class PredictiveMonitorActor:
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
+        self.events_malformed = 0
         # the MLflow store whose champion model this monitor follows (None: the defaults)
         self.model_uri, self.model_check_s = model_uri, model_check_s
         self.model_version: str | None = None
@@ -69,6 +87,8 @@ class PredictiveMonitorActor:
                 await self.step()
             except redis.RedisError:
                 _log.warning("metric streams unreachable; retrying", exc_info=True)
+            except Exception:  # a bug must not stop the monitor for good: log it, go on
+                _log.exception("monitor step failed; retrying")
             await asyncio.sleep(self.interval_s)
 
     async def refresh_model(self) -> str | None:
@@ -140,12 +160,18 @@ class PredictiveMonitorActor:
             _log.error("malformed metric entry for %s skipped", service)
             return
         # [at, latency_s, ok, error_kind, tier, provider]; one observation per event time
-        for at, latency, ok, error_kind, _tier, _provider in events:
+        for event in events if isinstance(events, list) else [events]:
             self.events_read += 1
+            parsed = _event(event)
+            if parsed is None:
+                self.events_malformed += 1
+                _log.error("malformed metric event for %s skipped", service)
+                continue
+            at, latency, ok, error_kind = parsed
             seen = event_counts(ok, error_kind, self.sample_rate)
             if seen is not None:
-                lat = (float(latency),) if latency is not None else ()
-                self.monitor.observe(service, float(at), seen[0], seen[1], lat)
+                lat = (latency,) if latency is not None else ()
+                self.monitor.observe(service, at, seen[0], seen[1], lat)
 
     def _tell(self, service: str, detail: str) -> None:
         if self.orchestrator is None:
@@ -164,5 +190,6 @@ class PredictiveMonitorActor:
 
     async def state(self) -> dict[str, Any]:
         return {**self.monitor.state(), "streams": sorted(self._streams),
-                "events_read": self.events_read, "model_version": self.model_version,
+                "events_read": self.events_read,
+                "events_malformed": self.events_malformed, "model_version": self.model_version,
                 "per_service_h": {s: p.h for s, p in self.monitor.per_service.items()}}

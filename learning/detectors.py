@@ -89,9 +89,21 @@ class _Moments:
         if n < minimum:
             return None
         mean = self.s1 / n
+        var = self.s2 / n - mean * mean
+        if not math.isfinite(var):
+            # squares past ~1e154 overflow the running sums: measure in units of the largest
+            # value instead, and start the sums again from the window (finite once it is)
+            unit = max(abs(v) for v in self.buf) or 1.0
+            scaled = [v / unit for v in self.buf]
+            mu = sum(scaled) / n
+            mean = mu * unit
+            var_unit = max(sum((v - mu) ** 2 for v in scaled) / n, 0.0)
+            self.s1, self.s2 = sum(self.buf), sum(v * v for v in self.buf)
+            sd = math.sqrt(var_unit) * unit
+        else:
+            sd = math.sqrt(max(var, 0.0))
         # floor: a constant series has no spread, and its first change is news, not infinity
-        sd = math.sqrt(max(self.s2 / n - mean * mean, 0.0)) or max(abs(mean) * 1e-6, 1e-9)
-        return mean, sd
+        return mean, sd or max(abs(mean) * 1e-6, 1e-9)
 
     def add(self, x: float) -> None:
         self.buf.append(x)

@@ -37,6 +37,7 @@ from .detectors import SurpriseCusum
 __all__ = ["ForestScorer", "MultivariateDetector", "MultivariateVerdict"]
 
 _EULER = 0.5772156649015329
+_LARGEST = 1e30  # scikit-learn's trees work in float32 (largest ~3.4e38)
 
 
 def _c(n: float) -> float:
@@ -116,6 +117,8 @@ class MultivariateDetector:
         not teach the forest, or the calibration, what usual looks like. None until the
         forest is fitted and calibrated."""
         row = tuple(float(v) for v in row)
+        if not all(math.isfinite(v) and abs(v) < _LARGEST for v in row):
+            return None  # not a measurement (the forest is float32): neither judged nor learnt
         verdict = None
         if self.scorer is not None:
             score = self.scorer(row)
@@ -149,8 +152,11 @@ class MultivariateDetector:
         # imported on first fit, as statsmodels is in learning.seasonal: most callers never fit
         from sklearn.ensemble import IsolationForest  # noqa: PLC0415
 
-        forest = IsolationForest(n_estimators=self.trees,
-                                 max_samples=min(self.samples, len(self.rows)),
-                                 random_state=self.seed + self.fits).fit(list(self.rows))
+        try:
+            forest = IsolationForest(n_estimators=self.trees,
+                                     max_samples=min(self.samples, len(self.rows)),
+                                     random_state=self.seed + self.fits).fit(list(self.rows))
+        except ValueError:
+            return  # keep the forest it has; the next refit tries again
         self.scorer = ForestScorer(forest)
         self.fits += 1

@@ -3,6 +3,7 @@ group, an anomaly out to a real orchestrator, which runs the service's workflow.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -122,3 +123,27 @@ def test_a_saturating_service_in_the_streams_is_seen_by_its_metrics_together(ray
             ray_cluster.kill(actor)
         client.delete(f"{prefix}:{service}", f"{prefix}:{service}:count")
         recorder.close()
+
+
+def test_malformed_events_in_a_stream_are_skipped_and_counted_not_fatal(ray_cluster):
+    prefix = f"bad{uuid.uuid4().hex[:6]}"
+    client = connect(REDIS_URL)
+    stream = f"{prefix}:svc"
+    now = time.time()
+    good = [now - 30, 0.1, 1, None, "primary", "api"]
+    client.xadd(stream, {"n": 1, "events": "not json"})
+    client.xadd(stream, {"n": 6, "events": json.dumps([
+        good, [now - 29, "slow", True, None, "primary", "api"], [now - 28, 0.1, "yes", None,
+                                                                "primary", "api"],
+        [now - 27, -1, True, None, "primary", "api"], ["then", 0.1, True, None, "p", "a"],
+        [1, 2, 3]])})
+    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", None, start=False,
+                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    try:
+        assert ray_cluster.get(mon.step.remote(now=now)) == []
+        state = ray_cluster.get(mon.state.remote())
+        assert state["events_read"] == 6 and state["events_malformed"] == 5
+        assert client.xpending(stream, "monitor")["pending"] == 0  # read, and not again
+    finally:
+        ray_cluster.kill(mon)
+        client.delete(stream)

@@ -15,6 +15,7 @@ values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min
                   max_size=400)
 
 
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 @settings(max_examples=40, deadline=None)
 @given(xs=values, extra=values)
@@ -26,6 +27,17 @@ def test_scores_are_in_range_and_never_depend_on_the_future(name, xs, extra):
     both = [b(x) for x in xs + extra]
     assert both[:len(xs)] == first  # appending the future changed nothing in the past
     assert all(0.0 <= s <= 1.0 and not math.isnan(s) for s in both)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("scale", [1e-300, 1e154, 1e200, 1e300])
+def test_finite_values_of_any_size_give_scores_in_range(name, scale):
+    """Squares overflow past ~1e154 and differences past ~9e307; no score may be NaN."""
+    rng = random.Random(2)
+    step = DETECTORS[name]()
+    scores = [step(rng.gauss(0, 1) * scale, 300.0 * i) for i in range(700)]
+    scores.append(step(1.0, 300.0 * 700))  # and back to ordinary sizes
+    assert all(0.0 <= s <= 1.0 for s in scores)  # NaN fails this too
 
 
 def noisy(n, seed=1):

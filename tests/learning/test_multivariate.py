@@ -66,3 +66,13 @@ def test_a_lasting_saturation_is_caught_in_a_few_rows_and_one_odd_row_is_not():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         MultivariateDetector(**kwargs)
+
+
+def test_rows_that_are_not_measurements_are_neither_judged_nor_learnt():
+    d = MultivariateDetector()
+    for r in rows(300, seed=4):
+        d(r)
+    seen = d.seen
+    for bad in [(float("nan"), 0.2, 50, 10), (0.01, float("inf"), 50, 10), (0.01, 0.2, 1e39, 10)]:
+        assert d(bad) is None
+    assert d.seen == seen and len(d.rows) == 300

@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"selfheal benchmarks on {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.machine()}\n")
-    figures = [f for name in (names or SUITES) for f in SUITES[name]()]
+    by_suite = {name: SUITES[name]() for name in (names or SUITES)}
+    figures = [f for run in by_suite.values() for f in run]
     print(table(figures))
-    write(figures)
+    write(by_suite)
     print(f"\nwritten to {RESULTS}")
     return 0
 

@@ -44,12 +44,14 @@ def per_call_ns(fns: dict[str, Callable[[], object]], number: int = 100_000,
     return {name: statistics.median(r) for name, r in runs.items()}
 
 
-def write(figures: list[Figure], path: pathlib.Path = RESULTS) -> None:
-    """Replace this suite's figures in ``path``, keeping figures other suites wrote."""
-    names = {f.name for f in figures}
+def write(by_suite: dict[str, list[Figure]], path: pathlib.Path = RESULTS) -> None:
+    """Replace the figures of the suites that ran in ``path`` (a renamed figure does not
+    linger), keeping those other suites wrote."""
     old = json.loads(path.read_text()) if path.exists() else []
-    kept = [r for r in old if r.get("name") not in names]
-    path.write_text(json.dumps(kept + [asdict(f) for f in figures], indent=2) + "\n")
+    names = {f.name for figures in by_suite.values() for f in figures}
+    kept = [r for r in old if r.get("suite") not in by_suite and r.get("name") not in names]
+    new = [{**asdict(f), "suite": suite} for suite, figures in by_suite.items() for f in figures]
+    path.write_text(json.dumps(kept + new, indent=2) + "\n")
 
 
 def table(figures: list[Figure]) -> str:

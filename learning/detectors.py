@@ -64,9 +64,10 @@ class SurpriseCusum:
                              f"got h={h}, drift={drift}")
         self.h, self.drift = h, drift
         self.sum = 0.0
+        self.reached = 0.0  # the sum the last p-value took it to (before an alarm's reset)
 
     def add(self, p: float) -> bool:
-        self.sum = max(0.0, self.sum - math.log(p) - self.drift)
+        self.reached = self.sum = max(0.0, self.sum - math.log(p) - self.drift)
         if self.sum >= self.h:
             self.sum = 0.0
             return True

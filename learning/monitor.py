@@ -244,11 +244,10 @@ class PredictiveMonitor:
             return None
         if usual is not None and p95 <= usual[0]:
             p = 1.0  # faster than usual is no evidence of trouble
-        cusum = s.latency_cusum.sum - math.log(p) - s.latency_cusum.drift
         if s.latency_cusum.add(p) and end >= s.quiet_until:
             s.quiet_until = end + pol.quiet_s
-            return Anomaly(name, end, "latency_p95", p95, min(1.0, cusum / (2 * pol.latency_h)),
-                           (("p", p),))
+            return Anomaly(name, end, "latency_p95", p95,
+                           min(1.0, s.latency_cusum.reached / (2 * pol.latency_h)), (("p", p),))
         return None
 
     def _update(self, s: _Service, calls: float, errors: float, pol: MonitorPolicy,

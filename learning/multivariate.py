@@ -125,10 +125,8 @@ class MultivariateDetector:
             k = len(self.sorted)
             if k >= self.min_calibration:
                 p = (k - bisect.bisect_left(self.sorted, score) + 1) / (k + 1)
-                before = self.cusum.sum
                 alarm = self.cusum.add(p)
-                verdict = MultivariateVerdict(score, p, before - math.log(p) - self.cusum.drift
-                                              if alarm else self.cusum.sum, alarm)
+                verdict = MultivariateVerdict(score, p, self.cusum.reached, alarm)
             if not learn:
                 return verdict
             self.fifo.append(score)

@@ -26,6 +26,26 @@ def outcome(service, at, ok, latency=0.01):
                          Criticality.MEDIUM, at)
 
 
+def monitor_and_orchestrator(prefix, service, workflow):
+    """A real orchestrator with one anomaly workflow for ``service``, and a monitor actor
+    (stepped by the test) reading the streams under ``prefix`` and telling it."""
+    name = f"orch-{prefix}"
+    flow = RecoveryWorkflow(workflow, Trigger.ANOMALY, service, (
+        RecoveryStep("retry", {"max_attempts": 1}, timeout_s=5),), (), 10.0, "high", ADMIN)
+    orch = orchestrator(name, workflows=[flow], probes={service: lambda: "ok"})
+    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", name, start=False,
+                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    return orch, mon
+
+
+def first_runs(ray_cluster, orch, within_s=20.0):
+    """The orchestrator's runs, once it has any (an anomaly reaches it asynchronously)."""
+    deadline = time.monotonic() + within_s
+    while not ray_cluster.get(orch.runs.remote()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ray_cluster.get(orch.runs.remote())
+
+
 def test_a_rising_error_rate_in_the_streams_becomes_an_anomaly_workflow(ray_cluster):
     prefix = f"mon{uuid.uuid4().hex[:6]}"
     service = "api_server"
@@ -42,12 +62,7 @@ def test_a_rising_error_rate_in_the_streams_becomes_an_anomaly_workflow(ray_clus
             recorder.record(outcome(service, leak_at + 10 * k + j * 0.5,
                                     rng.random() > 0.005 + 0.02 * k))
     recorder.flush()
-    name = f"orch-{prefix}"
-    flow = RecoveryWorkflow("leak-suspected", Trigger.ANOMALY, service, (
-        RecoveryStep("retry", {"max_attempts": 1}, timeout_s=5),), (), 10.0, "high", ADMIN)
-    orch = orchestrator(name, workflows=[flow], probes={service: lambda: "ok"})
-    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", name, start=False,
-                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    orch, mon = monitor_and_orchestrator(prefix, service, "leak-suspected")
     try:
         raised = ray_cluster.get(mon.step.remote(now=leak_at + 130))
         [a] = raised
@@ -57,10 +72,7 @@ def test_a_rising_error_rate_in_the_streams_becomes_an_anomaly_workflow(ray_clus
         state = ray_cluster.get(mon.state.remote())
         assert state["events_read"] == 20 * 372
         # the orchestrator heard it and ran the anomaly workflow
-        deadline = time.monotonic() + 20
-        while not ray_cluster.get(orch.runs.remote()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [run] = ray_cluster.get(orch.runs.remote())
+        [run] = first_runs(ray_cluster, orch)
         assert run["trigger"] == "anomaly" and "error_rate" in run["detail"]
         # everything was acknowledged: a restarted monitor would not read it again
         pending = client.xpending(f"{prefix}:{service}", "monitor")
@@ -96,12 +108,7 @@ def test_a_saturating_service_in_the_streams_is_seen_by_its_metrics_together(ray
     for k in range(1800, 1920):
         bucket(k, max(1, int(rng.gauss(15, 4))), 0.115)
     recorder.flush()
-    name = f"orch-{prefix}"
-    flow = RecoveryWorkflow("saturation-suspected", Trigger.ANOMALY, service, (
-        RecoveryStep("retry", {"max_attempts": 1}, timeout_s=5),), (), 10.0, "high", ADMIN)
-    orch = orchestrator(name, workflows=[flow], probes={service: lambda: "ok"})
-    mon = predictive_monitor(REDIS_URL, f"monitor-{prefix}", name, start=False,
-                             prefix=prefix, sample_rate=1.0, settle_s=0.0)
+    orch, mon = monitor_and_orchestrator(prefix, service, "saturation-suspected")
     try:
         raised = []
         for _ in range(100):  # the stream is read 1,000 entries a step
@@ -113,10 +120,7 @@ def test_a_saturating_service_in_the_streams_is_seen_by_its_metrics_together(ray
         [a] = raised
         assert saturating_at < a["at"] <= saturating_at + 1200
         assert "throughput" in a["detail"] and "in_flight" in a["detail"]
-        deadline = time.monotonic() + 20
-        while not ray_cluster.get(orch.runs.remote()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [run] = ray_cluster.get(orch.runs.remote())
+        [run] = first_runs(ray_cluster, orch)
         assert run["trigger"] == "anomaly" and "metrics_together" in run["detail"]
     finally:
         for actor in (mon, orch):

@@ -31,7 +31,7 @@ from collections import deque
 
 from .seasonal import HoltWinters
 
-__all__ = ["DETECTORS", "DeviationDetector", "RollingZScore", "SelfhealDetector",
+__all__ = ["DETECTORS", "Conformal", "DeviationDetector", "RollingZScore", "SelfhealDetector",
            "StaticThreshold", "SurpriseCusum"]
 
 
@@ -116,8 +116,9 @@ class _Moments:
             self.s2 -= old * old
 
 
-class _Conformal:
-    """p-value of a raw score against the last ``size`` raw scores (then it joins them)."""
+class Conformal:
+    """p-value of a raw score against the last ``size`` raw scores (then, when ``keep``, it
+    joins them); None until ``minimum`` are held."""
 
     def __init__(self, size: int, minimum: int = 50) -> None:
         self.size, self.minimum = size, minimum
@@ -131,9 +132,11 @@ class _Conformal:
         p = self.p(x)
         return None if p is None else min(1.0, -math.log(p) / math.log(k + 1))
 
-    def p(self, x: float) -> float | None:
+    def p(self, x: float, keep: bool = True) -> float | None:
         k = len(self.sorted)
         p = None if k < self.minimum else (k - bisect.bisect_left(self.sorted, x) + 1) / (k + 1)
+        if not keep:
+            return p
         self.fifo.append(x)
         bisect.insort(self.sorted, x)
         if len(self.fifo) > self.size:
@@ -176,8 +179,8 @@ class DeviationDetector:
         self.early, self.clip_values = early, clip_values
         self.values = _Moments(window)
         self.changes = _Moments(window)
-        self.cal_value = _Conformal(calibration)
-        self.cal_change = _Conformal(calibration)
+        self.cal_value = Conformal(calibration)
+        self.cal_change = Conformal(calibration)
         self.gate = _Gate(gate)
         self.last: float | None = None
         self.scale = math.log10(calibration + 1)
@@ -241,7 +244,7 @@ class SelfhealDetector:
         self.model: HoltWinters | None = None
         self.pending: list[tuple[float, float | None]] = []  # values before the period is known
         self.errors = _Moments(window)
-        self.calibration = _Conformal(memory)
+        self.calibration = Conformal(memory)
         self.gate = _Gate(gate)
 
     def __call__(self, value: float, at: float | None = None) -> float:

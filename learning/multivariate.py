@@ -26,13 +26,12 @@ scores only a little high (tested). One metric alone is the single-metric detect
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .detectors import SurpriseCusum
+from .detectors import Conformal, SurpriseCusum
 
 __all__ = ["ForestScorer", "MultivariateDetector", "MultivariateVerdict"]
 
@@ -107,9 +106,7 @@ class MultivariateDetector:
         self.trees, self.samples, self.seed = trees, samples, seed
         self.rows: deque[tuple[float, ...]] = deque(maxlen=history)
         self.scorer: ForestScorer | None = None
-        self.memory, self.min_calibration = memory, min_calibration
-        self.fifo: deque[float] = deque()
-        self.sorted: list[float] = []
+        self.calibration = Conformal(memory, min_calibration)
         self.seen = self.fits = 0
 
     def __call__(self, row: Sequence[float], learn: bool = True) -> MultivariateVerdict | None:
@@ -122,17 +119,10 @@ class MultivariateDetector:
         verdict = None
         if self.scorer is not None:
             score = self.scorer(row)
-            k = len(self.sorted)
-            if k >= self.min_calibration:
-                p = (k - bisect.bisect_left(self.sorted, score) + 1) / (k + 1)
+            p = self.calibration.p(score, keep=learn)
+            if p is not None:
                 alarm = self.cusum.add(p)
                 verdict = MultivariateVerdict(score, p, self.cusum.reached, alarm)
-            if not learn:
-                return verdict
-            self.fifo.append(score)
-            bisect.insort(self.sorted, score)
-            if len(self.fifo) > self.memory:
-                del self.sorted[bisect.bisect_left(self.sorted, self.fifo.popleft())]
         if not learn:
             return verdict
         self.rows.append(row)

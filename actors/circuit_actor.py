@@ -26,7 +26,6 @@ from healing.config import CircuitConfig, WindowType
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
-from .stores.audit_sql import AuditStore
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 from .stores.redis_state import CircuitStateStore, StateStoreError
@@ -70,9 +69,7 @@ class CircuitBreakerActor:
         self.orchestrator = orchestrator  # the actor told when the circuit opens
         # Cluster transitions go to the audit trail through this actor's own spool. They hold
         # no identifiers, so the pseudonym key never travels to (or is stored with) the actor.
-        self.audit = None if audit is None else AuditTrail(
-            audit["spool_dir"], AuditStore(audit["database_url"]), None,
-            audit.get("flush_interval_s", 0.5))
+        self.audit = None if audit is None else AuditTrail.from_config(audit, None)
 
     async def join(self, process: str, now: float) -> dict[str, Any]:
         return self.core.join(process, now).to_dict()

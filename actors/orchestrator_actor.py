@@ -38,7 +38,6 @@ from healing.workflow import (
 from .alerts import AlertManager, AlertRouter
 from .cluster_control import ControlBus
 from .recovery_actions import ActionContext, ActionRegistry, World, builtin_actions
-from .stores.audit_sql import AuditStore
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
@@ -64,9 +63,7 @@ class RecoveryOrchestratorActor:
         self.world = World(probes, health_monitor, redis_url, sample_rate)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None
-        self.audit = None if audit is None else AuditTrail(
-            audit["spool_dir"], AuditStore(audit["database_url"]), None,
-            audit.get("flush_interval_s", 0.5))
+        self.audit = None if audit is None else AuditTrail.from_config(audit, None)
         self._runs: deque[dict[str, Any]] = deque(maxlen=1000)
         self._history: dict[str, list[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()

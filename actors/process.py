@@ -74,17 +74,14 @@ class GuardProcess:
         self.recorder = MetricRecorder(
             connect(redis_url), sample_rate=settings.metrics_sample_rate,
             maxlen=settings.metrics_stream_maxlen, buffer_max=settings.metrics_buffer_max)
-        self.audit = AuditTrail(settings.spool_dir(), AuditStore(settings.audit_database_url()),
-                                settings.pseudonym_key_bytes(), settings.audit_flush_interval_s)
+        audit_cfg = settings.audit_config()
+        self.audit = AuditTrail.from_config(audit_cfg, settings.pseudonym_key_bytes())
         # One pseudonym key across the cluster, so a shared cached answer keys the same
         # patient in every process (cache_warm) and nobody's key is random per process.
         self.cache = FallbackCache(key=settings.pseudonym_key_bytes())
         self.routes = RouteTable()
         self.guard = Guard(clock=clock, breakers=self.breakers, sink=self.recorder,
                            audit=self.audit, cache=self.cache, routes=self.routes)
-        audit_cfg = {"spool_dir": str(settings.spool_dir()),
-                     "database_url": settings.audit_database_url(),
-                     "flush_interval_s": settings.audit_flush_interval_s}
         # Circuits that open tell the cluster's orchestrator (runtime.orchestrator's default
         # name), which starts the matching recovery workflow.
         self.agent = ClusterAgent(

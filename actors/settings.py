@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     audit_flush_interval_s: float = Field(
         0.5, gt=0, le=60,
         validation_alias=_alias("SELFHEAL_AUDIT_FLUSH_INTERVAL_S", "audit_flush_interval_s"))
+    # The Ed25519 key that signs audit checkpoints (made on first use, 0600, with a .pub
+    # beside it) and the append-only checkpoint log; both outside the database on purpose.
+    audit_signing_key_file: pathlib.Path | None = Field(
+        None, validation_alias=_alias("SELFHEAL_AUDIT_SIGNING_KEY_FILE",
+                                      "audit_signing_key_file"))
+    audit_checkpoint_log: pathlib.Path | None = Field(
+        None, validation_alias=_alias("SELFHEAL_AUDIT_CHECKPOINT_LOG", "audit_checkpoint_log"))
+    audit_checkpoint_interval_s: float = Field(
+        5.0, gt=0, le=3600,
+        validation_alias=_alias("SELFHEAL_AUDIT_CHECKPOINT_INTERVAL_S",
+                                "audit_checkpoint_interval_s"))
     # cron (UTC) for the scheduled training; None: only `selfheal train` trains
     training_schedule: str | None = Field(
         None, validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
@@ -91,6 +102,16 @@ class Settings(BaseSettings):
                 CronSchedule(v)
             except ConfigError as exc:
                 raise ValueError(exc.reason) from None
+        return v
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, v: Any) -> Any:
+        if isinstance(v, str | os.PathLike) and str(v).strip() == "":
+            raise ValueError("is empty: unset it for the default, or name a directory")
+        if isinstance(v, str | os.PathLike) and pathlib.Path(v).exists() \
+                and not pathlib.Path(v).is_dir():
+            raise ValueError("is a file, not a directory")
         return v
 
     @field_validator("redis_url")
@@ -139,6 +160,27 @@ class Settings(BaseSettings):
     def spool_dir(self) -> pathlib.Path:
         return self.data_dir / "spool"
 
+    def signing_key_file(self) -> pathlib.Path:
+        return self.audit_signing_key_file or self.data_dir / "audit-signing.key"
+
+    def checkpoint_log(self) -> pathlib.Path:
+        return self.audit_checkpoint_log or self.data_dir / "audit-checkpoints.jsonl"
+
+    def audit_config(self) -> dict[str, Any]:
+        """What every audit writer (a process, an actor) needs: plain values, sent to actors."""
+        return {"spool_dir": str(self.spool_dir()),
+                "database_url": self.audit_database_url(),
+                "flush_interval_s": self.audit_flush_interval_s,
+                "signing_key_file": str(self.signing_key_file()),
+                "checkpoint_log": str(self.checkpoint_log()),
+                "checkpoint_interval_s": self.audit_checkpoint_interval_s}
+
+    @classmethod
+    def embedded(cls, data_dir: str | os.PathLike[str]) -> Settings:
+        """Embedded defaults under ``data_dir``, whatever the environment says: for the demo,
+        which must never touch the stores an operator has configured."""
+        return _Embedded(data_dir=pathlib.Path(data_dir))
+
     def pseudonym_key_bytes(self) -> bytes:
         """The configured key, or one made once and kept in ``data_dir`` (mode 0600) so that
         pseudonyms stay stable across restarts of an embedded setup."""
@@ -151,6 +193,16 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+
+class _Embedded(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # no environment
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

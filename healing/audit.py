@@ -3,7 +3,9 @@
 Records are plain, JSON-safe values. Each writer (one per process) numbers its records and
 chains them: ``hash = sha256(prev_hash + canonical(record))``. A verifier can then tell an
 altered record (its hash no longer matches), a removed one (a gap in the writer's
-sequence) and a reordered one (a broken link). Identifiers never enter a record in clear:
+sequence) and a reordered one (a broken link); the signed checkpoints of
+:mod:`healing.audit_checkpoint` show what a chain alone cannot (a cut-off tail, a whole
+chain removed, a chain recomputed without the key). Identifiers never enter a record in clear:
 builders take a ``pseudonymize`` function and store only its output.
 """
 
@@ -13,7 +15,7 @@ import enum
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -30,8 +32,8 @@ __all__ = [
     "circuit_transition",
     "failure_event",
     "operator_action",
+    "record_digest",
     "recovery_step",
-    "verify_chain",
 ]
 
 GENESIS = "0" * 64
@@ -87,6 +89,15 @@ def _digest(prev_hash: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
+def record_digest(record: AuditRecord, raw_kind: str | None = None) -> str:
+    """The hash ``record`` should carry; ``raw_kind`` stands for a stored kind that is not
+    an :class:`AuditKind` (a tampered row), so such a row is still checked, not refused."""
+    body = record.body()
+    if raw_kind is not None:
+        body["kind"] = raw_kind
+    return _digest(record.prev_hash, body)
+
+
 def chain(record: AuditRecord, writer: str, seq: int, prev_hash: str) -> AuditRecord:
     """``record`` placed at ``seq`` in ``writer``'s chain after ``prev_hash``."""
     placed = replace(record, writer=writer, seq=seq, prev_hash=prev_hash, hash="")
@@ -95,32 +106,13 @@ def chain(record: AuditRecord, writer: str, seq: int, prev_hash: str) -> AuditRe
 
 @dataclass(frozen=True, slots=True)
 class ChainBreak:
-    """One problem found in a writer's chain."""
+    """One problem found in the trail: where (writer, seq, record, checkpoint) and what."""
 
     writer: str
     seq: int
     record_id: str | None
     problem: str
-
-
-def verify_chain(records: Iterable[AuditRecord]) -> list[ChainBreak]:
-    """Check records grouped by writer and ordered by seq; every problem found, in order."""
-    breaks: list[ChainBreak] = []
-    last: dict[str, AuditRecord] = {}
-    for r in records:
-        prev = last.get(r.writer)
-        expected_seq = 0 if prev is None else prev.seq + 1
-        expected_prev = GENESIS if prev is None else prev.hash
-        if r.seq != expected_seq:
-            breaks.append(ChainBreak(r.writer, expected_seq, None,
-                                     f"records {expected_seq}..{r.seq - 1} are missing"
-                                     if r.seq > expected_seq else f"seq {r.seq} out of order"))
-        elif r.prev_hash != expected_prev:
-            breaks.append(ChainBreak(r.writer, r.seq, r.id, "link to the previous record broken"))
-        if _digest(r.prev_hash, r.body()) != r.hash:
-            breaks.append(ChainBreak(r.writer, r.seq, r.id, "content does not match its hash"))
-        last[r.writer] = r
-    return breaks
+    checkpoint: str | None = None
 
 
 class AuditSink(Protocol):

@@ -25,33 +25,38 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    import pathlib
+
     from actors.settings import SettingsError, load_settings
-    from actors.stores.audit_sql import AuditStore, AuditStoreError
+    from actors.stores.audit_checkpoints import public_path
+    from actors.stores.audit_verify import VerifyError, verify_trail
+    from serve.audit_report import format_report
 
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:
-        print(f"selfheal: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     url = args.database_url or settings.audit_database_url()
-    store = AuditStore(url)
+    # The data directory's checkpoint log and spool belong to the configured database only:
+    # checked against another database they would report its records as missing.
+    own = url == settings.audit_database_url()
+    logs = [pathlib.Path(p) for p in args.checkpoint_log] or \
+        ([settings.checkpoint_log()] if own else [])
+    keys = [pathlib.Path(p) for p in args.public_key] or [public_path(settings.signing_key_file())]
     try:
-        problems = store.verify()
-        total = store.count()
-    except AuditStoreError as exc:
-        print(f"selfheal: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.dispose()
-    if not problems:
-        print(f"audit trail intact: {total} records, every chain and projection verified")
-        return 0
-    print(f"audit trail TAMPERED or incomplete: {len(problems)} problem(s) in {total} records")
-    for p in problems:
-        where = f"writer {p.writer[:12]} seq {p.seq}" if p.writer else "projection"
-        rid = f" record {p.record_id}" if p.record_id else ""
-        print(f"  {where}{rid}: {p.problem}")
-    return 1
+        report = verify_trail(url, checkpoint_logs=logs, public_keys=keys,
+                              spool_dir=settings.spool_dir() if own else None,
+                              missing_logs_ok=not args.checkpoint_log,
+                              missing_keys_ok=not args.public_key)
+    except VerifyError as exc:
+        return _fail(exc)
+    print(format_report(report))
+    return 0 if report.intact else 1
+
+
+def _fail(exc: Exception) -> int:
+    print(f"selfheal: {exc}", file=sys.stderr)
+    return 2
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -165,8 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="inspect the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser("verify", help="check every record's hash chain and projection")
+    verify = audit_sub.add_parser(
+        "verify", help="check every record's chain, typed row and signed checkpoint",
+        description="Exit status: 0 intact, 1 tampering or loss found, 2 could not check.")
     verify.add_argument("--database-url", help="audit database (default: from settings)")
+    verify.add_argument("--checkpoint-log", action="append", default=[], metavar="FILE",
+                        help="a checkpoint log to check against; repeat for one per machine "
+                             "(default: the one in the data directory)")
+    verify.add_argument("--public-key", action="append", default=[], metavar="FILE",
+                        help="a public key that signs checkpoints; keep a copy where the "
+                             "database's writers cannot change it (default: the .pub beside "
+                             "the signing key)")
     verify.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
     verify.set_defaults(func=_audit_verify)
 

@@ -19,7 +19,9 @@ from actors.health_checks import CheckSpec
 from actors.process import GuardProcess, bootstrap
 from actors.runtime import NAMESPACE, health_monitor, init_ray, predictive_monitor
 from actors.settings import Settings
+from actors.stores.audit_checkpoints import public_path
 from actors.stores.audit_sql import AuditStore
+from actors.stores.audit_verify import verify_trail
 from actors.stores.metric_stream import read_counts
 from actors.stores.redis_conn import connect
 from actors.stores.redis_state import CircuitStateStore
@@ -145,9 +147,12 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
             ray.get(ray.get_actor(f"circuit:{circuit_name}", namespace=NAMESPACE)
                     .tick.remote(time.time()))
         store = AuditStore(settings.audit_database_url())
-        problems, records = store.verify(), store.count()
-        by_kind = store.count_by_kind()
+        records, by_kind = store.count(), store.count_by_kind()
         store.dispose()
+        problems = verify_trail(
+            settings.audit_database_url(), checkpoint_logs=[settings.checkpoint_log()],
+            public_keys=[public_path(settings.signing_key_file())],
+            spool_dir=settings.spool_dir(), missing_logs_ok=True).findings
         say(f"   metrics: {counts.get('total', 0)} calls, {counts.get('errors', 0)} errors, "
             f"{counts.get('fallbacks', 0)} served by a fallback (exact counters in Redis)\n")
         ray.get(predictor.step.remote())

@@ -14,7 +14,15 @@ from healing import (
 )
 from healing.window import FAILED, SLOW, SUCCESS
 
-__all__ = ["FAILED", "SLOW", "SUCCESS", "make_breaker", "make_guard", "small_config"]
+__all__ = ["FAILED", "SLOW", "SUCCESS", "audit_problems", "make_breaker", "make_guard",
+           "small_config"]
+
+
+def audit_problems(store: Any, logs: Any = (), keys: Any = ()) -> list[Any]:
+    """What `selfheal audit verify` finds in ``store`` (against ``logs`` signed by ``keys``)."""
+    from actors.stores.audit_verify import verify_trail  # noqa: PLC0415 - tests/healing stay light
+
+    return verify_trail(store.url, checkpoint_logs=list(logs), public_keys=list(keys)).findings
 
 
 def small_config(**overrides: Any) -> CircuitConfig:

@@ -10,6 +10,12 @@ lives) and segments ``{writer}.{n:06d}.log`` of JSON lines, each line a chained
 :class:`~healing.audit.AuditRecord`. A segment is never modified once the writer moves on;
 the flusher deletes it once every line is in SQL. A torn last line after a crash was never
 acknowledged to anyone, so readers skip it.
+
+With a :class:`~actors.stores.audit_checkpoints.CheckpointLog`, the writer thread also signs
+its head into the checkpoint log: every ``checkpoint_interval_s`` while it has written
+something new, on request (:meth:`AuditSpool.checkpoint`), and when it closes. A checkpoint
+is made after the records queued before it are durable, so it never anchors a record that
+could still be lost.
 """
 
 from __future__ import annotations
@@ -17,18 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import pathlib
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from healing.audit import GENESIS, AuditRecord, chain
+from healing.audit_checkpoint import Checkpoint
 from healing.errors import SelfHealError
+
+from .audit_checkpoints import CheckpointLog
 
 __all__ = ["AuditSpool", "SpoolError", "Segment", "segments"]
 
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+
+_log = logging.getLogger("selfheal.audit")
 
 
 class SpoolError(SelfHealError):
@@ -42,10 +56,11 @@ class _Waiter:
         self.loop = loop
         self.event = threading.Event() if loop is None else None
         self.future = loop.create_future() if loop is not None else None
-        self.result: AuditRecord | None = None
+        self.result: AuditRecord | Checkpoint | None = None
         self.error: BaseException | None = None
 
-    def done(self, result: AuditRecord | None, error: BaseException | None) -> None:
+    def done(self, result: AuditRecord | Checkpoint | None,
+             error: BaseException | None) -> None:
         self.result, self.error = result, error
         if self.event is not None:
             self.event.set()
@@ -69,10 +84,17 @@ class AuditSpool:
     Args:
         directory: the spool directory (shared by every process on the machine).
         segment_bytes: start a new segment past this size.
+        checkpoints: the checkpoint log this writer signs its head into; None for none.
+        checkpoint_interval_s: how often to checkpoint a head that moved; None: only on
+            request and at close.
+        clock: monotonic seconds, for the interval.
     """
 
     def __init__(self, directory: str | os.PathLike[str],
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, *,
+                 checkpoints: CheckpointLog | None = None,
+                 checkpoint_interval_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer = uuid.uuid4().hex
@@ -86,11 +108,17 @@ class AuditSpool:
         self._size = 0
         self.current: pathlib.Path | None = None
         self._open_next_segment()
-        self._queue: list[tuple[AuditRecord, _Waiter]] = []
+        self._queue: list[tuple[AuditRecord | None, _Waiter | None]] = []  # None: checkpoint
         self._cv = threading.Condition()
         self._closing = False
         self.syncs = 0
         self.records = 0
+        self.checkpoints = checkpoints
+        self._interval = checkpoint_interval_s
+        self._clock = clock
+        self._anchored_seq = -1  # the head's seq at the last checkpoint
+        self._last_checkpoint = clock()
+        self.checkpoint_failures = 0
         self._thread = threading.Thread(target=self._run, name=f"audit-spool-{self.writer[:8]}",
                                         daemon=True)
         self._thread.start()
@@ -116,7 +144,17 @@ class AuditSpool:
         except OSError as exc:
             raise SpoolError(f"audit record {record.id} not written: {exc}") from exc
 
-    def _enqueue(self, record: AuditRecord, waiter: _Waiter) -> None:
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the head into the checkpoint log once everything queued is durable; None
+        when there is no log or nothing new to anchor. Raises SpoolError if it failed."""
+        waiter = _Waiter()
+        self._enqueue(None, waiter)
+        waiter.event.wait()  # type: ignore[union-attr]
+        if waiter.error is not None:
+            raise SpoolError(f"checkpoint not written: {waiter.error}") from waiter.error
+        return waiter.result  # type: ignore[return-value]
+
+    def _enqueue(self, record: AuditRecord | None, waiter: _Waiter) -> None:
         with self._cv:
             if self._closing:
                 raise SpoolError("the audit spool is closed")
@@ -148,11 +186,53 @@ class AuditSpool:
         while True:
             with self._cv:
                 while not self._queue and not self._closing:
-                    self._cv.wait()
+                    if not self._cv.wait(self._due()):
+                        break  # the interval passed with nothing queued
                 batch, self._queue = self._queue, []
                 if not batch and self._closing:
+                    self._checkpoint(closed=True)
                     return
-            self._write(batch)
+            records = [(r, w) for r, w in batch if r is not None]
+            if records:
+                self._write(records)  # type: ignore[arg-type]
+            requests = [w for r, w in batch if r is None]
+            if requests or (self._interval is not None and self._due() == 0):
+                self._answer(requests, self._checkpoint(closed=False,
+                                                        raise_errors=bool(requests)))
+
+    def _due(self) -> float | None:
+        """Seconds until the next interval checkpoint; None: none is due while idle."""
+        if self.checkpoints is None or self._interval is None or self._seq - 1 == \
+                self._anchored_seq:
+            return None
+        return max(0.0, self._last_checkpoint + self._interval - self._clock())
+
+    @staticmethod
+    def _answer(waiters: list[_Waiter | None],
+                result: Checkpoint | BaseException | None) -> None:
+        for w in waiters:
+            if w is not None:
+                if isinstance(result, BaseException):
+                    w.done(None, result)
+                else:
+                    w.done(result, None)
+
+    def _checkpoint(self, closed: bool,
+                    raise_errors: bool = False) -> Checkpoint | BaseException | None:
+        """Sign the head (the last durable record) into the checkpoint log."""
+        head = self._seq - 1
+        if self.checkpoints is None or head < 0 or (head == self._anchored_seq and not closed):
+            return None
+        self._last_checkpoint = self._clock()
+        try:
+            cp = self.checkpoints.append(self.writer, head, self._prev, closed)
+        except OSError as exc:
+            # The records are durable either way; only their anchor waits for the next try.
+            self.checkpoint_failures += 1
+            _log.warning("audit checkpoint of writer %s failed: %s", self.writer[:12], exc)
+            return exc if raise_errors else None
+        self._anchored_seq = head
+        return cp
 
     def _write(self, batch: list[tuple[AuditRecord, _Waiter]]) -> None:
         seq, prev = self._seq, self._prev

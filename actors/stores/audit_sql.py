@@ -3,14 +3,15 @@
 ``audit_log`` holds every record exactly as the spool chained it; inserting is idempotent by
 record id, so replaying a spool after a crash or an outage writes each record exactly once.
 Four typed tables — failure events, recovery steps, circuit transitions, operator actions —
-project the ledger's JSON into columns for queries and the dashboard; ``verify`` checks the
-chain and that every projection still says what its ledger record says.
+project the ledger's JSON into columns for queries and the dashboard; ``audit_checkpoints``
+holds a copy of the signed checkpoint log. :mod:`actors.stores.audit_verify` checks them all.
 
 SQLite (WAL) by default, PostgreSQL when the URL says so; the schema is made by Alembic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -35,10 +36,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from healing.audit import AuditKind, AuditRecord, ChainBreak, verify_chain
+from healing.audit import AuditKind, AuditRecord
+from healing.audit_checkpoint import Checkpoint
 from healing.errors import SelfHealError
 
-__all__ = ["AuditStore", "AuditStoreError", "metadata"]
+__all__ = ["PROJECTIONS", "AuditStore", "AuditStoreError", "audit_checkpoints", "audit_log",
+           "metadata"]
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 
@@ -106,6 +109,23 @@ circuit_transitions = Table(
     Column("reason", String(500), nullable=False),
     Column("failure_rate", Float),
     Column("slow_call_rate", Float),
+)
+
+# Signed checkpoints, copied here from the checkpoint log by the flusher: the two copies check
+# each other (healing.audit_checkpoint.compare_copies).
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("log", String(32), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("prev", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("writer", String(32), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("closed", Boolean, nullable=False),
+    Column("key", String(32), nullable=False),
+    Column("sig", String(200), nullable=False),
 )
 
 operator_actions = Table(
@@ -177,18 +197,29 @@ class AuditStore:
 
     Args:
         url: a SQLAlchemy URL; ``postgresql://`` URLs use the psycopg 3 driver.
+        read_only: only read (the verifier): a SQLite file is opened read-only and never
+            created, and a missing one is an error.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.url = url
+        engine_url = url
         if url.startswith("sqlite:///"):
-            pathlib.Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                       exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            path = pathlib.Path(url.removeprefix("sqlite:///"))
+            if read_only:
+                if not path.is_file():
+                    raise AuditStoreError(f"no audit database at {path}")
+                engine_url = f"sqlite:///file:{path}?mode=ro&uri=true"
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(engine_url, pool_pre_ping=True)
+        except (SQLAlchemyError, ValueError) as exc:  # a URL SQLAlchemy cannot use
+            raise AuditStoreError(f"cannot use database URL {url!r}: {exc}") from None
         self.dialect = self.engine.dialect.name
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and not read_only:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def migrate(self) -> None:
@@ -241,29 +272,19 @@ class AuditStore:
             rows = conn.execute(select(audit_log.c.kind, func.count()).group_by(audit_log.c.kind))
             return {kind: int(n) for kind, n in rows}
 
-    def verify(self) -> list[ChainBreak]:
-        """Every chain break, and every typed row that no longer matches its ledger record.
-
-        The typed tables are read before the ledger. Writers insert a record's ledger row and
-        typed row in one transaction, so every typed row read has its ledger row committed
-        by the time the ledger is read: a record landing mid-check cannot look like a typed
-        row without its ledger record (it did, once, in the demo's check)."""
-        with self.engine.connect() as conn:
-            typed = [(kind, table, project, list(conn.execute(select(table))))
-                     for kind, (table, project) in PROJECTIONS.items()]
-            ledger = list(_ledger(conn))
-        problems = verify_chain(ledger)
-        by_id = {r.id: r for r in ledger}
-        for kind, table, project, rows in typed:
-            for row in rows:
-                rec = by_id.get(row.record_id)
-                if rec is None or rec.kind is not kind:
-                    problems.append(ChainBreak("", -1, row.record_id,
-                                               f"{table.name} row has no ledger record"))
-                elif _normalise(dict(row._mapping)) != _normalise(project(rec)):
-                    problems.append(ChainBreak(rec.writer, rec.seq, rec.id,
-                                               f"{table.name} row differs from the ledger"))
-        return problems
+    def insert_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Copy checkpoints from the log; ones already copied are left as they are."""
+        if not checkpoints:
+            return
+        ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        rows = [dataclasses.asdict(cp) for cp in checkpoints]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(ins(audit_checkpoints).on_conflict_do_nothing(
+                    index_elements=["log", "n"]), rows)
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(f"copying {len(rows)} audit checkpoints failed: "
+                                  f"{type(exc).__name__}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

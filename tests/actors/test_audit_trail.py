@@ -21,7 +21,7 @@ from actors.stores.audit_trail import AuditTrail
 from healing import ClinicalContext, ClinicalSafetyError, FallbackExhausted, ManualClock
 from healing.audit import circuit_transition
 from serve.cli import main as cli
-from tests.factories import make_guard
+from tests.factories import audit_problems, make_guard
 
 KEY = b"k" * 32
 DX = ClinicalContext("diagnostic", "high", patient_id="MRN-900117", clinician_id="DR-4411")
@@ -69,7 +69,7 @@ def test_every_failure_and_fallback_is_in_sql_exactly_once(tmp_path, store):
     assert t.flush() == 3
     assert t.flush() == 0  # nothing new
     t.close()
-    assert store.count() == 3 and store.verify() == []
+    assert store.count() == 3 and audit_problems(store) == []
     with store.engine.connect() as conn:
         rows = conn.execute(text(
             "select service, served_by, patient_impact, clinician_notified, "
@@ -117,7 +117,7 @@ def test_a_crashed_writer_is_replayed_by_the_next_process_exactly_once(tmp_path,
     assert t.flush() == 50
     t.flush()  # replaying again writes nothing twice
     t.close()
-    assert store.count() == 50 and store.verify() == []
+    assert store.count() == 50 and audit_problems(store) == []
     assert segments(spool) == []  # the dead writer's segments are gone once in SQL
     assert not any(p.name.endswith(".lock") for p in spool.iterdir())
 
@@ -133,7 +133,7 @@ def test_a_torn_last_line_is_skipped_not_misread(tmp_path, store):
     t = trail(tmp_path, store)
     assert t.flush() == 1
     t.close()
-    assert store.verify() == []
+    assert audit_problems(store) == []
 
 
 def test_database_outage_delays_records_and_loses_none(tmp_path, pg_url, postgres_control):
@@ -155,7 +155,7 @@ def test_database_outage_delays_records_and_loses_none(tmp_path, pg_url, postgre
     store.engine.dispose()  # drop connections the restart killed
     assert t.flush() == 7
     t.close()
-    assert store.count() == 12 and store.verify() == [] and g.audit_failures == 0
+    assert store.count() == 12 and audit_problems(store) == [] and g.audit_failures == 0
     store.dispose()
 
 
@@ -174,7 +174,7 @@ def test_verify_reports_an_altered_a_deleted_and_a_projected_row(tmp_path, store
         conn.execute(text("update audit_log set service='evil' where id=:i"), {"i": ids[1]})
         conn.execute(text("delete from circuit_transitions where record_id=:i"), {"i": ids[2]})
         conn.execute(text("delete from audit_log where id=:i"), {"i": ids[2]})
-    problems = {(p.record_id, p.problem) for p in store.verify()}
+    problems = {(p.record_id, p.problem) for p in audit_problems(store)}
     assert (ids[0], "circuit_transitions row differs from the ledger") in problems
     assert (ids[1], "content does not match its hash") in problems
     assert (None, "records 2..2 are missing") in problems

@@ -26,12 +26,16 @@ __all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestr
 NAMESPACE = "selfheal"
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray."""
+def init_ray(address: str | None = None, *, num_cpus: int | None = None,
+             private: bool = False) -> None:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray; ``private``
+    always starts a new local one, whatever ``RAY_ADDRESS`` says (the demo's)."""
     if ray.is_initialized():
         return
-    # Task events make the GCS grow without bound in long runs (PLATFORM.md).
+    # Task events make the GCS grow without bound in long runs.
     os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
+    if private:
+        address = "local"
     ray.init(address=address or os.environ.get("RAY_ADDRESS"), namespace=NAMESPACE,
              num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              configure_logging=False)

@@ -1,7 +1,8 @@
 """User-written YAML files (workflows, scenarios): parsed with their line numbers, so that a
 mistake is reported as ``file:line: field: reason`` and nothing from that file is used.
 
-Durations are seconds, or strings with a unit: ``500ms``, ``30s``, ``2m``, ``1h``, ``1d``.
+Durations are seconds, or strings with units: ``500ms``, ``30s``, ``2m``, ``1h``, ``1d``, or
+several largest first, ``1h10m``, ``2m30s``.
 """
 
 from __future__ import annotations
@@ -29,14 +30,23 @@ class SourceError(ConfigError):
         self.field, self.value, self.reason, self.source = field, None, reason, str(path)
 
 
+_PART = r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)"
+_DURATION = re.compile(rf"\s*(?:{_PART}\s*)+")
+
+
 def parse_duration(value: Any, field: str) -> float:
-    """Seconds from a number or a string such as ``30s``; a ConfigError naming ``field``."""
+    """Seconds from a number or a string such as ``30s`` or ``1h10m`` (units largest first,
+    each once); a ConfigError naming ``field``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", str(value))
-    if not m:
-        raise ConfigError(field, value, "must be seconds or a duration like 30s, 2m, 500ms")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    text = str(value)
+    parts = re.findall(_PART, text) if _DURATION.fullmatch(text) else []
+    units = [u for _, u in parts]
+    order = ["d", "h", "m", "s", "ms"]
+    if not parts or units != sorted(set(units), key=order.index):
+        raise ConfigError(field, value,
+                          "must be seconds or a duration like 30s, 2m, 500ms or 1h10m")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def dotted(at: list[Any]) -> str:

@@ -61,17 +61,22 @@ def _fail(exc: Exception) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from healing.errors import ConfigError
+    from serve.detect import CsvError, check_output
     from simulation.scenario import load_scenario
 
-    try:  # every file is checked before anything runs
+    try:  # every file and every output path is checked before anything runs
         scenarios = [load_scenario(p) for p in args.files]
-    except ConfigError as exc:
-        print(f"selfheal: {exc}", file=sys.stderr)
-        return 2
+        if args.json:
+            check_output(args.json)
+    except (ConfigError, CsvError) as exc:
+        return _fail(exc)
     if args.runs < 1:
-        print(f"selfheal: --runs must be at least 1, got {args.runs}", file=sys.stderr)
-        return 2
-    from simulation.runner import report_json, simulate
+        return _fail(ValueError(f"--runs must be at least 1, got {args.runs}"))
+    if args.seed is not None and args.seed < 0:
+        return _fail(ValueError(f"--seed must be a whole number >= 0, got {args.seed}"))
+    if args.events and os.path.exists(args.events) and not os.path.isdir(args.events):
+        return _fail(ValueError(f"--events {args.events}: is a file, not a folder"))
+    from simulation.runner import SimulationInterrupted, estimate, report_json, simulate
     from simulation.table import format_reports
 
     mlflow_uri = None
@@ -81,22 +86,39 @@ def _simulate(args: argparse.Namespace) -> int:
         try:
             settings = load_settings(args.config)
         except SettingsError as exc:
-            print(f"selfheal: {exc}", file=sys.stderr)
-            return 2
+            return _fail(exc)
         mlflow_uri = settings.mlflow_uri()
+    from serve.progress import SimulationProgress, describe_estimate
+
+    cost = estimate(scenarios, args.runs)
+    warning = describe_estimate(cost)
+    if warning:
+        print(f"selfheal: {warning}", file=sys.stderr, flush=True)
     use_ray = False if args.local else None
     if use_ray is None and len(scenarios) * args.runs > 1:
         from actors.runtime import init_ray
 
         init_ray()
-    reports = simulate(scenarios, runs=args.runs, seed=args.seed, use_ray=use_ray,
-                       events_dir=args.events, mlflow_uri=mlflow_uri)
-    if args.json:  # before printing: a reader that stops early must not cost the report
+    interrupted = None
+    with SimulationProgress(sys.stderr) as progress:
+        try:
+            reports = simulate(scenarios, runs=args.runs, seed=args.seed, use_ray=use_ray,
+                               events_dir=args.events, mlflow_uri=mlflow_uri,
+                               progress=progress.update)
+        except SimulationInterrupted as exc:
+            reports, interrupted = exc.reports, exc
+    if args.json and reports:  # before printing: a reader that stops early must not cost it
         with open(args.json, "w") as f:
             f.write(report_json(reports))
-    print(format_reports(reports))
-    if args.json:
+    if reports:
+        print(format_reports(reports))
+    if args.json and reports:
         print(f"report written to {args.json}")
+    if interrupted is not None:
+        kept = "the report holds those" if reports else "nothing to report"
+        print(f"selfheal: interrupted: {interrupted.finished} of {interrupted.total} runs had "
+              f"finished; {kept}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -155,11 +177,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfheal")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfheal",
         description="Keeps clinical AI services answering through failures, safely.",
     )
+    parser.add_argument("--version", action="version", version=f"selfheal {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a short scripted outage and explain each step")
     demo.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
@@ -235,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python would complain again flushing stdout at exit: point it at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("selfheal: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

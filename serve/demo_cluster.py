@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -82,13 +83,20 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
     if data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="selfheal-demo-")
         data_dir = tmp.name
-    settings, server = bootstrap(Settings(data_dir=data_dir))
+    # Private embedded state, whatever REDIS_URL, DATABASE_URL or SELFHEAL_DATA_DIR say: the
+    # demo forces a circuit open and must never do that to the stores an operator configured.
+    settings, server = bootstrap(Settings.embedded(data_dir))
     say = out.write
     say("\n── 6. The same guard, as a running cluster " + "─" * 30 + "\n")
     say(f"   Embedded defaults under {data_dir}: selfheal's own Redis on a unix socket,\n"
         "   a SQLite audit trail, a local Ray. Starting Ray takes a few seconds...\n")
+    ignored = [v for v in ("RAY_ADDRESS", "REDIS_URL", "DATABASE_URL", "SELFHEAL_DATA_DIR",
+                           "MLFLOW_TRACKING_URI") if os.environ.get(v)]
+    if ignored:
+        say(f"   ({', '.join(ignored)} set in the environment: ignored here; the demo never\n"
+            "   touches the stores an operator has configured.)\n")
     t0 = time.monotonic()
-    init_ray(num_cpus=2)
+    init_ray(num_cpus=2, private=True)
     replicas = [ray.remote(num_cpus=0)(Replica).remote(settings, f"replica-{i}")
                 for i in range(3)]
     monitor = health_monitor(f"health-demo-{int(time.time())}")

@@ -1,8 +1,10 @@
 """``selfheal detect``: score a ``timestamp,value`` CSV with the streaming detector.
 
-The file is checked whole before anything is scored or written: a bad header, a row with the
-wrong number of fields, an unreadable timestamp, a missing, non-numeric or non-finite value
-is an error naming the file, the line and the field, and no output is written. Then each row
+The output path is checked first, then the file whole, before anything is scored or
+written: text that is not UTF-8 (a byte-order mark is skipped), a bad header, a row with the
+wrong number of fields or an unterminated quote, an unreadable timestamp or one not after the
+row before it, a missing, non-numeric or non-finite value is an error naming the file, the
+line and the field, and no output is written. Then each row
 is scored in order, using only the rows before it, and written as
 ``timestamp,value,anomaly_score`` (the input's own text for the first two fields).
 """
@@ -10,22 +12,27 @@ is scored in order, using only the rows before it, and written as
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import pathlib
+import re
+import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
 from learning.detectors import DETECTORS
 
-__all__ = ["CsvError", "detect_file"]
+__all__ = ["CsvError", "check_output", "detect_file", "write_atomically"]
 
 
 class CsvError(ValueError):
     def __init__(self, path: str, line: int, field: str, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {field}: {reason}")
+        super().__init__(f"{path}:{line}: {field}: {reason}" if line else
+                         f"{path}: {field}: {reason}")
         self.path, self.line, self.field = path, line, field
 
 
@@ -34,60 +41,127 @@ def _seconds(stamp: datetime) -> float:
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
+# An ASCII decimal number: float() would also take "1_000", "١٢٣" or "nan", which no
+# exporter writes and which are more likely a wrong column than a value.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _text(path: str) -> str:
+    """The file as text: UTF-8, with a leading byte-order mark (Excel's) skipped."""
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except IsADirectoryError:
+        raise CsvError(path, 0, "file", "is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise CsvError(path, 0, "file", f"cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CsvError(path, line, "file", f"is not UTF-8 text (byte {data[exc.start]:#04x}; "
+                                           "save it as UTF-8)") from None
+
+
 def _rows(path: str) -> list[tuple[str, str, float, float]]:
-    out = []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
+    out: list[tuple[str, str, float, float]] = []
+    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
+    line = 1  # where the row being read starts (a quoted field may span lines)
+    try:
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["timestamp", "value"]:
             raise CsvError(path, 1, "header", f"must be 'timestamp,value', got {header!r}")
-        for row in reader:
-            line = reader.line_num
+        while True:
+            line = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                return out
             if not row:
                 continue  # a blank line carries nothing
             if len(row) != 2:
                 raise CsvError(path, line, "row", f"must have 2 fields, got {len(row)}")
-            stamp, raw = row[0].strip(), row[1].strip()
-            try:
-                at = _seconds(datetime.fromisoformat(stamp))
-            except ValueError:
-                raise CsvError(path, line, "timestamp",
-                               f"{stamp!r} is not a date-time like 2014-07-01 00:00:00") from None
-            if raw == "":
-                raise CsvError(path, line, "value", "is missing (selfheal does not guess "
-                                                    "missing values: fill or drop the row)")
-            try:
-                value = float(raw)
-            except ValueError:
-                raise CsvError(path, line, "value", f"{raw!r} is not a number") from None
-            if not math.isfinite(value):
-                raise CsvError(path, line, "value", f"{raw!r} is not a finite number")
-            out.append((row[0], row[1], value, at))
-    return out
+            out.append(_row(path, line, row, out[-1][3] if out else None))
+    except csv.Error as exc:
+        raise CsvError(path, line, "row", f"is not valid CSV ({exc}: an unclosed quote?)") \
+            from None
+
+
+def _row(path: str, line: int, row: list[str],
+         previous: float | None) -> tuple[str, str, float, float]:
+    stamp, raw = row[0].strip(), row[1].strip()
+    try:
+        at = _seconds(datetime.fromisoformat(stamp))
+    except ValueError:
+        raise CsvError(path, line, "timestamp",
+                       f"{stamp!r} is not a date-time like 2014-07-01 00:00:00") from None
+    if previous is not None and at <= previous:
+        raise CsvError(path, line, "timestamp",
+                       f"{stamp!r} is {'the same as' if at == previous else 'before'} the "
+                       "previous row's: rows must be in time order, each time once")
+    if raw == "":
+        raise CsvError(path, line, "value", "is missing (selfheal does not guess "
+                                            "missing values: fill or drop the row)")
+    if not _NUMBER.fullmatch(raw):
+        raise CsvError(path, line, "value", f"{raw!r} is not a number like 12.5 or -3e2")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise CsvError(path, line, "value", f"{raw!r} is not a finite number")
+    return row[0], row[1], value, at
+
+
+def check_output(out: str) -> pathlib.Path:
+    """Where output will go, checked before any work: a file in a folder that exists."""
+    target = pathlib.Path(out)
+    parent = target.parent if str(target.parent) else pathlib.Path(".")
+    if target.is_dir():
+        raise CsvError(out, 0, "output", "is a directory: name a file")
+    if not parent.is_dir():
+        raise CsvError(out, 0, "output", f"folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CsvError(out, 0, "output", f"folder {str(parent)!r} is not writable")
+    return target
 
 
 def detect_file(path: str, out: str | None, detector: str = "selfheal",
                 stdout: TextIO | None = None) -> int:
     """Score ``path`` into ``out`` (or stdout); returns the number of rows scored."""
-    try:
-        rows = _rows(path)
-    except OSError as exc:
-        raise CsvError(path, 0, "file", f"cannot be read ({exc.strerror})") from None
+    target = check_output(out) if out is not None else None
+    rows = _rows(path)
     step = DETECTORS[detector]()
-    if out is None:
+    if target is None:
         _write(rows, step, stdout if stdout is not None else sys.stdout)
         return len(rows)
-    target = pathlib.Path(out)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".",
-                               prefix=f".{target.name}.")
+    write_atomically(target, lambda f: _write(rows, step, f))
+    return len(rows)
+
+
+def write_atomically(target: pathlib.Path, write: Callable[[TextIO], None]) -> None:
+    """All or nothing, with the mode a plain ``open`` would give: an existing file keeps its
+    own, a new one gets the user's umask (mkstemp alone would make it 0600)."""
     try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", newline="") as f:
-            _write(rows, step, f)
-        os.replace(tmp, target)  # all or nothing
+            write(f)
+        os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
         raise
-    return len(rows)
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it: set, and put back at once
+    os.umask(mask)
+    return mask
 
 
 def _write(rows: list[tuple[str, str, float, float]], step: object, f: TextIO) -> None:

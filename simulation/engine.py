@@ -69,6 +69,7 @@ __all__ = ["Detection", "RunResult", "Simulation"]
 
 (_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _MONITOR, _LEARN, _PREVENT,
  _TIMER) = range(9)
+_PROGRESS_S = 60.0
 _LEARN_S = 3600.0  # patterns are refitted hourly on the run's own detections
 _PREVENT_S = 60.0
 _QUESTIONS = 200  # distinct requests per service: what the fallback cache can hold answers to
@@ -240,7 +241,9 @@ class Simulation:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self) -> RunResult:
+    def run(self, progress: Callable[[float, int], None] | None = None) -> RunResult:
+        """Run to the scenario's end; ``progress(simulated_s, requests)`` is called every
+        simulated minute (for a progress bar; it may raise KeyboardInterrupt to stop)."""
         sc = self.scenario
         end = sc.duration_s
         push = self._push
@@ -263,6 +266,8 @@ class Simulation:
             if self.recognizer is not None:
                 push(_LEARN_S, _LEARN, None)
                 push(_PREVENT_S, _PREVENT, None)
+        if progress is not None:
+            push(_PROGRESS_S, _TIMER, lambda: self._progress(progress))
         request = self._request_healing if self.healing else self._request_baseline
         targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
                     _caller(self.world, self.clock, n, sc.services[n].primary),
@@ -312,6 +317,10 @@ class Simulation:
             self.steps, self.run_summaries, self.violations,
             self.recorder.failures + self._steps_expected, self.audit.written, self.requests,
             self.recorder.sampled, self.audit.records)
+
+    def _progress(self, report: Callable[[float, int], None]) -> None:
+        report(self.clock.now(), self.requests)
+        self.after(_PROGRESS_S, lambda: self._progress(report))
 
     def _push(self, t: float, kind: int, payload: Any) -> None:
         heapq.heappush(self._heap, (t, next(self._seq), kind, payload))

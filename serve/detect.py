@@ -43,7 +43,7 @@ def _seconds(stamp: datetime) -> float:
 
 # An ASCII decimal number: float() would also take "1_000", "١٢٣" or "nan", which no
 # exporter writes and which are more likely a wrong column than a value.
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _text(path: str) -> str:

@@ -103,3 +103,30 @@ def test_runs_must_be_positive(runs, capsys):
     assert main(["simulate", str(SCENARIOS / "ai_provider_outage.yaml"), "--runs",
                  str(runs), "--local", "--no-mlflow"]) == 2
     assert "--runs must be at least 1" in capsys.readouterr().err
+
+
+def test_progress_counts_simulated_time_and_changes_no_result():
+    seen = []
+    [with_progress] = simulate([small()], runs=2, use_ray=False,
+                               progress=lambda done, total, n: seen.append((done, total, n)))
+    [plain] = simulate([small()], runs=2, use_ray=False)
+    assert with_progress == plain  # the progress timer is not part of the simulation
+    dones = [d for d, _, _ in seen]
+    assert dones == sorted(dones) and seen[-1][0] == seen[-1][1] == 2 * 2 * 900
+    assert seen[-1][2] == with_progress["requests"] * 2 + with_progress["baseline"]["requests"] * 2
+    assert len(seen) > 4 * 900 / 60 - 4  # every simulated minute, healing and baseline
+
+
+def test_ctrl_c_keeps_the_runs_that_finished():
+    from simulation.runner import SimulationInterrupted
+
+    def interrupt_in_the_second_run(done, total, n):
+        if done > 2 * 900 + 300:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SimulationInterrupted) as exc:
+        simulate([small()], runs=2, use_ray=False, progress=interrupt_in_the_second_run)
+    assert (exc.value.finished, exc.value.total) == (1, 2)
+    [report] = exc.value.reports
+    [alone] = simulate([small()], runs=1, use_ray=False)
+    assert report == alone  # the finished run, reported as if it had been the only one

@@ -9,11 +9,11 @@ from __future__ import annotations
 import platform
 import sys
 
-from . import core, nab, runtime, simulation
+from . import audit, core, nab, runtime, simulation
 from .harness import RESULTS, table, write
 
-SUITES = {"core": core.run, "runtime": runtime.run, "simulation": simulation.run,
-          "nab": nab.run}
+SUITES = {"core": core.run, "runtime": runtime.run, "audit": audit.run,
+          "simulation": simulation.run, "nab": nab.run}
 
 
 def main(argv: list[str] | None = None) -> int:

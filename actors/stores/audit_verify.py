@@ -12,9 +12,10 @@ checked in constant memory. The database is opened read-only; nothing is ever cr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,51 +237,66 @@ def _orphans(conn: Any) -> list[ChainBreak]:
 _Row = tuple[AuditRecord, str | None, list[ChainBreak]]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Typed:
+    """Where one typed table's columns sit in a joined row, and which hold JSON."""
+
+    kind: AuditKind
+    name: str
+    project: Callable[[AuditRecord], dict[str, Any]]
+    columns: tuple[tuple[str, int, bool], ...]  # (name, position, is JSON)
+    record_id: int  # position of its record_id
+
+
 def _ledger(conn: Any) -> Iterator[_Row]:
     """Each ledger record, with what is wrong with it and with its typed row, streamed."""
     cols = [_text(c).label(c.name) for c in audit_log.c]
     joined = audit_log
-    for table, _ in PROJECTIONS.values():
+    typed = []
+    for kind, (table, project) in PROJECTIONS.items():
+        at = len(cols)
         cols += [_text(c).label(f"{table.name}__{c.name}") for c in table.c]
         joined = joined.outerjoin(table, table.c.record_id == audit_log.c.id)
+        columns = tuple((c.name, at + k, isinstance(c.type, JSON))
+                        for k, c in enumerate(table.c))
+        typed.append(_Typed(kind, table.name, project, columns,
+                            at + list(table.c.keys()).index("record_id")))
     q = select(*cols).select_from(joined).order_by(audit_log.c.writer, audit_log.c.seq)
     result = conn.execution_options(stream_results=True, yield_per=_STREAM).execute(q)
     for row in result:
-        yield _judge(row._mapping)
+        yield _judge(row, typed)
 
 
-def _judge(m: Any) -> _Row:
+def _judge(row: Any, typed: list[_Typed]) -> _Row:
+    rid, writer, seq, raw, at, service, text_data, prev_hash, hash_ = row[:9]  # audit_log.c
     problems: list[ChainBreak] = []
     try:
-        data = json.loads(m["data"])
+        data = json.loads(text_data)
     except (TypeError, ValueError):
-        data = m["data"]  # kept as text: its hash cannot match, which is reported
+        data = text_data  # kept as text: its hash cannot match, which is reported
     raw_kind = None
     try:
-        kind = AuditKind(m["kind"])
+        kind = AuditKind(raw)
     except ValueError:
-        kind, raw_kind = AuditKind.OPERATOR_ACTION, str(m["kind"])  # placeholder, see raw_kind
-    r = AuditRecord(m["id"], kind, m["at"], m["service"], data, m["writer"], m["seq"],
-                    m["prev_hash"], m["hash"])
-    for k, (table, project) in PROJECTIONS.items():
-        typed = {c.name: m[f"{table.name}__{c.name}"] for c in table.c}
-        mine = k is kind and raw_kind is None
-        if typed["record_id"] is None:
+        kind, raw_kind = AuditKind.OPERATOR_ACTION, str(raw)  # placeholder, see raw_kind
+    r = AuditRecord(rid, kind, at, service, data, writer, seq, prev_hash, hash_)
+    for t in typed:
+        mine = t.kind is kind and raw_kind is None
+        if row[t.record_id] is None:
             if mine:
-                problems.append(_at(r, f"{table.name} row is missing"))
+                problems.append(_at(r, f"{t.name} row is missing"))
             continue
         if not mine:
-            problems.append(_at(r, f"{table.name} row has no ledger record of its kind"))
+            problems.append(_at(r, f"{t.name} row has no ledger record of its kind"))
             continue
-        typed = {c.name: _json(typed[c.name]) if isinstance(c.type, JSON) else typed[c.name]
-                 for c in table.c}
+        stored = {name: _json(row[i]) if is_json else row[i] for name, i, is_json in t.columns}
         try:
-            expected = project(r)
+            expected = t.project(r)
         except (KeyError, TypeError, AttributeError):
             problems.append(_at(r, f"its data no longer has the shape of a {kind.value}"))
             continue
-        if _normalise(typed) != _normalise(expected):
-            problems.append(_at(r, f"{table.name} row differs from the ledger"))
+        if _normalise(stored) != _normalise(expected):
+            problems.append(_at(r, f"{t.name} row differs from the ledger"))
     return r, raw_kind, problems
 
 

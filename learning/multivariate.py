@@ -13,7 +13,7 @@ scores only a little high (tested). One metric alone is the single-metric detect
 (the error-rate CUSUM, the latency detector).
 
 * **Fitted on a schedule.** A fit costs tens of milliseconds (50 trees of 128 samples: ~60 ms
-  here) and a call of ``score_samples`` ~18 ms whatever its size (PLATFORM.md). So the forest
+  here) and a call of ``score_samples`` ~18 ms whatever its size (measured here). So the forest
   is refitted every ``refit`` rows on the last ``history`` rows, and between fits each row is
   scored by walking the fitted trees here, in pure Python (~0.1 ms a row; the same number as
   ``score_samples``, tested).

@@ -1,6 +1,6 @@
 """The Numenta Anomaly Benchmark's scoring rules, for judging detectors on its corpus.
 
-Implements the rules as the corpus README (``../shared/data/nab/README.md``) and the NAB
+Implements the rules as the NAB corpus README (docs/learning.md summarises them) and the NAB
 paper state them:
 
 * the first 15 % of each file (at most 750 rows) is probationary: detections there are not

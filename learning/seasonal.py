@@ -1,7 +1,7 @@
 """One-step-ahead forecasts of a metric from Holt-Winters exponential smoothing, streaming.
 
 A Holt-Winters fit costs tens of milliseconds to seconds (statsmodels estimates its smoothing
-weights by optimisation; PLATFORM.md measured ~4 s on 10k points with estimated initial
+weights by optimisation; we measured ~4 s on 10k points here with estimated initial
 states), far too much to pay per value. So the model is *fitted on a schedule* and *updated
 per value*: every ``refit`` values, statsmodels' ``ExponentialSmoothing`` (additive season,
 no trend: a trend extrapolated into the next value is how a leak gets forecast as normal)

@@ -1,4 +1,4 @@
-"""Outcome metrics, exactly as DESIGN.md defines them, per incident, per service and overall.
+"""Outcome metrics, exactly as the design defines them, per incident, per service and overall.
 
 * **incident**: one fault occurrence on one service.
 * **MTTD**: fault start → the first detection signal for that service (circuit opened, health

@@ -71,24 +71,15 @@ def verify_trail(url: str, *, checkpoint_logs: list[pathlib.Path],
     """
     _check_url(url)
     report = VerifyReport()
-    file_entries: list[Checkpoint | CheckpointError] = []
-    file_logs: set[str] = set()
-    for path in checkpoint_logs:
-        if not path.exists() and missing_logs_ok:
-            continue
-        try:
-            entries, _ = read_checkpoints(path)
-        except OSError as exc:
-            raise VerifyError(f"{path}: checkpoint log cannot be read ({exc.strerror})") from None
-        file_entries += entries
-        file_logs |= {e.log for e in entries if isinstance(e, Checkpoint)}
+    file_entries = _read_logs(checkpoint_logs, missing_logs_ok)
+    file_logs = {e.log for e in file_entries if isinstance(e, Checkpoint)}
     pending = _spool(spool_dir)
     report.pending = sum(len(v) for v in pending.values())  # less what SQL has, below
 
     try:
         store: AuditStore | None = AuditStore(url, read_only=True)
     except AuditStoreError as exc:
-        if not file_entries:
+        if not file_entries and not pending:
             raise VerifyError(f"{exc}: nothing has been recorded there "
                               "(or this is the wrong place)") from None
         store = None  # the database is gone, but checkpoints say there was a trail
@@ -134,6 +125,19 @@ def verify_trail(url: str, *, checkpoint_logs: list[pathlib.Path],
         ns = sorted(per_log)
         report.checkpoints[log] = (ns[0], ns[-1], per_log[ns[0]].at, per_log[ns[-1]].at)
     return report
+
+
+def _read_logs(paths: list[pathlib.Path],
+               missing_ok: bool) -> list[Checkpoint | CheckpointError]:
+    entries: list[Checkpoint | CheckpointError] = []
+    for path in paths:
+        if missing_ok and not path.exists():
+            continue
+        try:
+            entries += read_checkpoints(path)[0]
+        except OSError as exc:
+            raise VerifyError(f"{path}: checkpoint log cannot be read ({exc.strerror})") from None
+    return entries
 
 
 @contextlib.contextmanager

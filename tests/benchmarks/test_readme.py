@@ -1,0 +1,23 @@
+"""The README's Measured table says what benchmarks/results.json says: it is generated."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.harness import RESULTS
+from benchmarks.readme import README, ROWS, block, current, render, update
+
+
+def test_the_readme_table_is_the_generated_one():
+    assert current(README.read_text()) == block(json.loads(RESULTS.read_text()))
+
+
+def test_every_row_names_a_figure_and_a_missing_one_says_so(tmp_path):
+    results = json.loads(RESULTS.read_text())
+    table = render(results)
+    assert len(table.splitlines()) == len(ROWS) + 2
+    assert "not measured yet" in render([r for r in results if r["name"] != ROWS[0][1]])
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n" + block([]) + "\nafter\n")
+    update(readme, RESULTS)
+    assert readme.read_text() == "before\n" + block(results) + "\nafter\n"

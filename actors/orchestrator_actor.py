@@ -15,14 +15,14 @@ history reads back in order.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import deque
 from typing import Any
 
-from healing import ClinicalSafetyValidator, SystemClock
+from healing import ClinicalSafetyValidator, Clock, SystemClock
 from healing.audit import operator_action, recovery_step
 from healing.orchestration import RecoveryQueue, TriggerEvent
+from healing.recovery import ErrorThresholdRule, RecoveryPolicy
 from healing.retry import bounded
 from healing.workflow import (
     CheckCriteria,
@@ -37,7 +37,7 @@ from healing.workflow import (
 
 from .alerts import AlertManager, AlertRouter
 from .cluster_control import ControlBus
-from .recovery_actions import ActionContext, ActionRegistry, World, builtin_actions
+from .recovery_actions import ActionContext, ActionRegistry, LiveEvidence, builtin_actions
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
@@ -51,16 +51,18 @@ class RecoveryOrchestratorActor:
                  health_monitor: Any = None, actions: ActionRegistry | None = None,
                  redis_url: str | None = None, sample_rate: float = 0.1,
                  error_thresholds: dict[str, tuple[float, float]] | None = None,
-                 watch_interval_s: float = 0.0) -> None:
-        self.clock = SystemClock()
+                 watch_interval_s: float = 0.0, policy: RecoveryPolicy | None = None,
+                 primaries: dict[str, str] | None = None, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
         probes = dict(probes or {})
         self.alerts = AlertManager(alerts) if alerts is not None else None
         self.actions = actions or builtin_actions(
             alerts=self.alerts, circuit_for=circuit_for, probes=probes,
-            control=ControlBus(connect(redis_url)) if redis_url is not None else None)
-        self.world = World(probes, health_monitor, redis_url, sample_rate)
+            control=ControlBus(connect(redis_url)) if redis_url is not None else None,
+            policy=policy, primaries=primaries)
+        self.evidence = LiveEvidence(probes, health_monitor, redis_url, sample_rate, self.clock)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None
         self.audit = None if audit is None else AuditTrail.from_config(audit, None)
@@ -86,14 +88,14 @@ class RecoveryOrchestratorActor:
     async def check_error_thresholds(self, now: float | None = None) -> dict[str, str]:
         """Raise ``error_threshold`` for every watched service over its threshold now."""
         self._start_watching()
-        now = time.time() if now is None else now
+        now = self.clock.wall() if now is None else now
         out = {}
         for service, (threshold, window_s) in self.error_thresholds.items():
-            rate = self.world.error_rate(service, window_s, now)
-            if rate is not None and rate >= threshold:
+            rule = ErrorThresholdRule(threshold, window_s)  # the simulator's rule too
+            errors, calls = self.evidence.counts(service, window_s, now)
+            if rule.fires(errors, calls):
                 out[service] = await self.trigger(TriggerEvent(
-                    Trigger.ERROR_THRESHOLD, service,
-                    f"error rate {rate:.0%} over {window_s:g} s >= {threshold:.0%}"))
+                    Trigger.ERROR_THRESHOLD, service, rule.describe(errors, calls)))
         return out
 
     def _start_watching(self) -> None:
@@ -102,7 +104,7 @@ class RecoveryOrchestratorActor:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self._watch_interval_s)
+            await self.clock.asleep(self._watch_interval_s)
             try:
                 await self.check_error_thresholds()
             except Exception:  # Redis away: the next round tries again
@@ -143,7 +145,7 @@ class RecoveryOrchestratorActor:
             return
         # ``by`` names a system component, not a person: it is kept as it is.
         await self.audit.aappend(operator_action(
-            service=service, at=time.time(), operator=by, action=action,
+            service=service, at=self.clock.wall(), operator=by, action=action,
             pseudonymize=lambda who: who,
             details={"old": old, "new": new, "reason": reason}))
 
@@ -182,7 +184,7 @@ class RecoveryOrchestratorActor:
 
     async def _run(self, workflow: RecoveryWorkflow, event: TriggerEvent) -> None:
         run_id = f"{workflow.id}-{uuid.uuid4().hex[:8]}"
-        started = time.time()
+        started = self.clock.wall()
         summary: dict[str, Any] = {"run_id": run_id, "workflow": workflow.id,
                                    "service": workflow.service, "trigger": event.trigger.value,
                                    "detail": event.detail, "started_at": started}
@@ -200,7 +202,7 @@ class RecoveryOrchestratorActor:
         except Exception as exc:  # a broken runner must not stop the orchestrator
             summary.update(succeeded=False, ended=f"error: {type(exc).__name__}: {exc}")
         finally:
-            summary["ended_at"] = time.time()
+            summary["ended_at"] = self.clock.wall()
             self.queue.finish(workflow.service, self.clock.now())
             self._pump()
 
@@ -230,7 +232,7 @@ class RecoveryOrchestratorActor:
             elif isinstance(cmd, CheckCriteria):
                 if cmd.wait_s:  # let the window after the step fill with evidence
                     await self.clock.asleep(cmd.wait_s)
-                reply = all([await self.world.holds(c, workflow.service)
+                reply = all([await self.evidence.holds(c, workflow.service)
                              for c in cmd.criteria])
 
     async def _act(self, workflow: RecoveryWorkflow, event: TriggerEvent,
@@ -259,7 +261,7 @@ class RecoveryOrchestratorActor:
             validation = dict(what.validation)
         entry = {"run_id": run_id, "step": index, "action": action, "status": status,
                  "inputs": inputs, "result": result, "error": error, "duration_s": duration,
-                 "validation": validation, "at": time.time(),
+                 "validation": validation, "at": self.clock.wall(),
                  "rollback": getattr(what, "rollback", False)}
         self._history[run_id].append(entry)
         if self.audit is not None:

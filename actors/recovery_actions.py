@@ -29,20 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from healing import Clock, RetryPolicy
+from healing import Clock, SystemClock
 from healing.orchestration import TriggerEvent
+from healing.recovery import (
+    Effect,
+    NoCircuit,
+    RecoveryPolicy,
+    Restart,
+    RetryProbe,
+    RouteTo,
+    ScaleTo,
+    SendAlert,
+    SetCircuit,
+    SwitchBack,
+    WarmCache,
+    error_rate_below,
+    plan_step,
+)
 from healing.retry import Retrier
 from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
 
 from .alerts import AlertManager
 from .cluster_control import ControlBus
 
-__all__ = ["ActionContext", "ActionNotAvailable", "ActionRegistry", "World", "builtin_actions"]
+__all__ = ["ActionContext", "ActionNotAvailable", "ActionRegistry", "LiveEffects", "LiveEvidence",
+           "builtin_actions"]
 
 
 class ActionNotAvailable(RuntimeError):
@@ -82,121 +97,133 @@ class ActionRegistry:
 Probe = Callable[[], Any]
 
 
-def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
-                    probes: Mapping[str, Probe],
-                    control: ControlBus | None = None) -> ActionRegistry:
-    reg = ActionRegistry()
+class LiveEffects:
+    """Carries out :mod:`healing.recovery`'s effects on the running system, and nothing else:
+    every decision (which circuit, which tier, how many replicas, how long to wait between
+    retries, when to switch back) was made in the core, the same for the simulator."""
 
-    if alerts is not None:
-        async def alert(ctx: ActionContext) -> dict[str, Any]:
-            cfg = ctx.step.config
-            summary = cfg.get("message") or (f"{ctx.workflow.id}: {ctx.event.trigger.value} "
-                                             f"({ctx.event.detail or ctx.event.service})")
-            key = cfg.get("dedup_key") or f"{ctx.workflow.id}:{ctx.workflow.service}"
-            sent = alerts.trigger(ctx.workflow.service, cfg["severity"], cfg["channel"],
-                                  summary, dedup_key=key,
-                                  details={"workflow": ctx.workflow.id,
-                                           "trigger": ctx.event.trigger.value})
-            return {"dedup_key": sent.dedup_key, "channels": list(sent.channels)}
-        reg.register("alert", alert)
+    def __init__(self, *, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
+                 probes: Mapping[str, Probe], control: ControlBus | None,
+                 clock: Clock) -> None:
+        self.alerts, self.circuit_for, self.probes = alerts, circuit_for, probes
+        self.control, self.clock = control, clock
 
-    async def retry(ctx: ActionContext) -> dict[str, Any]:
-        probe = probes.get(ctx.workflow.service)
+    async def apply(self, effect: Effect, step_timeout_s: float) -> dict[str, Any]:
+        handler = {SendAlert: self._alert, RetryProbe: self._retry, RouteTo: self._route,
+                   SetCircuit: self._circuit, SwitchBack: self._switch_back,
+                   WarmCache: self._warm_cache, ScaleTo: self._scale,
+                   Restart: self._restart}[type(effect)]
+        return await handler(effect, step_timeout_s)  # type: ignore[arg-type]
+
+    async def _alert(self, e: SendAlert, _t: float) -> dict[str, Any]:
+        if self.alerts is None:
+            raise ActionNotAvailable("alert needs an alert router")
+        sent = self.alerts.trigger(e.service, e.severity, e.channel, e.summary,
+                                   dedup_key=e.dedup_key, details=dict(e.details))
+        return {"dedup_key": sent.dedup_key, "channels": list(sent.channels)}
+
+    async def _retry(self, e: RetryProbe, _t: float) -> dict[str, Any]:
+        probe = self.probes.get(e.service)
         if probe is None:
-            raise ActionNotAvailable(f"no probe registered for {ctx.workflow.service!r}")
-        cfg = ctx.step.config
-        policy = RetryPolicy(max_attempts=int(cfg.get("max_attempts", 3)),
-                             exponential_base=float(cfg.get("exponential_base", 2)),
-                             base_delay_s=float(cfg.get("base_delay_s", 0.1)))
+            raise ActionNotAvailable(f"no probe registered for {e.service!r}")
         attempts = []
 
         async def once() -> Any:
             attempts.append(1)
             return await _call(probe)
-        await Retrier(policy, ctx.clock).acall(once)
+        await Retrier(e.policy, self.clock).acall(once)
         return {"attempts": len(attempts)}
-    reg.register("retry", retry)
 
-    def watch(probe: Probe | None, every_s: float, back: Callable[[], Awaitable[Any]]) -> bool:
+    async def _route(self, e: RouteTo, _t: float) -> dict[str, Any]:
+        if self.control is None:
+            raise ActionNotAvailable("fallback {tier} needs Redis (the cluster's routes)")
+        if e.tier is None:
+            return {"route": None, "cleared": self.control.clear_route(e.service)}
+        return {"route": e.tier, "processes": self.control.set_route(e.service, e.tier,
+                                                                    e.reason)}
+
+    async def _circuit(self, e: SetCircuit, _t: float) -> dict[str, Any]:
+        if self.circuit_for is None:
+            raise ActionNotAvailable("fallback {provider} needs the circuit actors")
+        actor = self.circuit_for(e.circuit)
+        now = self.clock.wall()
+        view = await (actor.force_open.remote(now, e.reason) if e.open
+                      else actor.reset.remote(now, e.reason))
+        return {"circuit": e.circuit, "state": view["state"]}
+
+    async def _switch_back(self, e: SwitchBack, _t: float) -> dict[str, Any]:
         """Switch back by itself once the primary answers its probe again."""
+        probe = self.probes.get(f"{e.service}:{e.provider}" if e.provider else e.service)
         if probe is None:
-            return False
-        task = asyncio.get_running_loop().create_task(_switch_back(probe, every_s, back))
+            return {"switches_back": False}
+
+        async def back() -> None:
+            await self.apply(e.then, 0.0)
+        task = asyncio.get_running_loop().create_task(
+            _switch_back(probe, e.every_s, back, self.clock))
         _WATCHES.add(task)
         task.add_done_callback(_WATCHES.discard)
-        return True
+        return {"switches_back": True}
 
-    async def fallback(ctx: ActionContext) -> dict[str, Any]:
-        cfg, service = ctx.step.config, ctx.workflow.service
-        recheck = float(cfg.get("recheck_s", 10.0))
-        tier = cfg.get("tier") or ("alternative_provider:read_replica"
-                                   if cfg.get("read_replica") else None)
-        if tier is not None:
-            if control is None:
-                raise ActionNotAvailable("fallback {tier} needs Redis (the cluster's routes)")
-            if tier == "primary":
-                return {"route": None, "cleared": control.clear_route(service)}
-            heard = control.set_route(service, str(tier), f"{ctx.workflow.id}: "
-                                      f"{ctx.event.trigger.value}")
+    async def _warm_cache(self, e: WarmCache, _t: float) -> dict[str, Any]:
+        if self.control is None:
+            raise ActionNotAvailable("cache_warm needs Redis (the cluster's control channel)")
+        return await self.control.warm_cache(e.service, ttl_s=e.ttl_s, timeout_s=e.timeout_s,
+                                             operations=list(e.operations)
+                                             if e.operations else None)
 
-            async def back() -> None:
-                control.clear_route(service)
-            return {"route": tier, "processes": heard,
-                    "switches_back": watch(probes.get(service), recheck, back)}
-        provider, circuit = cfg.get("provider"), ctx.event.detail
-        if circuit_for is None or not circuit:
-            raise ActionNotAvailable("fallback {provider} moves traffic off the circuit that "
-                                     "opened: it needs a circuit_open trigger and circuit actors")
-        actor = circuit_for(circuit)
-        if provider == "primary":
-            view = await actor.reset.remote(time.time(), f"{ctx.workflow.id}: rolled back")
-            return {"circuit": circuit, "state": view["state"]}
-        view = await actor.force_open.remote(
-            time.time(), f"{ctx.workflow.id}: traffic moved to {provider}")
+    async def _scale(self, e: ScaleTo, step_timeout_s: float) -> dict[str, Any]:
+        from .serve_control import replica_count, scale_deployment  # noqa: PLC0415
 
-        async def reset() -> None:
-            await actor.reset.remote(time.time(),
-                                     f"{ctx.workflow.id}: primary recovered, traffic back")
-        return {"circuit": circuit, "state": view["state"],
-                "switches_back": watch(probes.get(circuit), recheck, reset)}
-    reg.register("fallback", fallback)
+        current = replica_count(e.deployment)
+        wanted = e.target(current)
+        await scale_deployment(e.deployment, wanted, step_timeout_s)
+        return {"deployment": e.deployment, "from": current, "to": wanted}
 
-    if control is not None:
-        async def cache_warm(ctx: ActionContext) -> dict[str, Any]:
-            cfg = ctx.step.config
-            ops = cfg.get("operations")
-            # Half the step's time for the two rounds; the rest is the orchestrator's margin.
-            return await control.warm_cache(ctx.workflow.service, ttl_s=float(cfg["ttl_s"]),
-                                            timeout_s=ctx.step.timeout_s / 2,
-                                            operations=list(ops) if ops else None)
-        reg.register("cache_warm", cache_warm)
+    async def _restart(self, e: Restart, step_timeout_s: float) -> dict[str, Any]:
+        if e.actor:  # a named actor: Ray restarts it (max_restarts)
+            from .runtime import restart_actor  # noqa: PLC0415
 
-    async def scale(ctx: ActionContext) -> dict[str, Any]:
-        from .serve_control import apply_instances, replica_count, scale_deployment  # noqa: PLC0415
-
-        cfg = ctx.step.config
-        target = cfg.get("deployment") or ctx.workflow.service
-        current = replica_count(target)
-        wanted = apply_instances(current, cfg["instances"], int(cfg.get("min", 1)),
-                                 int(cfg.get("max", 32)))
-        await scale_deployment(target, wanted, ctx.step.timeout_s)
-        return {"deployment": target, "from": current, "to": wanted}
-    reg.register("scale", scale)
-
-    async def restart(ctx: ActionContext) -> dict[str, Any]:
-        cfg = ctx.step.config
-        if cfg.get("actor"):  # a named actor: Ray restarts it (max_restarts)
-            import ray  # noqa: PLC0415
-
-            namespace, _, name = str(cfg["actor"]).rpartition("/")
-            ray.kill(ray.get_actor(name, namespace=namespace or None), no_restart=False)
-            return {"actor": cfg["actor"]}
+            restart_actor(e.actor)
+            return {"actor": e.actor}
         from .serve_control import restart_deployment  # noqa: PLC0415
 
-        return await restart_deployment(cfg.get("deployment") or ctx.workflow.service,
-                                        float(cfg.get("delay_s", 0)),
-                                        bool(cfg.get("graceful", True)), ctx.step.timeout_s)
-    reg.register("restart", restart)
+        return await restart_deployment(str(e.deployment), e.delay_s, e.graceful,
+                                        step_timeout_s)
+
+
+def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
+                    probes: Mapping[str, Probe], control: ControlBus | None = None,
+                    policy: RecoveryPolicy | None = None,
+                    primaries: Mapping[str, str] | None = None) -> ActionRegistry:
+    """The seed's six actions, each planned by the core and carried out by
+    :class:`LiveEffects`. ``primaries`` names services' primary providers (for a fallback
+    whose trigger names no circuit)."""
+    policy = policy or RecoveryPolicy()
+    primaries = dict(primaries or {})
+    reg = ActionRegistry()
+
+    def runner(name: str) -> Runner:
+        async def run(ctx: ActionContext) -> dict[str, Any]:
+            world = LiveEffects(alerts=alerts, circuit_for=circuit_for, probes=probes,
+                                control=control, clock=ctx.clock)
+            try:
+                effects = plan_step(ctx.step, ctx.workflow, ctx.event, policy,
+                                    primaries.get(ctx.workflow.service))
+            except NoCircuit as exc:
+                raise ActionNotAvailable(str(exc)) from None
+            result: dict[str, Any] = {}
+            for effect in effects:
+                result.update(await world.apply(effect, ctx.step.timeout_s))
+            return result
+        return run
+
+    for name in ("retry", "fallback", "scale", "restart"):
+        reg.register(name, runner(name))
+    if alerts is not None:
+        reg.register("alert", runner("alert"))
+    if control is not None:
+        reg.register("cache_warm", runner("cache_warm"))
     return reg
 
 
@@ -204,10 +231,10 @@ _WATCHES: set[asyncio.Task[None]] = set()  # keeps switch-back tasks alive until
 
 
 async def _switch_back(probe: Probe, every_s: float, back: Callable[[], Awaitable[Any]],
-                       limit: int = 10_000) -> None:
+                       clock: Clock, limit: int = 10_000) -> None:
     """Probe the primary every ``every_s``; switch traffic back the first time it answers."""
     for _ in range(limit):
-        await asyncio.sleep(every_s)
+        await clock.asleep(every_s)
         try:
             await _call(probe)
         except Exception:
@@ -216,20 +243,22 @@ async def _switch_back(probe: Probe, every_s: float, back: Callable[[], Awaitabl
         return
 
 
-class World:
-    """Judges success criteria against the running system.
+class LiveEvidence:
+    """What the running system shows about a service, for the core to judge criteria by.
 
     ``error_rate_below`` reads the service's metric stream: events in the last ``window_s``,
-    successes re-weighted by the recorder's sample rate (errors are always recorded). With no
-    events in the window there is no evidence of health, so the criterion is not met.
+    successes re-weighted by the recorder's sample rate (errors are always recorded), judged
+    by :func:`healing.recovery.error_rate_below` (no events: no evidence of health).
     """
 
     def __init__(self, probes: Mapping[str, Probe], health_monitor: Any = None,
-                 redis_url: str | None = None, sample_rate: float = 0.1) -> None:
+                 redis_url: str | None = None, sample_rate: float = 0.1,
+                 clock: Clock | None = None) -> None:
         self.probes = probes
         self.health_monitor = health_monitor
         self.redis_url = redis_url
         self.sample_rate = sample_rate
+        self.clock = clock or SystemClock()
 
     async def holds(self, criterion: Criterion, service: str) -> bool:
         if criterion.kind == "probe_succeeds":
@@ -245,11 +274,13 @@ class World:
             status = await self.health_monitor.run_once.remote(criterion.params["check"])
             return bool(status["state"] == "healthy")
         if criterion.kind == "error_rate_below" and self.redis_url is not None:
-            rate = self.error_rate(service, float(criterion.params["window_s"]), time.time())
-            return rate is not None and rate < float(criterion.params["threshold"])
+            errors, calls = self.counts(service, float(criterion.params["window_s"]),
+                                        self.clock.wall())
+            return error_rate_below(errors, calls, float(criterion.params["threshold"]))
         return False  # a criterion nobody can evaluate is not met
 
-    def error_rate(self, service: str, window_s: float, now: float) -> float | None:
+    def counts(self, service: str, window_s: float, now: float) -> tuple[float, float]:
+        """Errors and calls (successes re-weighted by the sample rate) in the window."""
         from .stores.metric_stream import read_events  # noqa: PLC0415
         from .stores.redis_conn import connect  # noqa: PLC0415
 
@@ -257,8 +288,7 @@ class World:
                   if e[0] >= now - window_s]
         errors = sum(1 for e in events if not e[2] or e[3] is not None)
         successes = len(events) - errors
-        weighted = errors + successes / max(self.sample_rate, 1e-9)
-        return None if weighted == 0 else errors / weighted
+        return float(errors), errors + successes / max(self.sample_rate, 1e-9)
 
 
 async def _call(probe: Probe) -> Any:

@@ -101,3 +101,9 @@ def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, num_cpus=0, max_concurrency=1000,
     ).remote(workflows, **kwargs)
+
+
+def restart_actor(path: str) -> None:
+    """Kill the named actor ``namespace/name`` so that Ray restarts it (its max_restarts)."""
+    namespace, _, name = path.rpartition("/")
+    ray.kill(ray.get_actor(name, namespace=namespace or None), no_restart=False)

@@ -22,13 +22,12 @@ breaker sees no slow calls; latency matters as timeouts (see ``latency_spike``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import heapq
 import itertools
 import random
 from array import array
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +35,7 @@ from healing.audit import AuditRecord, recovery_step
 from healing.cache import FallbackCache
 from healing.circuit import CircuitState
 from healing.clock import ManualClock
-from healing.config import RetryPolicy, TierMethod
+from healing.config import TierMethod
 from healing.errors import SelfHealError
 from healing.events import CircuitTransitioned
 from healing.fallback import FallbackStrategyRegistry
@@ -44,26 +43,17 @@ from healing.guard import Guard
 from healing.health import CheckResult, HealthCheckFailed, HealthTracker
 from healing.orchestration import RecoveryQueue, TriggerEvent
 from healing.outcome import NOT_CALLED, OutcomeRecord
+from healing.recovery import ErrorThresholdRule
 from healing.registry import CircuitBreakerRegistry
-from healing.routing import Route
 from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
-from healing.workflow import (
-    CheckCriteria,
-    Criterion,
-    RecoveryWorkflow,
-    RunAction,
-    StepOutcome,
-    StepRecord,
-    Trigger,
-    WorkflowResult,
-    execute,
-)
+from healing.workflow import Trigger
 from learning.monitor import PredictiveMonitor
 from learning.patterns import FailureEvent, PatternRecognizer, ProactivePreventionEngine
 
-from .policy import Policy, default_policy, wilson_lower
+from .policy import Policy, default_policy
+from .recovery import WorkflowRun
 from .scenario import Scenario
-from .world import RESTART_WARMUP_S, FaultInstance, ProviderError, World, good_answer
+from .world import FaultInstance, ProviderError, World, good_answer
 
 __all__ = ["Detection", "RunResult", "Simulation"]
 
@@ -198,8 +188,13 @@ class Simulation:
         self._heap: list[tuple[float, int, int, Any]] = []
         self._seq = itertools.count()
         self._pending: list[TriggerEvent] = []
-        self._rng = random.Random(f"{self.seed}:engine")
-        self._random = self._rng.random
+        self.rng = random.Random(f"{self.seed}:engine")  # recovery actions' jitter
+        self._random = self.rng.random
+        self._rules = {name: ErrorThresholdRule(self.policy.error_thresholds[name],
+                                                self.policy.error_window_s,
+                                                self.policy.error_min_calls,
+                                                self.policy.error_z)
+                       for name in scenario.services}
         self.recorder = _Recorder(self.logs, random.Random(f"{self.seed}:sample")
                                   if event_log else None, 0.1)
         self.audit = _Audit(keep=event_log)
@@ -325,6 +320,10 @@ class Simulation:
     def _push(self, t: float, kind: int, payload: Any) -> None:
         heapq.heappush(self._heap, (t, next(self._seq), kind, payload))
 
+    def caller(self, service: str, provider: str | None) -> Callable[..., Any]:
+        """A call of ``provider`` (None: the service's primary) in this run's world."""
+        return _caller(self.world, self.clock, service, provider)
+
     def after(self, delay_s: float, fn: Callable[[], None]) -> None:
         self._push(self.clock.now() + delay_s, _TIMER, fn)
 
@@ -416,18 +415,16 @@ class Simulation:
                              trigger=primary)
 
     def _threshold_check(self, t: float) -> None:
-        window = int(self.policy.error_window_s)
         sec = int(t)
-        lo = max(0, sec - window)
         for name, log in self.logs.items():
+            rule = self._rules[name]  # the live orchestrator's rule (healing.recovery)
+            lo = max(0, sec - int(rule.window_s))
             calls = sum(log.calls[lo:sec])
-            if calls < self.policy.error_min_calls:
+            if calls < rule.min_calls:
                 continue
             errors = sum(log.errors[lo:sec])
-            bound = wilson_lower(errors, calls, self.policy.error_z)
-            if bound > self.policy.error_thresholds[name]:
-                self._detect(name, "error_threshold",
-                             f"{errors}/{calls} errors in {window} s")
+            if rule.fires(errors, calls):
+                self._detect(name, "error_threshold", rule.describe(errors, calls))
 
     def _monitor_tick(self, t: float) -> None:
         monitor = self.monitor
@@ -460,9 +457,9 @@ class Simulation:
         for event in pending:
             self.queue.submit(event, now)
         while (nxt := self.queue.next()) is not None:
-            _WorkflowRun(self, *nxt).start()
+            WorkflowRun(self, *nxt).start()
 
-    def record_step(self, run: _WorkflowRun, status: str, index: int, action: str,
+    def record_step(self, run: WorkflowRun, status: str, index: int, action: str,
                     inputs: Any, result: Any, error: str | None, duration_s: float,
                     validation: Any, rollback: bool) -> None:
         now = self.clock.now()
@@ -478,228 +475,6 @@ class Simulation:
                 step=index, action=action, status=status, inputs=dict(inputs or {}),
                 result={"value": result, "error": error}, duration_s=duration_s,
                 validation=validation, record_id=f"{run.run_id}:{len(self.steps)}"))
-
-
-class _WorkflowRun:
-    """One workflow run, driving the real executor with simulated actions."""
-
-    def __init__(self, sim: Simulation, workflow: RecoveryWorkflow, event: TriggerEvent) -> None:
-        self.sim, self.workflow, self.event = sim, workflow, event
-        self.run_id = f"{workflow.id}#{len(sim.run_summaries) + 1}"
-        self.plan = execute(workflow, sim.clock.now(), sim.validator)
-        self.summary = {"run_id": self.run_id, "workflow": workflow.id,
-                        "service": workflow.service, "trigger": event.trigger.value,
-                        "started_s": round(sim.clock.now(), 3)}
-        sim.run_summaries.append(self.summary)
-
-    def start(self) -> None:
-        self._send(None)
-
-    def _send(self, reply: Any) -> None:
-        while True:
-            try:
-                cmd = self.plan.send(reply)
-            except StopIteration as stop:
-                self._finish(stop.value)
-                return
-            if isinstance(cmd, CheckCriteria):
-                if cmd.wait_s > 0:  # judge the window after the step, when it has passed
-                    self.sim.after(cmd.wait_s, functools.partial(self._judge, cmd.criteria))
-                    return
-                reply = all(self._holds(c) for c in cmd.criteria)
-                continue
-            assert isinstance(cmd, RunAction)
-            self.sim.record_step(self, "started", cmd.index, cmd.step.action, cmd.step.config,
-                                 None, None, 0.0, None, cmd.rollback)
-            _Action(self, cmd).start()
-            return
-
-    def _judge(self, criteria: tuple[Criterion, ...]) -> None:
-        self._send(all(self._holds(c) for c in criteria))
-
-    def _finish(self, result: WorkflowResult) -> None:
-        sim = self.sim
-        for rec in result.steps:
-            self._record(rec)
-        self.summary.update(ended=result.ended, succeeded=result.succeeded,
-                            ended_s=round(sim.clock.now(), 3))
-        sim.queue.finish(self.workflow.service, sim.clock.now())
-        sim._admit()
-
-    def _record(self, rec: StepRecord) -> None:
-        self.sim.record_step(self, rec.status.value, rec.index, rec.action, rec.config,
-                             rec.result, rec.error, rec.duration_s, dict(rec.validation),
-                             rec.rollback)
-
-    def _holds(self, c: Criterion) -> bool:
-        sim, service = self.sim, self.workflow.service
-        now = sim.clock.now()
-        if c.kind == "probe_succeeds":
-            try:
-                r = sim.guard.call(service, _caller(sim.world, sim.clock, service, None),
-                                   context=self.workflow.context)
-            except Exception:
-                return False
-            return r is not None
-        if c.kind == "health_check_passes":
-            check = str(c.params["check"])
-            return check in sim.scenario.services and sim.world.probe(check, None, now)
-        if c.kind == "error_rate_below":
-            window = int(float(c.params["window_s"]))
-            log = sim.logs[service]
-            sec = int(now)
-            calls = sum(log.calls[max(0, sec - window):sec + 1])
-            errors = sum(log.errors[max(0, sec - window):sec + 1])
-            return calls > 0 and errors / calls < float(c.params["threshold"])
-        return False
-
-
-class _Action:
-    """One step's action in the simulated world: a generator yielding the delays it waits."""
-
-    def __init__(self, run: _WorkflowRun, cmd: RunAction) -> None:
-        self.run, self.cmd = run, cmd
-        self.sim = run.sim
-        self.started = self.sim.clock.now()
-        self.done = False
-
-    def start(self) -> None:
-        self.gen = self._body()
-        self.sim.after(self.cmd.timeout_s, self._timeout)
-        self._resume()
-
-    def _resume(self) -> None:
-        if self.done:
-            return
-        try:
-            delay = next(self.gen)
-        except StopIteration as stop:
-            self._deliver(True, stop.value, None)
-            return
-        except _StepFailed as exc:
-            self._deliver(False, None, str(exc))
-            return
-        self.sim.after(delay, self._resume)
-
-    def _timeout(self) -> None:
-        if not self.done:
-            self._deliver(False, None, f"timed out after {self.cmd.timeout_s:g} s", True)
-
-    def _deliver(self, ok: bool, result: Any, error: str | None, timed_out: bool = False) -> None:
-        self.done = True
-        now = self.sim.clock.now()
-        self.run._send(StepOutcome(ok, result, error, now - self.started, timed_out, now))
-
-    def _body(self) -> Generator[float, None, Any]:
-        step, wf, sim = self.cmd.step, self.run.workflow, self.sim
-        cfg, service = step.config, wf.service
-        world = sim.world
-        action = step.action
-        if action == "alert":
-            yield 0.2
-            return {"severity": cfg["severity"], "channel": cfg["channel"]}
-        if action == "retry":
-            policy = RetryPolicy(max_attempts=int(cfg.get("max_attempts", 3)),
-                                 exponential_base=float(cfg.get("exponential_base", 2)),
-                                 base_delay_s=float(cfg.get("base_delay_s", 1.0)))
-            for attempt in range(1, policy.max_attempts + 1):
-                now = sim.clock.now()
-                world.clear(service, "retry", now)  # a reconnect ends a lost connection
-                if world.probe(service, None, now):
-                    return {"attempts": attempt}
-                if attempt < policy.max_attempts:
-                    yield sim._rng.uniform(0.0, policy.backoff_cap_s(attempt))
-            raise _StepFailed(f"{policy.max_attempts} attempts failed")
-        if action == "fallback":
-            yield 0.05
-            return self._fallback(cfg, service)
-        if action == "cache_warm":
-            yield 0.5
-            entries = sim.guard.cache.recent(service, sim.clock.now(), float(cfg["ttl_s"]))
-            return {"entries": len(entries)}
-        if action == "scale":
-            state = world.services[service]
-            text = str(cfg["instances"]).strip()
-            wanted = state.replicas + int(text) if text[0] in "+-" else int(text)
-            wanted = max(int(cfg.get("min", 1)), min(int(cfg.get("max", 32)), wanted))
-            yield RESTART_WARMUP_S
-            before = state.replicas
-            world.scale(service, wanted, sim.clock.now())
-            return {"from": before, "to": wanted}
-        if action == "restart":
-            # As serve_control does it: a graceful restart adds a fresh replica, waits the
-            # delay, then replaces every old one; an abrupt one stops them all first.
-            graceful = bool(cfg.get("graceful", True))
-            now = sim.clock.now()
-            if not graceful:
-                world.stop(service, now, now + RESTART_WARMUP_S)
-                yield RESTART_WARMUP_S
-                cleared = world.restart(service, sim.clock.now())
-                return {"graceful": False, "cleared": len(cleared)}
-            yield RESTART_WARMUP_S
-            world.surge(service)
-            yield float(cfg.get("delay_s", 0))
-            cleared = world.restart(service, sim.clock.now(), surge=1)
-            return {"graceful": True, "cleared": len(cleared)}
-        raise _StepFailed(f"no runner for action {action!r} in the simulator")
-
-    def _fallback(self, cfg: Any, service: str) -> dict[str, Any]:
-        sim = self.sim
-        world = sim.world
-        spec = sim.scenario.services[service]
-        tier = cfg.get("tier") or ("alternative_provider:read_replica"
-                                   if cfg.get("read_replica") else None)
-        now = sim.clock.now()
-        state = world.services[service]
-        if tier is not None:
-            if tier == "primary":
-                sim.guard.routes.clear(service)
-                state.moved = False
-                return {"route": None}
-            sim.guard.routes.set(service, Route(str(tier), self.run.workflow.id,
-                                                sim.clock.wall()))
-            state.moved = True
-
-            def back() -> None:
-                sim.guard.routes.clear(service)
-                state.moved = False
-            self._watch(service, spec.primary, back)
-            return {"route": tier}
-        # Only these triggers name a circuit ("service:provider") in their detail.
-        event = self.run.event
-        circuit = event.detail if event.trigger in (Trigger.CIRCUIT_OPEN,
-                                                    Trigger.HEALTH_CHECK_FAILED) else ""
-        provider = circuit.split(":", 1)[1] if circuit else spec.primary
-        breaker = sim.breakers.get(service, provider)
-        if cfg.get("provider") == "primary":
-            breaker.reset(now, f"{self.run.workflow.id}: rolled back")
-            state.moved = False
-            return {"circuit": breaker.name, "state": breaker.state.name}
-        breaker.force_open(now, f"{self.run.workflow.id}: traffic moved to {cfg['provider']}")
-        state.moved = provider == spec.primary
-
-        def reset() -> None:
-            breaker.reset(sim.clock.now(), "primary recovered, traffic back")
-            if provider == spec.primary:
-                state.moved = False
-        self._watch(service, provider, reset)
-        return {"circuit": breaker.name, "state": breaker.state.name}
-
-    def _watch(self, service: str, provider: str, back: Callable[[], None]) -> None:
-        """Probe ``provider`` every ``recheck_s``; switch traffic back once it answers."""
-        sim = self.sim
-        every = float(self.cmd.step.config.get("recheck_s", sim.policy.recheck_s))
-
-        def probe() -> None:
-            if sim.world.probe(service, provider, sim.clock.now()):
-                back()
-            else:
-                sim.after(every, probe)
-        sim.after(every, probe)
-
-
-class _StepFailed(Exception):
-    """A simulated action failed; its message becomes the step's error."""
 
 
 def _caller(world: World, clock: ManualClock, service: str,

@@ -30,13 +30,13 @@ than tuned to the scenario library:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from healing.config import CircuitConfig, FallbackTier, TierMethod, WindowType
 from healing.fallback import FallbackStrategy
 from healing.health import HealthPolicy
 from healing.integrity import AllOf, ConfidenceFloor, RequiredFields
+from healing.recovery import RecoveryPolicy
 from healing.safety import CRITICAL_SERVICES, ClinicalContext, Criticality, OperationType
 from healing.strategies import default_strategies
 from healing.workflow import (
@@ -52,7 +52,7 @@ from learning.monitor import MonitorPolicy
 
 from .scenario import Scenario, ServiceSpec
 
-__all__ = ["Policy", "default_policy", "wilson_lower"]
+__all__ = ["Policy", "default_policy"]
 
 _PRIORITY = {Criticality.LIFE_CRITICAL: Priority.CRITICAL, Criticality.HIGH: Priority.HIGH,
              Criticality.MEDIUM: Priority.MEDIUM, Criticality.LOW: Priority.LOW}
@@ -73,18 +73,8 @@ class Policy:
     monitor: MonitorPolicy = dataclasses.field(default_factory=MonitorPolicy)
     # a trained monitor model: some services' own policies (learning.training)
     monitor_per_service: dict[str, MonitorPolicy] = dataclasses.field(default_factory=dict)
-    recheck_s: float = 10.0  # switch-back probes after a fallback
-
-
-def wilson_lower(errors: int, calls: int, z: float) -> float:
-    """The Wilson score interval's lower bound for a rate of ``errors`` in ``calls``."""
-    if calls == 0:
-        return 0.0
-    p = errors / calls
-    denom = 1 + z * z / calls
-    centre = p + z * z / (2 * calls)
-    margin = z * math.sqrt(p * (1 - p) / calls + z * z / (4 * calls * calls))
-    return max(0.0, (centre - margin) / denom)
+    # what steps do when their config is silent: the live orchestrator's defaults too
+    recovery: RecoveryPolicy = dataclasses.field(default_factory=RecoveryPolicy)
 
 
 def default_policy(scenario: Scenario) -> Policy:

@@ -229,11 +229,12 @@ def test_every_step_and_run_is_counted_in_redis(ray_cluster, setup):
 
 
 def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray_cluster):
-    from actors.recovery_actions import World
+    from actors.recovery_actions import LiveEvidence
     from actors.stores.metric_stream import MetricRecorder
     from actors.stores.redis_conn import connect
     from healing import Criticality, OperationType
     from healing.outcome import OutcomeRecord
+    from healing.recovery import error_rate_below
     from healing.workflow import Criterion
 
     service = f"svc{uuid.uuid4().hex[:6]}"
@@ -247,9 +248,9 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
                                  None, OperationType.DIAGNOSTIC, Criticality.HIGH, now - 5))
     rec.flush()
     try:
-        world = World({}, redis_url=REDIS_URL, sample_rate=0.5)
-        rate = world.error_rate(service, 60, now)
-        assert rate == pytest.approx(0.10, abs=0.03)  # not the 18 % of the raw sample
+        world = LiveEvidence({}, redis_url=REDIS_URL, sample_rate=0.5)
+        errors, calls = world.counts(service, 60, now)
+        assert errors / calls == pytest.approx(0.10, abs=0.03)  # not the 18 % of the sample
         import asyncio
 
         assert asyncio.run(world.holds(Criterion("error_rate_below",
@@ -257,7 +258,8 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
         assert not asyncio.run(world.holds(Criterion("error_rate_below",
                                                      {"threshold": 0.05, "window_s": 60}),
                                            service))
-        assert world.error_rate(service, 1, now) is None  # nothing that recent: no evidence
+        assert world.counts(service, 1, now) == (0, 0)  # nothing that recent: no evidence
+        assert not error_rate_below(0, 0, 0.5)  # and no evidence is not health
     finally:
         for key in client.scan_iter(f"metrics:{service}*"):
             client.delete(key)

@@ -47,6 +47,7 @@ from healing.recovery import (
     SetCircuit,
     SwitchBack,
     WarmCache,
+    describe,
     error_rate_below,
     plan_step,
 )
@@ -212,7 +213,7 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
                                     primaries.get(ctx.workflow.service))
             except NoCircuit as exc:
                 raise ActionNotAvailable(str(exc)) from None
-            result: dict[str, Any] = {}
+            result: dict[str, Any] = {"effects": [describe(e) for e in effects]}
             for effect in effects:
                 result.update(await world.apply(effect, ctx.step.timeout_s))
             return result

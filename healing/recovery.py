@@ -24,6 +24,7 @@ so a quiet service needs real evidence) and :func:`error_rate_below` (the succes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = [
     "SwitchBack",
     "WarmCache",
     "circuit_of",
+    "describe",
     "error_rate_below",
     "plan_step",
     "wilson_lower",
@@ -147,6 +149,25 @@ class WarmCache:
 
 Effect = SendAlert | RetryProbe | RouteTo | SetCircuit | SwitchBack | ScaleTo | Restart | \
     WarmCache
+
+
+def describe(effect: Effect) -> dict[str, Any]:
+    """An effect as plain JSON values, as each world records it in the step's result (so the
+    audit trail says what a step did, and the two worlds can be compared)."""
+    out: dict[str, Any] = {"effect": type(effect).__name__}
+    for f in dataclasses.fields(effect):
+        v = getattr(effect, f.name)
+        if isinstance(v, RouteTo | SetCircuit):
+            v = describe(v)
+        elif isinstance(v, RetryPolicy):
+            v = {"max_attempts": v.max_attempts, "base_delay_s": v.base_delay_s,
+                 "exponential_base": v.exponential_base}
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, Mapping):
+            v = dict(v)
+        out[f.name] = v
+    return out
 
 
 def circuit_of(event: TriggerEvent, service: str, primary: str | None) -> str:

@@ -26,6 +26,7 @@ from healing.recovery import (
     SetCircuit,
     SwitchBack,
     WarmCache,
+    describe,
     error_rate_below,
     plan_step,
 )
@@ -174,7 +175,7 @@ class _Action:
         except KeyError:
             raise _StepFailed(f"no runner for action {self.cmd.step.action!r} in the "
                               "simulator") from None
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"effects": [describe(e) for e in effects]}
         if any(isinstance(e, RouteTo | SetCircuit) for e in effects):
             yield _ROUTE_S
         for effect in effects:

@@ -1,5 +1,7 @@
 """End to end on real Ray Serve: the AI provider fails, the shipped ai-service-failure workflow
-moves every process's traffic to the alternative provider, and back when the primary answers."""
+moves every process's traffic to the alternative provider, and back when the primary answers.
+The same fault, replayed in the simulator with the same workflow, strategy and policy, takes
+the same decisions: the same trigger, the same steps with the same effects and outcomes."""
 
 from __future__ import annotations
 
@@ -37,6 +39,30 @@ def shipped_ai_failure_workflow(service):
     fb = w.steps[0]
     steps = (dataclasses.replace(fb, config={**fb.config, "recheck_s": 0.2}), *w.steps[1:])
     return dataclasses.replace(w, steps=steps, service=service)
+
+
+def simulated_twin(service, workflow):
+    """The live test's fault in the simulator: the primary down for two minutes, then back."""
+    from healing.strategies import default_strategies
+    from simulation.engine import Simulation
+    from simulation.policy import default_policy
+    from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
+
+    spec = ServiceSpec(service, 10, 0.8, 3.0, 0.0, (PRIMARY, "deepseek"), "diagnostic", "high")
+    sc = Scenario("parity", 600, {service: spec},
+                  (FaultSpec(service, FaultKind.OUTAGE, 120, 120, PRIMARY),), 1)
+    [shipped] = [s for s in default_strategies() if s.service == "clinical_reasoning"]
+    policy = dataclasses.replace(default_policy(sc), workflows=(workflow,),
+                                 strategies=(dataclasses.replace(shipped, service=service),))
+    sim = Simulation(sc, policy=policy, predictive=False)
+    result = sim.run()
+    return sim, result
+
+
+def decisions(entries):
+    """What a run decided, step by step: action, outcome, rollback, and the effects applied."""
+    return [(e["action"], e["status"], e["rollback"], e["result"]["effects"])
+            for e in entries if e["status"] != "started"]
 
 
 def until(fn, timeout_s=60.0):
@@ -127,6 +153,22 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
                                 "fever?", context=DX, provider=PRIMARY)
         assert r.tier == "alternative_provider:deepseek"
         assert procs[0].breakers.get(service, PRIMARY).metrics().failed >= 1
+        # Parity: the simulator, given the same fault, decides exactly as the live run did.
+        sim, result = simulated_twin(service, shipped_ai_failure_workflow(service))
+        [sim_run] = [r for r in sim.run_summaries if r["trigger"] == "circuit_open"][:1]
+        assert (sim_run["trigger"], sim_run["succeeded"], sim_run["ended"]) == \
+            (run["trigger"], run["succeeded"], run["ended"])
+        live = decisions(ray.get(orch.history.remote(run["run_id"])))
+        simulated = decisions([e for e in sim.steps if e["run"] == sim_run["run_id"]])
+        assert simulated == live, (simulated, live)
+        assert [e["effect"] for _, _, _, effects in live for e in effects] == \
+            ["SetCircuit", "SwitchBack", "WarmCache", "SendAlert"]
+        # and, in both, every request was answered, and the switch-back put the primary's
+        # circuit back once it answered again
+        from simulation.metrics import run_metrics
+
+        assert run_metrics(result)["availability"] == 1.0
+        assert sim.breakers.get(service, PRIMARY).state.name == "CLOSED"
         print(f"\nfault → traffic moved cluster-wide {moved_at - fault_at:.2f} s; "
               f"every request answered throughout; primary back → traffic back "
               f"{back_at - fault_at:.2f} s after the fault")

@@ -31,7 +31,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from healing import Clock, SystemClock
 from healing.orchestration import TriggerEvent
@@ -109,12 +109,15 @@ class LiveEffects:
         self.alerts, self.circuit_for, self.probes = alerts, circuit_for, probes
         self.control, self.clock = control, clock
 
+    # Every effect the core can plan, and the method that carries it out here.
+    HANDLERS: ClassVar[dict[type, str]] = {
+        SendAlert: "_alert", RetryProbe: "_retry", RouteTo: "_route", SetCircuit: "_circuit",
+        SwitchBack: "_switch_back", WarmCache: "_warm_cache", ScaleTo: "_scale",
+        Restart: "_restart"}
+
     async def apply(self, effect: Effect, step_timeout_s: float) -> dict[str, Any]:
-        handler = {SendAlert: self._alert, RetryProbe: self._retry, RouteTo: self._route,
-                   SetCircuit: self._circuit, SwitchBack: self._switch_back,
-                   WarmCache: self._warm_cache, ScaleTo: self._scale,
-                   Restart: self._restart}[type(effect)]
-        return await handler(effect, step_timeout_s)  # type: ignore[arg-type]
+        handler = getattr(self, self.HANDLERS[type(effect)])
+        return await handler(effect, step_timeout_s)  # type: ignore[no-any-return]
 
     async def _alert(self, e: SendAlert, _t: float) -> dict[str, Any]:
         if self.alerts is None:

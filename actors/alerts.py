@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from healing.clock import Clock, SystemClock
 from healing.errors import ConfigError, SelfHealError
 
 __all__ = ["AlertError", "AlertManager", "AlertRouter", "Endpoint"]
@@ -96,8 +96,9 @@ class AlertManager:
     """
 
     def __init__(self, router: AlertRouter, source: str = "selfheal",
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, clock: Clock | None = None) -> None:
         self.router = router
+        self.clock = clock or SystemClock()
         self.source = source
         self.timeout_s = timeout_s
         self._active: dict[str, ActiveAlert] = {}
@@ -115,7 +116,7 @@ class AlertManager:
             raise ConfigError("details", sorted(leaked), "must not carry identifiers")
         key = dedup_key or _dedup(service, summary)
         targets = self.router.endpoints(channel, severity)
-        now = time.time()
+        now = self.clock.wall()
         errors = []
         for name, ep in targets:
             try:
@@ -168,7 +169,7 @@ class AlertManager:
                 self._post(ep.url, {"text": f":white_check_mark: {alert.service}: "
                                             f"{alert.summary} — {status}"})
         with self._lock:
-            alert.status, alert.updated_at = status, time.time()
+            alert.status, alert.updated_at = status, self.clock.wall()
         return alert
 
     def _post(self, url: str, body: dict[str, Any]) -> None:

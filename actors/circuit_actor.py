@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 from healing.audit import circuit_transition
+from healing.clock import Clock, SystemClock
 from healing.cluster import ClusterCircuit, ClusterPolicy, ClusterState, ClusterView
 from healing.config import CircuitConfig, WindowType
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
+from .ray_gateway import tell_orchestrator
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 from .stores.redis_state import CircuitStateStore, StateStoreError
@@ -57,7 +58,8 @@ class CircuitBreakerActor:
 
     def __init__(self, name: str, config: dict[str, Any], policy: dict[str, Any],
                  redis_url: str, audit: dict[str, Any] | None = None,
-                 orchestrator: str | None = None) -> None:
+                 orchestrator: str | None = None, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.core = ClusterCircuit(name, config_from_dict(config), ClusterPolicy(**policy))
         self.store = CircuitStateStore(connect(redis_url))
         saved = self.store.load(name)  # a restart resumes where the last transition left it
@@ -138,25 +140,14 @@ class CircuitBreakerActor:
                 self._changed.notify_all()
 
     def _trigger_recovery(self, view: ClusterView) -> None:
-        if self.orchestrator is None:
-            return
-        import ray  # noqa: PLC0415 - the actor runs on Ray; the core stays importable
-
-        try:
-            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
-        except ValueError:
-            _log.warning("circuit %s opened; no orchestrator %r is running to heal it",
-                         self.core.name, self.orchestrator)
-            return
-        # Fire and forget: triggering never blocks the circuit's decisions.
-        orch.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, self.core.name.split(":", 1)[0],
-                                         self.core.name))
+        tell_orchestrator(self.orchestrator, TriggerEvent(
+            Trigger.CIRCUIT_OPEN, self.core.name.split(":", 1)[0], self.core.name))
 
     async def _audit(self, previous: ClusterState, view: ClusterView) -> None:
         if self.audit is None:
             return
         record = circuit_transition(
-            service=self.core.name.split(":", 1)[0], at=time.time(),
+            service=self.core.name.split(":", 1)[0], at=self.clock.wall(),
             circuit=f"{self.core.name} (cluster)", from_state=previous.name,
             to_state=view.state.name, reason=view.reason)
         try:

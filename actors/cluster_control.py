@@ -22,19 +22,17 @@ cached, so they are never shared (the cache refuses them on both sides as well).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Collection
 from typing import Any
 
 import redis
 
-from healing import Clock, FallbackCache, Route, RouteTable
+from healing import Clock, FallbackCache, Route, RouteTable, SystemClock
 from healing.cache import CacheKey
 
 __all__ = ["CHANNEL", "ROUTES_KEY", "ControlBus", "ControlListener"]
@@ -63,15 +61,16 @@ return 1
 class ControlBus:
     """What recovery actions use to change every process at once."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, clock: Clock | None = None) -> None:
         self.client = client
+        self.clock = clock or SystemClock()
 
     def routes(self) -> dict[str, Route]:
         return _read_routes(self.client)
 
     def set_route(self, service: str, tier: str, reason: str) -> int:
         """Route ``service`` to ``tier``; returns how many processes heard it now."""
-        value = json.dumps({"tier": tier, "reason": reason, "since": time.time()})
+        value = json.dumps({"tier": tier, "reason": reason, "since": self.clock.wall()})
         self.client.hset(ROUTES_KEY, service, value)
         return int(self.client.publish(CHANNEL, json.dumps({"op": "routes"})))  # type: ignore[arg-type]
 
@@ -86,7 +85,7 @@ class ControlBus:
         """Share every process's answers for ``service`` up to ``ttl_s`` old with every
         process. Returns how many processes exported and imported, and the entries shared."""
         run = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock.now() + timeout_s
         msg = {"op": "warm_export", "id": run, "service": service, "max_age_s": ttl_s,
                "operations": sorted(operations) if operations else None}
         heard = int(self.client.publish(CHANNEL, json.dumps(msg)))  # type: ignore[arg-type]
@@ -105,9 +104,9 @@ class ControlBus:
         key = _ACKS.format(id=run, phase=phase)
         while True:
             got = int(self.client.get(key) or 0)  # type: ignore[arg-type]
-            if got >= wanted or time.monotonic() >= deadline:
+            if got >= wanted or self.clock.now() >= deadline:
                 return got
-            await asyncio.sleep(0.01)
+            await self.clock.asleep(0.01)
 
 
 class ControlListener:

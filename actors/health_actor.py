@@ -21,6 +21,7 @@ from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
 from .health_checks import CheckSpec, make_probe
+from .ray_gateway import tell_orchestrator
 
 __all__ = ["HealthMonitorActor"]
 
@@ -90,17 +91,9 @@ class HealthMonitorActor:
         return self._status(check)
 
     def _trigger_recovery(self, service: str, event: HealthCheckFailed) -> None:
-        if self.orchestrator is None:
-            return
-        try:
-            import ray  # noqa: PLC0415
-
-            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
-            # Fire and forget: a health check never waits for a recovery.
-            orch.trigger.remote(TriggerEvent(Trigger.HEALTH_CHECK_FAILED, service,
-                                             f"{event.check}: {event.last_error}"))
-        except Exception:  # the trigger is still in triggers(); the orchestrator may be down
-            return
+        # the trigger is in triggers() too, whether or not an orchestrator runs
+        tell_orchestrator(self.orchestrator, TriggerEvent(
+            Trigger.HEALTH_CHECK_FAILED, service, f"{event.check}: {event.last_error}"))
 
     async def status(self) -> dict[str, dict[str, Any]]:
         return {name: self._status(c) for name, c in self._checks.items()}
@@ -117,7 +110,7 @@ class HealthMonitorActor:
     async def _loop(self, check: _Check) -> None:
         while True:
             await self.run_once(check.spec.name)
-            await asyncio.sleep(check.policy.interval_s)
+            await self.clock.asleep(check.policy.interval_s)
 
     @staticmethod
     def _status(check: _Check) -> dict[str, Any]:

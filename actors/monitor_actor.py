@@ -18,17 +18,18 @@ import asyncio
 import json
 import logging
 import math
-import time
 from collections import deque
 from typing import Any
 
 import redis
 
+from healing.clock import Clock, SystemClock
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 from learning.history import event_counts
 from learning.monitor import MonitorPolicy, PredictiveMonitor
 
+from .ray_gateway import tell_orchestrator
 from .stores.redis_conn import connect
 
 __all__ = ["GROUP", "PredictiveMonitorActor"]
@@ -58,7 +59,9 @@ class PredictiveMonitorActor:
                  policy: dict[str, Any] | None = None, sample_rate: float = 0.1,
                  prefix: str = "metrics", consumer: str = "monitor-1",
                  interval_s: float = 1.0, settle_s: float = 2.0,
-                 model_uri: str | None = None, model_check_s: float = 60.0) -> None:
+                 model_uri: str | None = None, model_check_s: float = 60.0,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.client = connect(redis_url)
         self.orchestrator = orchestrator
         self.monitor = PredictiveMonitor(MonitorPolicy(**(policy or {})))
@@ -89,7 +92,7 @@ class PredictiveMonitorActor:
                 _log.warning("metric streams unreachable; retrying", exc_info=True)
             except Exception:  # a bug must not stop the monitor for good: log it, go on
                 _log.exception("monitor step failed; retrying")
-            await asyncio.sleep(self.interval_s)
+            await self.clock.asleep(self.interval_s)
 
     async def refresh_model(self) -> str | None:
         """Adopt the champion model if it changed; returns the version in use. Running
@@ -98,7 +101,7 @@ class PredictiveMonitorActor:
             return None
         from learning.registry import champion  # noqa: PLC0415 - MLflow: 2.5 s to import
 
-        self._model_checked = time.monotonic()
+        self._model_checked = self.clock.now()
         found = champion(self.model_uri)
         if found is not None and found[0] != self.model_version:
             self.model_version, model = found
@@ -110,7 +113,7 @@ class PredictiveMonitorActor:
         """Read what is new, score the buckets that closed by ``now - settle_s``; returns
         the anomalies raised (also sent to the orchestrator)."""
         if self.model_uri is not None and \
-                time.monotonic() - self._model_checked >= self.model_check_s:
+                self.clock.now() - self._model_checked >= self.model_check_s:
             try:
                 await self.refresh_model()
             except Exception:  # the registry is away: keep the model in use
@@ -128,7 +131,7 @@ class PredictiveMonitorActor:
                     ids.append(entry_id)
                 if ids:
                     self.client.xack(name, GROUP, *ids)
-        now = time.time() if now is None else now
+        now = self.clock.wall() if now is None else now
         raised = []
         for a in self.monitor.tick(now - self.settle_s):
             record = {"service": a.service, "at": a.at, "feature": a.feature,
@@ -174,16 +177,8 @@ class PredictiveMonitorActor:
                 self.monitor.observe(service, at, seen[0], seen[1], lat)
 
     def _tell(self, service: str, detail: str) -> None:
-        if self.orchestrator is None:
-            return
-        try:
-            import ray  # noqa: PLC0415
-
-            orch = ray.get_actor(self.orchestrator, namespace="selfheal")
-            orch.trigger.remote(TriggerEvent(Trigger.ANOMALY, service, detail))
-        except Exception:  # kept in anomalies(); the orchestrator may be down
-            _log.warning("orchestrator %s not told of an anomaly on %s", self.orchestrator,
-                         service)
+        # kept in anomalies() too, whether or not an orchestrator runs
+        tell_orchestrator(self.orchestrator, TriggerEvent(Trigger.ANOMALY, service, detail))
 
     async def anomalies(self) -> list[dict[str, Any]]:
         return list(self._anomalies)

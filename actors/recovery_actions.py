@@ -56,6 +56,7 @@ from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
 
 from .alerts import AlertManager
 from .cluster_control import ControlBus
+from .ray_gateway import restart_actor
 
 __all__ = ["ActionContext", "ActionNotAvailable", "ActionRegistry", "LiveEffects", "LiveEvidence",
            "builtin_actions"]
@@ -186,8 +187,6 @@ class LiveEffects:
 
     async def _restart(self, e: Restart, step_timeout_s: float) -> dict[str, Any]:
         if e.actor:  # a named actor: Ray restarts it (max_restarts)
-            from .runtime import restart_actor  # noqa: PLC0415
-
             restart_actor(e.actor)
             return {"actor": e.actor}
         from .serve_control import restart_deployment  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""The one place Ray is touched: starting it, and finding or creating the named actors.
+"""Finding or creating selfheal's named actors: what a process builds at start.
 
 Actors are named and detached in the ``selfheal`` namespace, so any Serve replica, job or
 notebook connected to the cluster reaches the same one; Ray restarts them after a crash
@@ -7,7 +7,6 @@ notebook connected to the cluster reaches the same one; Ray restarts them after 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import ray
@@ -19,27 +18,10 @@ from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
 from .monitor_actor import PredictiveMonitorActor
 from .orchestrator_actor import RecoveryOrchestratorActor
+from .ray_gateway import NAMESPACE, init_ray
 from .scheduler_actor import TrainingSchedulerActor
 
 __all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
-
-NAMESPACE = "selfheal"
-
-
-def init_ray(address: str | None = None, *, num_cpus: int | None = None,
-             private: bool = False) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray; ``private``
-    always starts a new local one, whatever ``RAY_ADDRESS`` says (the demo's)."""
-    if ray.is_initialized():
-        return
-    # Task events make the GCS grow without bound in long runs.
-    os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
-    if private:
-        address = "local"
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), namespace=NAMESPACE,
-             num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-
 
 def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
                   redis_url: str, audit: dict[str, Any] | None = None,
@@ -101,9 +83,3 @@ def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, num_cpus=0, max_concurrency=1000,
     ).remote(workflows, **kwargs)
-
-
-def restart_actor(path: str) -> None:
-    """Kill the named actor ``namespace/name`` so that Ray restarts it (its max_restarts)."""
-    namespace, _, name = path.rpartition("/")
-    ray.kill(ray.get_actor(name, namespace=namespace or None), no_restart=False)

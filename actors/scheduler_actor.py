@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
+from healing.clock import Clock, SystemClock
 from learning.schedule import CronSchedule, TrainingScheduler
 
 from .stores.redis_conn import connect
@@ -30,13 +30,15 @@ LAST_KEY = "selfheal:training:last_fire"
 class TrainingSchedulerActor:
     def __init__(self, cron: str, mlflow_uri: str, redis_url: str, history: list[str],
                  replay_on: list[str] | None = None, *, interval_s: float = 30.0,
-                 key_prefix: str = "", now: float | None = None) -> None:
+                 key_prefix: str = "", now: float | None = None,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.schedule = CronSchedule(cron)  # a bad expression fails here, naming the setting
         self.uri, self.history, self.replay_on = mlflow_uri, history, replay_on or history
         self.client = connect(redis_url)
         self.runs_key, self.last_key = key_prefix + RUNS_KEY, key_prefix + LAST_KEY
         last = self.client.get(self.last_key)
-        start = float(last) if last is not None else (time.time() if now is None else now)
+        start = float(last) if last is not None else (self.clock.wall() if now is None else now)
         self.scheduler = TrainingScheduler(self.schedule, start)
         self.interval_s = interval_s
         self._running: asyncio.Task[None] | None = None
@@ -53,11 +55,11 @@ class TrainingSchedulerActor:
                 await self.tick()
             except Exception:
                 _log.exception("training schedule tick failed")
-            await asyncio.sleep(self.interval_s)
+            await self.clock.asleep(self.interval_s)
 
     async def tick(self, now: float | None = None) -> float | None:
         """Start the training due now, if any; returns its fire time."""
-        now = time.time() if now is None else now
+        now = self.clock.wall() if now is None else now
         running = self._running is not None and not self._running.done()
         before = len(self.scheduler.missed)
         fire = self.scheduler.tick(now, running)
@@ -86,18 +88,19 @@ class TrainingSchedulerActor:
 
         from .training_job import run_training  # noqa: PLC0415
 
-        started = time.time()
+        started = self.clock.wall()
         try:
             history = [load_scenario(p) for p in self.history]
             replay_on = [load_scenario(p) for p in self.replay_on]
             task = ray.remote(num_cpus=1)(run_training)
             out = await task.remote(self.uri, history, replay_on, use_ray=False)
             self._record({"scheduled_for": fire, "status": "succeeded", "started": started,
-                          "ended": time.time(), "version": out["version"],
+                          "ended": self.clock.wall(), "version": out["version"],
                           "promoted": out["promoted"], "run_id": out["run_id"]})
         except Exception as exc:
             self._record({"scheduled_for": fire, "status": "failed", "started": started,
-                          "ended": time.time(), "detail": f"{type(exc).__name__}: {exc}"})
+                          "ended": self.clock.wall(),
+                          "detail": f"{type(exc).__name__}: {exc}"})
 
     def _record(self, entry: dict[str, Any]) -> None:
         pipe = self.client.pipeline()

@@ -13,14 +13,13 @@ extra replica is removed at the end, so capacity never drops below what it was.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from typing import Any
 
 import ray
 from ray import serve
 
+from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
 __all__ = ["ServeControlError", "apply_instances", "replica_count", "restart_deployment",
@@ -28,6 +27,7 @@ __all__ = ["ServeControlError", "apply_instances", "replica_count", "restart_dep
 
 _CONTROLLER = "SERVE_CONTROLLER_ACTOR"
 _SERVE_NAMESPACE = "serve"
+_SYSTEM = SystemClock()  # default clock of the module's waits; tests pass their own
 
 
 class ServeControlError(SelfHealError):
@@ -70,7 +70,8 @@ def apply_instances(current: int, instances: Any, lo: int = 1, hi: int = 32) -> 
     return max(lo, min(hi, n))
 
 
-async def scale_deployment(target: str, replicas: int, timeout_s: float = 60.0) -> int:
+async def scale_deployment(target: str, replicas: int, timeout_s: float = 60.0,
+                           clock: Clock = _SYSTEM) -> int:
     """Set ``app/deployment`` to ``replicas`` and wait until they are RUNNING."""
     from ray.serve._private.common import DeploymentID  # noqa: PLC0415 - private, see above
 
@@ -81,11 +82,11 @@ async def scale_deployment(target: str, replicas: int, timeout_s: float = 60.0) 
                                                            replicas)
     except Exception as exc:
         raise ServeControlError(f"cannot scale {target!r}: {exc}") from exc
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    deadline = clock.now() + timeout_s
+    while clock.now() < deadline:
         if len(_replica_actors(target)) == replicas and _settled(target, replicas):
             return replicas
-        await asyncio.sleep(0.05)
+        await clock.asleep(0.05)
     raise ServeControlError(f"{target!r} did not reach {replicas} replicas in {timeout_s} s")
 
 
@@ -97,28 +98,28 @@ def _replica_actors(target: str) -> list[str]:
 
 
 async def restart_deployment(target: str, delay_s: float = 0.0, graceful: bool = True,
-                             timeout_s: float = 120.0) -> dict[str, Any]:
+                             timeout_s: float = 120.0, clock: Clock = _SYSTEM) -> dict[str, Any]:
     """Replace every replica of ``app/deployment`` with a fresh one."""
     before = replica_count(target)
     old = _replica_actors(target)
     if graceful:
-        await scale_deployment(target, before + 1, timeout_s)
+        await scale_deployment(target, before + 1, timeout_s, clock)
     if delay_s > 0:
-        await asyncio.sleep(delay_s)  # let in-flight work drain, as configured
+        await clock.asleep(delay_s)  # let in-flight work drain, as configured
     for actor_name in old:
         expected = len(_replica_actors(target))
         known = set(_replica_actors(target))
         ray.kill(ray.get_actor(actor_name, namespace=_SERVE_NAMESPACE), no_restart=True)
         # Serve's controller notices the dead replica and starts a fresh one; wait for it
         # to be up before stopping the next, so capacity never drops by more than one.
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline = clock.now() + timeout_s
+        while clock.now() < deadline:
             names = set(_replica_actors(target))
             if names - known and actor_name not in names and _settled(target, expected):
                 break
-            await asyncio.sleep(0.05)
+            await clock.asleep(0.05)
         else:
             raise ServeControlError(f"{target!r}: no replacement for {actor_name}")
     if graceful:
-        await scale_deployment(target, before, timeout_s)
+        await scale_deployment(target, before, timeout_s, clock)
     return {"deployment": target, "replaced": len(old), "replicas": replica_count(target)}

@@ -20,15 +20,15 @@ import fcntl
 import hashlib
 import os
 import pathlib
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from healing.audit_checkpoint import Checkpoint, CheckpointError, next_checkpoint
+from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
 __all__ = ["CheckpointLog", "KeyFileError", "PublicKeys", "SigningKey", "public_path",
@@ -142,15 +142,15 @@ class CheckpointLog:
     Args:
         path: the log file (shared by every process that writes audit records here).
         key: the signing key.
-        wall: epoch seconds, for each checkpoint's ``at`` (injected for tests).
+        clock: for each checkpoint's ``at`` (the system's by default).
     """
 
     def __init__(self, path: str | os.PathLike[str], key: SigningKey,
-                 wall: Callable[[], float] = time.time) -> None:
+                 clock: Clock | None = None) -> None:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = key
-        self._wall = wall
+        self._wall = (clock or SystemClock()).wall
 
     def append(self, writer: str, seq: int, hash: str, closed: bool) -> Checkpoint:
         """Sign ``writer``'s head into the log after its last checkpoint; durable on return."""

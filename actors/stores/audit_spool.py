@@ -27,13 +27,12 @@ import logging
 import os
 import pathlib
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from healing.audit import GENESIS, AuditRecord, chain
 from healing.audit_checkpoint import Checkpoint
+from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
 from .audit_checkpoints import CheckpointLog
@@ -87,14 +86,14 @@ class AuditSpool:
         checkpoints: the checkpoint log this writer signs its head into; None for none.
         checkpoint_interval_s: how often to checkpoint a head that moved; None: only on
             request and at close.
-        clock: monotonic seconds, for the interval.
+        clock: for the interval (the system's by default).
     """
 
     def __init__(self, directory: str | os.PathLike[str],
                  segment_bytes: int = DEFAULT_SEGMENT_BYTES, *,
                  checkpoints: CheckpointLog | None = None,
                  checkpoint_interval_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer = uuid.uuid4().hex
@@ -115,9 +114,9 @@ class AuditSpool:
         self.records = 0
         self.checkpoints = checkpoints
         self._interval = checkpoint_interval_s
-        self._clock = clock
+        self._clock = (clock or SystemClock()).now
         self._anchored_seq = -1  # the head's seq at the last checkpoint
-        self._last_checkpoint = clock()
+        self._last_checkpoint = self._clock()
         self.checkpoint_failures = 0
         self._thread = threading.Thread(target=self._run, name=f"audit-spool-{self.writer[:8]}",
                                         daemon=True)

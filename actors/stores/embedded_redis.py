@@ -13,10 +13,10 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 
 import redis
 
+from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
 from .redis_conn import connect
@@ -51,7 +51,9 @@ class EmbeddedRedis:
         persist: keep an append-only file (off for throwaway test servers).
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, persist: bool = True) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, persist: bool = True,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()  # for the start-up wait
         self.dir = pathlib.Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket = self.dir / "redis.sock"
@@ -81,14 +83,14 @@ class EmbeddedRedis:
                 "--appendonly", "yes" if self.persist else "no",
                 "--pidfile", str(self.dir / "redis.pid")]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline = self.clock.now() + timeout_s
+        while self.clock.now() < deadline:
             if self.running():
                 return self
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 raise EmbeddedRedisError(f"redis-server exited at start: {err.strip()}")
-            time.sleep(0.02)
+            self.clock.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on {self.socket} in {timeout_s} s")
 

@@ -21,6 +21,7 @@ bench: $(STAMP) services
 lint: $(STAMP)
 	$(VENV)/bin/ruff check healing learning simulation actors serve tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
 venv: $(STAMP)
 

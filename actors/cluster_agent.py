@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-
 from healing.circuit import CircuitBreaker, CircuitState
 from healing.clock import Clock, SystemClock
 from healing.cluster import ClusterState
 from healing.registry import CircuitBreakerRegistry
+
+from .ray_gateway import get
 
 __all__ = ["ClusterAgent"]
 
@@ -92,7 +92,7 @@ class ClusterAgent:
         breaker.tap(circuit.tap)
         breaker.manage(True)
         self._circuits[breaker.name] = circuit
-        self._apply(circuit, ray.get(circuit.actor.join.remote(self.process_id,
+        self._apply(circuit, get(circuit.actor.join.remote(self.process_id,
                                                                 self.clock.wall())))
         t = threading.Thread(target=self._poll, args=(circuit,), daemon=True,
                              name=f"circuit-poll-{breaker.name}")
@@ -132,7 +132,7 @@ class ClusterAgent:
                 pending.append((c, c.actor.report.remote(self.process_id, batch, clock.wall())))
                 self.reported += len(batch)
         for c, ref in pending:
-            self._apply(c, ray.get(ref))
+            self._apply(c, get(ref))
         for c in list(self._circuits.values()):
             self._maybe_probe(c)
 
@@ -149,7 +149,7 @@ class ClusterAgent:
         if c.view.get("state") != ClusterState.OPEN.value or retry_at is None \
                 or self.clock.wall() < float(retry_at):
             return
-        view = ray.get(c.actor.acquire_probe.remote(self.process_id, self.clock.wall()))
+        view = get(c.actor.acquire_probe.remote(self.process_id, self.clock.wall()))
         self._apply(c, view)
 
     # -- applying cluster state --------------------------------------------------------
@@ -157,7 +157,7 @@ class ClusterAgent:
     def _poll(self, c: _Circuit) -> None:
         while not self._stop.is_set():
             try:
-                view = ray.get(c.actor.wait_for_change.remote(
+                view = get(c.actor.wait_for_change.remote(
                     c.view.get("version", -1), self.poll_timeout_s))
             except Exception:
                 _log.warning("long poll for %s failed; retrying", c.breaker.name, exc_info=True)

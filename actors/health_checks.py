@@ -72,13 +72,15 @@ def make_probe(spec: CheckSpec, timeout_s: float) -> Callable[[], None]:
                 conn.execute(text("SELECT 1"))
         return sql
     if kind == "ray_actor":
-        import ray  # noqa: PLC0415
+        from .ray_gateway import find_actor, get  # noqa: PLC0415 - Ray only for this kind
 
         namespace, _, name = str(target).rpartition("/")
 
         def ray_ping() -> None:
-            actor = ray.get_actor(name, namespace=namespace or None)
-            ray.get(actor.ping.remote(), timeout=timeout_s)
+            actor = find_actor(name, namespace=namespace or None)
+            if actor is None:
+                raise LookupError(f"no actor {target!r} is running")
+            get(actor.ping.remote(), timeout_s=timeout_s)
         return ray_ping
     return target  # type: ignore[no-any-return]
 

@@ -1,21 +1,29 @@
-"""The gateway to Ray: the namespace, starting or joining a cluster, and the calls every
-actor needs on another (tell the orchestrator, restart a named actor). Modules that only need
-these import them from here, not from Ray."""
+"""The gateway to Ray: every Ray call selfheal makes goes through here.
+
+Starting or joining a cluster, the namespace, named actors (found or created, detached,
+restarted by Ray), waiting on results, tasks fanned out, killing and restarting actors, and
+telling the orchestrator of a trigger. An import-linter contract keeps ``ray`` out of every
+other module but the Serve gateway (``actors.serve_control``) and the Serve application
+modules that declare deployments, so what selfheal asks of Ray is all in these few lines.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 import ray
 
 from healing.orchestration import TriggerEvent
 
-__all__ = ["NAMESPACE", "init_ray", "restart_actor", "tell_orchestrator"]
-
-_log = logging.getLogger("selfheal.ray")
+__all__ = ["NAMESPACE", "as_completed", "find_actor", "get", "init_ray", "kill", "named_actor",
+           "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
+
+_log = logging.getLogger("selfheal.ray")
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None,
@@ -33,10 +41,45 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
              configure_logging=False)
 
 
+def get(refs: Any, timeout_s: float | None = None) -> Any:
+    """The value(s) behind ``refs`` (one reference or a list), waiting at most ``timeout_s``."""
+    return ray.get(refs, timeout=timeout_s)
+
+
+def named_actor(cls: type, name: str, *args: Any, namespace: str = NAMESPACE,
+                max_concurrency: int = 1000, max_task_retries: int = 0,
+                **kwargs: Any) -> Any:
+    """The actor named ``name``, created from ``cls(*args, **kwargs)`` if none runs yet:
+    detached (it outlives its creator), restarted by Ray after a crash, using no CPU slot."""
+    return ray.remote(cls).options(  # type: ignore[attr-defined]
+        name=name, namespace=namespace, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=max_task_retries, num_cpus=0,
+        max_concurrency=max_concurrency,
+    ).remote(*args, **kwargs)
+
+
+def plain_actor(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """An unnamed actor of ``cls``, gone with its creator (a demo's replicas, say)."""
+    return ray.remote(num_cpus=0)(cls).remote(*args, **kwargs)
+
+
+def find_actor(name: str, namespace: str | None = NAMESPACE) -> Any | None:
+    """The running actor named ``name``, or None."""
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+
+
+def kill(actor: Any, restart: bool = False) -> None:
+    """Stop ``actor``; with ``restart``, Ray starts it again (its max_restarts)."""
+    ray.kill(actor, no_restart=not restart)
+
+
 def restart_actor(path: str) -> None:
     """Kill the named actor ``namespace/name`` so that Ray restarts it (its max_restarts)."""
     namespace, _, name = path.rpartition("/")
-    ray.kill(ray.get_actor(name, namespace=namespace or None), no_restart=False)
+    kill(ray.get_actor(name, namespace=namespace or None), restart=True)
 
 
 def tell_orchestrator(name: str | None, event: TriggerEvent) -> bool:
@@ -54,3 +97,25 @@ def tell_orchestrator(name: str | None, event: TriggerEvent) -> bool:
                      event.trigger.value, event.service, name)
         return False
     return True
+
+
+def as_completed(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]],
+                 num_cpus: float = 1) -> Iterator[tuple[int, Any]]:
+    """``fn(*args)`` for each ``args`` in ``calls``, one Ray task each; yields ``(index,
+    result)`` as each finishes. Closing the iterator early (Ctrl-C, say) cancels the rest."""
+    remote = ray.remote(num_cpus=num_cpus)(fn)
+    refs = {remote.remote(*args): i for i, args in enumerate(calls)}
+    waiting = list(refs)
+    try:
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            yield refs[ready[0]], ray.get(ready[0])
+    finally:
+        for ref in waiting:
+            ray.cancel(ref, force=True)
+
+
+def run_task(fn: Callable[..., Any], *args: Any, num_cpus: float = 1,
+             **kwargs: Any) -> Awaitable[Any]:
+    """``fn(*args, **kwargs)`` as a Ray task elsewhere in the cluster, to be awaited."""
+    return ray.remote(num_cpus=num_cpus)(fn).remote(*args, **kwargs)  # type: ignore[no-any-return]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ray
-
 from healing.cluster import ClusterPolicy
 from healing.config import CircuitConfig
 
@@ -18,7 +16,7 @@ from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
 from .monitor_actor import PredictiveMonitorActor
 from .orchestrator_actor import RecoveryOrchestratorActor
-from .ray_gateway import NAMESPACE, init_ray
+from .ray_gateway import NAMESPACE, init_ray, named_actor
 from .scheduler_actor import TrainingSchedulerActor
 
 __all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
@@ -31,19 +29,14 @@ def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
     ``audit`` (``spool_dir``, ``database_url``) makes it write every cluster-wide transition
     to the audit trail; ``orchestrator`` names the actor told when the circuit opens."""
     policy_dict = {f: getattr(policy, f) for f in policy.__dataclass_fields__}
-    return ray.remote(CircuitBreakerActor).options(  # type: ignore[attr-defined]
-        name=f"circuit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
-    ).remote(name, config_to_dict(config), policy_dict, redis_url, audit, orchestrator)
+    return named_actor(CircuitBreakerActor, f"circuit:{name}", name, config_to_dict(config),
+                       policy_dict, redis_url, audit, orchestrator, max_task_retries=-1)
 
 
 def health_monitor(name: str = "health", orchestrator: str | None = None) -> Any:
     """The cluster's health monitor (one per name), created on first use; ``orchestrator``
     names the actor told when a check goes unhealthy."""
-    return ray.remote(HealthMonitorActor).options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000,
-    ).remote(None, orchestrator)
+    return named_actor(HealthMonitorActor, name, None, orchestrator, max_task_retries=-1)
 
 
 def predictive_monitor(redis_url: str, name: str = "monitor",
@@ -52,10 +45,8 @@ def predictive_monitor(redis_url: str, name: str = "monitor",
     """The cluster's predictive monitor (one per name), created on first use and, with
     ``start``, reading the metric streams from then on; it tells ``orchestrator`` of every
     anomaly (see :class:`~actors.monitor_actor.PredictiveMonitorActor`)."""
-    actor = ray.remote(PredictiveMonitorActor).options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=100,
-    ).remote(redis_url, orchestrator, **kwargs)
+    actor = named_actor(PredictiveMonitorActor, name, redis_url, orchestrator,
+                        max_task_retries=-1, max_concurrency=100, **kwargs)
     if start:
         actor.start.remote()
     return actor
@@ -66,10 +57,8 @@ def training_scheduler(cron: str, mlflow_uri: str, redis_url: str, history: list
                        **kwargs: Any) -> Any:
     """The cluster's training scheduler (one per name), on ``cron`` (the settings'
     ``training_schedule``); see :class:`~actors.scheduler_actor.TrainingSchedulerActor`."""
-    actor = ray.remote(TrainingSchedulerActor).options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, num_cpus=0, max_concurrency=10,
-    ).remote(cron, mlflow_uri, redis_url, history, **kwargs)
+    actor = named_actor(TrainingSchedulerActor, name, cron, mlflow_uri, redis_url, history,
+                        max_concurrency=10, **kwargs)
     if start:
         actor.start.remote()
     return actor
@@ -79,7 +68,4 @@ def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:
     """The recovery orchestrator (one per name), created on first use with ``kwargs``
     (see :class:`~actors.orchestrator_actor.RecoveryOrchestratorActor`)."""
     workflows = kwargs.pop("workflows", [])
-    return ray.remote(RecoveryOrchestratorActor).options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, num_cpus=0, max_concurrency=1000,
-    ).remote(workflows, **kwargs)
+    return named_actor(RecoveryOrchestratorActor, name, workflows, **kwargs)

@@ -82,18 +82,16 @@ class TrainingSchedulerActor:
         return True
 
     async def _train(self, fire: float) -> None:
-        import ray  # noqa: PLC0415
-
         from simulation.scenario import load_scenario  # noqa: PLC0415
 
+        from .ray_gateway import run_task  # noqa: PLC0415
         from .training_job import run_training  # noqa: PLC0415
 
         started = self.clock.wall()
         try:
             history = [load_scenario(p) for p in self.history]
             replay_on = [load_scenario(p) for p in self.replay_on]
-            task = ray.remote(num_cpus=1)(run_training)
-            out = await task.remote(self.uri, history, replay_on, use_ray=False)
+            out = await run_task(run_training, self.uri, history, replay_on, use_ray=False)
             self._record({"scheduled_for": fire, "status": "succeeded", "started": started,
                           "ended": self.clock.wall(), "version": out["version"],
                           "promoted": out["promoted"], "run_id": out["run_id"]})

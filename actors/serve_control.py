@@ -1,4 +1,5 @@
-"""The one place selfheal changes Ray Serve deployments: scale and restart.
+"""The gateway to Ray Serve: deploy and delete applications, find their handles, and the
+one place selfheal changes deployments (scale and restart).
 
 Scaling uses the Serve controller's external-scaler call, which is what the dashboard's
 ``POST /api/v1/applications/{app}/deployments/{name}/scale`` does; we call the controller
@@ -22,8 +23,8 @@ from ray import serve
 from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
-__all__ = ["ServeControlError", "apply_instances", "replica_count", "restart_deployment",
-           "scale_deployment"]
+__all__ = ["ServeControlError", "apply_instances", "delete_app", "deployment_handle",
+           "replica_count", "restart_deployment", "run_app", "scale_deployment"]
 
 _CONTROLLER = "SERVE_CONTROLLER_ACTOR"
 _SERVE_NAMESPACE = "serve"
@@ -123,3 +124,18 @@ async def restart_deployment(target: str, delay_s: float = 0.0, graceful: bool =
     if graceful:
         await scale_deployment(target, before, timeout_s, clock)
     return {"deployment": target, "replaced": len(old), "replicas": replica_count(target)}
+
+
+def run_app(app: Any, name: str, *, scalable: bool = False) -> Any:
+    """Deploy the bound application ``app`` as ``name`` (no HTTP route) and return its handle;
+    ``scalable`` lets :func:`scale_deployment` change its replicas."""
+    return serve.run(app, name=name, route_prefix=None, external_scaler_enabled=scalable)
+
+
+def delete_app(name: str) -> None:
+    serve.delete(name)
+
+
+def deployment_handle(deployment: str, app: str) -> Any:
+    """A handle to call ``deployment`` of application ``app``."""
+    return serve.get_deployment_handle(deployment, app)

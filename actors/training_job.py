@@ -26,6 +26,8 @@ from simulation.history import labelled_buckets
 from simulation.promotion import compare, replay
 from simulation.scenario import Scenario
 
+from .ray_gateway import as_completed, get
+
 __all__ = ["run_training", "tune_thresholds"]
 
 
@@ -36,9 +38,7 @@ def tune_thresholds(orchestrator: Any, segments: dict[str, list[list[Bucket]]],
     through the orchestrator (which audits each change and can revert it), only those that
     move by more than 20 %. Bucket rates are noisier than the orchestrator's longer window,
     so a threshold chosen on them errs on the side of fewer alarms."""
-    import ray  # noqa: PLC0415
-
-    current = ray.get(orchestrator.thresholds.remote())
+    current = get(orchestrator.thresholds.remote())
     manager = AdaptiveThresholdManager(current={s: t[0] for s, t in current.items()})
     applied = []
     for service, segs in sorted(segments.items()):
@@ -48,7 +48,7 @@ def tune_thresholds(orchestrator: Any, segments: dict[str, list[list[Bucket]]],
             continue
         change = manager.apply(manager.choose(service, samples))
         if change is not None:
-            applied.append(ray.get(orchestrator.adopt_threshold.remote(
+            applied.append(get(orchestrator.adopt_threshold.remote(
                 service, change.new, window_s, change.reason)))
     return applied
 
@@ -73,7 +73,7 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
             segments.setdefault(service, []).append(bs)
     for service, bs in (live or {}).items():  # from the live stores (actors.live_history)
         segments.setdefault(service, []).append(bs)
-    model, tables = train(segments, use_ray=use_ray, grid=grid)
+    model, tables = train(segments, fan_out=as_completed if use_ray else None, grid=grid)
     patterns = PatternRecognizer().fit(failures)
     run_id, version = log_training(uri, model, tables,
                                    sum(len(b) for segs in segments.values() for b in segs), grid,

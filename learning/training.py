@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +132,21 @@ def _train_one(service: str, segments: list[list[Bucket]], grid: Sequence[float]
     return service, policy, metrics, table
 
 
-def train(history: dict[str, list[list[Bucket]]], *, use_ray: bool = False,
-          grid: Sequence[float] = GRID) -> tuple[MonitorModel, dict[str, list[dict[str, float]]]]:
-    """Train every service; returns the model and each service's grid."""
-    items = sorted(history.items())
-    if use_ray:
-        import ray  # noqa: PLC0415
+FanOut = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], Iterable[tuple[int, Any]]]
 
-        remote = ray.remote(num_cpus=1)(_train_one)
-        results: list[Any] = ray.get([remote.remote(s, b, grid) for s, b in items])
+
+def train(history: dict[str, list[list[Bucket]]], *, fan_out: FanOut | None = None,
+          grid: Sequence[float] = GRID) -> tuple[MonitorModel, dict[str, list[dict[str, float]]]]:
+    """Train every service; returns the model and each service's grid. ``fan_out`` runs the
+    services elsewhere (``actors.ray_gateway.as_completed``: a Ray task each); None: here."""
+    items = sorted(history.items())
+    calls = [(s, b, grid) for s, b in items]
+    results: list[Any] = [None] * len(calls)
+    if fan_out is not None:
+        for i, r in fan_out(_train_one, calls):
+            results[i] = r
     else:
-        results = [_train_one(s, b, grid) for s, b in items]
+        results = [_train_one(*c) for c in calls]
     policies = {s: p for s, p, _, _ in results}
     metrics = {s: m for s, _, m, _ in results}
     tables = {s: t for s, _, _, t in results}

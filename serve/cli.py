@@ -94,15 +94,16 @@ def _simulate(args: argparse.Namespace) -> int:
     warning = describe_estimate(cost)
     if warning:
         print(f"selfheal: {warning}", file=sys.stderr, flush=True)
-    use_ray = False if args.local else None
-    if use_ray is None and len(scenarios) * args.runs > 1:
-        from actors.runtime import init_ray
+    fan_out = None
+    if not args.local and len(scenarios) * args.runs > 1:
+        from actors.ray_gateway import as_completed, init_ray
 
         init_ray()
+        fan_out = as_completed
     interrupted = None
     with SimulationProgress(sys.stderr) as progress:
         try:
-            reports = simulate(scenarios, runs=args.runs, seed=args.seed, use_ray=use_ray,
+            reports = simulate(scenarios, runs=args.runs, seed=args.seed, fan_out=fan_out,
                                events_dir=args.events, mlflow_uri=mlflow_uri,
                                progress=progress.update)
         except SimulationInterrupted as exc:
@@ -152,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
     from actors.training_job import run_training
 
     if not args.local:
-        from actors.runtime import init_ray
+        from actors.ray_gateway import init_ray
 
         init_ray()
     live = None

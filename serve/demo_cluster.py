@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from actors.health_checks import CheckSpec
 from actors.process import GuardProcess, bootstrap
-from actors.runtime import NAMESPACE, health_monitor, init_ray, predictive_monitor
+from actors.ray_gateway import NAMESPACE, find_actor, get, init_ray, kill, plain_actor
+from actors.runtime import health_monitor, predictive_monitor
 from actors.settings import Settings
 from actors.stores.audit_checkpoints import public_path
 from actors.stores.audit_sql import AuditStore
@@ -76,8 +77,6 @@ class Replica:
 
 def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> dict[str, Any]:
     """Run the cluster story; returns what it saw, for tests."""
-    import ray  # noqa: PLC0415 - 2.6 s to import: only when this demo runs
-
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the story, not Serve's log
     tmp = None
     if data_dir is None:
@@ -97,26 +96,25 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
             "   touches the stores an operator has configured.)\n")
     t0 = time.monotonic()
     init_ray(num_cpus=2, private=True)
-    replicas = [ray.remote(num_cpus=0)(Replica).remote(settings, f"replica-{i}")
-                for i in range(3)]
+    replicas = [plain_actor(Replica, settings, f"replica-{i}") for i in range(3)]
     monitor = health_monitor(f"health-demo-{int(time.time())}")
     # started with the system: it reads the metric streams from now on
     predictor = predictive_monitor(settings.redis_url, f"monitor-demo-{int(time.time())}",  # type: ignore[arg-type]
                                    orchestrator=None)
     circuit_name = f"{SERVICE}:{PROVIDER}"
     try:
-        ray.get([r.ask.remote(5) for r in replicas[:2]])
+        get([r.ask.remote(5) for r in replicas[:2]])
         say(f"   3 replicas up in {time.monotonic() - t0:.1f} s; replicas 0 and 1 take the "
             "traffic,\n   replica 2 has just joined. Answers come from gemini:pro.\n")
         say("   gemini:pro goes down for replicas 0 and 1 (a shared outage)...\n")
-        ray.get([replicas[i].set_provider_down.remote(True) for i in (0, 1)])
-        tiers = ray.get([replicas[i].ask.remote(6) for i in (0, 1)])
+        get([replicas[i].set_provider_down.remote(True) for i in (0, 1)])
+        tiers = get([replicas[i].ask.remote(6) for i in (0, 1)])
         served_by = sorted({t for replica_tiers in tiers for t in replica_tiers})
         say(f"   they keep answering, from {served_by}\n")
         deadline = time.monotonic() + 10
         states: list[str] = []
         while time.monotonic() < deadline:
-            states = ray.get([r.state.remote() for r in replicas])
+            states = get([r.state.remote() for r in replicas])
             if all(s == "OPEN" for s in states):
                 break
             time.sleep(0.02)
@@ -137,23 +135,23 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
                      CheckSpec("circuit-actor", "ray_actor", f"{NAMESPACE}/circuit:{circuit_name}"),
                      CheckSpec("imaging-gateway", "tcp", "127.0.0.1:9",
                                {"fall": 2, "timeout_s": 1.0})):
-            ray.get(monitor.register.remote(spec, start=False))
+            get(monitor.register.remote(spec, start=False))
             for _ in range(2):
-                ray.get(monitor.run_once.remote(spec.name))
-        health = ray.get(monitor.status.remote())
+                get(monitor.run_once.remote(spec.name))
+        health = get(monitor.status.remote())
         say("   health monitor:\n")
         for name, st in health.items():
             err = f"  ({st['last_error']})" if st["last_error"] else ""
             say(f"     {name:16s} {st['state']:9s}{err}\n")
-        triggers = ray.get(monitor.triggers.remote())
+        triggers = get(monitor.triggers.remote())
         for t in triggers:
             say(f"   trigger raised: {t['trigger']} for {t['check']}\n")
 
-        ray.get([r.flush.remote() for r in replicas])
+        get([r.flush.remote() for r in replicas])
         counts = read_counts(connect(settings.redis_url), SERVICE)  # type: ignore[arg-type]
-        with contextlib.suppress(ValueError):  # the actor flushes its own transitions
-            ray.get(ray.get_actor(f"circuit:{circuit_name}", namespace=NAMESPACE)
-                    .tick.remote(time.time()))
+        circuit = find_actor(f"circuit:{circuit_name}")
+        if circuit is not None:  # the actor flushes its own transitions
+            get(circuit.tick.remote(time.time()))
         store = AuditStore(settings.audit_database_url())
         records, by_kind = store.count(), store.count_by_kind()
         store.dispose()
@@ -163,8 +161,8 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
             spool_dir=settings.spool_dir(), missing_logs_ok=True).findings
         say(f"   metrics: {counts.get('total', 0)} calls, {counts.get('errors', 0)} errors, "
             f"{counts.get('fallbacks', 0)} served by a fallback (exact counters in Redis)\n")
-        ray.get(predictor.step.remote())
-        pm = ray.get(predictor.state.remote())
+        get(predictor.step.remote())
+        pm = get(predictor.state.remote())
         say(f"   predictive monitor: {pm['events_read']} events read from "
             f"{len(pm['streams'])} metric stream(s) through its consumer group; it learns "
             "each\n   service's usual error rate before it raises anything\n")
@@ -190,12 +188,12 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
     finally:
         for r in replicas:
             with contextlib.suppress(Exception):
-                ray.get(r.close.remote(), timeout=10)
-            ray.kill(r)
+                get(r.close.remote(), timeout_s=10)
+            kill(r)
         with contextlib.suppress(Exception):
-            ray.kill(monitor)
-            ray.kill(predictor)
-            ray.kill(ray.get_actor(f"circuit:{circuit_name}", namespace=NAMESPACE))
+            kill(monitor)
+            kill(predictor)
+            kill(find_actor(f"circuit:{circuit_name}"))
         if server is not None:
             server.stop()
         if tmp is not None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.alerts import AlertRouter, Endpoint
+from actors.ray_gateway import get, kill
 from actors.runtime import orchestrator
-from actors.serve_control import replica_count
+from actors.serve_control import delete_app, deployment_handle, replica_count, run_app
 from actors.stores.redis_conn import connect
 from healing import ClinicalContext
 from healing.orchestration import TriggerEvent
@@ -43,24 +44,18 @@ def leak_workflow(target: str, restart_delay_s: float = 0.5) -> RecoveryWorkflow
 
 def _probe(app: str) -> Callable[[], Any]:
     async def probe() -> Any:
-        from ray import serve  # noqa: PLC0415
-
-        return await serve.get_deployment_handle(DEPLOYMENT, app).remote("probe")
+        return await deployment_handle(DEPLOYMENT, app).remote("probe")
     return probe
 
 
 def run_healing(redis_url: str, webhook_url: str,
                 say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run the scenario on the connected Ray cluster; returns what happened and the times."""
-    import ray  # noqa: PLC0415
-    from ray import serve  # noqa: PLC0415
-
     app = f"model{uuid.uuid4().hex[:6]}"
     target = f"{app}/{DEPLOYMENT}"
     switch = f"selfheal:fault:{app}"
     client = connect(redis_url)
-    handle = serve.run(build(redis_url, switch), name=app, route_prefix=None,
-                       external_scaler_enabled=True)
+    handle = run_app(build(redis_url, switch), app, scalable=True)
     orch = orchestrator(f"orch-{app}", workflows=[leak_workflow(target)], audit=None,
                         alerts=AlertRouter({"slack": Endpoint("slack", webhook_url)}),
                         probes={target: _probe(app)})
@@ -73,7 +68,7 @@ def run_healing(redis_url: str, webhook_url: str,
         return True
 
     try:
-        ray.get(orch.ping.remote())  # measure a running orchestrator, not its start-up
+        get(orch.ping.remote())  # measure a running orchestrator, not its start-up
         healthy_before = answers()
         say(f"deployment {target}: 1 replica, answering: {healthy_before}")
         fault_at = time.time()
@@ -81,12 +76,12 @@ def run_healing(redis_url: str, webhook_url: str,
         failing = not answers()
         say(f"fault injected: the replica has leaked memory; requests fail: {failing}")
         triggered_at = time.time()
-        admission = ray.get(orch.trigger.remote(
+        admission = get(orch.trigger.remote(
             TriggerEvent(Trigger.ERROR_THRESHOLD, target, "error rate over threshold")))
         say(f"error_threshold trigger → orchestrator: {admission}")
-        idle = ray.get(orch.wait_idle.remote(240))
-        [run] = ray.get(orch.runs.remote())
-        history = ray.get(orch.history.remote(run["run_id"]))
+        idle = get(orch.wait_idle.remote(240))
+        [run] = get(orch.runs.remote())
+        history = get(orch.history.remote(run["run_id"]))
         for h in history:
             if h["status"] != "started":
                 say(f"  step {h['step']} {h['action']:8s} {h['status']:10s} "
@@ -107,6 +102,6 @@ def run_healing(redis_url: str, webhook_url: str,
             f"(MTTR) {out['mttr_s']:.1f} s")
         return out
     finally:
-        ray.kill(orch)
-        serve.delete(app)
+        kill(orch)
+        delete_app(app)
         client.delete(switch)

@@ -20,7 +20,7 @@ def run_simulation_demo(out: TextIO = sys.stdout, chapter: int = 8) -> dict[str,
         "   driven by simulated traffic on a simulated clock: 20 requests/s to\n"
         "   clinical_reasoning; gemini:pro is down from 08:30 to 08:50. The baseline is the\n"
         "   same traffic and fault with no selfheal at all.\n\n")
-    [report] = simulate([load_scenario(SCENARIO)], use_ray=False)
+    [report] = simulate([load_scenario(SCENARIO)])
     for line in format_reports([report]).splitlines():
         say(f"   {line}\n")
     say("   (selfheal simulate simulation/scenarios/*.yaml replays the whole library.)\n")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .engine import Simulation
@@ -22,8 +22,8 @@ from .eventlog import write_event_log
 from .metrics import aggregate, mean, run_metrics
 from .scenario import Scenario
 
-__all__ = ["Progress", "RunSpec", "SimulationInterrupted", "estimate", "report_json", "run_one",
-           "simulate"]
+__all__ = ["FanOut", "Progress", "RunSpec", "SimulationInterrupted", "estimate", "report_json",
+           "run_one", "simulate"]
 
 RunSpec = tuple[Scenario, int]
 
@@ -44,6 +44,8 @@ class SimulationInterrupted(Exception):
 
 
 Progress = Callable[[float, float, int], None]  # (simulated s done, of total, requests)
+# Runs ``fn(*args)`` for each args elsewhere, yielding (index, result) as each finishes.
+FanOut = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], Iterable[tuple[int, Any]]]
 
 
 def estimate(scenarios: Sequence[Scenario], runs: int) -> dict[str, float]:
@@ -77,11 +79,12 @@ def run_one(scenario: Scenario, seed: int, events_dir: str | None = None,
 
 
 def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None = None,
-             use_ray: bool | None = None, events_dir: str | None = None,
+             fan_out: FanOut | None = None, events_dir: str | None = None,
              mlflow_uri: str | None = None, progress: Progress | None = None,
              ) -> list[dict[str, Any]]:
     """Reports for ``scenarios``, each over ``runs`` seeds (from ``seed``, or each
-    scenario's own).
+    scenario's own). ``fan_out`` runs them elsewhere, as they finish
+    (``actors.ray_gateway.as_completed``: a Ray task each); None: one after another here.
 
     Raises:
         SimulationInterrupted: on Ctrl-C, with the reports of the runs that had finished
@@ -91,13 +94,12 @@ def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None =
         raise ValueError(f"runs must be at least 1, got {runs}")
     specs = [(sc, (sc.seed if seed is None else seed) + i) for sc in scenarios
              for i in range(runs)]
-    use_ray = len(specs) > 1 if use_ray is None else use_ray
     total = sum(2 * sc.duration_s for sc, _ in specs)
     results: list[dict[str, Any] | None] = [None] * len(specs)
     interrupted = False
     try:
-        if use_ray:
-            _fan_out(specs, events_dir, results, progress, total)
+        if fan_out is not None and len(specs) > 1:
+            _elsewhere(fan_out, specs, events_dir, results, progress, total)
         else:
             _in_process(specs, events_dir, results, progress, total)
     except KeyboardInterrupt:
@@ -134,29 +136,23 @@ def _in_process(specs: list[RunSpec], events_dir: str | None,
             progress(done_s, total, requests)
 
 
-def _fan_out(specs: list[RunSpec], events_dir: str | None,
-             results: list[dict[str, Any] | None], progress: Progress | None,
-             total: float) -> None:
-    """One Ray task per run; progress as each finishes. On Ctrl-C the rest are cancelled
-    and what finished stays in ``results``."""
-    import ray  # noqa: PLC0415 - only when runs fan out
-
-    remote = ray.remote(num_cpus=1)(run_one)
-    refs = {remote.remote(sc, s, events_dir): i for i, (sc, s) in enumerate(specs)}
-    waiting = list(refs)
+def _elsewhere(fan_out: FanOut, specs: list[RunSpec], events_dir: str | None,
+               results: list[dict[str, Any] | None], progress: Progress | None,
+               total: float) -> None:
+    """Every run at once through ``fan_out``; progress as each finishes. On Ctrl-C the
+    fan-out is closed (it cancels the rest) and what finished stays in ``results``."""
     done_s, requests = 0.0, 0
+    finished = fan_out(run_one, [(sc, s, events_dir) for sc, s in specs])
     try:
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            i = refs[ready[0]]
-            results[i] = r = ray.get(ready[0])
+        for i, r in finished:
+            results[i] = r
             done_s, requests = done_s + 2 * specs[i][0].duration_s, requests + r["requests"]
             if progress is not None:
                 progress(done_s, total, requests)
-    except KeyboardInterrupt:
-        for ref in waiting:
-            ray.cancel(ref, force=True)
-        raise
+    finally:
+        close = getattr(finished, "close", None)
+        if close is not None:
+            close()
 
 
 def _report(sc: Scenario, results: list[dict[str, Any]]) -> dict[str, Any]:

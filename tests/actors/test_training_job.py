@@ -71,7 +71,7 @@ def test_exported_event_logs_are_history_too(ray_cluster, tmp_path):
     from simulation.eventlog import read_training_history
     from simulation.runner import simulate
 
-    [report] = simulate([leak_history(5)], use_ray=False, events_dir=str(tmp_path / "ev"))
+    [report] = simulate([leak_history(5)], events_dir=str(tmp_path / "ev"))
     [log] = report["event_logs"]
     buckets = read_training_history(log)["api_server"]
     troubled = [b for b in buckets if b.troubled]

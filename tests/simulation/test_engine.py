@@ -134,9 +134,9 @@ def test_baseline_loses_the_outage_and_healing_serves_it_from_the_backup():
 
 def test_same_seed_same_report_byte_for_byte_and_another_seed_differs():
     sc = scenario(service(), faults=[outage(100, 60, target="main")])
-    a = report_json(simulate([sc], runs=1, seed=5, use_ray=False))
-    b = report_json(simulate([sc], runs=1, seed=5, use_ray=False))
-    c = report_json(simulate([sc], runs=1, seed=6, use_ray=False))
+    a = report_json(simulate([sc], runs=1, seed=5))
+    b = report_json(simulate([sc], runs=1, seed=5))
+    c = report_json(simulate([sc], runs=1, seed=6))
     assert a == b and a != c
 
 

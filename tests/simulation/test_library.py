@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from actors.ray_gateway import as_completed
 from simulation.runner import simulate
 from simulation.scenario import SCENARIOS, load_scenario
 
@@ -20,7 +21,7 @@ UNHEALABLE = {"drug-interaction-outage"}
 def reports(ray_cluster):
     files = sorted(SCENARIOS.glob("*.yaml"))
     return {r["scenario"]: r for r in simulate([load_scenario(f) for f in files],
-                                               use_ray=True)}
+                                               fan_out=as_completed)}
 
 
 def test_safety_and_audit_hold_everywhere(reports):

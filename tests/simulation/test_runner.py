@@ -9,6 +9,7 @@ import pathlib
 import pyarrow.parquet as pq
 import pytest
 
+from actors.ray_gateway import as_completed
 from serve.cli import main
 from simulation.runner import simulate
 from simulation.scenario import SCENARIOS, FaultKind, FaultSpec, Scenario, ServiceSpec
@@ -26,7 +27,7 @@ def small(name="outage", seed=3):
 
 def test_runs_fan_out_on_ray_with_means_spread_event_logs_and_mlflow(ray_cluster, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    [report] = simulate([small()], runs=3, use_ray=True, events_dir=str(tmp_path / "ev"),
+    [report] = simulate([small()], runs=3, fan_out=as_completed, events_dir=str(tmp_path / "ev"),
                         mlflow_uri=uri)
     assert report["runs"] == 3 and report["seed"] == 3
     assert report["spread"]["requests"]["n"] == 3
@@ -35,7 +36,7 @@ def test_runs_fan_out_on_ray_with_means_spread_event_logs_and_mlflow(ray_cluster
     assert {i["run"] for i in report["incidents"]} == {0, 1, 2}
     assert report["baseline"]["availability"] < report["availability"] == 1.0
     # the same runs in this process give the same report: Ray changes nothing
-    [local] = simulate([small()], runs=3, use_ray=False, events_dir=str(tmp_path / "ev2"))
+    [local] = simulate([small()], runs=3, events_dir=str(tmp_path / "ev2"))
     strip = ("event_logs",)
     assert {k: v for k, v in local.items() if k not in strip} == \
         {k: v for k, v in report.items() if k not in strip}
@@ -107,9 +108,9 @@ def test_runs_must_be_positive(runs, capsys):
 
 def test_progress_counts_simulated_time_and_changes_no_result():
     seen = []
-    [with_progress] = simulate([small()], runs=2, use_ray=False,
+    [with_progress] = simulate([small()], runs=2,
                                progress=lambda done, total, n: seen.append((done, total, n)))
-    [plain] = simulate([small()], runs=2, use_ray=False)
+    [plain] = simulate([small()], runs=2)
     assert with_progress == plain  # the progress timer is not part of the simulation
     dones = [d for d, _, _ in seen]
     assert dones == sorted(dones) and seen[-1][0] == seen[-1][1] == 2 * 2 * 900
@@ -125,8 +126,8 @@ def test_ctrl_c_keeps_the_runs_that_finished():
             raise KeyboardInterrupt
 
     with pytest.raises(SimulationInterrupted) as exc:
-        simulate([small()], runs=2, use_ray=False, progress=interrupt_in_the_second_run)
+        simulate([small()], runs=2, progress=interrupt_in_the_second_run)
     assert (exc.value.finished, exc.value.total) == (1, 2)
     [report] = exc.value.reports
-    [alone] = simulate([small()], runs=1, use_ray=False)
+    [alone] = simulate([small()], runs=1)
     assert report == alone  # the finished run, reported as if it had been the only one

@@ -9,7 +9,7 @@ sample rate to estimate the calls. The counts go into
 ticked ``settle_s`` behind the wall clock so that a bucket is scored only once the recorders'
 flushes for it have landed. Each anomaly is sent to the orchestrator, fire and forget, and
 kept in :meth:`anomalies`. With ``model_uri`` it follows the MLflow champion model
-(:mod:`learning.registry`), checking for a new one every ``model_check_s``.
+(:mod:`learning.model_registry`), checking for a new one every ``model_check_s``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class PredictiveMonitorActor:
         monitors call this every ``model_check_s``: a promotion needs no restart."""
         if self.model_uri is None:
             return None
-        from learning.registry import champion  # noqa: PLC0415 - MLflow: 2.5 s to import
+        from learning.model_registry import champion  # noqa: PLC0415 - MLflow: 2.5 s to import
 
         self._model_checked = self.clock.now()
         found = champion(self.model_uri)

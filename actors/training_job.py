@@ -58,7 +58,7 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
                  event_logs: Sequence[str] = (),
                  live: dict[str, list[Bucket]] | None = None,
                  orchestrator: Any = None) -> dict[str, Any]:
-    from learning.registry import champion, log_training, set_champion  # noqa: PLC0415
+    from learning.model_registry import champion, log_training, set_champion  # noqa: PLC0415
 
     segments: dict[str, list[Any]] = {}
     failures: list[FailureEvent] = []

@@ -3,7 +3,7 @@
 The executor (:mod:`healing.workflow`) decides which step runs next; this module decides what
 each built-in step *does*, as plain values (effects), and how the evidence about a service is
 judged. The live orchestrator (``actors.recovery_actions``) and the simulator
-(``simulation.recovery``) each interpret these effects in their world and decide nothing of
+(``simulation.recovery_actions``) each interpret these effects in their world and decide nothing of
 their own: a simulated replay then heals exactly as production would, which is what makes a
 replay an honest gate for promoting a model.
 

@@ -24,7 +24,7 @@ from healing import (
 
 
 @dataclass
-class World:
+class Providers:
     """The simulated providers: which are up, and how long they take."""
 
     clock: ManualClock
@@ -62,7 +62,7 @@ def run_demo(out: TextIO = sys.stdout, color: bool | None = None) -> dict[str, A
     """Run the scripted outage; returns what happened, for tests."""
     clock = ManualClock()
     say = Narrator(out, clock, out.isatty() if color is None else color)
-    world = World(clock)
+    world = Providers(clock)
     sink = InMemorySink()
     # Small windows so the story is short: 6 calls, opens at 50 % failures, waits 30 s.
     breakers = CircuitBreakerRegistry(clock, CircuitConfig(

@@ -22,16 +22,14 @@ breaker sees no slow calls; latency matters as timeouts (see ``latency_spike``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import itertools
 import random
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from healing.audit import AuditRecord, recovery_step
+from healing.audit import recovery_step
 from healing.cache import FallbackCache
 from healing.circuit import CircuitState
 from healing.clock import ManualClock
@@ -42,7 +40,7 @@ from healing.fallback import FallbackStrategyRegistry
 from healing.guard import Guard
 from healing.health import CheckResult, HealthCheckFailed, HealthTracker
 from healing.orchestration import RecoveryQueue, TriggerEvent
-from healing.outcome import NOT_CALLED, OutcomeRecord
+from healing.outcome import NOT_CALLED
 from healing.recovery import ErrorThresholdRule
 from healing.registry import CircuitBreakerRegistry
 from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
@@ -51,11 +49,12 @@ from learning.monitor import PredictiveMonitor
 from learning.patterns import FailureEvent, PatternRecognizer, ProactivePreventionEngine
 
 from .policy import Policy, default_policy
-from .recovery import WorkflowRun
+from .records import Detection, OutcomeCounter, RunAudit, RunResult, ServiceLog
+from .recovery_actions import WorkflowRun
 from .scenario import Scenario
-from .world import FaultInstance, ProviderError, World, good_answer
+from .world import ProviderError, World, good_answer
 
-__all__ = ["Detection", "RunResult", "Simulation"]
+__all__ = ["Simulation"]
 
 (_ARRIVAL, _FAULT_START, _FAULT_END, _HEALTH, _THRESHOLD, _MONITOR, _LEARN, _PREVENT,
  _TIMER) = range(9)
@@ -66,94 +65,6 @@ _QUESTIONS = 200  # distinct requests per service: what the fallback cache can h
 _KEYS = [f"q{i}" for i in range(_QUESTIONS)]
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
 _LIFE_CRITICAL = Criticality.LIFE_CRITICAL
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    at: float
-    service: str
-    signal: str  # circuit_open | health_check_failed | error_threshold
-    detail: str
-
-
-@dataclass
-class ServiceLog:
-    """Per-second counts for one service, and its patients' experience."""
-
-    total: array
-    served: array
-    calls: array  # primary calls made (the error threshold's denominator)
-    errors: array  # primary calls that failed or answered wrongly
-    impact: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("none", "delay", "degraded", "unavailable"), 0))
-
-
-@dataclass
-class RunResult:
-    scenario: Scenario
-    seed: int
-    healing: bool
-    logs: dict[str, ServiceLog]
-    incidents: list[FaultInstance]
-    detections: list[Detection]
-    steps: list[dict[str, Any]]
-    runs: list[dict[str, Any]]
-    integrity_violations: int
-    audit_expected: int
-    audit_written: int
-    requests: int
-    outcomes: list[tuple[Any, ...]]  # sampled, for the event log (when asked for)
-    audit: list[AuditRecord]  # kept only when the event log is asked for
-
-
-class _Recorder:
-    """The guard's outcome sink: counts primary calls and errors per second."""
-
-    def __init__(self, logs: dict[str, ServiceLog], rng: random.Random | None,
-                 sample_rate: float) -> None:
-        self.logs = logs
-        self.sec = 0
-        self.last_kind: str | None = None
-        self.failures = 0  # outcomes that must leave an audit record
-        self.rng, self.sample_rate = rng, sample_rate
-        self.sampled: list[tuple[Any, ...]] = []
-
-    def record(self, o: OutcomeRecord) -> None:
-        kind = o.error_kind
-        self.last_kind = kind
-        if kind is None:
-            self.logs[o.service].calls[self.sec] += 1
-        else:
-            self.failures += 1
-            if kind not in NOT_CALLED:
-                log = self.logs[o.service]
-                log.calls[self.sec] += 1
-                log.errors[self.sec] += 1
-        if self.rng is not None and (kind is not None or self.rng.random() < self.sample_rate):
-            # the live metric stream's event: [at, latency_s, ok, error_kind, tier, provider]
-            self.sampled.append((o.at, o.service, o.latency_s, o.success and kind is None,
-                                 kind, o.tier, o.provider))
-
-
-class _Audit:
-    """The run's audit sink: counts every record; keeps them for the event log if asked."""
-
-    def __init__(self, keep: bool) -> None:
-        self.written = 0
-        self.keep = keep
-        self.records: list[AuditRecord] = []
-
-    def append(self, record: AuditRecord) -> None:
-        self.written += 1
-        if self.keep:
-            self.records.append(record)
-
-    async def aappend(self, record: AuditRecord) -> None:
-        self.append(record)
-
-    @staticmethod
-    def pseudonymize(identifier: str) -> str:
-        return hashlib.sha256(b"simulation:" + identifier.encode()).hexdigest()[:16]
 
 
 class Simulation:
@@ -195,9 +106,9 @@ class Simulation:
                                                 self.policy.error_min_calls,
                                                 self.policy.error_z)
                        for name in scenario.services}
-        self.recorder = _Recorder(self.logs, random.Random(f"{self.seed}:sample")
+        self.recorder = OutcomeCounter(self.logs, random.Random(f"{self.seed}:sample")
                                   if event_log else None, 0.1)
-        self.audit = _Audit(keep=event_log)
+        self.audit = RunAudit(keep=event_log)
         self._steps_expected = 0
         # What each service's answers must pass: its strategy's integrity check. A service
         # without one (a fail-safe service has no strategy) has no check to fail.

@@ -29,7 +29,7 @@ from learning.history import buckets_from_events
 from learning.training import Bucket
 
 if TYPE_CHECKING:
-    from .engine import RunResult
+    from .records import RunResult
 
 __all__ = ["read_training_history", "write_event_log"]
 

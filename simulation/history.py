@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from learning.training import Bucket
 
-from .engine import RunResult
+from .records import RunResult
 
 __all__ = ["labelled_buckets"]
 

@@ -36,7 +36,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .engine import RunResult
+from .records import RunResult
 
 __all__ = ["METRICS", "aggregate", "mean", "run_metrics"]
 

@@ -25,7 +25,7 @@ def log_runs(uri: str, specs: Sequence[tuple[Scenario, int]],
     """Log each run; returns the MLflow run ids in order."""
     import mlflow  # noqa: PLC0415
 
-    from learning.registry import use_experiment  # noqa: PLC0415
+    from learning.model_registry import use_experiment  # noqa: PLC0415
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's migrations are noisy
     use_experiment(uri, EXPERIMENT)

@@ -12,7 +12,7 @@ import pytest
 from actors.runtime import training_scheduler
 from actors.settings import Settings
 from actors.stores.redis_conn import connect
-from learning.registry import champion
+from learning.model_registry import champion
 from tests.conftest import REDIS_URL
 
 LEAK = """\

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from actors.training_job import run_training
-from learning.registry import EXPERIMENT, MODEL_NAME, champion
+from learning.model_registry import EXPERIMENT, MODEL_NAME, champion
 from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
 
 

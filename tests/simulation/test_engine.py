@@ -7,8 +7,9 @@ from array import array
 import pytest
 
 from healing.safety import Criticality, OperationType
-from simulation.engine import Detection, RunResult, ServiceLog, Simulation
+from simulation.engine import Simulation
 from simulation.metrics import run_metrics
+from simulation.records import Detection, RunResult, ServiceLog
 from simulation.runner import report_json, simulate
 from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
 from simulation.world import FaultInstance

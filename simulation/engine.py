@@ -113,6 +113,8 @@ class Simulation:
         # What each service's answers must pass: its strategy's integrity check. A service
         # without one (a fail-safe service has no strategy) has no check to fail.
         self._checks = {s.service: s.integrity_check for s in self.policy.strategies}
+        self._sound = {n: a for n, a in self.world.answers.items()
+                       if (c := self._checks.get(n)) is None or c.reason(a) is None}
         if healing:
             self._build_guard()
 
@@ -287,7 +289,10 @@ class Simulation:
         """An independent check of what was served (DESIGN's integrity violations). A
         violating answer reached the user, but it does not count as serving them well."""
         check = self._checks.get(name)
-        bad = check is not None and check.reason(data) is not None
+        # The world hands out one good answer object per service (nothing modifies it),
+        # checked once at the start; anything else (a wrong answer, a cached copy) is checked.
+        bad = check is not None and data is not self._sound.get(name) and \
+            check.reason(data) is not None
         if method is not None and not bad:
             bad = ((method is TierMethod.CACHED_DATA and ctx.operation_type is _PRESCRIPTIVE)
                    or ctx.criticality is _LIFE_CRITICAL)

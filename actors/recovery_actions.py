@@ -1,7 +1,10 @@
-"""What recovery steps do in the world, and how their success criteria are judged.
+"""Recovery steps carried out on the running system, and the evidence their criteria need.
 
-An action runner is ``async (ctx) -> result`` and raises on failure; the orchestrator times
-it out, audits it and measures it. :func:`builtin_actions` provides:
+What each built-in step does is decided in :mod:`healing.recovery` (the simulator uses the
+same plan); :class:`LiveEffects` only carries the planned effects out here, and
+:class:`LiveEvidence` reads what the core judges criteria by. An action runner is
+``async (ctx) -> result`` and raises on failure; the orchestrator times it out, audits it and
+measures it. :func:`builtin_actions` provides:
 
 * ``alert``: an alert through :class:`~actors.alerts.AlertManager` (dedup key per workflow
   and service, so a re-run re-raises the same alert);
@@ -182,7 +185,7 @@ class LiveEffects:
 
         current = replica_count(e.deployment)
         wanted = e.target(current)
-        await scale_deployment(e.deployment, wanted, step_timeout_s)
+        await scale_deployment(e.deployment, wanted, step_timeout_s, self.clock)
         return {"deployment": e.deployment, "from": current, "to": wanted}
 
     async def _restart(self, e: Restart, step_timeout_s: float) -> dict[str, Any]:
@@ -192,7 +195,7 @@ class LiveEffects:
         from .serve_control import restart_deployment  # noqa: PLC0415
 
         return await restart_deployment(str(e.deployment), e.delay_s, e.graceful,
-                                        step_timeout_s)
+                                        step_timeout_s, self.clock)
 
 
 def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
@@ -206,27 +209,25 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
     primaries = dict(primaries or {})
     reg = ActionRegistry()
 
-    def runner(name: str) -> Runner:
-        async def run(ctx: ActionContext) -> dict[str, Any]:
-            world = LiveEffects(alerts=alerts, circuit_for=circuit_for, probes=probes,
-                                control=control, clock=ctx.clock)
-            try:
-                effects = plan_step(ctx.step, ctx.workflow, ctx.event, policy,
-                                    primaries.get(ctx.workflow.service))
-            except NoCircuit as exc:
-                raise ActionNotAvailable(str(exc)) from None
-            result: dict[str, Any] = {"effects": [describe(e) for e in effects]}
-            for effect in effects:
-                result.update(await world.apply(effect, ctx.step.timeout_s))
-            return result
-        return run
+    async def planned(ctx: ActionContext) -> dict[str, Any]:
+        live = LiveEffects(alerts=alerts, circuit_for=circuit_for, probes=probes,
+                           control=control, clock=ctx.clock)
+        try:
+            effects = plan_step(ctx.step, ctx.workflow, ctx.event, policy,
+                                primaries.get(ctx.workflow.service))
+        except NoCircuit as exc:
+            raise ActionNotAvailable(str(exc)) from None
+        result: dict[str, Any] = {"effects": [describe(e) for e in effects]}
+        for effect in effects:
+            result.update(await live.apply(effect, ctx.step.timeout_s))
+        return result
 
     for name in ("retry", "fallback", "scale", "restart"):
-        reg.register(name, runner(name))
+        reg.register(name, planned)
     if alerts is not None:
-        reg.register("alert", runner("alert"))
+        reg.register("alert", planned)
     if control is not None:
-        reg.register("cache_warm", runner("cache_warm"))
+        reg.register("cache_warm", planned)
     return reg
 
 

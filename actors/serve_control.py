@@ -14,7 +14,6 @@ extra replica is removed at the end, so capacity never drops below what it was.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import ray
@@ -23,7 +22,7 @@ from ray import serve
 from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
-__all__ = ["ServeControlError", "apply_instances", "delete_app", "deployment_handle",
+__all__ = ["ServeControlError", "delete_app", "deployment_handle",
            "replica_count", "restart_deployment", "run_app", "scale_deployment"]
 
 _CONTROLLER = "SERVE_CONTROLLER_ACTOR"
@@ -60,15 +59,6 @@ def _settled(target: str, replicas: int) -> bool:
     # Serve's status lags a change by about a second; only "exactly this many RUNNING and
     # nothing starting or stopping" means the change has really happened.
     return _states(target) == {"RUNNING": replicas}
-
-
-def apply_instances(current: int, instances: Any, lo: int = 1, hi: int = 32) -> int:
-    """``+1`` / ``-1`` (relative) or ``3`` (absolute), kept within [lo, hi]."""
-    text = str(instances).strip()
-    if not re.fullmatch(r"[+-]?\d+", text):
-        raise ServeControlError(f"instances must be like +1, -1 or 3, got {instances!r}")
-    n = current + int(text) if text[0] in "+-" else int(text)
-    return max(lo, min(hi, n))
 
 
 async def scale_deployment(target: str, replicas: int, timeout_s: float = 60.0,

@@ -51,7 +51,8 @@ class RecoveryOrchestratorActor:
                  health_monitor: Any = None, actions: ActionRegistry | None = None,
                  redis_url: str | None = None, sample_rate: float = 0.1,
                  error_thresholds: dict[str, tuple[float, float]] | None = None,
-                 watch_interval_s: float = 0.0, policy: RecoveryPolicy | None = None,
+                 watch_interval_s: float = 0.0, recovery: RecoveryPolicy | None = None,
+                 error_min_calls: int = 10, error_z: float = 2.326,
                  primaries: dict[str, str] | None = None, clock: Clock | None = None) -> None:
         self.clock = clock or SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
@@ -61,7 +62,7 @@ class RecoveryOrchestratorActor:
         self.actions = actions or builtin_actions(
             alerts=self.alerts, circuit_for=circuit_for, probes=probes,
             control=ControlBus(connect(redis_url)) if redis_url is not None else None,
-            policy=policy, primaries=primaries)
+            policy=recovery, primaries=primaries)
         self.evidence = LiveEvidence(probes, health_monitor, redis_url, sample_rate, self.clock)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None
@@ -74,6 +75,7 @@ class RecoveryOrchestratorActor:
         # service -> (error rate, window in seconds) that raises an error_threshold trigger,
         # judged from the service's metric stream.
         self.error_thresholds = dict(error_thresholds or {})
+        self.error_min_calls, self.error_z = error_min_calls, error_z  # the rule's evidence
         self._threshold_history: dict[str, list[tuple[float, float] | None]] = {}
         self._watch_interval_s = watch_interval_s
         self._watcher: asyncio.Task[None] | None = None
@@ -91,7 +93,7 @@ class RecoveryOrchestratorActor:
         now = self.clock.wall() if now is None else now
         out = {}
         for service, (threshold, window_s) in self.error_thresholds.items():
-            rule = ErrorThresholdRule(threshold, window_s)  # the simulator's rule too
+            rule = ErrorThresholdRule(threshold, window_s, self.error_min_calls, self.error_z)
             errors, calls = self.evidence.counts(service, window_s, now)
             if rule.fires(errors, calls):
                 out[service] = await self.trigger(TriggerEvent(

@@ -11,6 +11,7 @@ from typing import Any
 
 from healing.cluster import ClusterPolicy
 from healing.config import CircuitConfig
+from learning.policy import Policy
 
 from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
@@ -19,7 +20,8 @@ from .orchestrator_actor import RecoveryOrchestratorActor
 from .ray_gateway import NAMESPACE, init_ray, named_actor
 from .scheduler_actor import TrainingSchedulerActor
 
-__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator"]
+__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator",
+           "orchestrator_settings"]
 
 def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
                   redis_url: str, audit: dict[str, Any] | None = None,
@@ -64,8 +66,22 @@ def training_scheduler(cron: str, mlflow_uri: str, redis_url: str, history: list
     return actor
 
 
-def orchestrator(name: str = "orchestrator", **kwargs: Any) -> Any:
+def orchestrator(name: str = "orchestrator", *, policy: Policy | None = None,
+                 **kwargs: Any) -> Any:
     """The recovery orchestrator (one per name), created on first use with ``kwargs``
-    (see :class:`~actors.orchestrator_actor.RecoveryOrchestratorActor`)."""
+    (see :class:`~actors.orchestrator_actor.RecoveryOrchestratorActor`). With ``policy``, its
+    workflows, cool-down, error thresholds and step defaults are the policy's: the same
+    object the simulator runs a replay under."""
+    if policy is not None:
+        kwargs = {**orchestrator_settings(policy), **kwargs}
     workflows = kwargs.pop("workflows", [])
     return named_actor(RecoveryOrchestratorActor, name, workflows, **kwargs)
+
+
+def orchestrator_settings(policy: Policy) -> dict[str, Any]:
+    """What the orchestrator takes from ``policy`` (keyword arguments)."""
+    return {"workflows": list(policy.workflows), "cooldown_s": policy.cooldown_s,
+            "error_thresholds": {s: (t, policy.error_window_s)
+                                 for s, t in policy.error_thresholds.items()},
+            "error_min_calls": policy.error_min_calls, "error_z": policy.error_z,
+            "recovery": policy.recovery}

@@ -41,7 +41,6 @@ from healing.guard import Guard
 from healing.health import CheckResult, HealthCheckFailed, HealthTracker
 from healing.orchestration import RecoveryQueue, TriggerEvent
 from healing.outcome import NOT_CALLED
-from healing.recovery import ErrorThresholdRule
 from healing.registry import CircuitBreakerRegistry
 from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
 from healing.workflow import Trigger
@@ -101,11 +100,7 @@ class Simulation:
         self._pending: list[TriggerEvent] = []
         self.rng = random.Random(f"{self.seed}:engine")  # recovery actions' jitter
         self._random = self.rng.random
-        self._rules = {name: ErrorThresholdRule(self.policy.error_thresholds[name],
-                                                self.policy.error_window_s,
-                                                self.policy.error_min_calls,
-                                                self.policy.error_z)
-                       for name in scenario.services}
+        self._rules = {name: self.policy.error_rule(name) for name in scenario.services}
         self.recorder = OutcomeCounter(self.logs, random.Random(f"{self.seed}:sample")
                                   if event_log else None, 0.1)
         self.audit = RunAudit(keep=event_log)

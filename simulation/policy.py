@@ -30,13 +30,11 @@ than tuned to the scenario library:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from healing.config import CircuitConfig, FallbackTier, TierMethod, WindowType
 from healing.fallback import FallbackStrategy
 from healing.health import HealthPolicy
 from healing.integrity import AllOf, ConfidenceFloor, RequiredFields
-from healing.recovery import RecoveryPolicy
 from healing.safety import CRITICAL_SERVICES, ClinicalContext, Criticality, OperationType
 from healing.strategies import default_strategies
 from healing.workflow import (
@@ -48,33 +46,14 @@ from healing.workflow import (
     Trigger,
 )
 from healing.workflow_files import load_workflows
-from learning.monitor import MonitorPolicy
+from learning.policy import Policy
 
 from .scenario import Scenario, ServiceSpec
 
-__all__ = ["Policy", "default_policy"]
+__all__ = ["Policy", "default_policy"]  # Policy lives in learning.policy: both worlds use it
 
 _PRIORITY = {Criticality.LIFE_CRITICAL: Priority.CRITICAL, Criticality.HIGH: Priority.HIGH,
              Criticality.MEDIUM: Priority.MEDIUM, Criticality.LOW: Priority.LOW}
-
-
-@dataclass(frozen=True)
-class Policy:
-    circuit: CircuitConfig
-    health: HealthPolicy
-    strategies: tuple[FallbackStrategy, ...]
-    workflows: tuple[RecoveryWorkflow, ...]
-    error_thresholds: dict[str, float]
-    error_window_s: float = 30.0
-    error_check_s: float = 5.0
-    error_min_calls: int = 10
-    error_z: float = 2.326  # one-sided 99 %
-    cooldown_s: float = 120.0
-    monitor: MonitorPolicy = dataclasses.field(default_factory=MonitorPolicy)
-    # a trained monitor model: some services' own policies (learning.training)
-    monitor_per_service: dict[str, MonitorPolicy] = dataclasses.field(default_factory=dict)
-    # what steps do when their config is silent: the live orchestrator's defaults too
-    recovery: RecoveryPolicy = dataclasses.field(default_factory=RecoveryPolicy)
 
 
 def default_policy(scenario: Scenario) -> Policy:

@@ -41,10 +41,11 @@ def shipped_ai_failure_workflow(service):
     return dataclasses.replace(w, steps=steps, service=service)
 
 
-def simulated_twin(service, workflow):
-    """The live test's fault in the simulator: the primary down for two minutes, then back."""
+def one_policy(service):
+    """The policy both worlds run on: the shipped workflow and strategy for this test's
+    service, the test's quick breaker, a short cool-down; and the scenario of its fault (the
+    primary down for two minutes, then back)."""
     from healing.strategies import default_strategies
-    from simulation.engine import Simulation
     from simulation.policy import default_policy
     from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
 
@@ -52,11 +53,18 @@ def simulated_twin(service, workflow):
     sc = Scenario("parity", 600, {service: spec},
                   (FaultSpec(service, FaultKind.OUTAGE, 120, 120, PRIMARY),), 1)
     [shipped] = [s for s in default_strategies() if s.service == "clinical_reasoning"]
-    policy = dataclasses.replace(default_policy(sc), workflows=(workflow,),
-                                 strategies=(dataclasses.replace(shipped, service=service),))
+    policy = dataclasses.replace(
+        default_policy(sc), workflows=(shipped_ai_failure_workflow(service),),
+        strategies=(dataclasses.replace(shipped, service=service),), cooldown_s=1.0,
+        circuit=CircuitConfig(window_size=10, minimum_number_of_calls=5, wait_in_open_s=60.0))
+    return policy, sc
+
+
+def simulated_twin(policy, sc):
+    from simulation.engine import Simulation
+
     sim = Simulation(sc, policy=policy, predictive=False)
-    result = sim.run()
-    return sim, result
+    return sim, sim.run()
 
 
 def decisions(entries):
@@ -94,22 +102,21 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
         return await serve.get_deployment_handle("ClinicalModel", app).remote("probe")
 
     orch_name = f"orch-{app}"
+    policy, scenario = one_policy(service)  # one object for both worlds
     orch = orchestrator(
-        orch_name, workflows=[shipped_ai_failure_workflow(service)], redis_url=REDIS_URL,
+        orch_name, policy=policy, redis_url=REDIS_URL,
         alerts=AlertRouter({"slack": Endpoint("slack", f"{receiver.url}/slack")}),
         circuit_for=lambda name: ray.get_actor(f"circuit:{name}", namespace=NAMESPACE),
         probes={service: functools.partial(ask_provider, deepseek.url, "probe"),
-                circuit: primary_probe},
-        cooldown_s=1.0)
+                circuit: primary_probe})
     procs = [GuardProcess(settings, process_id=f"replica-{i}", orchestrator=orch_name,
-                          circuit=CircuitConfig(window_size=10, minimum_number_of_calls=5,
-                                                wait_in_open_s=60.0))
+                          circuit=policy.circuit)
              for i in range(3)]
     try:
         for p in procs:
-            # the shipped clinical_reasoning strategy, under this test's service name
-            p.guard.fallbacks.register(dataclasses.replace(
-                p.guard.fallbacks.get("clinical_reasoning"), service=service))
+            # the policy's strategy: the shipped one, under this test's service name
+            [strategy] = policy.strategies
+            p.guard.fallbacks.register(strategy)
             p.share(service, PRIMARY)
             p.guard.fallbacks.register_provider(service, "deepseek", deepseek.ask)
 
@@ -153,8 +160,9 @@ def test_a_failing_serve_provider_is_routed_around_cluster_wide_and_back(ray_clu
                                 "fever?", context=DX, provider=PRIMARY)
         assert r.tier == "alternative_provider:deepseek"
         assert procs[0].breakers.get(service, PRIMARY).metrics().failed >= 1
-        # Parity: the simulator, given the same fault, decides exactly as the live run did.
-        sim, result = simulated_twin(service, shipped_ai_failure_workflow(service))
+        # Parity: the simulator, given the same fault and the same policy object, decides
+        # exactly as the live run did.
+        sim, result = simulated_twin(policy, scenario)
         [sim_run] = [r for r in sim.run_summaries if r["trigger"] == "circuit_open"][:1]
         assert (sim_run["trigger"], sim_run["succeeded"], sim_run["ended"]) == \
             (run["trigger"], run["succeeded"], run["ended"])

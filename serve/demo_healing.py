@@ -31,7 +31,9 @@ def leak_workflow(target: str, restart_delay_s: float = 0.5) -> RecoveryWorkflow
     """The seed's memory-leak workflow, aimed at a Serve deployment."""
     return RecoveryWorkflow(
         "memory-leak-detected", Trigger.ERROR_THRESHOLD, target, (
-            RecoveryStep("alert", {"severity": "high", "channel": "slack"}, timeout_s=10),
+            RecoveryStep("alert", {"severity": "high", "channel": "slack",
+                                   "message": f"{target} is leaking memory: requests fail"},
+                         timeout_s=10),
             RecoveryStep("scale", {"instances": "+1", "deployment": target}, timeout_s=60),
             RecoveryStep("restart", {"graceful": True, "delay_s": restart_delay_s,
                                      "deployment": target},

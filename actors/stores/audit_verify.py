@@ -27,6 +27,7 @@ from healing.audit import AuditKind, AuditRecord, ChainBreak
 from healing.audit_checkpoint import (
     Checkpoint,
     CheckpointError,
+    LogCheck,
     TrailCheck,
     check_log,
     compare_copies,
@@ -96,6 +97,7 @@ def verify_trail(url: str, *, checkpoint_logs: list[pathlib.Path],
                                  gaps_are_findings=False)
             report.findings += files.findings + database.findings
             report.findings += compare_copies(files, database, file_logs)
+            report.findings += _logs_unaccounted(checkpoint_logs, database, file_logs, report)
             anchors = {(cp.log, cp.n): cp for c in (database, files)
                        for per_log in c.valid.values() for cp in per_log.values()}
             check = TrailCheck(anchors.values())
@@ -125,6 +127,26 @@ def verify_trail(url: str, *, checkpoint_logs: list[pathlib.Path],
         ns = sorted(per_log)
         report.checkpoints[log] = (ns[0], ns[-1], per_log[ns[0]].at, per_log[ns[-1]].at)
     return report
+
+
+def _logs_unaccounted(paths: list[pathlib.Path], database: LogCheck, file_logs: set[str],
+                      report: VerifyReport) -> list[ChainBreak]:
+    """Checkpoint logs the database knows of but no file given covers. With a log file
+    expected and gone, that is a finding (deleting the file and cutting the database copy
+    short would otherwise hide a tail); with other files given (other machines' logs, say),
+    a note: those logs were checked through their database copy only."""
+    others = sorted(set(database.valid) - file_logs)
+    if not others:
+        return []
+    names = ", ".join(log[:8] for log in others)
+    gone = [p for p in paths if not p.exists()]
+    if gone:
+        return [ChainBreak("", -1, None, f"checkpoint log {gone[0]} is gone, but the database "
+                                         f"holds checkpoints of log(s) {names}: the log was "
+                                         "deleted, or give its copy with --checkpoint-log")]
+    report.notes.append(f"checkpoint log(s) {names} checked through their database copy "
+                        "only (give each machine's log with --checkpoint-log)")
+    return []
 
 
 def _read_logs(paths: list[pathlib.Path],

@@ -386,3 +386,28 @@ def test_any_random_tampering_is_found(pristine, tmp_path_factory, edits):
                      public_keys=[public_path(t0.key_file)])
     store.dispose()
     assert not r.intact, edits
+
+
+def test_the_log_file_deleted_and_the_database_copy_cut_short(trail):
+    """Both copies cut at once would hide the tail; a log that should be there and is not
+    is reported, naming the logs the database still knows."""
+    writer = trail.writers[1]
+    for row in trail.rows(writer)[2:]:
+        trail.delete(row.id)
+    trail.sql("delete from audit_checkpoints where writer=:w and closed", w=writer)
+    trail.log_file.unlink()
+    r = verify_trail(trail.store.url, checkpoint_logs=[trail.log_file],
+                     public_keys=[public_path(trail.key_file)], missing_logs_ok=True)
+    assert any("is gone, but the database holds checkpoints" in p.problem for p in r.findings)
+
+
+def test_a_log_known_only_to_the_database_is_a_note_when_other_logs_are_given(trail,
+                                                                              tmp_path):
+    head = [r for r in trail.store.records() if r.writer == trail.writers[0]][-1]
+    other = tmp_path / "other-machine.jsonl"
+    CheckpointLog(other, SigningKey.load(trail.key_file)).append(head.writer, head.seq,
+                                                                  head.hash, True)
+    r = verify_trail(trail.store.url, checkpoint_logs=[other],
+                     public_keys=[public_path(trail.key_file)])
+    assert r.intact  # the database's copy of this machine's log still checks every chain
+    assert any("checked through their database copy only" in n for n in r.notes)

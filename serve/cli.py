@@ -61,14 +61,14 @@ def _fail(exc: Exception) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from healing.errors import ConfigError
-    from serve.detect import CsvError, check_output
+    from serve.outputs import OutputError, check_output
     from simulation.scenario import load_scenario
 
     try:  # every file and every output path is checked before anything runs
         scenarios = [load_scenario(p) for p in args.files]
         if args.json:
             check_output(args.json)
-    except (ConfigError, CsvError) as exc:
+    except (ConfigError, OutputError) as exc:
         return _fail(exc)
     if args.runs < 1:
         return _fail(ValueError(f"--runs must be at least 1, got {args.runs}"))
@@ -125,12 +125,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     from serve.detect import CsvError, detect_file
+    from serve.outputs import OutputError
 
     try:
         n = detect_file(args.input, args.output, args.detector)
-    except CsvError as exc:
-        print(f"selfheal: {exc}", file=sys.stderr)
-        return 2
+    except (CsvError, OutputError) as exc:
+        return _fail(exc)
     if args.output:
         print(f"{n} rows scored into {args.output}", file=sys.stderr)
     return 0

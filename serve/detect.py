@@ -14,19 +14,17 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import pathlib
 import re
-import stat
 import sys
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
 from learning.detectors import DETECTORS
 
-__all__ = ["CsvError", "check_output", "detect_file", "write_atomically"]
+from .outputs import check_output, write_atomically
+
+__all__ = ["CsvError", "detect_file"]
 
 
 class CsvError(ValueError):
@@ -108,19 +106,6 @@ def _row(path: str, line: int, row: list[str],
     return row[0], row[1], value, at
 
 
-def check_output(out: str) -> pathlib.Path:
-    """Where output will go, checked before any work: a file in a folder that exists."""
-    target = pathlib.Path(out)
-    parent = target.parent if str(target.parent) else pathlib.Path(".")
-    if target.is_dir():
-        raise CsvError(out, 0, "output", "is a directory: name a file")
-    if not parent.is_dir():
-        raise CsvError(out, 0, "output", f"folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CsvError(out, 0, "output", f"folder {str(parent)!r} is not writable")
-    return target
-
-
 def detect_file(path: str, out: str | None, detector: str = "selfheal",
                 stdout: TextIO | None = None) -> int:
     """Score ``path`` into ``out`` (or stdout); returns the number of rows scored."""
@@ -132,36 +117,6 @@ def detect_file(path: str, out: str | None, detector: str = "selfheal",
         return len(rows)
     write_atomically(target, lambda f: _write(rows, step, f))
     return len(rows)
-
-
-def write_atomically(target: pathlib.Path, write: Callable[[TextIO], None]) -> None:
-    """All or nothing, with the mode a plain ``open`` would give: an existing file keeps its
-    own, a new one gets the user's umask (mkstemp alone would make it 0600)."""
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    try:  # Linux says it without changing it
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere the only way to read it: set, and put back at once
-    os.umask(mask)
-    return mask
 
 
 def _write(rows: list[tuple[str, str, float, float]], step: object, f: TextIO) -> None:

@@ -199,7 +199,7 @@ def test_row8_detect_checks_the_output_before_scoring(tmp_path, where):
     src = tmp_path / "in.csv"
     src.write_text("timestamp,value\n2026-01-01 00:00:00,1\n")
     out = tmp_path / "nowhere" / "out.csv" if where == "missing folder" else tmp_path
-    err = one_line_error(run("detect", src, "-o", out), f"{out}: output:")
+    err = one_line_error(run("detect", src, "-o", out), f"{out}: ")
     assert "does not exist" in err if where == "missing folder" else "is a directory" in err
 
 

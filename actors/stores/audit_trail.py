@@ -127,7 +127,12 @@ class AuditTrail:
                 if records:
                     heads[seg.writer] = records[-1]
                 self.stats.offsets[seg.path] = end
-                if seg.closed and end == seg.path.stat().st_size:
+                try:
+                    size = seg.path.stat().st_size
+                except FileNotFoundError:  # another process sent it too, and removed it
+                    self.stats.offsets.pop(seg.path, None)
+                    continue
+                if seg.closed and end == size:
                     dead = seg.writer != self.spool.writer
                     if dead and seg.number == last_of[seg.writer] and seg.writer in heads:
                         self._adopt(heads[seg.writer])

@@ -247,7 +247,8 @@ def wilson_lower(errors: float, calls: float, z: float) -> float:
     denom = 1 + z * z / calls
     centre = p + z * z / (2 * calls)
     margin = z * math.sqrt(p * (1 - p) / calls + z * z / (4 * calls * calls))
-    return max(0.0, (centre - margin) / denom)
+    # In [0, p] by its algebra; rounding can put it a hair outside (1e-19 above 0 errors).
+    return min(p, max(0.0, (centre - margin) / denom))
 
 
 @dataclass(frozen=True)

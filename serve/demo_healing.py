@@ -86,8 +86,11 @@ def run_healing(redis_url: str, webhook_url: str,
         history = get(orch.history.remote(run["run_id"]))
         for h in history:
             if h["status"] != "started":
+                result = dict(h["result"] or {})
+                effects = ", ".join(e["effect"] for e in result.pop("effects", []))
+                shown = f"{effects}: {result}" if effects else (result or h["error"] or "")
                 say(f"  step {h['step']} {h['action']:8s} {h['status']:10s} "
-                    f"{h['duration_s']:5.1f} s  {h['result'] or h['error'] or ''}")
+                    f"{h['duration_s']:5.1f} s  {shown}")
         deadline = time.monotonic() + 30
         while not answers() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -22,25 +22,25 @@ THREADS, PER_THREAD = 16, 400
 VERIFY_RECORDS = int(os.environ.get("SELFHEAL_BENCH_VERIFY_RECORDS", "1000000"))
 
 
-def _record(i: int):
+def bench_record(i: int):
     return circuit_transition(service="svc", at=1000.0 + i, circuit="svc:provider",
                               from_state="CLOSED", to_state="OPEN", reason=f"bench {i}",
                               failure_rate=0.5)
 
 
-def _grouped(spool: AuditSpool) -> float:
-    """Records/s made durable by 16 threads appending at once (group commit)."""
+def grouped_rate(spool: AuditSpool, threads: int = THREADS, per: int = PER_THREAD) -> float:
+    """Records/s made durable by ``threads`` threads appending at once (group commit)."""
     def writer(base: int) -> None:
-        for i in range(PER_THREAD):
-            spool.append(_record(base + i))
+        for i in range(per):
+            spool.append(bench_record(base + i))
 
-    ts = [threading.Thread(target=writer, args=(j * PER_THREAD,)) for j in range(THREADS)]
+    ts = [threading.Thread(target=writer, args=(j * per,)) for j in range(threads)]
     t0 = time.perf_counter()
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return THREADS * PER_THREAD / (time.perf_counter() - t0)
+    return threads * per / (time.perf_counter() - t0)
 
 
 def _write_path(d: pathlib.Path) -> list[Figure]:
@@ -52,7 +52,7 @@ def _write_path(d: pathlib.Path) -> list[Figure]:
             spool = AuditSpool(d / f"spool-{label.replace(' ', '')}-{rnd}",
                                checkpoints=log if interval else None,
                                checkpoint_interval_s=interval)
-            rates[label].append(_grouped(spool))
+            rates[label].append(grouped_rate(spool))
             spool.close()
     best = {k: statistics.median(v) for k, v in rates.items()}  # fsync varies by ±15 %
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def _build_trail(d: pathlib.Path, n: int) -> tuple[str, pathlib.Path, pathlib.Pa
     for w in range(writers):
         writer, prev, batch = f"{w:032x}", GENESIS, []
         for seq in range(n // writers):
-            r = chain(_record(seq), writer, seq, prev)
+            r = chain(bench_record(seq), writer, seq, prev)
             prev = r.hash
             batch.append(r)
             if len(batch) == 5000:

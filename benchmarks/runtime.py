@@ -11,7 +11,6 @@ import re
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 
@@ -150,16 +149,12 @@ def metric_events() -> list[Figure]:
 
 # -- audit -----------------------------------------------------------------------------
 
-def _record(i: int):
-    from healing.audit import circuit_transition
-
-    return circuit_transition(service="bench", at=1.7e9 + i, circuit="bench:p",
-                              from_state="CLOSED", to_state="OPEN", reason="bench")
-
 
 def audit() -> list[Figure]:
     from actors.stores.audit_spool import AuditSpool, read_records, segments
     from actors.stores.audit_sql import AuditStore
+
+    from .audit import bench_record, grouped_rate
 
     figures = []
     with tempfile.TemporaryDirectory() as d:
@@ -176,21 +171,9 @@ def audit() -> list[Figure]:
         spool = AuditSpool(os.path.join(d, "spool"))
         t0 = time.perf_counter()
         for i in range(k):
-            spool.append(_record(i))
+            spool.append(bench_record(i))
         single = k / (time.perf_counter() - t0)
-        threads, per = 16, 200
-
-        def writer(base: int) -> None:
-            for i in range(per):
-                spool.append(_record(base + i))
-
-        ts = [threading.Thread(target=writer, args=(j * per,)) for j in range(threads)]
-        t0 = time.perf_counter()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        grouped = threads * per / (time.perf_counter() - t0)
+        grouped = grouped_rate(spool, threads=16, per=200)
         records = [r for s in segments(spool.dir, spool) for r in read_records(s.path)[0]]
         spool.close()
         figures += [

@@ -3,6 +3,7 @@ all, with the mode a plain write would give."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import stat
@@ -49,12 +50,10 @@ def write_atomically(target: pathlib.Path, write: Callable[[TextIO], None]) -> N
 
 
 def _umask() -> int:
-    try:  # Linux says it without changing it
+    with contextlib.suppress(OSError):  # Linux says it without changing it
         for line in pathlib.Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
-    except OSError:
-        pass
     mask = os.umask(0o022)  # elsewhere the only way to read it: set, and put back at once
     os.umask(mask)
     return mask

@@ -253,9 +253,7 @@ class Simulation:
         except (SelfHealError, ProviderError):
             log.impact["unavailable"] += 1
             return
-        method = r.method  # None: the primary answered
-        if (method is not None or r.data is not self._sound.get(name)) and \
-                not self._verify(name, ctx, r.data, method):
+        if not self._verify(name, ctx, r.data, r.method):
             log.impact["unavailable"] += 1
             return
         log.served[sec] += 1
@@ -283,8 +281,9 @@ class Simulation:
         log.impact["none"] += 1
 
     def _verify(self, name: str, ctx: ClinicalContext, data: Any, method: Any) -> bool:
-        """An independent check of what was served (DESIGN's integrity violations). A
-        violating answer reached the user, but it does not count as serving them well."""
+        """An independent check of what was served (the integrity violations of the outcome
+        metrics). A violating answer reached the user, but it does not count as serving them
+        well."""
         check = self._checks.get(name)
         # The world hands out one good answer object per service (nothing modifies it),
         # checked once at the start; anything else (a wrong answer, a cached copy) is checked.

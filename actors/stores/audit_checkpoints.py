@@ -16,12 +16,14 @@ the last checkpoint, and writes the next one after it, fsync'd.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import os
 import pathlib
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -74,30 +76,36 @@ class SigningKey:
                     f.write(pem)
                     f.flush()
                     os.fsync(f.fileno())
-                os.link(tmp, p)
-                pub_tmp = tmp.with_name(tmp.name + ".pub")
-                pub_tmp.write_bytes(pub)
-                os.replace(pub_tmp, public_path(p))
-            except FileExistsError:
-                pass  # another process made it first: use theirs
+                with contextlib.suppress(FileExistsError):  # another process won: use theirs
+                    os.link(tmp, p)
+                    pub_tmp = tmp.with_name(tmp.name + ".pub")
+                    pub_tmp.write_bytes(pub)
+                    os.replace(pub_tmp, public_path(p))
             finally:
                 tmp.unlink(missing_ok=True)
         return cls.load(p)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SigningKey:
-        try:
-            key = serialization.load_pem_private_key(pathlib.Path(path).read_bytes(), None)
-        except OSError as exc:
-            raise KeyFileError(f"{path}: cannot be read ({exc.strerror})") from None
-        except (ValueError, TypeError):
-            raise KeyFileError(f"{path}: is not a PEM private key") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise KeyFileError(f"{path}: is not an Ed25519 key")
-        return cls(key)
+        return cls(_read_key(pathlib.Path(path), Ed25519PrivateKey, "private"))
 
     def sign(self, data: bytes) -> str:
         return base64.b64encode(self._private.sign(data)).decode()
+
+
+def _read_key(path: pathlib.Path, kind: type[Any], half: str) -> Any:
+    """The Ed25519 key in the PEM file ``path``, or one line saying what is wrong with it."""
+    try:
+        data = path.read_bytes()
+        key = serialization.load_pem_private_key(data, None) if half == "private" \
+            else serialization.load_pem_public_key(data)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    except (ValueError, TypeError):
+        raise KeyFileError(f"{path}: is not a PEM {half} key") from None
+    if not isinstance(key, kind):
+        raise KeyFileError(f"{path}: is not an Ed25519 {half} key")
+    return key
 
 
 def public_path(private: pathlib.Path) -> pathlib.Path:
@@ -112,18 +120,7 @@ class PublicKeys:
 
     @classmethod
     def load(cls, paths: list[pathlib.Path]) -> PublicKeys:
-        keys = []
-        for p in paths:
-            try:
-                k = serialization.load_pem_public_key(p.read_bytes())
-            except OSError as exc:
-                raise KeyFileError(f"{p}: cannot be read ({exc.strerror})") from None
-            except (ValueError, TypeError):
-                raise KeyFileError(f"{p}: is not a PEM public key") from None
-            if not isinstance(k, Ed25519PublicKey):
-                raise KeyFileError(f"{p}: is not an Ed25519 public key")
-            keys.append(k)
-        return cls(keys)
+        return cls([_read_key(p, Ed25519PublicKey, "public") for p in paths])
 
     def signature_ok(self, cp: Checkpoint) -> bool:
         key = self.by_id.get(cp.key)

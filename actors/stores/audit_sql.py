@@ -295,8 +295,3 @@ def _ledger(conn: Any) -> Iterator[AuditRecord]:
     for row in rows:
         yield AuditRecord(row.id, AuditKind(row.kind), row.at, row.service, row.data,
                           row.writer, row.seq, row.prev_hash, row.hash)
-
-
-def _normalise(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in row.items()}
-

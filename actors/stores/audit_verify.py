@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -347,17 +348,17 @@ def _merged(rows: Iterator[_Row],
             pending: dict[str, dict[int, AuditRecord]]) -> Iterator[_Row]:
     """The database's records with the spool's not yet flushed, per writer in seq order."""
     current: str | None = None
-    queue: list[AuditRecord] = []
+    queue: deque[AuditRecord] = deque()
     for row in rows:
         r = row[0]
         if r.writer != current:
             yield from ((p, None, []) for p in queue)
             current = r.writer
-            queue = sorted(pending.pop(r.writer, {}).values(), key=lambda x: x.seq)
+            queue = deque(sorted(pending.pop(r.writer, {}).values(), key=lambda x: x.seq))
         while queue and queue[0].seq < r.seq:
-            yield queue.pop(0), None, []
+            yield queue.popleft(), None, []
         if queue and queue[0].seq == r.seq:
-            queue.pop(0)  # flushed already: the database's copy is the one judged
+            queue.popleft()  # flushed already: the database's copy is the one judged
         yield row
     yield from ((p, None, []) for p in queue)
     for writer in sorted(pending):

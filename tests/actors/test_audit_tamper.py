@@ -10,10 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -27,6 +23,7 @@ from actors.stores.audit_verify import VerifyError, verify_trail
 from healing.audit import chain, circuit_transition
 from healing.audit_checkpoint import Checkpoint
 from serve.cli import main as cli
+from tests.actors.crashed_writer import crashed_writer
 
 KEY = b"k" * 32
 
@@ -310,21 +307,7 @@ def test_records_still_in_the_spool_are_pending_not_missing(tmp_path, store):
 
 def test_a_writer_that_died_is_anchored_by_whoever_flushes_it(tmp_path, store):
     spool = tmp_path / "spool"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        from actors.stores.audit_spool import AuditSpool
-        from healing.audit import circuit_transition
-        s = AuditSpool({str(spool)!r})
-        for i in range(3):
-            s.append(circuit_transition(service="svc", at=float(i), circuit="c",
-                                        from_state="CLOSED", to_state="OPEN", reason=str(i)))
-        print(s.writer, flush=True)
-        import time; time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        dead = child.stdout.readline().strip()
-    finally:
-        child.send_signal(signal.SIGKILL)  # no chance to close or checkpoint
-        child.wait()
+    dead = crashed_writer(spool, 3)  # no chance to close or checkpoint
     key = SigningKey.load_or_create(tmp_path / "k.key")
     log = CheckpointLog(tmp_path / "cp.jsonl", key)
     t = AuditTrail(spool, store, KEY, flush_interval_s=0, checkpoints=log,

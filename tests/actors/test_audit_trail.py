@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,6 +17,7 @@ from actors.stores.audit_trail import AuditTrail
 from healing import ClinicalContext, ClinicalSafetyError, FallbackExhausted, ManualClock
 from healing.audit import circuit_transition
 from serve.cli import main as cli
+from tests.actors.crashed_writer import crashed_writer
 from tests.factories import audit_problems, make_guard
 
 KEY = b"k" * 32
@@ -98,21 +95,7 @@ def test_identifiers_are_never_stored_in_clear(tmp_path, store):
 
 def test_a_crashed_writer_is_replayed_by_the_next_process_exactly_once(tmp_path, store):
     spool = tmp_path / "spool"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        from actors.stores.audit_spool import AuditSpool
-        from healing.audit import circuit_transition
-        s = AuditSpool({str(spool)!r})
-        for i in range(50):
-            s.append(circuit_transition(service="svc", at=float(i), circuit="c",
-                                        from_state="CLOSED", to_state="OPEN", reason=str(i)))
-        print("written", flush=True)
-        import time; time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "written"
-    finally:
-        child.send_signal(signal.SIGKILL)  # no chance to close, flush or clean up
-        child.wait()
+    crashed_writer(spool, 50)  # no chance to close, flush or clean up
     t = trail(tmp_path, store)
     assert t.flush() == 50
     t.flush()  # replaying again writes nothing twice

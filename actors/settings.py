@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600,
         validation_alias=_alias("SELFHEAL_AUDIT_CHECKPOINT_INTERVAL_S",
                                 "audit_checkpoint_interval_s"))
+    # the service catalogue directory (healing.catalogue); None: the embedded default
+    catalogue: pathlib.Path | None = Field(
+        None, validation_alias=_alias("SELFHEAL_CATALOGUE", "catalogue"))
     # cron (UTC) for the scheduled training; None: only `selfheal train` trains
     training_schedule: str | None = Field(
         None, validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))

@@ -20,6 +20,8 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "ConfidenceFloor",
+    "FieldEquals",
+    "FieldType",
     "IntegrityCheck",
     "Predicate",
     "RequiredFields",
@@ -105,6 +107,39 @@ class ValueRange(IntegrityCheck):
             return f"{self.field} is not a number: {value!r}"
         return None if self.lo <= value <= self.hi else (
             f"{self.field} {value} outside [{self.lo}, {self.hi}]")
+
+
+class FieldType(IntegrityCheck):
+    """A field holds a value of one JSON type (``list``, ``dict``, ``str``, ``number``,
+    ``bool``): declarable in a strategy file where :class:`Predicate` is not."""
+
+    TYPES: Mapping[str, tuple[type, ...]] = {
+        "list": (list, tuple), "dict": (Mapping,), "str": (str,), "number": (int, float),
+        "bool": (bool,)}
+
+    def __init__(self, field: str, type_name: str) -> None:
+        if type_name not in self.TYPES:
+            raise ConfigError("FieldType.type", type_name, f"must be one of {list(self.TYPES)}")
+        self.field, self.type_name = field, type_name
+        self.name = f"{field} is a {type_name}"
+
+    def _reason(self, result: Any) -> str | None:
+        value = _field(result, self.field)
+        ok = isinstance(value, self.TYPES[self.type_name]) and not (
+            self.type_name == "number" and isinstance(value, bool))
+        return None if ok else f"{self.field} is not a {self.type_name}: {type(value).__name__}"
+
+
+class FieldEquals(IntegrityCheck):
+    """A field holds exactly ``value`` (an explicit "queued for manual review" answer)."""
+
+    def __init__(self, field: str, value: Any) -> None:
+        self.field, self.value = field, value
+        self.name = f"{field} == {value!r}"
+
+    def _reason(self, result: Any) -> str | None:
+        value = _field(result, self.field)
+        return None if value == self.value else f"{self.field} is {value!r}, not {self.value!r}"
 
 
 class Predicate(IntegrityCheck):

@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SelfHealError
+from .config import check_count, check_positive
+from .errors import ConfigError, SelfHealError
 from .orchestration import TriggerEvent
 from .retry import RetryPolicy
 from .workflow import RecoveryStep, RecoveryWorkflow, Trigger
@@ -68,6 +69,16 @@ class RecoveryPolicy:
     recheck_s: float = 10.0  # switch-back probes after a fallback
     scale_min: int = 1
     scale_max: int = 32
+
+    def __post_init__(self) -> None:
+        check_count("retry_max_attempts", self.retry_max_attempts)
+        check_positive("retry_base_delay_s", self.retry_base_delay_s)
+        check_positive("recheck_s", self.recheck_s)
+        check_count("scale_min", self.scale_min)
+        check_count("scale_max", self.scale_max, self.scale_min)
+        if not self.retry_exponential_base >= 1:
+            raise ConfigError("retry_exponential_base", self.retry_exponential_base,
+                              "must be at least 1")
 
 
 class NoCircuit(SelfHealError):

@@ -1,6 +1,7 @@
-"""The seed's four fallback strategies (2.2), shipped as defaults.
+"""The seed's four fallback strategies (2.2), shipped as the default catalogue's strategy
+files (``healing/shipped/strategies/``).
 
-Two deliberate departures from the seed's text, both for safety:
+Two deliberate departures from the seed's text, both for safety, explained in the files:
 
 * ``pharmaguard``: the seed's static tier answers ``{warning: ...}``, which fails the seed's
   own integrity check (``result.interactions !== undefined``), and an answer without
@@ -13,75 +14,24 @@ Two deliberate departures from the seed's text, both for safety:
 
 from __future__ import annotations
 
-from .config import FallbackTier, TierMethod
+import functools
+import pathlib
+
 from .fallback import FallbackStrategy
-from .integrity import AllOf, AnyOf, ConfidenceFloor, Predicate, RequiredFields
-from .safety import OperationType
+from .strategy_files import load_strategies
 
-__all__ = ["MANUAL_REVIEW_STATUS", "default_strategies"]
+__all__ = ["MANUAL_REVIEW_STATUS", "SHIPPED_STRATEGIES", "default_strategies"]
 
-_T = TierMethod
-_OP = OperationType
 MANUAL_REVIEW_STATUS = "queued_for_manual_review"
+SHIPPED_STRATEGIES = pathlib.Path(__file__).with_name("shipped") / "strategies"
 
 
-def _is_manual_review(result: object) -> bool:
-    return isinstance(result, dict) and result.get("status") == MANUAL_REVIEW_STATUS
+@functools.cache
+def _shipped() -> tuple[FallbackStrategy, ...]:
+    return tuple(load_strategies(SHIPPED_STRATEGIES))
 
 
 def default_strategies() -> list[FallbackStrategy]:
-    """Fresh copies of the default strategies (each call builds new objects)."""
-    return [
-        FallbackStrategy(
-            service="clinical_reasoning",
-            tiers=(
-                FallbackTier(1, _T.ALTERNATIVE_PROVIDER, provider="deepseek"),
-                FallbackTier(2, _T.CACHED_DATA, max_staleness_s=300.0, stale_data_warning=True),
-                FallbackTier(3, _T.DEGRADED_MODE, handler="rule_based_engine",
-                             warning="Degraded mode: rule-based engine, not the AI model."),
-            ),
-            integrity_check=ConfidenceFloor(0.7),
-            stale_data_warning=True,
-            operation_types=frozenset({_OP.DIAGNOSTIC, _OP.INFORMATIONAL}),
-            description="AI diagnostic reasoning",
-        ),
-        FallbackStrategy(
-            service="pharmaguard",
-            tiers=(FallbackTier(1, _T.ALTERNATIVE_PROVIDER, provider="local_database"),),
-            integrity_check=AllOf(
-                RequiredFields("interactions"),
-                Predicate(lambda r: isinstance(r["interactions"], list), "interactions is a list"),
-            ),
-            operation_types=frozenset({_OP.PRESCRIPTIVE, _OP.INFORMATIONAL}),
-            description="drug interaction checking: no cached data, ever",
-        ),
-        FallbackStrategy(
-            service="xray_analysis",
-            tiers=(
-                FallbackTier(1, _T.ALTERNATIVE_PROVIDER, provider="gemini:flash"),
-                FallbackTier(2, _T.CACHED_DATA, max_staleness_s=600.0, stale_data_warning=True),
-                FallbackTier(3, _T.DEGRADED_MODE, response={
-                    "status": MANUAL_REVIEW_STATUS,
-                    "message": "AI analysis unavailable. Image queued for manual review.",
-                }, warning="AI analysis unavailable. Image queued for manual review."),
-            ),
-            integrity_check=AnyOf(
-                AllOf(RequiredFields("findings"), ConfidenceFloor(0.7)),
-                Predicate(_is_manual_review, "queued for manual review"),
-            ),
-            stale_data_warning=True,
-            operation_types=frozenset({_OP.DIAGNOSTIC, _OP.INFORMATIONAL}),
-            description="medical imaging analysis",
-        ),
-        FallbackStrategy(
-            service="care_locator",
-            tiers=(
-                FallbackTier(1, _T.CACHED_DATA, max_staleness_s=3600.0),
-                FallbackTier(2, _T.STATIC_FALLBACK, response={
-                    "message": "Service temporarily unavailable. Please try again later.",
-                }, warning="Service temporarily unavailable. Please try again later."),
-            ),
-            operation_types=frozenset({_OP.INFORMATIONAL, _OP.ADMINISTRATIVE}),
-            description="non-critical: care locator, scheduling",
-        ),
-    ]
+    """The shipped strategies. Strategies are frozen, so sharing the parsed files is safe;
+    the list is the caller's."""
+    return list(_shipped())

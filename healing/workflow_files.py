@@ -37,7 +37,7 @@ from .workflow import Criterion, RecoveryStep, RecoveryWorkflow
 
 __all__ = ["SHIPPED", "WorkflowFileError", "load_workflow", "load_workflows", "parse_duration"]
 
-SHIPPED = pathlib.Path(__file__).with_name("workflows")
+SHIPPED = pathlib.Path(__file__).with_name("shipped") / "workflows"
 
 _TOP = {"id", "trigger", "service", "priority", "timeout", "clinical_context", "steps",
         "rollback_steps", "description"}

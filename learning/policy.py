@@ -2,10 +2,12 @@
 
 How services are guarded (breakers, fallback strategies), watched (health checks, the error
 threshold, the predictive monitor) and healed (workflows, their cool-down, the defaults of
-their steps). The simulator runs a scenario under a ``Policy`` (``simulation.policy`` builds
-the default one for a scenario's services); the live orchestrator is built from the same
-object (``actors.runtime.orchestrator(policy=...)``), so a replay tests the policy that
-production runs. It lives here, below the simulator and the actors, because it holds the
+their steps). Both build it the same way, with :func:`policy_from`, from a
+service catalogue (``healing.catalogue``): the live system from the operator's catalogue
+(``selfheal up``), the simulator from the same catalogue with a scenario's services
+(``simulation.policy``); the live orchestrator takes the object itself
+(``actors.runtime.orchestrator(policy=...)``), so a replay tests the policy that production
+runs. It lives here, below the simulator and the actors, because it holds the
 predictive monitor's policy, which training learns and promotes.
 """
 
@@ -14,15 +16,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from healing.catalogue import Catalogue
 from healing.config import CircuitConfig
 from healing.fallback import FallbackStrategy
 from healing.health import HealthPolicy
 from healing.recovery import ErrorThresholdRule, RecoveryPolicy
+from healing.runbooks import strategies_for, workflows_for
 from healing.workflow import RecoveryWorkflow
 
 from .monitor import MonitorPolicy
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "policy_from"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,16 @@ class Policy:
         """When ``service``'s errors raise an ``error_threshold`` trigger, in both worlds."""
         return ErrorThresholdRule(self.error_thresholds[service], self.error_window_s,
                                   self.error_min_calls, self.error_z)
+
+
+def policy_from(catalogue: Catalogue) -> Policy:
+    """The policy a catalogue declares, with the generic runbooks (``healing.runbooks``) for
+    services that declare no strategy or workflow of their own."""
+    return Policy(
+        circuit=catalogue.circuit, health=catalogue.health,
+        strategies=strategies_for(catalogue.services, catalogue.strategies),
+        workflows=workflows_for(catalogue.services, catalogue.workflows),
+        error_thresholds=catalogue.error_thresholds(),
+        error_window_s=catalogue.errors.window_s, error_check_s=catalogue.errors.check_s,
+        error_min_calls=catalogue.errors.min_calls, error_z=catalogue.errors.z,
+        cooldown_s=catalogue.cooldown_s, recovery=catalogue.recovery)

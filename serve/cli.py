@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -59,6 +60,40 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
+def _catalogue(path: str | None, config: str | None) -> Any:
+    """The catalogue named on the command line, else the settings', else the embedded one.
+
+    Raises:
+        ConfigError: a file of it, or the settings, are invalid.
+    """
+    from actors.settings import load_settings
+    from healing.catalogue import SHIPPED, load_catalogue
+
+    if path is None:
+        path = load_settings(config).catalogue if config or os.path.exists("selfheal.toml") \
+            or os.environ.get("SELFHEAL_CATALOGUE") else None
+    return load_catalogue(path or SHIPPED)
+
+
+def _catalogue_check(args: argparse.Namespace) -> int:
+    from healing.errors import ConfigError
+    from learning.policy import policy_from
+
+    try:
+        cat = _catalogue(args.directory, args.config)
+        policy = policy_from(cat)
+    except ConfigError as exc:
+        return _fail(exc)
+    print(f"{cat.source}: {len(cat.services)} services, {len(cat.strategies)} strategy "
+          f"files, {len(cat.workflows)} workflow files: valid")
+    for name, svc in cat.services.items():
+        strategy = next((s for s in policy.strategies if s.service == name), None)
+        tiers = ", ".join(t.label for t in strategy.tiers) if strategy else "none (fails safe)"
+        print(f"  {name}: {' > '.join(svc.providers)}; error threshold "
+              f"{policy.error_thresholds[name]:.0%}; fallback: {tiers}")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from healing.errors import ConfigError
     from serve.outputs import OutputError, check_output
@@ -66,6 +101,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     try:  # every file and every output path is checked before anything runs
         scenarios = [load_scenario(p) for p in args.files]
+        catalogue = _catalogue(args.catalogue, args.config)
         if args.json:
             check_output(args.json)
     except (ConfigError, OutputError) as exc:
@@ -105,7 +141,7 @@ def _simulate(args: argparse.Namespace) -> int:
         try:
             reports = simulate(scenarios, runs=args.runs, seed=args.seed, fan_out=fan_out,
                                events_dir=args.events, mlflow_uri=mlflow_uri,
-                               progress=progress.update)
+                               progress=progress.update, catalogue=catalogue)
         except SimulationInterrupted as exc:
             reports, interrupted = exc.reports, exc
     if args.json and reports:  # before printing: a reader that stops early must not cost it
@@ -229,8 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-mlflow", action="store_true", help="do not log runs to MLflow")
     sim.add_argument("--local", action="store_true",
                      help="run in this process rather than as Ray tasks")
+    sim.add_argument("--catalogue", metavar="DIR",
+                     help="the service catalogue whose policy to replay (default: the "
+                          "settings' catalogue, else the embedded one)")
     sim.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
     sim.set_defaults(func=_simulate)
+
+    cat = sub.add_parser("catalogue", help="the service catalogue")
+    cat_sub = cat.add_subparsers(dest="catalogue_command", required=True, metavar="COMMAND")
+    check = cat_sub.add_parser("check", help="validate a catalogue and summarise its policy")
+    check.add_argument("directory", nargs="?", metavar="DIR",
+                       help="catalogue directory (default: the settings', else the embedded)")
+    check.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
+    check.set_defaults(func=_catalogue_check)
 
     det = sub.add_parser("detect", help="score a timestamp,value CSV for anomalies, streaming")
     det.add_argument("input", metavar="INPUT.csv")

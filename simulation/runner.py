@@ -17,9 +17,12 @@ import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from healing.catalogue import Catalogue
+
 from .engine import Simulation
 from .eventlog import write_event_log
 from .metrics import aggregate, mean, run_metrics
+from .policy import default_policy
 from .scenario import Scenario
 
 __all__ = ["FanOut", "Progress", "RunSpec", "SimulationInterrupted", "estimate", "report_json",
@@ -58,17 +61,20 @@ def estimate(scenarios: Sequence[Scenario], runs: int) -> dict[str, float]:
 
 
 def run_one(scenario: Scenario, seed: int, events_dir: str | None = None,
-            progress: Callable[[float, int], None] | None = None) -> dict[str, Any]:
-    """One seed of one scenario: with self-healing, and the baseline without it.
+            progress: Callable[[float, int], None] | None = None,
+            catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """One seed of one scenario: with self-healing, and the baseline without it, both under
+    ``catalogue``'s policy (default: the shipped catalogue's).
     ``progress(simulated_s, requests)`` counts both, so it ends at twice the duration."""
+    policy = default_policy(scenario, catalogue)
     baseline_progress = None
     if progress is not None:
         def baseline_progress(t: float, n: int) -> None:
             progress(scenario.duration_s + t, healing.requests + n)
 
-    healing = Simulation(scenario, seed, healing=True, event_log=events_dir is not None).run(
-        progress)
-    baseline = Simulation(scenario, seed, healing=False).run(baseline_progress)
+    healing = Simulation(scenario, seed, healing=True, event_log=events_dir is not None,
+                         policy=policy).run(progress)
+    baseline = Simulation(scenario, seed, healing=False, policy=policy).run(baseline_progress)
     out: dict[str, Any] = {"seed": seed, "healing": run_metrics(healing),
                            "baseline": run_metrics(baseline), "events": None,
                            "requests": healing.requests + baseline.requests}
@@ -81,10 +87,11 @@ def run_one(scenario: Scenario, seed: int, events_dir: str | None = None,
 def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None = None,
              fan_out: FanOut | None = None, events_dir: str | None = None,
              mlflow_uri: str | None = None, progress: Progress | None = None,
-             ) -> list[dict[str, Any]]:
+             catalogue: Catalogue | None = None) -> list[dict[str, Any]]:
     """Reports for ``scenarios``, each over ``runs`` seeds (from ``seed``, or each
-    scenario's own). ``fan_out`` runs them elsewhere, as they finish
-    (``actors.ray_gateway.as_completed``: a Ray task each); None: one after another here.
+    scenario's own), under ``catalogue``'s policy (default: the shipped catalogue's).
+    ``fan_out`` runs them elsewhere, as they finish (``actors.ray_gateway.as_completed``: a
+    Ray task each); None: one after another here.
 
     Raises:
         SimulationInterrupted: on Ctrl-C, with the reports of the runs that had finished
@@ -99,9 +106,9 @@ def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None =
     interrupted = False
     try:
         if fan_out is not None and len(specs) > 1:
-            _elsewhere(fan_out, specs, events_dir, results, progress, total)
+            _elsewhere(fan_out, specs, events_dir, results, progress, total, catalogue)
         else:
-            _in_process(specs, events_dir, results, progress, total)
+            _in_process(specs, events_dir, results, progress, total, catalogue)
     except KeyboardInterrupt:
         interrupted = True
     reports = []
@@ -122,7 +129,7 @@ def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None =
 
 def _in_process(specs: list[RunSpec], events_dir: str | None,
                 results: list[dict[str, Any] | None], progress: Progress | None,
-                total: float) -> None:
+                total: float, catalogue: Catalogue | None) -> None:
     done_s, requests = 0.0, 0
     for i, (sc, s) in enumerate(specs):
         tick = None
@@ -130,7 +137,7 @@ def _in_process(specs: list[RunSpec], events_dir: str | None,
             def tick(t: float, n: int, base: float = done_s, base_n: int = requests) -> None:
                 progress(base + t, total, base_n + n)
 
-        results[i] = r = run_one(sc, s, events_dir, tick)
+        results[i] = r = run_one(sc, s, events_dir, tick, catalogue)
         done_s, requests = done_s + 2 * sc.duration_s, requests + r["requests"]
         if progress is not None:
             progress(done_s, total, requests)
@@ -138,11 +145,11 @@ def _in_process(specs: list[RunSpec], events_dir: str | None,
 
 def _elsewhere(fan_out: FanOut, specs: list[RunSpec], events_dir: str | None,
                results: list[dict[str, Any] | None], progress: Progress | None,
-               total: float) -> None:
+               total: float, catalogue: Catalogue | None) -> None:
     """Every run at once through ``fan_out``; progress as each finishes. On Ctrl-C the
     fan-out is closed (it cancels the rest) and what finished stays in ``results``."""
     done_s, requests = 0.0, 0
-    finished = fan_out(run_one, [(sc, s, events_dir) for sc, s in specs])
+    finished = fan_out(run_one, [(sc, s, events_dir, None, catalogue) for sc, s in specs])
     try:
         for i, r in finished:
             results[i] = r

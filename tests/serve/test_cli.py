@@ -77,3 +77,48 @@ def test_cluster_demo_shows_circuit_and_health_state_of_a_running_cluster(ray_cl
     healed = seen["healed"]
     assert healed["run"]["succeeded"] and healed["healthy_after"]
     assert "MTTR" in out.getvalue() and "the on-call channel received" in out.getvalue()
+
+
+def test_catalogue_check_summarises_a_valid_catalogue_and_names_a_mistake(tmp_path, capsys,
+                                                                         monkeypatch):
+    import shutil
+
+    from healing.catalogue import SHIPPED
+
+    monkeypatch.chdir(tmp_path)  # no selfheal.toml here
+    assert main(["catalogue", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "6 services, 4 strategy files, 5 workflow files: valid" in out
+    assert "pharmaguard: pharmaguard_api > local_database" in out
+    shutil.copytree(SHIPPED, tmp_path / "mine")
+    bad = tmp_path / "mine" / "policy.yaml"
+    bad.write_text(bad.read_text().replace("interval: 5s", "interval: -5s"))
+    assert main(["catalogue", "check", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "policy.yaml:13: health.interval:" in err
+
+
+def test_simulate_replays_the_operators_catalogue(tmp_path, capsys, monkeypatch):
+    """The same scenario under an edited catalogue runs a different policy."""
+    import json
+    import shutil
+
+    from healing.catalogue import SHIPPED
+    from simulation.scenario import SCENARIOS
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(SHIPPED, tmp_path / "mine")
+    # clinical_reasoning's runbook file is removed: it gets the generic workflows instead
+    (tmp_path / "mine" / "workflows" / "ai_service_failure.yaml").unlink()
+    scenario = str(SCENARIOS / "ai_provider_outage.yaml")
+    reports = {}
+    for name, args in (("shipped", []), ("mine", ["--catalogue", str(tmp_path / "mine")])):
+        assert main(["simulate", scenario, "--no-mlflow", "--local", "--json",
+                     f"{name}.json", *args]) == 0, capsys.readouterr().err
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())[0]
+    assert reports["shipped"]["workflow_runs"] >= 1 and reports["mine"]["workflow_runs"] >= 1
+    assert reports["shipped"] != reports["mine"]
+    capsys.readouterr()
+    assert main(["simulate", scenario, "--no-mlflow", "--local",
+                 "--catalogue", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: catalogue: is not a directory" in capsys.readouterr().err

@@ -19,16 +19,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .circuit_snapshot import SnapshotMixin
 from .circuit_state import (
     IGNORED,
     LEGAL_TRANSITIONS,
-    SNAPSHOT_VERSION,
     CircuitMetrics,
     CircuitState,
     Permit,
     Rejection,
-    parse_snapshot,
-    shape_matches,
 )
 from .clock import Clock, SystemClock
 from .config import CircuitConfig
@@ -57,7 +55,7 @@ _NO_EVENTS: list[Any] = []  # shared, never mutated: the common "nothing happene
 Listener = Callable[[Any], None]
 
 
-class CircuitBreaker:
+class CircuitBreaker(SnapshotMixin):
     """One circuit. Thread-safe; never holds its lock across the protected call.
 
     Args:
@@ -301,54 +299,6 @@ class CircuitBreaker:
 
     def metrics_only(self, now: float, reason: str = "metrics only") -> list[Any]:
         return self.transition_to(_S.METRICS_ONLY, now, reason)
-
-    # -- snapshot ----------------------------------------------------------------------
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """The whole state as plain data (JSON-safe). Times are relative: monotonic time is
-        meaningless in another process; ``taken_at`` (UTC epoch s) lets a restore subtract
-        the time spent in storage."""
-        with self._lock:
-            r = self._rejection
-            return {
-                "version": SNAPSHOT_VERSION,
-                "name": self.name,
-                "state": self._state.value,
-                "generation": self._generation,
-                "consecutive_opens": self._consecutive_opens,
-                "retry_in_s": (r.retry_at - now) if r is not None and r.retry_at is not None
-                else None,
-                "state_age_s": now - self._since,
-                "trials_issued": self._trials_issued,
-                "window": self._window.snapshot(now),
-                "trial": self._trial.snapshot(now),
-                "taken_at": self._clock.utcnow().timestamp(),
-            }
-
-    def restore(self, data: dict[str, Any], now: float) -> None:
-        """Take on the state in ``data`` (from :meth:`snapshot`), validated first.
-
-        A window whose type or size no longer matches this circuit's config starts empty
-        rather than being bent into the new shape.
-        """
-        parsed = parse_snapshot(data)
-        elapsed = max(0.0, self._clock.utcnow().timestamp() - parsed["taken_at"])
-        with self._lock:
-            # A new generation: permits issued before the restore belong to the old state.
-            self._generation = max(parsed["generation"], self._generation) + 1
-            self._consecutive_opens = parsed["consecutive_opens"]
-            self._since = now - parsed["state_age_s"] - elapsed
-            retry_in = parsed["retry_in_s"]
-            state = parsed["state"]
-            retry_at = None if retry_in is None else now + retry_in - elapsed
-            self._window = window_for(self.config)
-            if shape_matches(data["window"], self._window):
-                self._window.restore(data["window"], now - elapsed)
-            self._trial = CountWindow(self.config.permitted_calls_in_half_open)
-            if shape_matches(data["trial"], self._trial):
-                self._trial.restore(data["trial"], now)
-            self._enter(state, retry_at)
-            self._trials_issued = min(parsed["trials_issued"], self._trial.size)
 
     # -- internals (every _name below runs under self._lock unless said otherwise) ------
 

@@ -155,6 +155,10 @@ class AlertManager:
         with self._lock:
             return [a.as_dict() for a in self._active.values() if a.status != "resolved"]
 
+    def recent(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [a.as_dict() for a in self._active.values()]
+
     def _update(self, key: str, action: str, status: str) -> ActiveAlert:
         with self._lock:
             alert = self._active.get(key)

@@ -68,6 +68,7 @@ class CircuitBreakerActor:
         self._changed = asyncio.Condition()
         self._unsaved = False
         self._last_state = self.core.state
+        self._stats_at = float("-inf")
         self.orchestrator = orchestrator  # the actor told when the circuit opens
         # Cluster transitions go to the audit trail through this actor's own spool. They hold
         # no identifiers, so the pseudonym key never travels to (or is stored with) the actor.
@@ -80,6 +81,7 @@ class CircuitBreakerActor:
                      now: float) -> dict[str, Any]:
         changed = self.core.report(process, outcomes, now)
         await self._publish(changed)
+        self._save_stats(now)
         return self.core.view().to_dict()
 
     async def acquire_probe(self, process: str, now: float) -> dict[str, Any]:
@@ -119,6 +121,20 @@ class CircuitBreakerActor:
 
     async def ping(self) -> bool:
         return True
+
+    def _save_stats(self, now: float) -> None:
+        """Calls and failure rates, cluster-wide and per process, into the circuit's hash for
+        the control API and /metrics; at most once a second (reports come far more often)."""
+        if now - self._stats_at < 1.0:
+            return
+        self._stats_at = now
+        rates = self.core.process_rates(now)
+        calls = sum(n for n, _ in rates.values())
+        failed = sum(n * r for n, r in rates.values())
+        stats = {"calls": calls, "failure_rate": failed / calls if calls else 0.0,
+                 "processes": {p: {"calls": n, "failure_rate": r} for p, (n, r) in rates.items()}}
+        with contextlib.suppress(StateStoreError):  # the next report tries again
+            self.store.save_field(self.core.name, "stats", stats)
 
     async def _publish(self, changed: ClusterView | None) -> None:
         if changed is None and not self._unsaved:

@@ -21,6 +21,7 @@ from typing import Any
 
 from healing import ClinicalSafetyValidator, Clock, SystemClock
 from healing.audit import operator_action, recovery_step
+from healing.errors import ConfigError
 from healing.orchestration import RecoveryQueue, TriggerEvent
 from healing.recovery import ErrorThresholdRule, RecoveryPolicy
 from healing.retry import bounded
@@ -159,6 +160,24 @@ class RecoveryOrchestratorActor:
 
     async def active_alerts(self) -> list[dict[str, Any]]:
         return self.alerts.active() if self.alerts is not None else []
+
+    async def recent_alerts(self) -> list[dict[str, Any]]:
+        """Every alert this orchestrator has raised, resolved ones too."""
+        return self.alerts.recent() if self.alerts is not None else []
+
+    async def update_alert(self, dedup_key: str, action: str) -> dict[str, Any]:
+        """Acknowledge or resolve an alert, and its PagerDuty incident by the dedup key.
+
+        Raises:
+            ConfigError: no such alert, or an action other than acknowledge or resolve.
+        """
+        if self.alerts is None:
+            raise ConfigError("dedup_key", dedup_key, "is not an active alert")
+        if action not in ("acknowledge", "resolve"):
+            raise ConfigError("action", action, "must be acknowledge or resolve")
+        update = self.alerts.acknowledge if action == "acknowledge" else self.alerts.resolve
+        alert = await asyncio.to_thread(update, dedup_key)  # it posts to the webhooks
+        return alert.as_dict()
 
     async def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """For tests and demos: wait until no workflow is queued or running."""

@@ -18,8 +18,8 @@ import ray
 
 from healing.orchestration import TriggerEvent
 
-__all__ = ["NAMESPACE", "as_completed", "find_actor", "get", "init_ray", "kill", "named_actor",
-           "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
+__all__ = ["NAMESPACE", "as_completed", "call_actor", "find_actor", "get", "init_ray", "kill",
+           "named_actor", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
 
@@ -27,9 +27,10 @@ _log = logging.getLogger("selfheal.ray")
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None,
-             private: bool = False) -> None:
+             private: bool = False, node_ip: str | None = None) -> None:
     """Connect to ``address`` (or ``RAY_ADDRESS``), or start a quiet local Ray; ``private``
-    always starts a new local one, whatever ``RAY_ADDRESS`` says (the demo's)."""
+    always starts a new local one, whatever ``RAY_ADDRESS`` says (the demo's); ``node_ip``
+    is this process's address in the cluster (loopback for selfheal's own head node)."""
     if ray.is_initialized():
         return
     # Task events make the GCS grow without bound in long runs.
@@ -38,7 +39,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
         address = "local"
     ray.init(address=address or os.environ.get("RAY_ADDRESS"), namespace=NAMESPACE,
              num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, **({"_node_ip_address": node_ip} if node_ip else {}))
 
 
 def get(refs: Any, timeout_s: float | None = None) -> Any:
@@ -56,6 +57,11 @@ def named_actor(cls: type, name: str, *args: Any, namespace: str = NAMESPACE,
         max_restarts=-1, max_task_retries=max_task_retries, num_cpus=0,
         max_concurrency=max_concurrency,
     ).remote(*args, **kwargs)
+
+
+def call_actor(actor: Any, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
+    """``actor.method(*args)``, waited for (at most ``timeout_s``)."""
+    return ray.get(getattr(actor, method).remote(*args), timeout=timeout_s)
 
 
 def plain_actor(cls: type, *args: Any, **kwargs: Any) -> Any:

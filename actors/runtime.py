@@ -17,11 +17,11 @@ from .circuit_actor import CircuitBreakerActor, config_to_dict
 from .health_actor import HealthMonitorActor
 from .monitor_actor import PredictiveMonitorActor
 from .orchestrator_actor import RecoveryOrchestratorActor
-from .ray_gateway import NAMESPACE, init_ray, named_actor
+from .ray_gateway import NAMESPACE, find_actor, init_ray, named_actor
 from .scheduler_actor import TrainingSchedulerActor
 
-__all__ = ["NAMESPACE", "circuit_actor", "health_monitor", "init_ray", "orchestrator",
-           "orchestrator_settings"]
+__all__ = ["NAMESPACE", "circuit_actor", "circuit_named", "health_monitor", "init_ray",
+           "orchestrator", "orchestrator_settings"]
 
 def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
                   redis_url: str, audit: dict[str, Any] | None = None,
@@ -76,6 +76,11 @@ def orchestrator(name: str = "orchestrator", *, policy: Policy | None = None,
         kwargs = {**orchestrator_settings(policy), **kwargs}
     workflows = kwargs.pop("workflows", [])
     return named_actor(RecoveryOrchestratorActor, name, workflows, **kwargs)
+
+
+def circuit_named(name: str) -> Any:
+    """The running actor of circuit ``name`` (what a ``fallback`` step forces), or None."""
+    return find_actor(f"circuit:{name}")
 
 
 def orchestrator_settings(policy: Policy) -> dict[str, Any]:

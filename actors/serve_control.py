@@ -22,8 +22,9 @@ from ray import serve
 from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
-__all__ = ["ServeControlError", "delete_app", "deployment_handle",
-           "replica_count", "restart_deployment", "run_app", "scale_deployment"]
+__all__ = ["ServeControlError", "app_status", "delete_app", "deployment_handle",
+           "replica_count", "restart_deployment", "run_app", "scale_deployment", "serve_http",
+           "shutdown_serve"]
 
 _CONTROLLER = "SERVE_CONTROLLER_ACTOR"
 _SERVE_NAMESPACE = "serve"
@@ -120,6 +121,28 @@ def run_app(app: Any, name: str, *, scalable: bool = False) -> Any:
     """Deploy the bound application ``app`` as ``name`` (no HTTP route) and return its handle;
     ``scalable`` lets :func:`scale_deployment` change its replicas."""
     return serve.run(app, name=name, route_prefix=None, external_scaler_enabled=scalable)
+
+
+def serve_http(app: Any, name: str, *, host: str, port: int, route_prefix: str = "/") -> Any:
+    """Start Serve's HTTP proxy on ``host:port`` (loopback unless configured otherwise) and
+    deploy ``app`` there at ``route_prefix``. Serve's proxy options are fixed when Serve first
+    starts in a cluster: a cluster whose Serve already runs keeps its own host and port."""
+    serve.start(http_options={"host": host, "port": port})
+    return serve.run(app, name=name, route_prefix=route_prefix)
+
+
+def app_status(name: str) -> str | None:
+    """The application's status (``RUNNING``, ``DEPLOYING``...), or None if not deployed."""
+    try:
+        app = serve.status().applications.get(name)
+    except Exception:  # Serve not running in this cluster
+        return None
+    return None if app is None else str(app.status.value if hasattr(app.status, "value")
+                                        else app.status)
+
+
+def shutdown_serve() -> None:
+    serve.shutdown()
 
 
 def delete_app(name: str) -> None:

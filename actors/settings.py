@@ -79,6 +79,19 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600,
         validation_alias=_alias("SELFHEAL_AUDIT_CHECKPOINT_INTERVAL_S",
                                 "audit_checkpoint_interval_s"))
+    # where the control API listens: loopback unless configured otherwise
+    api_host: str = Field("127.0.0.1", validation_alias=_alias("SELFHEAL_API_HOST", "api_host"))
+    api_port: int = Field(8000, ge=1, le=65535,
+                          validation_alias=_alias("SELFHEAL_API_PORT", "api_port"))
+    # where alerts go: a Slack incoming webhook (channel "slack") and the PagerDuty Events
+    # API v2 (channel "pager"); None: alert steps have nowhere to send and say so
+    slack_webhook_url: str | None = Field(
+        None, validation_alias=_alias("SELFHEAL_SLACK_WEBHOOK_URL", "slack_webhook_url"))
+    pagerduty_events_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        validation_alias=_alias("SELFHEAL_PAGERDUTY_EVENTS_URL", "pagerduty_events_url"))
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, validation_alias=_alias("SELFHEAL_PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key"))
     # the service catalogue directory (healing.catalogue); None: the embedded default
     catalogue: pathlib.Path | None = Field(
         None, validation_alias=_alias("SELFHEAL_CATALOGUE", "catalogue"))

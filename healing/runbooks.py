@@ -39,8 +39,9 @@ __all__ = ["fail_safe", "strategies_for", "workflows_for"]
 
 _PRIORITY = {Criticality.LIFE_CRITICAL: Priority.CRITICAL, Criticality.HIGH: Priority.HIGH,
              Criticality.MEDIUM: Priority.MEDIUM, Criticality.LOW: Priority.LOW}
+# an operator's manual trigger ("heal this service now") gets what an error threshold gets
 _ANSWERED_BY_RUNBOOK = (Trigger.CIRCUIT_OPEN, Trigger.HEALTH_CHECK_FAILED,
-                        Trigger.ERROR_THRESHOLD, Trigger.ANOMALY)
+                        Trigger.ERROR_THRESHOLD, Trigger.ANOMALY, Trigger.MANUAL)
 
 
 def fail_safe(service: Service) -> bool:
@@ -71,7 +72,8 @@ def workflows_for(services: Mapping[str, Service],
         for trigger, build in ((Trigger.CIRCUIT_OPEN, _on_circuit_open),
                                (Trigger.HEALTH_CHECK_FAILED, _on_health_check_failed),
                                (Trigger.ERROR_THRESHOLD, _on_error_threshold),
-                               (Trigger.ANOMALY, _on_error_threshold)):
+                               (Trigger.ANOMALY, _on_error_threshold),
+                               (Trigger.MANUAL, _on_manual)):
             if name in runbook:  # a service's own runbook answers whatever raised the alarm
                 flows.append(dataclasses.replace(runbook[name], trigger=trigger))
             else:
@@ -148,6 +150,13 @@ def _on_error_threshold(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
                      (Criterion("error_rate_below", {"threshold": 0.05, "window_s": 20}),),
                      FailureAction.ROLLBACK, timeout_s=60)),
         rollback=(RecoveryStep("scale", {"instances": "-1"}, timeout_s=30),), timeout_s=150)
+
+
+def _on_manual(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+    """An operator's "heal this now": what an error threshold would run."""
+    flow = _on_error_threshold(spec, fail_safe)
+    return dataclasses.replace(flow, id=f"{Trigger.MANUAL.value}:{spec.name}",
+                               trigger=Trigger.MANUAL)
 
 
 def _on_predicted(spec: Service) -> RecoveryWorkflow:

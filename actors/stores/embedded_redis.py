@@ -82,7 +82,10 @@ class EmbeddedRedis:
                 "--logfile", str(self.dir / "redis.log"), "--save", "",
                 "--appendonly", "yes" if self.persist else "no",
                 "--pidfile", str(self.dir / "redis.pid")]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its own session: a Ctrl-C meant for the command that started it (``selfheal up``
+        # exits and leaves it serving) does not reach it
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)
         deadline = self.clock.now() + timeout_s
         while self.clock.now() < deadline:
             if self.running():
@@ -93,6 +96,15 @@ class EmbeddedRedis:
             self.clock.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on {self.socket} in {timeout_s} s")
+
+    def shutdown(self) -> bool:
+        """Stop whatever server answers on this directory's socket (``selfheal down``: the
+        process that started it is long gone). False if none answered."""
+        if not self.running():
+            return False
+        with contextlib.suppress(redis.RedisError, OSError):  # the connection drops
+            self.client(timeout_s=2).shutdown(nosave=not self.persist)
+        return True
 
     def stop(self) -> None:
         """Stop the server this object started (a joined server is left running)."""

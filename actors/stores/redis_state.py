@@ -38,6 +38,13 @@ class CircuitStateStore:
         except redis.RedisError as exc:
             raise StateStoreError(f"cannot save circuit {name!r}: {exc}") from exc
 
+    def save_field(self, name: str, field: str, value: Any) -> None:
+        """One field of the hash, as JSON (the circuit's live statistics)."""
+        try:
+            self.client.hset(self.key(name), field, json.dumps(value))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"cannot save circuit {name!r}: {exc}") from exc
+
     def load(self, name: str) -> dict[str, Any] | None:
         try:
             raw = self.client.hget(self.key(name), "snapshot")

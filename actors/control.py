@@ -1,0 +1,276 @@
+"""What the control API reads and changes: the stores for reads, the actors for changes.
+
+Reads come from the stores, cluster-wide: circuits from their Redis hashes (one pipelined
+round trip for all of them, so 1,000 circuits cost one read, not 1,000 actor calls), call
+counts from the metric counters, failures and the audit trail from SQL. Changes go to the
+actor that owns the state (a circuit's actor, the orchestrator), and every change is first
+written to the audit trail with who made it: a change whose record cannot be made durable is
+not made.
+
+Nothing here knows HTTP; ``serve.control_api`` is the web layer over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+
+from healing.audit import AuditKind, operator_action
+from healing.clock import Clock, SystemClock
+from healing.errors import SelfHealError
+from healing.orchestration import TriggerEvent
+from healing.workflow import Trigger
+
+from .ray_gateway import NAMESPACE, call_actor, find_actor
+from .settings import Settings
+from .stores.api_tokens import TokenStore
+from .stores.audit_spool import segments
+from .stores.audit_sql import AuditStore, audit_log, circuit_transitions, failure_events
+from .stores.audit_trail import AuditTrail
+from .stores.redis_conn import connect
+
+__all__ = ["ControlBackend", "NotFound", "Unavailable"]
+
+_CIRCUIT_FIELDS = ("state", "version", "retry_at", "isolated", "lease_holder", "reason",
+                   "stats")
+
+
+class NotFound(SelfHealError):
+    """The thing a request names does not exist (a circuit, a run, an alert)."""
+
+
+class Unavailable(SelfHealError):
+    """A part the request needs is not running or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+class ControlBackend:
+    def __init__(self, settings: Settings, *, orchestrator: str = "orchestrator",
+                 health: str = "health", clock: Clock | None = None) -> None:
+        if settings.redis_url is None:
+            raise ValueError("ControlBackend needs settings.redis_url: bootstrap() first")
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.redis = connect(settings.redis_url)
+        self.store = AuditStore(settings.audit_database_url())
+        self.tokens = TokenStore(self.store, self.clock)
+        self.audit = AuditTrail.from_config(settings.audit_config(), None)
+        self.orchestrator, self.health = orchestrator, health
+
+    # -- reads -------------------------------------------------------------------------
+
+    def circuits(self) -> list[dict[str, Any]]:
+        """Every circuit's cluster view, from Redis, in one pipelined read."""
+        try:
+            names = sorted(k.decode().removeprefix("circuit:")
+                           for k in self.redis.scan_iter("circuit:*", count=1000))
+            pipe = self.redis.pipeline(transaction=False)
+            for n in names:
+                pipe.hmget(f"circuit:{n}", *_CIRCUIT_FIELDS)
+            rows = pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        return [_circuit(n, dict(zip(_CIRCUIT_FIELDS, row, strict=True)))
+                for n, row in zip(names, rows, strict=True) if row[0] is not None]
+
+    def calls(self) -> dict[str, dict[str, int]]:
+        """Calls, errors and fallback answers per service (exact counters)."""
+        try:
+            keys = sorted(k.decode() for k in self.redis.scan_iter("metrics:*:count",
+                                                                    count=1000))
+            pipe = self.redis.pipeline(transaction=False)
+            for k in keys:
+                pipe.hgetall(k)
+            rows = pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        return {k.split(":")[1]: {f.decode(): int(v) for f, v in row.items()}
+                for k, row in zip(keys, rows, strict=True)}
+
+    def workflow_counts(self) -> dict[str, dict[str, int]]:
+        try:
+            keys = sorted(k.decode() for k in self.redis.scan_iter("recovery:*", count=1000))
+            pipe = self.redis.pipeline(transaction=False)
+            for k in keys:
+                pipe.hgetall(k)
+            rows = pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        return {k.split(":", 1)[1]: {f.decode(): int(v) for f, v in row.items()}
+                for k, row in zip(keys, rows, strict=True)}
+
+    def health_checks(self) -> dict[str, dict[str, Any]]:
+        actor = find_actor(self.health)
+        return {} if actor is None else call_actor(actor, "status")
+
+    def recent_failures(self, since: float, until: float, limit: int) -> list[dict[str, Any]]:
+        t = failure_events
+        q = (select(t.c.at, t.c.service, t.c.provider, t.c.operation_type, t.c.criticality,
+                    t.c.error_kind, t.c.served_by, t.c.patient_impact)
+             .where(t.c.at >= since, t.c.at <= until).order_by(t.c.at.desc()).limit(limit))
+        with self.store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def fallback_use(self) -> dict[tuple[str, str], int]:
+        t = failure_events
+        q = select(t.c.service, t.c.served_by, func.count()).group_by(t.c.service, t.c.served_by)
+        with self.store.engine.connect() as conn:
+            return {(s, served or "none"): int(n) for s, served, n in conn.execute(q)}
+
+    def transitions(self) -> dict[tuple[str, str], int]:
+        t = circuit_transitions
+        q = select(t.c.circuit, t.c.to_state, func.count()).group_by(t.c.circuit, t.c.to_state)
+        with self.store.engine.connect() as conn:
+            return {(c, s): int(n) for c, s, n in conn.execute(q)}
+
+    def audit_page(self, *, kind: str | None, service: str | None, since: float | None,
+                   until: float | None, offset: int, limit: int) -> Page:
+        t = audit_log
+        where = []
+        if kind is not None:
+            where.append(t.c.kind == AuditKind(kind).value)
+        if service is not None:
+            where.append(t.c.service == service)
+        if since is not None:
+            where.append(t.c.at >= since)
+        if until is not None:
+            where.append(t.c.at <= until)
+        q = select(t.c.id, t.c.kind, t.c.at, t.c.service, t.c.data, t.c.writer, t.c.seq,
+                   t.c.hash).where(*where)
+        with self.store.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(q.subquery()))
+                        .scalar_one())
+            rows = conn.execute(q.order_by(t.c.at, t.c.writer, t.c.seq)
+                                .offset(offset).limit(limit))
+            items = [dict(r._mapping) for r in rows]
+        return Page(items, total, offset, limit)
+
+    def spool_backlog(self) -> tuple[int, int]:
+        """Segments and bytes waiting in the audit spool for the database."""
+        segs = segments(self.settings.spool_dir())
+        return len(segs), sum(s.path.stat().st_size for s in segs if s.path.exists())
+
+    def verify(self) -> dict[str, Any]:
+        """The audit trail checked as ``selfheal audit verify`` checks it."""
+        from .stores.audit_checkpoints import public_path  # noqa: PLC0415
+        from .stores.audit_verify import verify_trail  # noqa: PLC0415
+
+        s = self.settings
+        report = verify_trail(s.audit_database_url(), checkpoint_logs=[s.checkpoint_log()],
+                              public_keys=[public_path(s.signing_key_file())],
+                              spool_dir=s.spool_dir(), missing_logs_ok=True,
+                              missing_keys_ok=True)
+        return {"intact": report.intact, **dataclasses.asdict(report)}
+
+    def runs(self) -> list[dict[str, Any]]:
+        return call_actor(self._orchestrator(), "runs")
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        runs = [r for r in self.runs() if r["run_id"] == run_id]
+        if not runs:
+            raise NotFound(f"no recovery run {run_id!r}")
+        return {**runs[0], "steps": call_actor(self._orchestrator(), "history", run_id)}
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return call_actor(self._orchestrator(), "recent_alerts")
+
+    def thresholds(self) -> dict[str, Any]:
+        return call_actor(self._orchestrator(), "thresholds")
+
+    # -- changes (each audited first, with who made it) --------------------------------
+
+    def reset_circuit(self, name: str, who: str, reason: str) -> dict[str, Any]:
+        return self._circuit_action(name, "reset", who, reason or "reset by operator")
+
+    def force_open(self, name: str, who: str, reason: str) -> dict[str, Any]:
+        return self._circuit_action(name, "force_open", who, reason or "forced open by operator")
+
+    def trigger(self, service: str, who: str, reason: str) -> dict[str, Any]:
+        orch = self._orchestrator()
+        self._audit(service, who, "recovery_triggered", {"reason": reason})
+        event = TriggerEvent(Trigger.MANUAL, service, f"{who}: {reason}")
+        return {"service": service, "admitted": call_actor(orch, "trigger", event)}
+
+    def update_alert(self, key: str, action: str, who: str) -> dict[str, Any]:
+        orch = self._orchestrator()
+        known = {a["dedup_key"]: a for a in call_actor(orch, "recent_alerts")}
+        if key not in known:
+            raise NotFound(f"no alert with dedup key {key!r}")
+        self._audit(known[key]["service"], who, f"alert_{action}", {"dedup_key": key})
+        return call_actor(orch, "update_alert", key, action)
+
+    def create_token(self, role: str, name: str, who: str) -> tuple[str, dict[str, Any]]:
+        self._audit("selfheal", who, "token_created", {"role": role, "name": name})
+        secret, token = self.tokens.create(role, name, who)
+        return secret, _token_dict(token)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return [_token_dict(t) for t in self.tokens.list()]
+
+    def revoke_token(self, token_id: str, who: str) -> dict[str, Any]:
+        if not any(t.id == token_id for t in self.tokens.list()):
+            raise NotFound(f"no token {token_id!r}")
+        self._audit("selfheal", who, "token_revoked", {"token": token_id})
+        return _token_dict(self.tokens.revoke(token_id))
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _circuit_action(self, name: str, method: str, who: str, reason: str) -> dict[str, Any]:
+        actor = find_actor(f"circuit:{name}")
+        if actor is None:
+            raise NotFound(f"no circuit {name!r}")
+        self._audit(name.split(":", 1)[0], who, f"circuit_{method}",
+                    {"circuit": name, "reason": reason})
+        return call_actor(actor, method, time.time(), f"{reason} ({who})")
+
+    def _orchestrator(self) -> Any:
+        actor = find_actor(self.orchestrator, NAMESPACE)
+        if actor is None:
+            raise Unavailable(f"the orchestrator {self.orchestrator!r} is not running")
+        return actor
+
+    def _audit(self, service: str, who: str, action: str, details: dict[str, Any]) -> None:
+        # Synchronous and durable (the spool fsyncs) before the change is made. ``who`` names
+        # an API token and its holder's handle, not a patient or clinician: kept as it is.
+        self.audit.append(operator_action(service=service, at=self.clock.wall(), operator=who,
+                                          action=action, pseudonymize=lambda w: w,
+                                          details=details))
+
+    def close(self) -> None:
+        self.audit.close()
+        self.store.dispose()
+
+
+def _token_dict(token: Any) -> dict[str, Any]:
+    return {f: getattr(token, f) for f in ("id", "name", "role", "created_at", "created_by",
+                                           "revoked_at")}
+
+
+def _circuit(name: str, raw: dict[str, bytes | None]) -> dict[str, Any]:
+    def text(k: str) -> str | None:
+        v = raw.get(k)
+        return None if v is None or v == b"" else v.decode()
+
+    retry_at = text("retry_at")
+    stats = json.loads(text("stats") or "{}")
+    return {"name": name, "service": name.split(":", 1)[0], "state": text("state"),
+            "version": int(text("version") or 0),
+            "retry_at": float(retry_at) if retry_at else None,
+            "isolated": json.loads(text("isolated") or "[]"),
+            "lease_holder": text("lease_holder"), "reason": text("reason") or "",
+            "calls": stats.get("calls", 0), "failure_rate": stats.get("failure_rate", 0.0),
+            "processes": stats.get("processes", {})}
+

@@ -1,0 +1,272 @@
+"""The control API: FastAPI over :class:`actors.control.ControlBackend`.
+
+The web layer only: who may call what, request and response models, errors as JSON. Every
+route but ``/api/v1/livez`` needs a bearer token (``selfheal token create``); a missing or
+bad one is 401, a role that may not is 403, and both are answered before anything is read or
+changed. Roles: viewer (reads), operator (a viewer who may also reset and force circuits,
+trigger recovery, acknowledge and resolve alerts), auditor (a viewer who may also read and
+verify the audit trail), admin (everything, and tokens).
+
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so the blocking store
+reads and actor calls never stall the event loop of the Serve replica.
+"""
+
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from actors.control import ControlBackend, NotFound, Unavailable
+from actors.stores.api_tokens import ApiToken
+from healing.audit import AuditKind
+from healing.errors import ConfigError
+
+from .prometheus import exposition
+
+__all__ = ["build_app"]
+
+_log = logging.getLogger("selfheal.api")
+
+# which roles may do what; admin may do everything
+_MAY: dict[str, frozenset[str]] = {
+    "read": frozenset({"viewer", "operator", "auditor", "admin"}),
+    "operate": frozenset({"operator", "admin"}),
+    "audit": frozenset({"auditor", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+_NAME = r"^[A-Za-z0-9_.:@/-]{1,400}$"
+
+
+# -- models ------------------------------------------------------------------------------
+
+class Reason(BaseModel):
+    reason: str = Field("", max_length=500, description="why; kept in the audit trail")
+
+
+class TriggerRequest(BaseModel):
+    service: str = Field(pattern=_NAME, description="the service to recover")
+    reason: str = Field("", max_length=500)
+
+
+class TokenRequest(BaseModel):
+    role: Literal["viewer", "operator", "auditor", "admin"]
+    name: str = Field(min_length=1, max_length=100,
+                      description="who holds it: a handle, never a patient or clinician name")
+
+
+class Circuit(BaseModel):
+    name: str
+    service: str
+    state: str | None
+    version: int
+    retry_at: float | None = Field(description="UTC epoch s when a trial call may next run")
+    isolated: list[str] = Field(description="processes set aside as outliers")
+    lease_holder: str | None
+    reason: str
+    calls: int
+    failure_rate: float
+    processes: dict[str, Any] = Field(description="per process: calls and failure rate")
+
+
+class Health(BaseModel):
+    circuits: list[Circuit]
+    health_checks: dict[str, Any]
+    services: dict[str, dict[str, int]] = Field(description="calls, errors, fallback answers")
+    recent_failures: list[dict[str, Any]]
+    since: float
+
+
+class AuditPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+class Token(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: float
+    created_by: str
+    revoked_at: float | None
+
+
+class NewToken(Token):
+    token: str = Field(description="the secret: shown once, stored only as a hash")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no token, or not a valid one"},
+    403: {"model": Problem, "description": "the token's role may not do this"},
+    503: {"model": Problem, "description": "a part this needs is not running"},
+}
+
+
+def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) -> FastAPI:
+    app = FastAPI(title="selfheal control API", version="1",
+                  description="Operate selfheal: circuits, recovery, alerts, audit, metrics.",
+                  responses=_ERRORS)
+    if cors_origins:  # off unless configured
+        from fastapi.middleware.cors import CORSMiddleware  # noqa: PLC0415
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    bearer = HTTPBearer(auto_error=False)
+
+    def role(may: str) -> Callable[..., ApiToken]:
+        def check(creds: Annotated[HTTPAuthorizationCredentials | None,
+                                   Depends(bearer)]) -> ApiToken:
+            token = backend.tokens.authenticate(creds.credentials) if creds else None
+            if token is None:
+                raise HTTPException(401, "a valid bearer token is required",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if token.role not in _MAY[may]:
+                raise HTTPException(403, f"role {token.role!r} may not {may}")
+            return token
+        return check
+
+    Reader = Annotated[ApiToken, Depends(role("read"))]
+    Operator = Annotated[ApiToken, Depends(role("operate"))]
+    Auditor = Annotated[ApiToken, Depends(role("audit"))]
+    Admin = Annotated[ApiToken, Depends(role("admin"))]
+
+    @app.exception_handler(NotFound)
+    def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(Unavailable)
+    def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503)
+
+    @app.exception_handler(ConfigError)
+    def _invalid(_: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.exception_handler(Exception)
+    def _crash(_: Request, exc: Exception) -> JSONResponse:
+        # logged in full for the operator; the caller gets one line, never a traceback
+        _log.exception("control API request failed")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.get("/api/v1/livez", tags=["service"], responses={})
+    def livez() -> dict[str, bool]:
+        """Liveness, for load balancers: no token needed, nothing read."""
+        return {"ok": True}
+
+    @app.get("/api/v1/health", tags=["health"])
+    def health(_: Reader, hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24.0,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Health:
+        """Every circuit's cluster view, health checks, calls per service, recent failures."""
+        now = time.time()
+        return Health(circuits=[Circuit(**c) for c in backend.circuits()],
+                      health_checks=backend.health_checks(), services=backend.calls(),
+                      recent_failures=backend.recent_failures(now - hours * 3600, now, limit),
+                      since=now - hours * 3600)
+
+    @app.get("/api/v1/circuits", tags=["circuits"])
+    def circuits(_: Reader) -> list[Circuit]:
+        return [Circuit(**c) for c in backend.circuits()]
+
+    @app.post("/api/v1/circuits/{name}/reset", tags=["circuits"])
+    def reset(name: Annotated[str, _name()], body: Reason, who: Operator) -> dict[str, Any]:
+        """Close a circuit: traffic goes back to its provider."""
+        return backend.reset_circuit(name, who.who, body.reason)
+
+    @app.post("/api/v1/circuits/{name}/force-open", tags=["circuits"])
+    def force_open(name: Annotated[str, _name()], body: Reason,
+                   who: Operator) -> dict[str, Any]:
+        """Open a circuit: its provider gets no traffic until reset or a trial passes."""
+        return backend.force_open(name, who.who, body.reason)
+
+    @app.get("/api/v1/recovery/runs", tags=["recovery"])
+    def runs(_: Reader, since: float | None = None,
+             until: float | None = None) -> list[dict[str, Any]]:
+        """Recovery runs, newest last, optionally within [since, until] (UTC epoch s)."""
+        return [r for r in backend.runs()
+                if (since is None or r["started_at"] >= since)
+                and (until is None or r["started_at"] <= until)]
+
+    @app.get("/api/v1/recovery/runs/{run_id}", tags=["recovery"])
+    def run(run_id: Annotated[str, _name()], _: Reader) -> dict[str, Any]:
+        """One run with its steps and their outcomes."""
+        return backend.run(run_id)
+
+    @app.post("/api/v1/recovery/trigger", tags=["recovery"])
+    def trigger(body: TriggerRequest, who: Operator) -> dict[str, Any]:
+        """Start the service's manual workflow now."""
+        return backend.trigger(body.service, who.who, body.reason)
+
+    @app.get("/api/v1/alerts", tags=["alerts"])
+    def alerts(_: Reader, active: bool = False) -> list[dict[str, Any]]:
+        found = backend.alerts()
+        return [a for a in found if a["status"] != "resolved"] if active else found
+
+    @app.post("/api/v1/alerts/{key}/acknowledge", tags=["alerts"])
+    def acknowledge(key: Annotated[str, _name()], who: Operator) -> dict[str, Any]:
+        """Acknowledge an alert, and its PagerDuty incident by the dedup key."""
+        return backend.update_alert(key, "acknowledge", who.who)
+
+    @app.post("/api/v1/alerts/{key}/resolve", tags=["alerts"])
+    def resolve(key: Annotated[str, _name()], who: Operator) -> dict[str, Any]:
+        """Resolve an alert, and its PagerDuty incident by the dedup key."""
+        return backend.update_alert(key, "resolve", who.who)
+
+    @app.get("/api/v1/audit", tags=["audit"])
+    def audit(_: Auditor, kind: Literal[tuple(k.value for k in AuditKind)] | None = None,  # type: ignore[valid-type]
+              service: Annotated[str | None, Query(max_length=200)] = None,
+              since: float | None = None, until: float | None = None,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
+        """The audit trail, oldest first; identifiers appear only as pseudonyms."""
+        page = backend.audit_page(kind=kind, service=service, since=since, until=until,
+                                  offset=offset, limit=limit)
+        return AuditPage(items=page.items, total=page.total, offset=page.offset,
+                         limit=page.limit)
+
+    @app.post("/api/v1/audit/verify", tags=["audit"])
+    def verify(_: Auditor) -> dict[str, Any]:
+        """What ``selfheal audit verify`` reports, for the configured trail."""
+        return backend.verify()
+
+    @app.get("/api/v1/models", tags=["models"])
+    def models(_: Reader) -> dict[str, Any]:
+        """The error thresholds in service, per service: (rate, window s)."""
+        return {"thresholds": backend.thresholds()}
+
+    @app.get("/api/v1/tokens", tags=["tokens"])
+    def tokens(_: Admin) -> list[Token]:
+        """Every token ever made, revoked ones too; never their secrets."""
+        return [Token(**t) for t in backend.list_tokens()]
+
+    @app.post("/api/v1/tokens", tags=["tokens"], status_code=201)
+    def create_token(body: TokenRequest, who: Admin) -> NewToken:
+        secret, token = backend.create_token(body.role, body.name, who.who)
+        return NewToken(token=secret, **token)
+
+    @app.delete("/api/v1/tokens/{token_id}", tags=["tokens"])
+    def revoke_token(token_id: Annotated[str, _name()], who: Admin) -> Token:
+        return Token(**backend.revoke_token(token_id, who.who))
+
+    @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
+    def metrics(_: Reader) -> PlainTextResponse:
+        """Prometheus exposition of the cluster-wide state (one scrape sees it all)."""
+        text, content_type = exposition(backend)
+        return PlainTextResponse(text, media_type=content_type)
+
+    return app
+
+
+def _name() -> Any:
+    return Path(pattern=_NAME)

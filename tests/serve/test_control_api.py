@@ -54,9 +54,9 @@ def _post(state, path, token=None, body=None):
 
 
 def _operator_actions(settings):
-    from actors.stores.audit_sql import AuditStore, audit_log
-
     from sqlalchemy import select
+
+    from actors.stores.audit_sql import AuditStore, audit_log
 
     store = AuditStore(settings.audit_database_url())
     try:

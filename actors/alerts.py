@@ -15,7 +15,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,9 @@ class AlertManager:
     """
 
     def __init__(self, router: AlertRouter, source: str = "selfheal",
-                 timeout_s: float = 5.0, clock: Clock | None = None) -> None:
+                 timeout_s: float = 5.0, clock: Clock | None = None,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.on_change = on_change  # told of every alert raised or updated (to persist it)
         self.router = router
         self.clock = clock or SystemClock()
         self.source = source
@@ -143,7 +145,19 @@ class AlertManager:
                                     tuple(n for n, _ in targets), triggered_at=now)
                 self._active[key] = alert
             alert.status, alert.updated_at = "triggered", now
+        self._changed(alert)
         return alert
+
+    def restore(self, alerts: list[dict[str, Any]]) -> None:
+        """Take back alerts saved through ``on_change`` (after a restart)."""
+        with self._lock:
+            for saved in sorted(alerts, key=lambda a: (a["triggered_at"], a["dedup_key"])):
+                self._active[saved["dedup_key"]] = ActiveAlert(
+                    **{**saved, "channels": tuple(saved["channels"])})
+
+    def _changed(self, alert: ActiveAlert) -> None:
+        if self.on_change is not None:
+            self.on_change(alert.as_dict())
 
     def acknowledge(self, dedup_key: str) -> ActiveAlert:
         return self._update(dedup_key, "acknowledge", "acknowledged")
@@ -174,6 +188,7 @@ class AlertManager:
                                             f"{alert.summary} — {status}"})
         with self._lock:
             alert.status, alert.updated_at = status, self.clock.wall()
+        self._changed(alert)
         return alert
 
     def _post(self, url: str, body: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,7 +233,7 @@ class ControlBackend:
             raise NotFound(f"no circuit {name!r}")
         self._audit(name.split(":", 1)[0], who, f"circuit_{method}",
                     {"circuit": name, "reason": reason})
-        return call_actor(actor, method, time.time(), f"{reason} ({who})")
+        return call_actor(actor, method, self.clock.wall(), f"{reason} ({who})")
 
     def _orchestrator(self) -> Any:
         actor = find_actor(self.orchestrator, NAMESPACE)

@@ -22,6 +22,8 @@ from healing.workflow import Trigger
 
 from .health_checks import CheckSpec, make_probe
 from .ray_gateway import tell_orchestrator
+from .stores.actor_state import ActorState
+from .stores.redis_conn import connect
 
 __all__ = ["HealthMonitorActor"]
 
@@ -38,12 +40,28 @@ class _Check:
 
 
 class HealthMonitorActor:
-    def __init__(self, clock: Clock | None = None, orchestrator: str | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, orchestrator: str | None = None,
+                 redis_url: str | None = None, state_prefix: str | None = None) -> None:
         self.clock = clock if clock is not None else SystemClock()
         self.orchestrator = orchestrator  # told of every check that goes unhealthy
         self._checks: dict[str, _Check] = {}
         self._triggers: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._recoveries: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        # With a Redis and a prefix, registered checks survive a restart of this actor; they
+        # start running again as soon as the restarted actor's event loop does.
+        self.state = ActorState(connect(redis_url), state_prefix) \
+            if redis_url is not None and state_prefix else None
+        self._saved = [CheckSpec(**spec) for spec in self.state.table("checks").values()] \
+            if self.state is not None else []
+        if self._saved:
+            with contextlib.suppress(RuntimeError):  # no loop yet: the first call restores
+                asyncio.get_running_loop().create_task(self._restore())
+
+    async def _restore(self) -> None:
+        saved, self._saved = self._saved, []
+        for spec in saved:
+            if spec.name not in self._checks:
+                await self.register(spec)
 
     async def register(self, spec: CheckSpec, start: bool = True) -> dict[str, Any]:
         """Add (or replace) a check; ``start`` runs it on its interval from now on.
@@ -54,11 +72,17 @@ class HealthMonitorActor:
         check = _Check(spec)  # validates before anything changes
         await self.unregister(spec.name)
         self._checks[spec.name] = check
+        if self.state is not None and spec.kind != "callable":  # a callable is not data
+            self.state.put("checks", spec.name, {
+                "name": spec.name, "kind": spec.kind, "target": spec.target,
+                "policy": spec.policy, "service": spec.service})
         if start:
             check.task = asyncio.get_running_loop().create_task(self._loop(check))
         return self._status(check)
 
     async def unregister(self, name: str) -> None:
+        if self.state is not None:
+            self.state.delete("checks", name)
         old = self._checks.pop(name, None)
         if old is not None and old.task is not None:
             old.task.cancel()
@@ -96,6 +120,8 @@ class HealthMonitorActor:
             Trigger.HEALTH_CHECK_FAILED, service, f"{event.check}: {event.last_error}"))
 
     async def status(self) -> dict[str, dict[str, Any]]:
+        if self._saved:
+            await self._restore()
         return {name: self._status(c) for name, c in self._checks.items()}
 
     async def triggers(self) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from healing.workflow import (
 from .alerts import AlertManager, AlertRouter
 from .cluster_control import ControlBus
 from .recovery_actions import ActionContext, ActionRegistry, LiveEvidence, builtin_actions
+from .stores.actor_state import ActorState
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
@@ -54,12 +55,18 @@ class RecoveryOrchestratorActor:
                  error_thresholds: dict[str, tuple[float, float]] | None = None,
                  watch_interval_s: float = 0.0, recovery: RecoveryPolicy | None = None,
                  error_min_calls: int = 10, error_z: float = 2.326,
-                 primaries: dict[str, str] | None = None, clock: Clock | None = None) -> None:
+                 primaries: dict[str, str] | None = None, clock: Clock | None = None,
+                 state_prefix: str | None = None) -> None:
         self.clock = clock or SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
         probes = dict(probes or {})
-        self.alerts = AlertManager(alerts) if alerts is not None else None
+        # With a Redis and a prefix, runs, steps, alerts and adopted thresholds survive a
+        # restart of this actor (actors.stores.actor_state).
+        self.state = ActorState(connect(redis_url), state_prefix) \
+            if redis_url is not None and state_prefix else None
+        self.alerts = AlertManager(alerts, on_change=self._alert_changed) \
+            if alerts is not None else None
         self.actions = actions or builtin_actions(
             alerts=self.alerts, circuit_for=circuit_for, probes=probes,
             control=ControlBus(connect(redis_url)) if redis_url is not None else None,
@@ -79,7 +86,46 @@ class RecoveryOrchestratorActor:
         self.error_min_calls, self.error_z = error_min_calls, error_z  # the rule's evidence
         self._threshold_history: dict[str, list[tuple[float, float] | None]] = {}
         self._watch_interval_s = watch_interval_s
+        self._restore()
         self._watcher: asyncio.Task[None] | None = None
+
+    # -- what survives a restart -----------------------------------------------------
+
+    def _restore(self) -> None:
+        if self.state is None:
+            return
+        runs = sorted(self.state.table("runs").values(), key=lambda r: r["started_at"])
+        for summary in runs[-(self._runs.maxlen or 1000):]:
+            if "ended" not in summary:  # it was running when this actor stopped
+                summary.update(succeeded=False, ended="interrupted: the orchestrator restarted",
+                               ended_at=self.clock.wall())
+                self.state.put("runs", summary["run_id"], summary)
+            self._runs.append(summary)
+            self._history[summary["run_id"]] = self.state.items(f"history:{summary['run_id']}")
+        for service, value in self.state.table("thresholds").items():
+            if value is None:
+                self.error_thresholds.pop(service, None)
+            else:
+                self.error_thresholds[service] = (float(value[0]), float(value[1]))
+        for service, earlier in self.state.table("threshold_history").items():
+            self._threshold_history[service] = [None if e is None else tuple(e)
+                                                for e in earlier]
+        if self.alerts is not None:
+            self.alerts.restore(list(self.state.table("alerts").values()))
+
+    def _save_run(self, summary: dict[str, Any]) -> None:
+        if self.state is not None:
+            self.state.put("runs", summary["run_id"], summary)
+
+    def _save_thresholds(self, service: str) -> None:
+        if self.state is not None:
+            self.state.put("thresholds", service, self.error_thresholds.get(service))
+            self.state.put("threshold_history", service,
+                           self._threshold_history.get(service, []))
+
+    def _alert_changed(self, alert: dict[str, Any]) -> None:
+        if self.state is not None:
+            self.state.put("alerts", alert["dedup_key"], alert)
 
     async def trigger(self, event: TriggerEvent) -> str:
         """Admit a trigger; returns at once with what became of it."""
@@ -123,6 +169,7 @@ class RecoveryOrchestratorActor:
         old = self.error_thresholds.get(service)
         self._threshold_history.setdefault(service, []).append(old)
         self.error_thresholds[service] = (float(threshold), float(window_s))
+        self._save_thresholds(service)
         await self._audit_threshold(service, "error_threshold_changed", old,
                                     self.error_thresholds[service], reason, by)
         return {"service": service, "old": old, "new": self.error_thresholds[service]}
@@ -138,6 +185,7 @@ class RecoveryOrchestratorActor:
             self.error_thresholds.pop(service, None)
         else:
             self.error_thresholds[service] = new
+        self._save_thresholds(service)
         await self._audit_threshold(service, "error_threshold_reverted", old, new, "reverted",
                                     by)
         return {"service": service, "old": old, "new": new}
@@ -210,9 +258,14 @@ class RecoveryOrchestratorActor:
                                    "service": workflow.service, "trigger": event.trigger.value,
                                    "detail": event.detail, "started_at": started}
         if len(self._runs) == self._runs.maxlen:  # the oldest summary leaves: so does its history
-            self._history.pop(self._runs[0]["run_id"], None)
+            gone = self._runs[0]["run_id"]
+            self._history.pop(gone, None)
+            if self.state is not None:
+                self.state.delete("runs", gone)
+                self.state.drop(f"history:{gone}")
         self._runs.append(summary)
         self._history[run_id] = []
+        self._save_run(summary)
         try:
             result = await self._drive(workflow, event, run_id)
             summary.update(succeeded=result.succeeded, ended=result.ended)
@@ -224,6 +277,7 @@ class RecoveryOrchestratorActor:
             summary.update(succeeded=False, ended=f"error: {type(exc).__name__}: {exc}")
         finally:
             summary["ended_at"] = self.clock.wall()
+            self._save_run(summary)
             self.queue.finish(workflow.service, self.clock.now())
             self._pump()
 
@@ -285,6 +339,8 @@ class RecoveryOrchestratorActor:
                  "validation": validation, "at": self.clock.wall(),
                  "rollback": getattr(what, "rollback", False)}
         self._history[run_id].append(entry)
+        if self.state is not None:
+            self.state.append(f"history:{run_id}", entry)
         if self.audit is not None:
             await self.audit.aappend(recovery_step(
                 service=workflow.service, at=entry["at"], workflow_id=run_id, step=index,

@@ -35,10 +35,13 @@ def circuit_actor(name: str, config: CircuitConfig, policy: ClusterPolicy,
                        policy_dict, redis_url, audit, orchestrator, max_task_retries=-1)
 
 
-def health_monitor(name: str = "health", orchestrator: str | None = None) -> Any:
+def health_monitor(name: str = "health", orchestrator: str | None = None,
+                   redis_url: str | None = None) -> Any:
     """The cluster's health monitor (one per name), created on first use; ``orchestrator``
-    names the actor told when a check goes unhealthy."""
-    return named_actor(HealthMonitorActor, name, None, orchestrator, max_task_retries=-1)
+    names the actor told when a check goes unhealthy. With ``redis_url``, its registered
+    checks survive a restart (kept under ``selfheal:{name}``)."""
+    return named_actor(HealthMonitorActor, name, None, orchestrator, redis_url,
+                       f"selfheal:{name}" if redis_url else None, max_task_retries=-1)
 
 
 def predictive_monitor(redis_url: str, name: str = "monitor",

@@ -13,7 +13,6 @@ reads and actor calls never stall the event loop of the Serve replica.
 
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -169,7 +168,7 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
     def health(_: Reader, hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24.0,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Health:
         """Every circuit's cluster view, health checks, calls per service, recent failures."""
-        now = time.time()
+        now = backend.clock.wall()
         return Health(circuits=[Circuit(**c) for c in backend.circuits()],
                       health_checks=backend.health_checks(), services=backend.calls(),
                       recent_failures=backend.recent_failures(now - hours * 3600, now, limit),

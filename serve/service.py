@@ -66,7 +66,8 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
     settings, _server = bootstrap(settings)  # an embedded Redis outlives this process
     cat = catalogue or load_catalogue(settings.catalogue or SHIPPED)
     policy = policy_from(cat)
-    health = health_monitor("health", orchestrator="orchestrator")
+    health = health_monitor("health", orchestrator="orchestrator",
+                            redis_url=settings.redis_url)
     for svc in cat.services.values():
         for check in svc.checks:
             health.register.remote(CheckSpec(
@@ -78,7 +79,8 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
                  redis_url=settings.redis_url, alerts=_alerts(settings),
                  circuit_for=circuit_named, health_monitor=health,
                  watch_interval_s=policy.error_check_s,
-                 primaries={n: s.primary for n, s in cat.services.items()})
+                 primaries={n: s.primary for n, s in cat.services.items()},
+                 state_prefix="selfheal:orchestrator")
     predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator")  # type: ignore[arg-type]
     if settings.training_schedule:
         from actors.runtime import training_scheduler  # noqa: PLC0415

@@ -19,13 +19,13 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from healing.clock import Clock, SystemClock
 from healing.errors import ConfigError
 
-from .audit_sql import AuditStore, AuditStoreError, metadata
+from .audit_sql import AuditStore, AuditStoreError, api_tokens
 
 __all__ = ["ROLES", "ApiToken", "TokenStore", "api_tokens"]
 
@@ -34,16 +34,6 @@ _PREFIX = "shk"
 _TOKEN = re.compile(rf"{_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]{0,99}")
 
-api_tokens = Table(
-    "api_tokens", metadata,
-    Column("id", String(16), primary_key=True),
-    Column("name", String(100), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("hash", String(64), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("created_by", String(200), nullable=False),
-    Column("revoked_at", Float),
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ from healing.audit import AuditKind, AuditRecord
 from healing.audit_checkpoint import Checkpoint
 from healing.errors import SelfHealError
 
-__all__ = ["PROJECTIONS", "AuditStore", "AuditStoreError", "audit_checkpoints", "audit_log",
-           "metadata"]
+__all__ = ["PROJECTIONS", "AuditStore", "AuditStoreError", "api_tokens", "audit_checkpoints",
+           "audit_log", "metadata"]
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 
@@ -126,6 +126,18 @@ audit_checkpoints = Table(
     Column("closed", Boolean, nullable=False),
     Column("key", String(32), nullable=False),
     Column("sig", String(200), nullable=False),
+)
+
+# The control API's bearer tokens: hashes only (actors.stores.api_tokens).
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", Float),
 )
 
 operator_actions = Table(

@@ -24,23 +24,33 @@ def stack(ray_cluster, tmp_path_factory):
     import psycopg
 
     from serve.service import create_token, up
+    from tests.actors.webhooks import WebhookReceiver
 
     db = f"api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres",
                          autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     data = tmp_path_factory.mktemp("selfheal-up")
+    pagerduty = WebhookReceiver()  # PagerDuty's Events API, on loopback
     settings = Settings(data_dir=data, redis_url=REDIS_URL,
                         database_url=f"postgresql://postgres@127.0.0.1:5432/{db}",
-                        api_port=8000)
+                        api_port=8000, pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",
+                        pagerduty_routing_key="R" * 32)
     state = up(settings, start_ray=False)
     tokens = {"admin": (data / "admin-token").read_text().strip()}
     for role in ("viewer", "operator", "auditor"):
         tokens[role], _ = create_token(settings, role, f"{role}-test")
+    state["pagerduty"] = pagerduty
     yield state, settings, tokens
+    from actors.ray_gateway import find_actor, kill
     from actors.serve_control import delete_app
 
     delete_app("selfheal")
+    for name in ("orchestrator", "health", "monitor"):  # the next `up` starts its own
+        actor = find_actor(name)
+        if actor is not None:
+            kill(actor)
+    pagerduty.close()
 
 
 def _get(state, path, token=None, **kw):
@@ -184,3 +194,82 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     assert verdict["intact"] is True, json.dumps(verdict)[:500]
     doc = _get(state, "/openapi.json").json()
     assert "/api/v1/circuits/{name}/reset" in doc["paths"]
+
+
+def test_an_operator_acknowledges_and_resolves_an_alert_and_its_pagerduty_incident(stack):
+    state, settings, tokens = stack
+    pagerduty = state["pagerduty"]
+    # care_locator has one provider: its manual workflow alerts first (then scales and
+    # restarts, which fail here: no deployment), so the trigger raises a real alert
+    assert _post(state, "/api/v1/recovery/trigger", tokens["operator"],
+                 {"service": "care_locator", "reason": "alert drill"}).status_code == 200
+    deadline = time.monotonic() + 60
+    alerts = []
+    while time.monotonic() < deadline and not alerts:
+        alerts = [a for a in _get(state, "/api/v1/alerts?active=true", tokens["viewer"]).json()
+                  if a["service"] == "care_locator"]
+    assert alerts, "the workflow's alert step raised no alert"
+    key = alerts[0]["dedup_key"]
+    triggered = [b for _, b in pagerduty.received if b.get("dedup_key") == key]
+    assert triggered and triggered[0]["event_action"] == "trigger"
+    assert _post(state, f"/api/v1/alerts/{key}/acknowledge", tokens["viewer"]
+                 ).status_code == 403
+    ack = _post(state, f"/api/v1/alerts/{key}/acknowledge", tokens["operator"])
+    assert ack.status_code == 200 and ack.json()["status"] == "acknowledged", ack.text
+    assert _post(state, f"/api/v1/alerts/{key}/resolve", tokens["operator"]
+                 ).json()["status"] == "resolved"
+    actions = [b["event_action"] for _, b in pagerduty.received if b.get("dedup_key") == key]
+    assert actions[-2:] == ["acknowledge", "resolve"]
+    assert not any(a["dedup_key"] == key for a in _get(
+        state, "/api/v1/alerts?active=true", tokens["viewer"]).json())
+    assert _post(state, "/api/v1/alerts/selfheal-nope/resolve", tokens["operator"]
+                 ).status_code == 404
+    logged = _actions_when(settings, lambda a: sum(
+        x["details"].get("dedup_key") == key for x in a) >= 2)
+    assert [x["action"] for x in logged if x["details"].get("dedup_key") == key] == [
+        "alert_acknowledge", "alert_resolve"]
+
+
+def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack):
+    """Kill the orchestrator and the health monitor (Ray restarts them): the API answers
+    the same afterwards."""
+    import ray
+
+    from actors.health_checks import CheckSpec
+    from actors.ray_gateway import find_actor, kill
+
+    state, _settings, tokens = stack
+    health, orch = find_actor("health"), find_actor("orchestrator")
+    ray.get(health.register.remote(CheckSpec(
+        "redis-local", "redis", REDIS_URL, policy={"interval_s": 3600.0}, service="database")))
+    ray.get(orch.adopt_threshold.remote("database", 0.2, 60.0, "a restart test"))
+    assert _post(state, "/api/v1/recovery/trigger", tokens["operator"],
+                 {"service": "api_server", "reason": "before the kill"}).status_code == 200
+    ray.get(orch.wait_idle.remote(60))
+
+    def seen():
+        runs = _get(state, "/api/v1/recovery/runs", tokens["viewer"]).json()
+        steps = {r["run_id"]: _get(state, f"/api/v1/recovery/runs/{r['run_id']}",
+                                   tokens["viewer"]).json()["steps"] for r in runs}
+        checks = _get(state, "/api/v1/health", tokens["viewer"]).json()["health_checks"]
+        return {"runs": runs, "steps": steps,
+                "alerts": _get(state, "/api/v1/alerts", tokens["viewer"]).json(),
+                "models": _get(state, "/api/v1/models", tokens["viewer"]).json(),
+                "checks": sorted((c["name"], c["kind"]) for c in checks.values())}
+
+    before = seen()
+    assert before["runs"] and ("redis-local", "redis") in before["checks"]
+    assert before["models"]["thresholds"]["database"] == [0.2, 60.0]
+    kill(orch, restart=True)
+    kill(health, restart=True)
+    deadline = time.monotonic() + 60
+    after = None
+    while time.monotonic() < deadline:
+        try:
+            ray.get([find_actor("orchestrator").ping.remote(),
+                     find_actor("health").ping.remote()], timeout=5)
+            after = seen()
+            break
+        except Exception:  # still restarting
+            continue
+    assert after == before

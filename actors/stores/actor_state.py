@@ -1,0 +1,64 @@
+"""State an actor must not forget when Ray restarts it: JSON in Redis, under one prefix.
+
+A restarted actor is a new instance built from its constructor arguments; whatever it learnt
+since (registered health checks, adopted thresholds, recovery runs and their steps, active
+alerts) comes back from here. Writes happen as things change, so a kill between two changes
+loses nothing acknowledged. When Redis is away a write is logged and skipped: the actor keeps
+working, and the next change writes the whole field again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+
+__all__ = ["ActorState"]
+
+_log = logging.getLogger("selfheal.actor_state")
+
+
+class ActorState:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self._do("put", lambda: self.client.hset(f"{self.prefix}:{table}", key,
+                                                 json.dumps(value, default=str)))
+
+    def delete(self, table: str, key: str) -> None:
+        self._do("delete", lambda: self.client.hdel(f"{self.prefix}:{table}", key))
+
+    def table(self, table: str) -> dict[str, Any]:
+        """Everything in ``table`` (empty when Redis cannot be read: the actor starts fresh
+        rather than not at all, and says so)."""
+        try:
+            raw = self.client.hgetall(f"{self.prefix}:{table}")
+        except redis.RedisError:
+            _log.exception("%s: cannot read %s; starting without it", self.prefix, table)
+            return {}
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def append(self, name: str, value: Any) -> None:
+        self._do("append", lambda: self.client.rpush(f"{self.prefix}:{name}",
+                                                     json.dumps(value, default=str)))
+
+    def items(self, name: str) -> list[Any]:
+        try:
+            raw = self.client.lrange(f"{self.prefix}:{name}", 0, -1)
+        except redis.RedisError:
+            _log.exception("%s: cannot read %s; starting without it", self.prefix, name)
+            return []
+        return [json.loads(v) for v in raw]
+
+    def drop(self, name: str) -> None:
+        self._do("drop", lambda: self.client.delete(f"{self.prefix}:{name}"))
+
+    def _do(self, what: str, op: Any) -> None:
+        try:
+            op()
+        except redis.RedisError:
+            _log.warning("%s: %s not persisted (Redis unavailable)", self.prefix, what,
+                         exc_info=True)

@@ -9,12 +9,15 @@ is written to ``<data_dir>/service.json`` so that ``down`` stops exactly that.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from typing import Any
 
@@ -107,12 +110,26 @@ def first_admin_token(settings: Settings) -> pathlib.Path | None:
     return path
 
 
+def _ray_temp(settings: Settings) -> pathlib.Path:
+    """Where the node ``up`` starts keeps its files: ``<data_dir>/ray``, or, when that path
+    is too long for the unix sockets Ray makes under it (107 bytes with the session and
+    socket names), a short directory in the system's temp named by the data directory."""
+    temp = settings.data_dir.resolve() / "ray"
+    if len(str(temp)) <= 40:
+        return temp
+    digest = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
+    return pathlib.Path(tempfile.gettempdir()) / f"selfheal-ray-{digest}"
+
+
 def _start_head(settings: Settings) -> str:
     """A local Ray head node on loopback; its address."""
     ray_exe = shutil.which("ray", path=str(pathlib.Path(sys.executable).parent)) or "ray"
-    temp = settings.data_dir / "ray"
+    temp = _ray_temp(settings)
     temp.mkdir(parents=True, exist_ok=True)
-    args = [ray_exe, "start", "--head", "--port=0",
+    # loopback wherever Ray lets us choose (its agents and client server; see docs/service.md
+    # for what still listens on every interface)
+    args = [ray_exe, "start", "--head", "--port=0", "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
             "--num-cpus", str(os.cpu_count() or 2), "--include-dashboard=false",
             "--disable-usage-stats", "--temp-dir", str(temp)]
     env = {**os.environ, "RAY_task_events_report_interval_ms": "0"}
@@ -142,11 +159,53 @@ def up(settings: Settings, *, catalogue: Catalogue | None = None,
                port=settings.api_port)
     token_file = first_admin_token(settings)
     state = {"ray_address": address, "started_ray": started,
+             "ray_temp": str(_ray_temp(settings)) if started else None,
              "url": f"http://{settings.api_host}:{settings.api_port}",
              "redis_url": settings.redis_url, "catalogue": cat.source,
              "admin_token_file": str(token_file) if token_file else None}
     _state_file(settings).write_text(json.dumps(state, indent=2))
     return state
+
+
+def _stop_node(temp: pathlib.Path, timeout_s: float = 20.0) -> None:
+    """Stop the Ray node ``up`` started, and only it: every process whose command line names
+    its temp directory. (``ray stop`` would stop every Ray on the machine.)"""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    mark = str(temp).encode()
+    parents: dict[int, int] = {}
+    named: set[int] = set()
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            parents[int(proc.name)] = int(stat.rpartition(")")[2].split()[1])
+            if mark in (proc / "cmdline").read_bytes():
+                named.add(int(proc.name))
+        except (OSError, ValueError, IndexError):  # gone, or not ours to read
+            continue
+    # the node's processes, and every process they started (agents and workers rename
+    # themselves "ray::...", so their command lines no longer name the directory)
+    mine = []
+    for pid in parents:
+        p, seen = pid, 0
+        while p > 1 and seen < 64:
+            if p in named:
+                mine.append(pid)
+                break
+            p, seen = parents.get(p, 0), seen + 1
+    for pid in mine:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while mine and time.monotonic() < deadline:
+        mine = [p for p in mine if pathlib.Path(f"/proc/{p}").exists()]
+        time.sleep(0.1)
+    for pid in mine:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def status(settings: Settings) -> dict[str, Any]:
@@ -183,8 +242,7 @@ def down(settings: Settings) -> dict[str, Any]:
             kill(actor)
             stopped.append(name)
     if state.get("started_ray"):
-        ray_exe = shutil.which("ray", path=str(pathlib.Path(sys.executable).parent)) or "ray"
-        subprocess.run([ray_exe, "stop"], capture_output=True, check=False, timeout=120)
+        _stop_node(_ray_temp(settings))
     if settings.redis_url is None:  # the embedded one: stop it
         from actors.stores.embedded_redis import EmbeddedRedis  # noqa: PLC0415
 

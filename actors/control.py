@@ -28,6 +28,7 @@ from healing.workflow import Trigger
 
 from .ray_gateway import NAMESPACE, call_actor, find_actor
 from .settings import Settings
+from .stores.actor_state import ActorState
 from .stores.api_tokens import TokenStore
 from .stores.audit_spool import segments
 from .stores.audit_sql import AuditStore, audit_log, circuit_transitions, failure_events
@@ -68,6 +69,9 @@ class ControlBackend:
         self.tokens = TokenStore(self.store, self.clock)
         self.audit = AuditTrail.from_config(settings.audit_config(), None)
         self.orchestrator, self.health = orchestrator, health
+        # what the actors persist (actors.stores.actor_state), read without asking them
+        self.health_state = ActorState(self.redis, f"selfheal:{health}")
+        self.orchestrator_state = ActorState(self.redis, f"selfheal:{orchestrator}")
 
     # -- reads -------------------------------------------------------------------------
 
@@ -112,8 +116,8 @@ class ControlBackend:
                 for k, row in zip(keys, rows, strict=True)}
 
     def health_checks(self) -> dict[str, dict[str, Any]]:
-        actor = find_actor(self.health)
-        return {} if actor is None else call_actor(actor, "status")
+        """Each check's last status, as the health monitor wrote it after running it."""
+        return self.health_state.table("status")
 
     def recent_failures(self, since: float, until: float, limit: int) -> list[dict[str, Any]]:
         t = failure_events
@@ -175,16 +179,20 @@ class ControlBackend:
         return {"intact": report.intact, **dataclasses.asdict(report)}
 
     def runs(self) -> list[dict[str, Any]]:
-        return call_actor(self._orchestrator(), "runs")
+        """Recovery runs, oldest first, as the orchestrator persists them."""
+        runs = self.orchestrator_state.table("runs").values()
+        return sorted(runs, key=lambda r: (r["started_at"], r["run_id"]))
 
     def run(self, run_id: str) -> dict[str, Any]:
-        runs = [r for r in self.runs() if r["run_id"] == run_id]
-        if not runs:
+        summary = self.orchestrator_state.table("runs").get(run_id)
+        if summary is None:
             raise NotFound(f"no recovery run {run_id!r}")
-        return {**runs[0], "steps": call_actor(self._orchestrator(), "history", run_id)}
+        return {**summary, "steps": self.orchestrator_state.items(f"history:{run_id}")}
 
     def alerts(self) -> list[dict[str, Any]]:
-        return call_actor(self._orchestrator(), "recent_alerts")
+        """Alerts the orchestrator raised, as it persists them, oldest first."""
+        alerts = self.orchestrator_state.table("alerts").values()
+        return sorted(alerts, key=lambda a: (a["triggered_at"], a["dedup_key"]))
 
     def thresholds(self) -> dict[str, Any]:
         return call_actor(self._orchestrator(), "thresholds")
@@ -205,7 +213,7 @@ class ControlBackend:
 
     def update_alert(self, key: str, action: str, who: str) -> dict[str, Any]:
         orch = self._orchestrator()
-        known = {a["dedup_key"]: a for a in call_actor(orch, "recent_alerts")}
+        known = {a["dedup_key"]: a for a in self.alerts()}
         if key not in known:
             raise NotFound(f"no alert with dedup key {key!r}")
         self._audit(known[key]["service"], who, f"alert_{action}", {"dedup_key": key})

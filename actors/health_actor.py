@@ -83,6 +83,7 @@ class HealthMonitorActor:
     async def unregister(self, name: str) -> None:
         if self.state is not None:
             self.state.delete("checks", name)
+            self.state.delete("status", name)
         old = self._checks.pop(name, None)
         if old is not None and old.task is not None:
             old.task.cancel()
@@ -112,7 +113,10 @@ class HealthMonitorActor:
                 self._trigger_recovery(check.spec.service or check.spec.name, event)
             else:
                 self._recoveries.append(record)
-        return self._status(check)
+        status = self._status(check)
+        if self.state is not None:  # where the control API reads it, without asking us
+            self.state.put("status", check.spec.name, status)
+        return status
 
     def _trigger_recovery(self, service: str, event: HealthCheckFailed) -> None:
         # the trigger is in triggers() too, whether or not an orchestrator runs

@@ -9,11 +9,11 @@ from __future__ import annotations
 import platform
 import sys
 
-from . import audit, core, nab, readme, runtime, simulation
+from . import api, audit, core, nab, readme, runtime, simulation
 from .harness import RESULTS, table, write
 
 SUITES = {"core": core.run, "runtime": runtime.run, "audit": audit.run,
-          "simulation": simulation.run, "nab": nab.run}
+          "simulation": simulation.run, "nab": nab.run, "api": api.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, func, select
 
 from healing.audit import AuditKind, operator_action
 from healing.clock import Clock, SystemClock
@@ -26,7 +26,7 @@ from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
-from .ray_gateway import NAMESPACE, call_actor, find_actor
+from .ray_gateway import NAMESPACE, ActorUnavailable, call_actor, find_actor
 from .settings import Settings
 from .stores.actor_state import ActorState
 from .stores.api_tokens import TokenStore
@@ -165,6 +165,73 @@ class ControlBackend:
         """Segments and bytes waiting in the audit spool for the database."""
         segs = segments(self.settings.spool_dir())
         return len(segs), sum(s.path.stat().st_size for s in segs if s.path.exists())
+
+    def patterns(self, since: float, until: float) -> list[dict[str, Any]]:
+        """Recurring failures (seed 7.1) in the live trail between ``since`` and ``until``:
+        failures by kind and circuits opening, one event per service, kind and minute."""
+        from learning.patterns import FailureEvent, PatternRecognizer  # noqa: PLC0415
+
+        f, c = failure_events, circuit_transitions
+        minute_f = cast(f.c.at / 60, Integer)
+        minute_c = cast(c.c.at / 60, Integer)
+        qf = (select(f.c.service, f.c.error_kind, func.min(f.c.at))
+              .where(f.c.at >= since, f.c.at <= until)
+              .group_by(f.c.service, f.c.error_kind, minute_f))
+        qc = (select(c.c.service, func.min(c.c.at))
+              .where(c.c.at >= since, c.c.at <= until,
+                     c.c.to_state.in_(("OPEN", "FORCED_OPEN")))
+              .group_by(c.c.service, minute_c))
+        with self.store.engine.connect() as conn:
+            events = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
+            events += [FailureEvent(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
+        now = self.clock.wall()
+        return [{"service": p.service, "frequency": p.frequency,
+                 "description": p.describe(), "typical_cause": p.typical_cause,
+                 "occurrences": p.occurrences, "periods_observed": p.periods_observed,
+                 "last_occurrence": p.last_occurrence, "next_expected": p.next_after(now),
+                 "recommended_action": p.recommended_action, "priority": p.priority,
+                 "estimated_impact": p.estimated_impact}
+                for p in PatternRecognizer().fit(events)]
+
+    def models(self) -> dict[str, Any]:
+        """The error thresholds in force and the monitor model's registered versions."""
+        from learning.model_registry import versions  # noqa: PLC0415 - MLflow: slow import
+
+        return {"thresholds": self.thresholds(),
+                **versions(self.settings.mlflow_uri())}
+
+    def promote_model(self, version: str | None, who: str, reason: str) -> dict[str, Any]:
+        """Make ``version`` the champion; None: roll back to the one promoted before."""
+        from learning.model_registry import (  # noqa: PLC0415
+            RegistryError,
+            previous_champion,
+            set_champion,
+            versions,
+        )
+
+        uri = self.settings.mlflow_uri()
+        try:
+            target = version if version is not None else previous_champion(uri)
+        except RegistryError as exc:
+            raise NotFound(str(exc)) from None
+        if target not in {v["version"] for v in versions(uri)["versions"]}:
+            raise NotFound(f"the monitor model has no version {target!r}")
+        action = "model_promoted" if version is not None else "model_rolled_back"
+        self._audit("selfheal", who, action, {"version": target, "reason": reason})
+        set_champion(uri, target, [f"{action.split('_', 1)[1]} by {who}: {reason}"])
+        return self.models()
+
+    def revert_threshold(self, service: str, who: str) -> dict[str, Any]:
+        orch = self._orchestrator()
+        if service not in call_actor(orch, "thresholds"):
+            raise NotFound(f"no error threshold for {service!r}")
+        self._audit(service, who, "error_threshold_revert_requested", {})
+        try:
+            return call_actor(orch, "revert_threshold", service, who)
+        except ActorUnavailable:
+            raise
+        except Exception as exc:  # the actor's ValueError: nothing earlier to go back to
+            raise NotFound(f"{service}: no earlier error threshold to go back to") from exc
 
     def verify(self) -> dict[str, Any]:
         """The audit trail checked as ``selfheal audit verify`` checks it."""

@@ -16,10 +16,11 @@ from typing import Any
 
 import ray
 
+from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 
-__all__ = ["NAMESPACE", "as_completed", "call_actor", "find_actor", "get", "init_ray", "kill",
-           "named_actor", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
+__all__ = ["NAMESPACE", "ActorUnavailable", "as_completed", "call_actor", "find_actor", "get",
+           "init_ray", "kill", "named_actor", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
 
@@ -59,9 +60,22 @@ def named_actor(cls: type, name: str, *args: Any, namespace: str = NAMESPACE,
     ).remote(*args, **kwargs)
 
 
+class ActorUnavailable(SelfHealError):
+    """An actor could not be reached in time (restarting, dead, or too busy)."""
+
+
 def call_actor(actor: Any, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
-    """``actor.method(*args)``, waited for (at most ``timeout_s``)."""
-    return ray.get(getattr(actor, method).remote(*args), timeout=timeout_s)
+    """``actor.method(*args)``, waited for (at most ``timeout_s``).
+
+    Raises:
+        ActorUnavailable: the actor is restarting, gone, or did not answer in time.
+        Exception: what the method itself raised (Ray's wrapper of it).
+    """
+    try:
+        return ray.get(getattr(actor, method).remote(*args), timeout=timeout_s)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        # ActorUnavailableError and ActorDiedError are both RayActorErrors
+        raise ActorUnavailable(f"{method}: {type(exc).__name__}") from None
 
 
 def plain_actor(cls: type, *args: Any, **kwargs: Any) -> Any:

@@ -24,8 +24,12 @@ from mlflow.tracking import MlflowClient
 from .plots import line_chart
 from .training import GRID, MonitorModel
 
-__all__ = ["EXPERIMENT", "MODEL_NAME", "champion", "log_training", "set_champion",
-           "use_experiment"]
+__all__ = ["EXPERIMENT", "MODEL_NAME", "RegistryError", "champion", "log_training",
+           "previous_champion", "set_champion", "use_experiment", "versions"]
+
+
+class RegistryError(ValueError):
+    """A model version that does not exist, or nothing to roll back to."""
 
 EXPERIMENT = "selfheal-training"
 MODEL_NAME = "selfheal-monitor-policy"
@@ -93,6 +97,41 @@ def set_champion(uri: str, version: str, reasons: list[str]) -> None:
     client = MlflowClient(uri)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version)
     client.set_model_version_tag(MODEL_NAME, version, "promotion", "; ".join(reasons)[:4000])
+
+
+def versions(uri: str) -> dict[str, Any]:
+    """Every registered version of the monitor model (newest first) and the champion."""
+    client = MlflowClient(uri)
+    try:
+        found = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    except mlflow.exceptions.MlflowException:
+        found = []
+    try:
+        current = str(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version)
+    except mlflow.exceptions.MlflowException:
+        current = None
+    rows = [{"version": str(mv.version), "run_id": mv.run_id,
+             "created_at": mv.creation_timestamp / 1000.0,
+             "promotion": (mv.tags or {}).get("promotion")} for mv in found]
+    rows.sort(key=lambda r: int(r["version"]), reverse=True)
+    return {"model": MODEL_NAME, "champion": current, "versions": rows}
+
+
+def previous_champion(uri: str) -> str:
+    """The latest version before the current champion that was once promoted.
+
+    Raises:
+        RegistryError: no champion, or none before it.
+    """
+    info = versions(uri)
+    current = info["champion"]
+    if current is None:
+        raise RegistryError("no champion to roll back from")
+    earlier = [r["version"] for r in info["versions"]
+               if int(r["version"]) < int(current) and r["promotion"]]
+    if not earlier:
+        raise RegistryError(f"no version before {current} was ever promoted")
+    return earlier[0]
 
 
 def champion(uri: str) -> tuple[str, MonitorModel] | None:

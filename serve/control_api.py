@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from actors.control import ControlBackend, NotFound, Unavailable
+from actors.ray_gateway import ActorUnavailable
 from actors.stores.api_tokens import ApiToken
 from healing.audit import AuditKind
 from healing.errors import ConfigError
@@ -149,6 +150,11 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
     def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503)
 
+    @app.exception_handler(ActorUnavailable)
+    def _actor_away(_: Request, exc: ActorUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"an actor is not answering, retry shortly ({exc})"},
+                            503, headers={"Retry-After": "2"})
+
     @app.exception_handler(ConfigError)
     def _invalid(_: Request, exc: ConfigError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 422)
@@ -239,10 +245,35 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         """What ``selfheal audit verify`` reports, for the configured trail."""
         return backend.verify()
 
+    @app.get("/api/v1/patterns", tags=["patterns"])
+    def patterns(_: Reader, days: Annotated[float, Query(gt=0, le=366)] = 30.0
+                 ) -> list[dict[str, Any]]:
+        """Recurring failures in the live trail (seed 7.1), most urgent first: when they
+        recur, their typical cause, what to do before them, priority and estimated impact."""
+        now = backend.clock.wall()
+        return backend.patterns(now - days * 86400, now)
+
     @app.get("/api/v1/models", tags=["models"])
     def models(_: Reader) -> dict[str, Any]:
-        """The error thresholds in service, per service: (rate, window s)."""
-        return {"thresholds": backend.thresholds()}
+        """Error thresholds in force per service (rate, window s), and the monitor model's
+        registered versions with the champion the monitors run."""
+        return backend.models()
+
+    @app.post("/api/v1/models/{version}/promote", tags=["models"])
+    def promote(version: Annotated[str, Path(pattern=r"^[0-9]{1,9}$")], body: Reason,
+                who: Operator) -> dict[str, Any]:
+        """Make a version the champion; running monitors adopt it within a minute."""
+        return backend.promote_model(version, who.who, body.reason)
+
+    @app.post("/api/v1/models/rollback", tags=["models"])
+    def rollback(body: Reason, who: Operator) -> dict[str, Any]:
+        """Go back to the champion before the current one."""
+        return backend.promote_model(None, who.who, body.reason)
+
+    @app.post("/api/v1/thresholds/{service}/revert", tags=["models"])
+    def revert_threshold(service: Annotated[str, _name()], who: Operator) -> dict[str, Any]:
+        """Undo the last change to a service's error threshold."""
+        return backend.revert_threshold(service, who.who)
 
     @app.get("/api/v1/tokens", tags=["tokens"])
     def tokens(_: Admin) -> list[Token]:

@@ -36,6 +36,12 @@ def stack(ray_cluster, tmp_path_factory):
                         database_url=f"postgresql://postgres@127.0.0.1:5432/{db}",
                         api_port=8000, pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",
                         pagerduty_routing_key="R" * 32)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)  # what an earlier stack's actors persisted
+    for pattern in ("selfheal:orchestrator:*", "selfheal:health:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
     state = up(settings, start_ray=False)
     tokens = {"admin": (data / "admin-token").read_text().strip()}
     for role in ("viewer", "operator", "auditor"):
@@ -247,14 +253,18 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
                  {"service": "api_server", "reason": "before the kill"}).status_code == 200
     ray.get(orch.wait_idle.remote(60))
 
+    def ok(r):
+        assert r.status_code == 200, r.text  # 503 while an actor restarts: asked again
+        return r.json()
+
     def seen():
-        runs = _get(state, "/api/v1/recovery/runs", tokens["viewer"]).json()
+        runs = ok(_get(state, "/api/v1/recovery/runs", tokens["viewer"]))
         steps = {r["run_id"]: _get(state, f"/api/v1/recovery/runs/{r['run_id']}",
                                    tokens["viewer"]).json()["steps"] for r in runs}
         checks = _get(state, "/api/v1/health", tokens["viewer"]).json()["health_checks"]
         return {"runs": runs, "steps": steps,
-                "alerts": _get(state, "/api/v1/alerts", tokens["viewer"]).json(),
-                "models": _get(state, "/api/v1/models", tokens["viewer"]).json(),
+                "alerts": ok(_get(state, "/api/v1/alerts", tokens["viewer"])),
+                "models": ok(_get(state, "/api/v1/models", tokens["viewer"])),
                 "checks": sorted((c["name"], c["kind"]) for c in checks.values())}
 
     before = seen()
@@ -273,6 +283,78 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
         except Exception:  # still restarting
             continue
     assert after == before
+    # the adopted threshold's history came back too: an operator can still undo it
+    undone = _post(state, "/api/v1/thresholds/database/revert", tokens["operator"])
+    assert undone.status_code == 200 and undone.json()["old"] == [0.2, 60.0], undone.text
+    assert _get(state, "/api/v1/models", tokens["viewer"]).json()["thresholds"][
+        "database"] == undone.json()["new"]
+    again = _post(state, "/api/v1/thresholds/database/revert", tokens["operator"])
+    assert again.status_code == 404, again.text
+
+
+def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
+    """Failures of one service at about 14:00 UTC on six days running, written through the
+    audit trail as the guard writes them: a daily pattern, with its priority and impact."""
+    from actors.stores.audit_trail import AuditTrail
+    from healing.audit import PatientImpact, failure_event
+    from healing.safety import ClinicalContext
+
+    state, settings, tokens = stack
+    today = time.time() // 86400 * 86400
+    trail = AuditTrail.from_config(settings.audit_config(), b"k" * 32)
+    try:
+        for day in range(1, 7):
+            for minute in range(3):  # a few failures each time: one event per minute
+                trail.append(failure_event(
+                    service="billing_lookup", at=today - day * 86400 + 14 * 3600 + 60 * minute,
+                    context=ClinicalContext("administrative", "low"),
+                    pseudonymize=trail.pseudonymize, error_kind="TimeoutError",
+                    error="deadlock", provider="billing_db", recovery_actions=[],
+                    served_by=None, integrity=None, clinician_notified=False,
+                    patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+        trail.flush()
+    finally:
+        trail.close()
+    found = [p for p in _get(state, "/api/v1/patterns?days=10", tokens["viewer"]).json()
+             if p["service"] == "billing_lookup"]
+    assert len(found) == 1, found
+    [p] = found
+    assert p["frequency"] == "daily" and p["typical_cause"] == "TimeoutError"
+    assert p["occurrences"] == 6 and p["priority"] == "high"
+    assert "could be prevented" in p["estimated_impact"]
+    assert p["recommended_action"] == "restart"
+    assert p["next_expected"] % 86400 == pytest.approx(14 * 3600, abs=120)
+    assert _get(state, "/api/v1/patterns?days=0", tokens["viewer"]).status_code == 422
+
+
+def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
+    from learning.model_registry import log_training
+    from learning.monitor import MonitorPolicy
+    from learning.training import MonitorModel
+
+    state, settings, tokens = stack
+    uri = settings.mlflow_uri()
+    made = [log_training(uri, MonitorModel({"svc": MonitorPolicy(h=h)}, {"svc": {}}), {}, 10)[1]
+            for h in (8.0, 12.0)]
+    listed = _get(state, "/api/v1/models", tokens["viewer"]).json()
+    assert {v["version"] for v in listed["versions"]} >= set(made)
+    assert "thresholds" in listed
+    first, second = made
+    assert _post(state, f"/api/v1/models/{first}/promote", tokens["viewer"],
+                 {"reason": "x"}).status_code == 403
+    for v in (first, second):
+        r = _post(state, f"/api/v1/models/{v}/promote", tokens["operator"],
+                  {"reason": f"replay looked better for {v}"})
+        assert r.status_code == 200 and r.json()["champion"] == v, r.text
+    back = _post(state, "/api/v1/models/rollback", tokens["operator"], {"reason": "regressed"})
+    assert back.status_code == 200 and back.json()["champion"] == first, back.text
+    assert _post(state, "/api/v1/models/999999/promote", tokens["operator"],
+                 {"reason": "x"}).status_code == 404
+    actions = _actions_when(settings, lambda a: any(
+        x["action"] == "model_rolled_back" for x in a))
+    assert [(a["action"], a["details"]["version"]) for a in actions
+            if a["action"].startswith("model_")][-3:] == [
+        ("model_promoted", first), ("model_promoted", second), ("model_rolled_back", first)]
 
 
 # -- fuzzing the API from its own OpenAPI document ----------------------------------------

@@ -20,7 +20,8 @@ from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 
 __all__ = ["NAMESPACE", "ActorUnavailable", "as_completed", "call_actor", "find_actor", "get",
-           "init_ray", "kill", "named_actor", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
+           "init_ray", "kill", "named_actor", "plain_actor", "restart_actor", "run_task",
+           "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
 

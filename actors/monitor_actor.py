@@ -15,6 +15,7 @@ kept in :meth:`anomalies`. With ``model_uri`` it follows the MLflow champion mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -54,13 +55,20 @@ def _event(event: Any) -> tuple[float, float | None, bool, str | None] | None:
         return None
     return at, latency, bool(ok), error_kind
 
+def _start_soon(start: Any) -> None:
+    """Schedule ``start()`` on the actor's event loop (Ray runs an async actor's
+    constructor on it); without a loop (a plain object in a test) nothing starts."""
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop().create_task(start())
+
+
 class PredictiveMonitorActor:
     def __init__(self, redis_url: str, orchestrator: str | None = None, *,
                  policy: dict[str, Any] | None = None, sample_rate: float = 0.1,
                  prefix: str = "metrics", consumer: str = "monitor-1",
                  interval_s: float = 1.0, settle_s: float = 2.0,
                  model_uri: str | None = None, model_check_s: float = 60.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, autostart: bool = False) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
         self.orchestrator = orchestrator
@@ -77,6 +85,8 @@ class PredictiveMonitorActor:
         self.model_uri, self.model_check_s = model_uri, model_check_s
         self.model_version: str | None = None
         self._model_checked = float("-inf")
+        if autostart:  # also after Ray restarts this actor: it rebuilds it with these args
+            _start_soon(self.start)
 
     async def start(self) -> bool:
         """Run :meth:`step` every ``interval_s`` from now on (idempotent)."""
@@ -184,7 +194,8 @@ class PredictiveMonitorActor:
         return list(self._anomalies)
 
     async def state(self) -> dict[str, Any]:
-        return {**self.monitor.state(), "streams": sorted(self._streams),
+        return {**self.monitor.state(), "running": self._task is not None and
+                not self._task.done(), "streams": sorted(self._streams),
                 "events_read": self.events_read,
                 "events_malformed": self.events_malformed, "model_version": self.model_version,
                 "per_service_h": {s: p.h for s, p in self.monitor.per_service.items()}}

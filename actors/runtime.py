@@ -50,11 +50,9 @@ def predictive_monitor(redis_url: str, name: str = "monitor",
     """The cluster's predictive monitor (one per name), created on first use and, with
     ``start``, reading the metric streams from then on; it tells ``orchestrator`` of every
     anomaly (see :class:`~actors.monitor_actor.PredictiveMonitorActor`)."""
-    actor = named_actor(PredictiveMonitorActor, name, redis_url, orchestrator,
-                        max_task_retries=-1, max_concurrency=100, **kwargs)
-    if start:
-        actor.start.remote()
-    return actor
+    # started by its constructor, so that Ray's restart of it starts it again
+    return named_actor(PredictiveMonitorActor, name, redis_url, orchestrator,
+                       max_task_retries=-1, max_concurrency=100, autostart=start, **kwargs)
 
 
 def training_scheduler(cron: str, mlflow_uri: str, redis_url: str, history: list[str],
@@ -62,11 +60,9 @@ def training_scheduler(cron: str, mlflow_uri: str, redis_url: str, history: list
                        **kwargs: Any) -> Any:
     """The cluster's training scheduler (one per name), on ``cron`` (the settings'
     ``training_schedule``); see :class:`~actors.scheduler_actor.TrainingSchedulerActor`."""
-    actor = named_actor(TrainingSchedulerActor, name, cron, mlflow_uri, redis_url, history,
-                        max_concurrency=10, **kwargs)
-    if start:
-        actor.start.remote()
-    return actor
+    # started by its constructor, so that Ray's restart of it starts it again
+    return named_actor(TrainingSchedulerActor, name, cron, mlflow_uri, redis_url, history,
+                       max_concurrency=10, autostart=start, **kwargs)
 
 
 def orchestrator(name: str = "orchestrator", *, policy: Policy | None = None,

@@ -11,6 +11,7 @@ start it resumes from the last fire time Redis recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -31,7 +32,7 @@ class TrainingSchedulerActor:
     def __init__(self, cron: str, mlflow_uri: str, redis_url: str, history: list[str],
                  replay_on: list[str] | None = None, *, interval_s: float = 30.0,
                  key_prefix: str = "", now: float | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, autostart: bool = False) -> None:
         self.clock = clock or SystemClock()
         self.schedule = CronSchedule(cron)  # a bad expression fails here, naming the setting
         self.uri, self.history, self.replay_on = mlflow_uri, history, replay_on or history
@@ -43,6 +44,9 @@ class TrainingSchedulerActor:
         self.interval_s = interval_s
         self._running: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        if autostart:  # also after Ray restarts this actor: it rebuilds it with these args
+            with contextlib.suppress(RuntimeError):  # no loop: a plain object in a test
+                asyncio.get_running_loop().create_task(self.start())
 
     async def start(self) -> bool:
         if self._loop_task is None and self.interval_s > 0:

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         validation_alias=_alias("SELFHEAL_PAGERDUTY_EVENTS_URL", "pagerduty_events_url"))
     pagerduty_routing_key: SecretStr | None = Field(
         None, validation_alias=_alias("SELFHEAL_PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key"))
+    # browser origins allowed to call the control API (CORS); empty: none, CORS off
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        validation_alias=_alias("SELFHEAL_API_CORS_ORIGINS", "api_cors_origins"))
     # the service catalogue directory (healing.catalogue); None: the embedded default
     catalogue: pathlib.Path | None = Field(
         None, validation_alias=_alias("SELFHEAL_CATALOGUE", "catalogue"))

@@ -29,7 +29,8 @@ def control_api(settings: Settings, num_replicas: int = 1) -> Any:
 
         from .control_api import build_app  # noqa: PLC0415
 
-        return build_app(ControlBackend(settings))
+        return build_app(ControlBackend(settings),
+                         cors_origins=tuple(settings.api_cors_origins))
 
     deployment = serve.deployment(
         name="ControlAPI", num_replicas=num_replicas, ray_actor_options={"num_cpus": 0},

@@ -139,15 +139,25 @@ def test_an_operator_forces_a_circuit_open_and_resets_it(stack):
     from actors.runtime import circuit_actor
     from healing.cluster import ClusterPolicy
     from healing.config import CircuitConfig
+    from healing.window import FAILED, SUCCESS
 
     state, settings, tokens = stack
     name = f"care_locator:api-{uuid.uuid4().hex[:6]}"
     actor = circuit_actor(name, CircuitConfig(), ClusterPolicy(), REDIS_URL)
     import ray
 
-    ray.get(actor.tick.remote(time.time()))  # saved to Redis on first use
+    now = time.time()
+    # two processes report: one sees failures, one does not (the per-process view)
+    ray.get(actor.report.remote("replica-a", [(now, FAILED, False)] * 4 +
+                                [(now, SUCCESS, False)] * 4, now))
+    ray.get(actor.report.remote("replica-b", [(now, SUCCESS, False)] * 6, now + 1.5))
     ray.get(actor.force_open.remote(time.time(), "seed"))
     ray.get(actor.reset.remote(time.time(), "seed"))
+    [viewed] = [c for c in _get(state, "/api/v1/health", tokens["viewer"]).json()["circuits"]
+                if c["name"] == name]
+    assert viewed["processes"]["replica-a"]["failure_rate"] == pytest.approx(0.5)
+    assert viewed["processes"]["replica-b"]["failure_rate"] == 0.0
+    assert viewed["calls"] == 14 and viewed["failure_rate"] == pytest.approx(4 / 14)
     r = _post(state, f"/api/v1/circuits/{name}/force-open", tokens["operator"],
               {"reason": "provider maintenance"})
     assert r.status_code == 200 and r.json()["state"] == "forced_open", r.text
@@ -270,8 +280,11 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
     before = seen()
     assert before["runs"] and ("redis-local", "redis") in before["checks"]
     assert before["models"]["thresholds"]["database"] == [0.2, 60.0]
+    monitor = find_actor("monitor")
+    assert ray.get(monitor.state.remote())["running"]
     kill(orch, restart=True)
     kill(health, restart=True)
+    kill(monitor, restart=True)
     deadline = time.monotonic() + 60
     after = None
     while time.monotonic() < deadline:
@@ -283,6 +296,9 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
         except Exception:  # still restarting
             continue
     assert after == before
+    deadline = time.monotonic() + 30  # the restarted monitor reads the streams again
+    while not ray.get(find_actor("monitor").state.remote())["running"]:
+        assert time.monotonic() < deadline, "the restarted monitor did not start"
     # the adopted threshold's history came back too: an operator can still undo it
     undone = _post(state, "/api/v1/thresholds/database/revert", tokens["operator"])
     assert undone.status_code == 200 and undone.json()["old"] == [0.2, 60.0], undone.text
@@ -413,3 +429,53 @@ def test_fuzzed_requests_never_crash_and_refused_ones_change_nothing(stack):
     # and nothing a viewer asked for reached the audit trail as a change
     actions = _actions_when(settings_, lambda a: False, timeout_s=2)
     assert not [a for a in actions if "viewer-test" in a["operator"]]
+
+
+def test_cors_is_off_unless_configured_and_the_serve_config_deploys_the_app(stack,
+                                                                          monkeypatch):
+    """No CORS header by default; with origins configured, only they get one. The Serve
+    config shipped in the repo is valid for `serve deploy` and names an importable builder."""
+    import importlib
+    import pathlib
+
+    import yaml
+    from fastapi.testclient import TestClient
+    from ray.serve.schema import ServeDeploySchema
+
+    from actors.control import ControlBackend
+    from serve.control_api import build_app
+
+    state, settings, tokens = stack
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    r = httpx.options(f"{state['url']}/api/v1/health", headers=preflight, timeout=30)
+    assert "access-control-allow-origin" not in r.headers
+    backend = ControlBackend(settings)
+    try:
+        client = TestClient(build_app(backend, cors_origins=("https://ops.example",)))
+        ok = client.options("/api/v1/health", headers={**preflight,
+                                                       "Origin": "https://ops.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://ops.example"
+        other = client.options("/api/v1/health", headers=preflight)
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        backend.close()
+    config = pathlib.Path(__file__).resolve().parents[2] / "serve" / "serve_config.yaml"
+    schema = ServeDeploySchema.parse_obj(yaml.safe_load(config.read_text()))
+    [app] = schema.applications
+    assert schema.http_options.host == "127.0.0.1"
+    module, _, attr = app.import_path.partition(":")
+    builder = getattr(importlib.import_module(module), attr)
+    # what `serve run serve.control_app:app_builder` does, settings from the environment
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SELFHEAL_DATA_DIR", str(settings.data_dir))
+    from actors.serve_control import delete_app
+    from ray import serve
+
+    serve.run(builder({}), name="selfheal-built", route_prefix="/built")
+    try:
+        built = httpx.get(f"{state['url']}/built/api/v1/health", timeout=30,
+                          headers={"Authorization": f"Bearer {tokens['viewer']}"})
+        assert built.status_code == 200 and "circuits" in built.json()
+    finally:
+        delete_app("selfheal-built")

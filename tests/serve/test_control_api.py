@@ -469,8 +469,9 @@ def test_cors_is_off_unless_configured_and_the_serve_config_deploys_the_app(stac
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("SELFHEAL_DATA_DIR", str(settings.data_dir))
-    from actors.serve_control import delete_app
     from ray import serve
+
+    from actors.serve_control import delete_app
 
     serve.run(builder({}), name="selfheal-built", route_prefix="/built")
     try:

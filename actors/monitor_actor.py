@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import math
+import pickle
 from collections import deque
 from typing import Any
 
@@ -68,11 +69,23 @@ class PredictiveMonitorActor:
                  prefix: str = "metrics", consumer: str = "monitor-1",
                  interval_s: float = 1.0, settle_s: float = 2.0,
                  model_uri: str | None = None, model_check_s: float = 60.0,
-                 clock: Clock | None = None, autostart: bool = False) -> None:
+                 clock: Clock | None = None, autostart: bool = False,
+                 state_key: str | None = None, save_every_s: float = 30.0) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
+        # What the detectors learnt (baselines, evidence, latency and multivariate models),
+        # saved every ``save_every_s`` under ``state_key`` and taken back after a restart:
+        # a restarted monitor does not go blind for a warm-up. Pickled: it is our own state
+        # in our own Redis, which only selfheal's processes reach.
+        self.state_key, self.save_every_s = state_key, save_every_s
+        self._saved_at = float("-inf")
         self.orchestrator = orchestrator
-        self.monitor = PredictiveMonitor(MonitorPolicy(**(policy or {})))
+        wanted = MonitorPolicy(**(policy or {}))
+        restored = self._restored()
+        if restored is not None and restored.policy != wanted:
+            _log.warning("monitor policy changed since its state was saved: starting fresh")
+            restored = None
+        self.monitor = restored or PredictiveMonitor(wanted)
         self.sample_rate = sample_rate
         self.prefix, self.consumer = prefix, consumer
         self.interval_s, self.settle_s = interval_s, settle_s
@@ -94,10 +107,31 @@ class PredictiveMonitorActor:
             self._task = asyncio.get_running_loop().create_task(self._loop())
         return True
 
+    def _restored(self) -> PredictiveMonitor | None:
+        if self.state_key is None:
+            return None
+        try:
+            raw = self.client.get(self.state_key)
+            return None if raw is None else pickle.loads(raw)
+        except Exception:  # unreadable or from an incompatible version: start fresh
+            _log.warning("monitor state under %s not restored", self.state_key,
+                         exc_info=True)
+            return None
+
+    async def save_state(self) -> bool:
+        """Save what the detectors learnt now (the loop does every ``save_every_s``)."""
+        if self.state_key is None:
+            return False
+        self.client.set(self.state_key, pickle.dumps(self.monitor))
+        self._saved_at = self.clock.now()
+        return True
+
     async def _loop(self) -> None:
         while True:
             try:
                 await self.step()
+                if self.clock.now() - self._saved_at >= self.save_every_s:
+                    await self.save_state()
             except redis.RedisError:
                 _log.warning("metric streams unreachable; retrying", exc_info=True)
             except Exception:  # a bug must not stop the monitor for good: log it, go on

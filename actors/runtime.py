@@ -50,7 +50,9 @@ def predictive_monitor(redis_url: str, name: str = "monitor",
     """The cluster's predictive monitor (one per name), created on first use and, with
     ``start``, reading the metric streams from then on; it tells ``orchestrator`` of every
     anomaly (see :class:`~actors.monitor_actor.PredictiveMonitorActor`)."""
-    # started by its constructor, so that Ray's restart of it starts it again
+    # started by its constructor, so that Ray's restart of it starts it again, with what
+    # its detectors had learnt (saved under selfheal:{name}:detectors)
+    kwargs.setdefault("state_key", f"selfheal:{name}:detectors")
     return named_actor(PredictiveMonitorActor, name, redis_url, orchestrator,
                        max_task_retries=-1, max_concurrency=100, autostart=start, **kwargs)
 

@@ -39,7 +39,7 @@ def stack(ray_cluster, tmp_path_factory):
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)  # what an earlier stack's actors persisted
-    for pattern in ("selfheal:orchestrator:*", "selfheal:health:*"):
+    for pattern in ("selfheal:orchestrator:*", "selfheal:health:*", "selfheal:monitor:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
     state = up(settings, start_ray=False)
@@ -282,6 +282,22 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
     assert before["models"]["thresholds"]["database"] == [0.2, 60.0]
     monitor = find_actor("monitor")
     assert ray.get(monitor.state.remote())["running"]
+    # the monitor learns a service's usual error rate from its metric stream
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing.outcome import OutcomeRecord
+
+    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=1.0)
+    t = time.time()
+    for k in range(50):
+        recorder.record(OutcomeRecord("restart_probe", "p", True, 0.01, None, "primary", None,
+                                      "informational", "low", t + k * 0.01))
+    recorder.flush()
+    deadline = time.monotonic() + 30
+    while "restart_probe" not in ray.get(monitor.state.remote())["services"]:
+        assert time.monotonic() < deadline, "the monitor never read the stream"
+    assert ray.get(monitor.save_state.remote())
+    learnt = ray.get(monitor.state.remote())
     kill(orch, restart=True)
     kill(health, restart=True)
     kill(monitor, restart=True)
@@ -299,6 +315,8 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
     deadline = time.monotonic() + 30  # the restarted monitor reads the streams again
     while not ray.get(find_actor("monitor").state.remote())["running"]:
         assert time.monotonic() < deadline, "the restarted monitor did not start"
+    again = ray.get(find_actor("monitor").state.remote())
+    assert "restart_probe" in again["services"] and again["scored"] >= learnt["scored"]
     # the adopted threshold's history came back too: an operator can still undo it
     undone = _post(state, "/api/v1/thresholds/database/revert", tokens["operator"])
     assert undone.status_code == 200 and undone.json()["old"] == [0.2, 60.0], undone.text

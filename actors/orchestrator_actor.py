@@ -29,6 +29,7 @@ from healing.workflow import (
     CheckCriteria,
     RecoveryWorkflow,
     RunAction,
+    StepFinished,
     StepOutcome,
     StepRecord,
     Trigger,
@@ -269,8 +270,6 @@ class RecoveryOrchestratorActor:
         try:
             result = await self._drive(workflow, event, run_id)
             summary.update(succeeded=result.succeeded, ended=result.ended)
-            for rec in result.steps:
-                await self._record(run_id, workflow, rec.status.value, rec)
             self._count(workflow.service, [f"{r.action}:{r.status.value}" for r in result.steps]
                         + [f"runs:{result.ended}"])
         except Exception as exc:  # a broken runner must not stop the orchestrator
@@ -301,7 +300,10 @@ class RecoveryOrchestratorActor:
                 cmd = plan.send(reply)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            if isinstance(cmd, RunAction):
+            if isinstance(cmd, StepFinished):  # its outcome, in the trail before the next
+                await self._record(run_id, workflow, cmd.record.status.value, cmd.record)
+                reply = None
+            elif isinstance(cmd, RunAction):
                 await self._record(run_id, workflow, "started", cmd)
                 reply = await self._act(workflow, event, cmd)
             elif isinstance(cmd, CheckCriteria):

@@ -37,6 +37,7 @@ __all__ = [
     "RecoveryWorkflow",
     "RunAction",
     "StepOutcome",
+    "StepFinished",
     "StepRecord",
     "StepStatus",
     "Trigger",
@@ -298,12 +299,23 @@ class WorkflowResult:
     steps: tuple[StepRecord, ...]
 
 
-Plan = Generator[RunAction | CheckCriteria, Any, WorkflowResult]
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """Notice: a step's record is final (send back nothing). Drivers write it down at once,
+    so a driver that dies mid-workflow has already recorded every step that finished."""
+
+    record: StepRecord
+
+
+Plan = Generator[RunAction | CheckCriteria | StepFinished, Any, WorkflowResult]
 
 
 def execute(workflow: RecoveryWorkflow, start: float,
             validator: ClinicalSafetyValidator | None = None) -> Plan:
     """Run ``workflow`` from monotonic time ``start``; yields commands, returns the result.
+
+    Every step's record is also yielded as a :class:`StepFinished` as soon as it is final,
+    in the order of the result's ``steps``.
 
     Each step gets ``min(step.timeout_s, time left in the workflow)``. A step succeeds when
     its action succeeds and its success criteria hold. On failure its ``failure_action``
@@ -320,11 +332,12 @@ def execute(workflow: RecoveryWorkflow, start: float,
         if not validation["allowed"]:
             records.append(StepRecord(i, step.action, StepStatus.REFUSED, step.config, None,
                                       validation["reason"], 0.0, validation))
+            yield StepFinished(records[-1])
             continue
         left = deadline - now
         if left <= 0:
             ended, succeeded = "timed_out", False
-            records += _skipped(workflow.steps, i, validation)
+            yield from _finished(records, _skipped(workflow.steps, i, validation))
             break
         outcome: StepOutcome = yield RunAction(i, step, min(step.timeout_s, left))
         now = max(now, outcome.now)
@@ -342,11 +355,12 @@ def execute(workflow: RecoveryWorkflow, start: float,
         records.append(StepRecord(i, step.action, status, step.config, outcome.result,
                                   error or ("timed out" if outcome.timed_out else None),
                                   outcome.duration_s, validation))
+        yield StepFinished(records[-1])
         if ok:
             continue
         if now >= deadline:
             ended, succeeded = "timed_out", False
-            records += _skipped(workflow.steps, i + 1, validation)
+            yield from _finished(records, _skipped(workflow.steps, i + 1, validation))
             break
         if step.failure_action is FailureAction.CONTINUE:
             succeeded = False
@@ -354,10 +368,10 @@ def execute(workflow: RecoveryWorkflow, start: float,
         succeeded = False
         if step.failure_action is FailureAction.ABORT:
             ended = "aborted"
-            records += _skipped(workflow.steps, i + 1, validation)
+            yield from _finished(records, _skipped(workflow.steps, i + 1, validation))
             break
         ended = "rolled_back"
-        records += _skipped(workflow.steps, i + 1, validation)
+        yield from _finished(records, _skipped(workflow.steps, i + 1, validation))
         for j, rb in reversed(list(enumerate(workflow.rollback_steps))):
             out: StepOutcome = yield RunAction(j, rb, rb.timeout_s, rollback=True)
             records.append(StepRecord(j, rb.action, StepStatus.ROLLED_BACK if out.ok
@@ -365,6 +379,7 @@ def execute(workflow: RecoveryWorkflow, start: float,
                                       out.error, out.duration_s, {"allowed": True,
                                                                   "rule": "rollback"},
                                       rollback=True))
+            yield StepFinished(records[-1])
         break
     return WorkflowResult(workflow.id, workflow.service, succeeded, ended, tuple(records))
 
@@ -380,6 +395,13 @@ def _clear(step: RecoveryStep, workflow: RecoveryWorkflow,
     v = validator.validate_recovery_action(step.action, workflow.context, workflow.service)
     return {"allowed": v.allowed, "rule": v.rule, "reason": v.reason,
             "requires_validation": v.requires_validation}
+
+
+def _finished(records: list[StepRecord],
+              done: list[StepRecord]) -> Generator[StepFinished, Any, None]:
+    for rec in done:
+        records.append(rec)
+        yield StepFinished(rec)
 
 
 def _skipped(steps: tuple[RecoveryStep, ...], start: int,

@@ -36,6 +36,7 @@ from healing.workflow import (
     Criterion,
     RecoveryWorkflow,
     RunAction,
+    StepFinished,
     StepOutcome,
     StepRecord,
     WorkflowResult,
@@ -75,6 +76,10 @@ class WorkflowRun:
             except StopIteration as stop:
                 self._finish(stop.value)
                 return
+            if isinstance(cmd, StepFinished):  # written down now, as the live driver does
+                self._record(cmd.record)
+                reply = None
+                continue
             if isinstance(cmd, CheckCriteria):
                 if cmd.wait_s > 0:  # judge the window after the step, when it has passed
                     self.sim.after(cmd.wait_s, functools.partial(self._judge, cmd.criteria))
@@ -92,8 +97,6 @@ class WorkflowRun:
 
     def _finish(self, result: WorkflowResult) -> None:
         sim = self.sim
-        for rec in result.steps:
-            self._record(rec)
         self.summary.update(ended=result.ended, succeeded=result.succeeded,
                             ended_s=round(sim.clock.now(), 3))
         sim.queue.finish(self.workflow.service, sim.clock.now())

@@ -101,9 +101,10 @@ def test_a_trigger_moves_traffic_cluster_wide_and_alerts(ray_cluster, setup):
     [run] = ray_cluster.get(o.runs.remote())
     assert run["succeeded"] and run["ended"] == "completed"
     history = ray_cluster.get(o.history.remote(run["run_id"]))
+    # each step's outcome is written as soon as it is known, before the next step starts
     assert [(h["action"], h["status"]) for h in history] == [
-        ("fallback", "started"), ("alert", "started"),
-        ("fallback", "succeeded"), ("alert", "succeeded")]
+        ("fallback", "started"), ("fallback", "succeeded"),
+        ("alert", "started"), ("alert", "succeeded")]
     # Every process's guard now skips the failed provider: the cluster forced it open.
     wait_until(lambda: ray_cluster.get(s["host"].state_of.remote(s["service"], "gemini:pro"))
                == "OPEN")
@@ -304,3 +305,60 @@ def test_an_error_rate_over_threshold_in_the_metric_stream_starts_the_workflow(r
         for key in client.scan_iter(f"metrics:{service}*"):
             client.delete(key)
         client.delete(f"recovery:{service}")
+
+
+def test_a_run_cut_short_by_a_restart_comes_back_interrupted_with_its_steps():
+    """The orchestrator dies while a step runs: its successor (built from the same
+    arguments, as Ray rebuilds it) lists the run, its steps so far, and why it ended."""
+    import asyncio
+    import dataclasses
+
+    from actors.orchestrator_actor import RecoveryOrchestratorActor
+    from actors.recovery_actions import ActionRegistry
+
+    prefix = f"selfheal:test-orch-{uuid.uuid4().hex[:8]}"
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def first(ctx):
+        return "done"
+
+    async def hang(ctx):  # the step that is running when the actor dies
+        started.set()
+        await release.wait()
+
+    actions = ActionRegistry()
+    actions.register("alert", first)
+    actions.register("restart", hang)
+    workflow = dataclasses.replace(
+        flow("drill", RecoveryStep("alert", {"severity": "high", "channel": "slack"},
+                                   timeout_s=5),
+             RecoveryStep("restart", {"graceful": True}, timeout_s=20)),
+        trigger=Trigger.MANUAL)
+
+    async def scenario():
+        a = RecoveryOrchestratorActor([workflow], actions=actions, redis_url=REDIS_URL,
+                                      state_prefix=prefix)
+        await a.trigger(TriggerEvent(Trigger.MANUAL, "drill", "operator"))
+        await asyncio.wait_for(started.wait(), 10)
+        before = await a.runs()
+        for task in list(a._tasks):  # the process dies: nothing after this point runs
+            task.cancel()
+        b = RecoveryOrchestratorActor([workflow], actions=actions, redis_url=REDIS_URL,
+                                      state_prefix=prefix)
+        return before, await b.runs(), await b.history(before[0]["run_id"])
+
+    try:
+        before, after, steps = asyncio.run(scenario())
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    assert len(before) == 1 and "ended" not in before[0]
+    [run] = after
+    assert run["run_id"] == before[0]["run_id"] and run["succeeded"] is False
+    assert run["ended"] == "interrupted: the orchestrator restarted"
+    assert [(s["action"], s["status"]) for s in steps] == [
+        ("alert", "started"), ("alert", "succeeded"), ("restart", "started")]

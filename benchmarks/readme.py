@@ -45,6 +45,8 @@ ROWS = [
      "audit verify, 1,000,000 records in SQLite (chains, typed rows, checkpoints)"),
     ("simulated requests/s through the full guard path, an outage hour",
      "simulated requests/s through the full guard path (1 h, 50 rps, outage)"),
+    ("the same outage hour, against a bare loop with the same outage",
+     "simulated requests/s, outage hour, against a bare loop with the same outage"),
     ("the same hour with no fault",
      "simulated requests/s through the full guard path (1 h, 50 rps, no fault)"),
     ("a 24 h, 10-service simulated day",

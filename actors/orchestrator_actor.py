@@ -132,6 +132,8 @@ class RecoveryOrchestratorActor:
         """Admit a trigger; returns at once with what became of it."""
         self._start_watching()
         admission = self.queue.submit(event, self.clock.now())
+        # every detection that reached the orchestrator, whatever became of it (/metrics)
+        self._count(event.service, [f"triggers:{event.trigger.value}"])
         self._pump()
         return admission.value
 

@@ -2,8 +2,9 @@
 
 Built per scrape from the stores, so one scrape of any replica sees the whole cluster (not
 the replica's own counters): circuit states from their Redis hashes, call counters from the
-metric streams' exact counters, workflow outcomes from the orchestrator's counters, circuit
-transitions and fallback answers from the audit database, and the audit spool's backlog.
+metric streams' exact counters, workflow outcomes and detections from the orchestrator's
+counters, circuit transitions and fallback answers from the audit database, and the audit
+spool's backlog.
 Names follow Prometheus conventions: ``selfheal_`` prefix, ``_total`` counters, base units.
 """
 
@@ -78,6 +79,10 @@ class _Cluster:
 
         runs = CounterMetricFamily("selfheal_workflow_runs", "recovery runs by outcome",
                                    labels=["service", "outcome"])
+        detections = CounterMetricFamily(
+            "selfheal_detections", "triggers that reached the orchestrator (circuit_open, "
+            "health_check_failed, error_threshold, anomaly, predicted, manual)",
+            labels=["service", "signal"])
         steps = CounterMetricFamily("selfheal_workflow_steps", "recovery steps by outcome",
                                     labels=["service", "action", "status"])
         for service, counts in sorted(b.workflow_counts().items()):
@@ -85,9 +90,11 @@ class _Cluster:
                 kind, _, rest = field.partition(":")
                 if kind == "runs":
                     runs.add_metric([service, rest], n)
+                elif kind == "triggers":
+                    detections.add_metric([service, rest], n)
                 else:
                     steps.add_metric([service, kind, rest], n)
-        yield from (runs, steps)
+        yield from (runs, steps, detections)
 
         segments, size = b.spool_backlog()
         yield GaugeMetricFamily("selfheal_audit_spool_segments",

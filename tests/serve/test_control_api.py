@@ -199,6 +199,10 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     assert {"selfheal_circuit_state", "selfheal_audit_spool_segments",
             "selfheal_workflow_runs"} <= set(families)
     assert families["selfheal_workflow_runs"].type == "counter"
+    # the manual triggers earlier tests made are detections too, counted exactly
+    manual = [s for s in families["selfheal_detections"].samples
+              if s.labels == {"service": "care_locator", "signal": "manual"}]
+    assert manual and manual[0].value >= 1
     _actions_when(settings, lambda a: len(a) >= 1)
     page = _get(state, "/api/v1/audit?kind=operator_action&limit=2", tokens["auditor"]).json()
     assert page["limit"] == 2 and len(page["items"]) <= 2 and page["total"] >= 1

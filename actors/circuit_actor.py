@@ -66,7 +66,8 @@ class CircuitBreakerActor:
         if saved is not None:
             self.core.restore(saved)
         self._changed = asyncio.Condition()
-        self._unsaved = False
+        # a new circuit is written on its first call, so operators see it from the start
+        self._unsaved = saved is None
         self._last_state = self.core.state
         self._stats_at = float("-inf")
         self.orchestrator = orchestrator  # the actor told when the circuit opens
@@ -131,8 +132,15 @@ class CircuitBreakerActor:
         rates = self.core.process_rates(now)
         calls = sum(n for n, _ in rates.values())
         failed = sum(n * r for n, r in rates.values())
+        cfg = self.core.config
+        unit = "s" if cfg.window_type is WindowType.TIME else "calls"
         stats = {"calls": calls, "failure_rate": failed / calls if calls else 0.0,
-                 "processes": {p: {"calls": n, "failure_rate": r} for p, (n, r) in rates.items()}}
+                 "processes": {p: {"calls": n, "failure_rate": r} for p, (n, r) in rates.items()},
+                 # the breaker's settings, so that an operator sees the rates against them
+                 "settings": {"failure_rate_threshold": cfg.failure_rate_threshold,
+                              "minimum_number_of_calls": cfg.minimum_number_of_calls,
+                              "window": f"{cfg.window_size} {unit}",
+                              "wait_in_open_s": cfg.wait_in_open_s}}
         with contextlib.suppress(StateStoreError):  # the next report tries again
             self.store.save_field(self.core.name, "stats", stats)
 

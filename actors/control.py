@@ -103,6 +103,54 @@ class ControlBackend:
         return {k.split(":")[1]: {f.decode(): int(v) for f, v in row.items()}
                 for k, row in zip(keys, rows, strict=True)}
 
+    def services(self, since: float, until: float, step_s: float = 60.0) -> dict[str, Any]:
+        """Per service, from its metric stream between ``since`` and ``until``: each step's
+        calls, errors and p95 latency (ms), and who answered patients (the primary; each
+        fallback tier; nobody: failed explicitly). Every failure is in the stream; successes
+        are a sample (``metrics_sample_rate``), so primary answers are estimates, marked so."""
+        rate = self.settings.metrics_sample_rate or 1.0
+        steps = max(1, int((until - since) // step_s))
+        out: dict[str, Any] = {}
+        lo, hi = f"{int(since * 1000)}-0", f"{int(until * 1000)}-18446744073709551615"
+        try:
+            names = sorted(k.decode()[len("metrics:"):] for k in
+                           self.redis.scan_iter("metrics:*", count=1000, _type="stream"))
+            pipe = self.redis.pipeline(transaction=False)
+            for n in names:
+                pipe.xrange(f"metrics:{n}", lo, hi)
+            entries = pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        for name, rows in zip(names, entries, strict=True):
+            calls, errors = [0.0] * steps, [0] * steps
+            latencies: list[list[float]] = [[] for _ in range(steps)]
+            answered: dict[str, float] = {"primary": 0.0}
+            failed = 0
+            for _id, fields in rows:
+                for at, latency, ok, error_kind, tier, _provider in json.loads(fields[b"events"]):
+                    i = int((at - since) // step_s)
+                    if not 0 <= i < steps:
+                        continue
+                    weight = 1.0 if error_kind is not None else 1.0 / rate
+                    calls[i] += weight
+                    if error_kind is not None:
+                        errors[i] += 1
+                    if latency is not None:
+                        latencies[i].append(latency)
+                    if not ok:
+                        failed += 1
+                    elif tier == "primary":
+                        answered["primary"] += weight
+                    else:
+                        answered[tier] = answered.get(tier, 0.0) + 1
+            out[name] = {
+                "calls": [round(c, 1) for c in calls], "errors": errors,
+                "p95_ms": [None if not v else round(sorted(v)[int(0.95 * (len(v) - 1))] * 1000, 1)
+                           for v in latencies],
+                "answered": {k: round(v, 1) for k, v in answered.items()},
+                "failed_explicitly": failed, "primary_estimated": rate < 1.0}
+        return {"since": since, "step_s": step_s, "services": out}
+
     def workflow_counts(self) -> dict[str, dict[str, int]]:
         try:
             keys = sorted(k.decode() for k in self.redis.scan_iter("recovery:*", count=1000))
@@ -346,5 +394,5 @@ def _circuit(name: str, raw: dict[str, bytes | None]) -> dict[str, Any]:
             "isolated": json.loads(text("isolated") or "[]"),
             "lease_holder": text("lease_holder"), "reason": text("reason") or "",
             "calls": stats.get("calls", 0), "failure_rate": stats.get("failure_rate", 0.0),
-            "processes": stats.get("processes", {})}
+            "processes": stats.get("processes", {}), "settings": stats.get("settings", {})}
 

@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# Start Redis (6379) and PostgreSQL (5432) on 127.0.0.1 if they are not already answering.
+# Start Redis (6379) and PostgreSQL (5432) on 127.0.0.1 if they are not already answering,
+# and install Debian's chromium (the dashboard's browser tests drive it) if it is missing.
 set -euo pipefail
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests"
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    else
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    fi
+fi
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

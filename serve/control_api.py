@@ -13,12 +13,14 @@ reads and actor calls never stall the event loop of the Serve replica.
 
 
 import logging
+import pathlib
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from actors.control import ControlBackend, NotFound, Unavailable
@@ -29,7 +31,9 @@ from healing.errors import ConfigError
 
 from .prometheus import exposition
 
-__all__ = ["build_app"]
+__all__ = ["DASHBOARD", "build_app"]
+
+DASHBOARD = pathlib.Path(__file__).with_name("dashboard")
 
 _log = logging.getLogger("selfheal.api")
 
@@ -72,6 +76,8 @@ class Circuit(BaseModel):
     calls: int
     failure_rate: float
     processes: dict[str, Any] = Field(description="per process: calls and failure rate")
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="the breaker's thresholds and windows")
 
 
 class Health(BaseModel):
@@ -165,6 +171,14 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         _log.exception("control API request failed")
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
 
+    # The operator dashboard: static files only (no data, so no token); it reads and acts
+    # through the routes below, like any other client.
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
     @app.get("/api/v1/livez", tags=["service"], responses={})
     def livez() -> dict[str, bool]:
         """Liveness, for load balancers: no token needed, nothing read."""
@@ -179,6 +193,19 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
                       health_checks=backend.health_checks(), services=backend.calls(),
                       recent_failures=backend.recent_failures(now - hours * 3600, now, limit),
                       since=now - hours * 3600)
+
+    @app.get("/api/v1/whoami", tags=["tokens"])
+    def whoami(token: Reader) -> dict[str, str]:
+        """The token's id, name and role: what a client may offer its user."""
+        return {"id": token.id, "name": token.name, "role": token.role}
+
+    @app.get("/api/v1/services", tags=["health"])
+    def services(_: Reader, minutes: Annotated[int, Query(ge=1, le=24 * 60)] = 60,
+                 step_s: Annotated[int, Query(ge=10, le=3600)] = 60) -> dict[str, Any]:
+        """Per service over the last ``minutes``: calls, errors and p95 latency per step, and
+        patient impact: answers by the primary and by each fallback tier, explicit failures."""
+        now = backend.clock.wall()
+        return backend.services(now - minutes * 60, now, float(step_s))
 
     @app.get("/api/v1/circuits", tags=["circuits"])
     def circuits(_: Reader) -> list[Circuit]:

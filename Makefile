@@ -11,6 +11,7 @@ DEPS := pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/selfheal demo
+	$(VENV)/bin/selfheal demo --live --duration 150s
 
 test: $(STAMP) services lint
 	$(PY) -m pytest -q

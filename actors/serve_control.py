@@ -123,12 +123,19 @@ def run_app(app: Any, name: str, *, scalable: bool = False) -> Any:
     return serve.run(app, name=name, route_prefix=None, external_scaler_enabled=scalable)
 
 
-def serve_http(app: Any, name: str, *, host: str, port: int, route_prefix: str = "/") -> Any:
-    """Start Serve's HTTP proxy on ``host:port`` (loopback unless configured otherwise) and
-    deploy ``app`` there at ``route_prefix``. Serve's proxy options are fixed when Serve first
-    starts in a cluster: a cluster whose Serve already runs keeps its own host and port."""
+def serve_http(app: Any, name: str, *, host: str, port: int, route_prefix: str = "/") -> str:
+    """Start Serve's HTTP proxy on ``host:port`` (loopback unless configured otherwise),
+    deploy ``app`` there at ``route_prefix``, and return the base URL it answers on.
+
+    Serve's proxy options are fixed when Serve first starts in a cluster: a cluster whose
+    Serve already runs keeps its own host and port, so the URL is read back from Serve's
+    controller rather than assumed."""
     serve.start(http_options={"host": host, "port": port})
-    return serve.run(app, name=name, route_prefix=route_prefix)
+    serve.run(app, name=name, route_prefix=route_prefix)
+    controller = ray.get_actor(_CONTROLLER, namespace=_SERVE_NAMESPACE)
+    config = ray.get(controller.get_http_config.remote())
+    bound = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    return f"http://{bound}:{config.port}"
 
 
 def app_status(name: str) -> str | None:

@@ -16,6 +16,17 @@ def _demo(args: argparse.Namespace) -> int:
     from serve.demo import run_demo
     from serve.demo_simulation import run_simulation_demo
 
+    if args.live:
+        from healing.files import parse_duration
+        from serve.demo_live import run_live_demo
+
+        try:
+            duration = parse_duration(args.duration, "--duration")
+        except ValueError as exc:
+            return _fail(exc)
+        run_live_demo(out=sys.stdout, duration_s=duration)
+        return 0
+
     run_demo(out=sys.stdout, color=args.color)
     if args.core_only:
         run_simulation_demo(out=sys.stdout, chapter=6)
@@ -235,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a short scripted outage and explain each step")
     demo.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                       help="colour the output (default: when writing to a terminal)")
+    demo.add_argument("--live", action="store_true",
+                      help="run the service with a clinical workload and scripted outages, "
+                           "and watch them on the dashboard")
+    demo.add_argument("--duration", default="150s",
+                      help="how long --live runs (default 150s; Ctrl-C stops it sooner)")
     demo.add_argument("--core-only", action="store_true",
                       help="only the in-process stories (no Ray, no Redis)")
     demo.set_defaults(func=_demo)

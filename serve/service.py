@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from actors.alerts import AlertRouter, Endpoint
@@ -35,7 +36,7 @@ from learning.policy import policy_from
 
 from .control_app import APP_NAME, control_api
 
-__all__ = ["ServiceError", "create_token", "down", "prepare", "status", "up"]
+__all__ = ["ServiceError", "create_token", "down", "prepare", "status", "stop_actors", "up"]
 
 ACTORS = ("orchestrator", "health", "monitor", "training-scheduler")
 
@@ -91,6 +92,18 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
         training_scheduler(settings.training_schedule, settings.mlflow_uri(),
                            settings.redis_url, [])  # type: ignore[arg-type]
     return settings
+
+
+def stop_actors(circuits: Sequence[str] = ()) -> list[str]:
+    """Kill the service's long-lived actors (and the named circuits' actors) for good;
+    returns the names of those that ran."""
+    stopped = []
+    for name in (*ACTORS, *(f"circuit:{c}" for c in circuits)):
+        actor = find_actor(name, NAMESPACE)
+        if actor is not None:
+            kill(actor)
+            stopped.append(name)
+    return stopped
 
 
 def first_admin_token(settings: Settings) -> pathlib.Path | None:
@@ -155,12 +168,12 @@ def up(settings: Settings, *, catalogue: Catalogue | None = None,
         address, started = _start_head(settings), True
     init_ray(address)
     settings = prepare(settings, cat)
-    serve_http(control_api(settings), APP_NAME, host=settings.api_host,
-               port=settings.api_port)
+    url = serve_http(control_api(settings), APP_NAME, host=settings.api_host,
+                     port=settings.api_port)
     token_file = first_admin_token(settings)
     state = {"ray_address": address, "started_ray": started,
              "ray_temp": str(_ray_temp(settings)) if started else None,
-             "url": f"http://{settings.api_host}:{settings.api_port}",
+             "url": url,
              "redis_url": settings.redis_url, "catalogue": cat.source,
              "admin_token_file": str(token_file) if token_file else None}
     _state_file(settings).write_text(json.dumps(state, indent=2))
@@ -235,12 +248,7 @@ def down(settings: Settings) -> dict[str, Any]:
     state = json.loads(path.read_text())
     init_ray(state["ray_address"])
     shutdown_serve()
-    stopped = []
-    for name in ACTORS:
-        actor = find_actor(name, NAMESPACE)
-        if actor is not None:
-            kill(actor)
-            stopped.append(name)
+    stopped = stop_actors()
     if state.get("started_ray"):
         _stop_node(_ray_temp(settings))
     if settings.redis_url is None:  # the embedded one: stop it

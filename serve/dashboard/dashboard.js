@@ -116,7 +116,8 @@ function renderRuns(runs) {
   const ol = document.querySelector("#runs ol");
   const newest = [...runs].reverse().slice(0, 30);
   ol.replaceChildren(...newest.map((r) => {
-    const outcome = r.ended === undefined ? "running" : r.succeeded ? "succeeded" : r.ended;
+    const outcome = r.ended === undefined ? "running" : r.succeeded ? "succeeded"
+      : r.ended === "completed" ? "completed, a step failed" : r.ended.replaceAll("_", " ");
     const cls = r.ended === undefined ? "warn" : r.succeeded ? "ok" : "bad";
     const took = r.ended_at ? `${(r.ended_at - r.started_at).toFixed(1)} s` : "";
     const details = el("details", { "data-run": r.run_id,

@@ -122,3 +122,23 @@ def test_simulate_replays_the_operators_catalogue(tmp_path, capsys, monkeypatch)
     assert main(["simulate", scenario, "--no-mlflow", "--local",
                  "--catalogue", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: catalogue: is not a directory" in capsys.readouterr().err
+
+
+def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster):
+    """A short script on the live demo (its own embedded state; the session's Ray): the
+    narrator sees the circuit open, a recovery run, and the alert it raised."""
+    from serve.demo_live import run_live_demo
+
+    out = io.StringIO()
+    seen = run_live_demo(out=out, duration_s=40, port=0, rate_per_s=30, script=[
+        (2, "clinical_reasoning:gemini:pro", True, "gemini:pro goes down"),
+        (30, "clinical_reasoning:gemini:pro", False, "gemini:pro is back"),
+        (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer")])
+    text = out.getvalue()
+    assert "/dashboard/" in text and "operator token: shk_" in text
+    events = "\n".join(seen["events"])
+    assert "circuit clinical_reasoning:gemini:pro: closed →" in events
+    assert "recovery: ai-service-failure started for clinical_reasoning" in events
+    assert "alert [high] clinical_reasoning" in events
+    assert "→ closed" in events.split("gemini:pro: closed →", 1)[1]  # reset, or recovered
+    assert "patient-" not in text  # identifiers never reach the terminal

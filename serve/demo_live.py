@@ -1,0 +1,232 @@
+"""``selfheal demo --live``: the running service, a clinical workload and scripted outages,
+narrated in the terminal while the dashboard shows them.
+
+On private embedded state (a temporary data directory, its own Redis, SQLite, a local Ray):
+the service as ``selfheal up`` builds it, with the control API and the dashboard on
+loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging and
+care-locator requests through their guards; a script takes providers down and brings them
+back. What selfheal detects and does is read back from the public API and told as it
+happens. Ctrl-C, or the end of ``duration_s``, stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import httpx
+
+from actors.process import GuardProcess
+from actors.ray_gateway import init_ray
+from actors.serve_control import delete_app, serve_http
+from actors.settings import Settings
+from healing import CircuitConfig, ClinicalContext, WindowType
+from healing.errors import SelfHealError
+
+from .control_app import APP_NAME, control_api
+from .service import create_token, first_admin_token, prepare, stop_actors
+from .webhook_sink import LocalWebhook
+
+# (service, primary provider, its alternative, the request's clinical context)
+WORKLOAD = [
+    ("clinical_reasoning", "gemini:pro", "deepseek", ClinicalContext("diagnostic", "high")),
+    ("pharmaguard", "pharmaguard_api", "local_database",
+     ClinicalContext("prescriptive", "high")),
+    ("xray_analysis", "gemini:pro", "gemini:flash", ClinicalContext("diagnostic", "high")),
+    ("care_locator", "care_locator_api", None, ClinicalContext("informational", "low")),
+]
+# (seconds from the start, provider, down?, what the narrator says); a provider of None is
+# the on-call engineer resetting the circuit named in the text's first word, through the API
+SCRIPT = [
+    (15, "clinical_reasoning:gemini:pro", True,
+     "the primary AI provider (gemini:pro) stops answering clinical reasoning"),
+    (45, "pharmaguard:pharmaguard_api", True,
+     "the drug-interaction API goes down: prescriptive, so never cached data"),
+    (70, "clinical_reasoning:gemini:pro", False, "gemini:pro answers again"),
+    (75, None, False, "clinical_reasoning:gemini:pro — the on-call engineer sees gemini:pro "
+                      "healthy and resets its circuit from the dashboard (operator token)"),
+    (80, "pharmaguard:pharmaguard_api", False, "the drug-interaction API is back"),
+    (95, "care_locator:care_locator_api", True,
+     "the care locator's only provider fails (no alternative: cached answers, then a notice)"),
+    (115, "care_locator:care_locator_api", False, "the care locator is back"),
+]
+
+
+def _answer(service: str) -> dict[str, Any]:
+    return {"answer": "ok", "diagnosis": "community-acquired pneumonia", "confidence": 0.91,
+            "interactions": [], "findings": ["right lower lobe opacity"], "service": service}
+
+
+class Faults:
+    """Which providers are down; each provider checks on every call."""
+
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+
+    def provider(self, key: str, service: str) -> Callable[[str], dict[str, Any]]:
+        def call(question: str) -> dict[str, Any]:
+            if key in self.down:
+                time.sleep(0.05)
+                raise ConnectionError(f"{key} refused the connection")
+            time.sleep(random.uniform(0.005, 0.02))
+            return _answer(service)
+        return call
+
+
+def _workload(proc: GuardProcess, faults: Faults, stop: threading.Event,
+              rate_per_s: float) -> None:
+    questions = [f"case-{i}" for i in range(40)]
+    while not stop.is_set():
+        service, primary, _alternative, ctx = random.choice(WORKLOAD)
+        q = random.choice(questions)
+        ctx = ClinicalContext(ctx.operation_type, ctx.criticality,
+                              patient_id=f"patient-{random.randint(1, 500):04d}")
+        with contextlib.suppress(SelfHealError, ConnectionError):
+            proc.guard.call(service, faults.provider(f"{service}:{primary}", service), q,
+                            context=ctx, provider=primary, cache_key=q)
+        stop.wait(random.expovariate(rate_per_s))
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
+                  port: int = 8000, rate_per_s: float = 15.0,
+                  script: list[tuple[float, str | None, bool, str]] | None = None,
+                  ) -> dict[str, Any]:
+    """Run the live story (``script``: the outages, default ``SCRIPT``); returns what the
+    narrator saw (for tests)."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    say = out.write
+    tmp = tempfile.TemporaryDirectory(prefix="selfheal-live-")
+    hook = LocalWebhook()  # Slack, on loopback
+    settings = Settings.embedded(tmp.name).model_copy(update={
+        "api_port": _free_port(port), "slack_webhook_url": hook.url})
+    say("\n── The running service, live " + "─" * 44 + "\n")
+    say("   Starting Ray, the stores, the actors and the control API (about 15 s)...\n")
+    init_ray(num_cpus=2, private=True)
+    settings = prepare(settings)
+    url = serve_http(control_api(settings), APP_NAME, host=settings.api_host,
+                     port=settings.api_port)
+    first_admin_token(settings)
+    viewer, _ = create_token(settings, "viewer", "demo-viewer")
+    operator, _ = create_token(settings, "operator", "demo-operator")
+    say(f"\n   Dashboard: {url}/dashboard/\n   viewer token:   {viewer}\n"
+        f"   operator token: {operator}\n   (Ctrl-C stops the demo; the state is "
+        "private and goes with it.)\n\n")
+    cfg = CircuitConfig(window_type=WindowType.TIME, window_size=30,
+                        minimum_number_of_calls=10, wait_in_open_s=15.0)
+    faults, stop = Faults(), threading.Event()
+    procs = []
+    for i in range(2):
+        proc = GuardProcess(settings, process_id=f"replica-{i}", circuit=cfg)
+        for service, primary, alternative, _ in WORKLOAD:
+            proc.share(service, primary)
+            if alternative:
+                proc.guard.fallbacks.register_provider(
+                    service, alternative, faults.provider(f"{service}:{alternative}", service))
+        procs.append(proc)
+    workers = [threading.Thread(target=_workload, args=(p, faults, stop, rate_per_s / 2),
+                                daemon=True) for p in procs]
+    for w in workers:
+        w.start()
+    seen = _Narrator(url, operator, say)
+    t0 = time.monotonic()
+    script = list(SCRIPT if script is None else script)
+    try:
+        while time.monotonic() - t0 < duration_s:
+            now = time.monotonic() - t0
+            while script and script[0][0] <= now:
+                _, key, down, text = script.pop(0)
+                if key is None:
+                    circuit = text.split()[0]
+                    say(f"   t={now:5.0f}s  👤 {text}\n")
+                    seen.reset(circuit, "provider healthy again (demo)")
+                else:
+                    (faults.down.add if down else faults.down.discard)(key)
+                    say(f"   t={now:5.0f}s  ⚡ {text}\n")
+            seen.poll(now)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        say("\n   stopped by Ctrl-C\n")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=5)
+        for p in procs:
+            p.close()
+        # its actors and application go; so does its Ray, when the demo started it
+        with contextlib.suppress(Exception):
+            delete_app(APP_NAME)
+            stop_actors([f"{s}:{p}" for s, p, _, _ in WORKLOAD])
+        hook.close()
+        tmp.cleanup()
+    say(f"   {seen.summary()}\n")
+    return {"events": seen.events, "url": url}
+
+
+class _Narrator:
+    """Tells what changed, as an operator would see it through the API."""
+
+    def __init__(self, url: str, token: str, say: Callable[[str], Any]) -> None:
+        self.client = httpx.Client(base_url=url, timeout=10,
+                                   headers={"Authorization": f"Bearer {token}"})
+        self.say = say
+        self.states: dict[str, str] = {}
+        self.steps: dict[str, int] = {}
+        self.alerts: set[str] = set()
+        self.events: list[str] = []
+
+    def _tell(self, now: float, text: str) -> None:
+        self.events.append(text)
+        self.say(f"   t={now:5.0f}s  {text}\n")
+
+    def poll(self, now: float) -> None:
+        try:
+            circuits = self.client.get("/api/v1/circuits").json()
+            runs = self.client.get("/api/v1/recovery/runs").json()
+            alerts = self.client.get("/api/v1/alerts").json()
+        except (httpx.HTTPError, ValueError):
+            return
+        for c in circuits:
+            if self.states.get(c["name"], "closed") != c["state"]:
+                self._tell(now, f"circuit {c['name']}: {self.states.get(c['name'], 'closed')}"
+                                f" → {c['state']} ({c['reason']})")
+            self.states[c["name"]] = c["state"]
+        for r in runs:
+            if r["run_id"] not in self.steps:
+                self.steps[r["run_id"]] = 0
+                self._tell(now, f"recovery: {r['workflow']} started for {r['service']} "
+                                f"({r['trigger']})")
+            if "ended" in r and self.steps[r["run_id"]] >= 0:
+                self.steps[r["run_id"]] = -1
+                verdict = "succeeded" if r["succeeded"] else r["ended"]
+                self._tell(now, f"recovery: {r['workflow']} {verdict}")
+        for a in alerts:
+            if a["dedup_key"] not in self.alerts:
+                self.alerts.add(a["dedup_key"])
+                self._tell(now, f"alert [{a['severity']}] {a['service']}: {a['summary']}")
+
+    def reset(self, circuit: str, reason: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            self.client.post(f"/api/v1/circuits/{circuit}/reset", json={"reason": reason})
+
+    def summary(self) -> str:
+        runs = sum(1 for v in self.steps.values() if v == -1)
+        return (f"seen: {sum('circuit' in e for e in self.events)} circuit changes, {runs} "
+                f"recovery runs finished, {len(self.alerts)} alerts")

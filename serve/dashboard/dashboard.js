@@ -153,6 +153,7 @@ function renderAlerts(alerts) {
     el("td", { class: `sev-${a.severity}` }, a.severity.toUpperCase()),
     el("td", {}, a.service), el("td", {}, a.summary), el("td", {}, ago(a.triggered_at)),
     el("td", { "data-status": a.status }, a.status),
+    el("td", { class: "dim" }, (a.channels || []).join(" + ")),
     el("td", {}, canOperate() ? [
       a.status === "triggered" ? el("button", { type: "button", "data-action": "acknowledge",
         onclick: () => act(`/api/v1/alerts/${encodeURIComponent(a.dedup_key)}/acknowledge`, {},
@@ -160,7 +161,7 @@ function renderAlerts(alerts) {
       el("button", { type: "button", "data-action": "resolve",
         onclick: () => act(`/api/v1/alerts/${encodeURIComponent(a.dedup_key)}/resolve`, {},
                            "resolve") }, "Resolve")] : []))));
-  if (!active.length) tbody.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "dim" },
+  if (!active.length) tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "dim" },
     "no active alerts")));
 }
 

@@ -136,13 +136,24 @@ function toggleRun(details, runId) {
   else state.openRuns.delete(runId);
 }
 
+const AUDIT = new Set(["auditor", "admin"]);
+
 async function loadSteps(details, runId) {
   try {
     const run = await api(`/api/v1/recovery/runs/${encodeURIComponent(runId)}`);
-    details.querySelector("ol.steps").replaceChildren(...run.steps.map((s) =>
+    const items = run.steps.map((s) =>
       el("li", {}, `${clock(s.at)} step ${s.step + 1}${s.rollback ? " (rollback)" : ""}: ${s.action} `,
          el("span", { class: s.status === "succeeded" ? "ok" : s.status === "started" ? "dim" : "bad" },
-            s.status), s.error ? ` — ${s.error}` : "")));
+            s.status), s.error ? ` — ${s.error}` : ""));
+    if (AUDIT.has(state.role)) {  // the run's records in the audit trail, with their hashes
+      const until = (run.ended_at || Date.now() / 1000) + 1;
+      const page = await api(`/api/v1/audit?kind=recovery_step&service=${encodeURIComponent(
+        run.service)}&since=${run.started_at - 1}&until=${until}&limit=200`);
+      const mine = page.items.filter((r) => r.data.workflow_id === runId);
+      items.push(el("li", { class: "dim", "data-audit": mine.length },
+        `audit trail: ${mine.length} records (${mine.map((r) => r.hash.slice(0, 8)).join(", ")})`));
+    }
+    details.querySelector("ol.steps").replaceChildren(...items);
   } catch (e) { showError(`run ${runId}: ${e.message}`); }
 }
 

@@ -131,3 +131,29 @@ def test_the_page_says_when_the_api_is_down(stack, browser):
     assert "unreachable" in page.inner_text("#status")
     _shot(page, "dashboard-api-down")
     page.close()
+
+
+def test_an_auditor_opens_a_run_to_its_steps_and_audit_records(stack, browser):
+    state, _settings, tokens = stack
+    r = httpx.post(f"{state['url']}/api/v1/recovery/trigger", timeout=30,
+                   headers={"Authorization": f"Bearer {tokens['operator']}"},
+                   json={"service": "xray_analysis", "reason": "browser test"})
+    assert r.status_code == 200
+    page = _page(browser, state, tokens["auditor"])
+    summary = page.wait_for_selector('#runs li details:has-text("xray_analysis") summary',
+                                     timeout=30_000)
+    details = summary.evaluate_handle("s => s.parentElement")
+    run_id = details.get_attribute("data-run")
+    deadline = time.monotonic() + 30  # the run's records reach the database in the background
+    while True:
+        page.click(f'#runs details[data-run="{run_id}"] summary')  # open (or reopen)
+        audit = page.wait_for_selector(f'#runs details[data-run="{run_id}"] li[data-audit]',
+                                       timeout=10_000)
+        if int(audit.get_attribute("data-audit")) > 0 or time.monotonic() > deadline:
+            break
+        page.click(f'#runs details[data-run="{run_id}"] summary')  # close, to reload
+    assert int(audit.get_attribute("data-audit")) > 0
+    steps = page.inner_text(f'#runs details[data-run="{run_id}"] ol.steps')
+    assert "step 1" in steps and "audit trail:" in steps
+    _shot(page, "dashboard-run-audit")
+    page.close()

@@ -219,7 +219,7 @@ class ClusterCircuit:
             self.state = ClusterState.HALF_OPEN
             self.lease = Lease(process, now + self.policy.probe_lease_s)
             self._trials = CountWindow(self.config.permitted_calls_in_half_open)
-            self._bump(f"probe lease to {process[:8]}")
+            self._bump(f"probe lease to {process[:40]}")  # a process id, bounded
         return self.view()
 
     def tick(self, now: float) -> ClusterView | None:

@@ -91,17 +91,7 @@ class ControlBackend:
 
     def calls(self) -> dict[str, dict[str, int]]:
         """Calls, errors and fallback answers per service (exact counters)."""
-        try:
-            keys = sorted(k.decode() for k in self.redis.scan_iter("metrics:*:count",
-                                                                    count=1000))
-            pipe = self.redis.pipeline(transaction=False)
-            for k in keys:
-                pipe.hgetall(k)
-            rows = pipe.execute()
-        except redis.RedisError as exc:
-            raise Unavailable(f"Redis: {exc}") from exc
-        return {k.split(":")[1]: {f.decode(): int(v) for f, v in row.items()}
-                for k, row in zip(keys, rows, strict=True)}
+        return self._counters("metrics:*:count", lambda key: key.split(":")[1])
 
     def services(self, since: float, until: float, step_s: float = 60.0) -> dict[str, Any]:
         """Per service, from its metric stream between ``since`` and ``until``: each step's
@@ -152,15 +142,20 @@ class ControlBackend:
         return {"since": since, "step_s": step_s, "services": out}
 
     def workflow_counts(self) -> dict[str, dict[str, int]]:
+        """Recovery steps, runs and triggers per service (the orchestrator's counters)."""
+        return self._counters("recovery:*", lambda key: key.split(":", 1)[1])
+
+    def _counters(self, pattern: str, name_of: Any) -> dict[str, dict[str, int]]:
+        """Every counter hash matching ``pattern``, in one pipelined read, by name."""
         try:
-            keys = sorted(k.decode() for k in self.redis.scan_iter("recovery:*", count=1000))
+            keys = sorted(k.decode() for k in self.redis.scan_iter(pattern, count=1000))
             pipe = self.redis.pipeline(transaction=False)
             for k in keys:
                 pipe.hgetall(k)
             rows = pipe.execute()
         except redis.RedisError as exc:
             raise Unavailable(f"Redis: {exc}") from exc
-        return {k.split(":", 1)[1]: {f.decode(): int(v) for f, v in row.items()}
+        return {name_of(k): {f.decode(): int(v) for f, v in row.items()}
                 for k, row in zip(keys, rows, strict=True)}
 
     def health_checks(self) -> dict[str, dict[str, Any]]:

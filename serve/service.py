@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,14 @@ from typing import Any
 from actors.alerts import AlertRouter, Endpoint
 from actors.health_checks import CheckSpec
 from actors.process import bootstrap
-from actors.ray_gateway import NAMESPACE, call_actor, find_actor, init_ray, kill
+from actors.ray_gateway import (
+    NAMESPACE,
+    ActorUnavailable,
+    call_actor,
+    find_actor,
+    init_ray,
+    kill,
+)
 from actors.runtime import circuit_named, health_monitor, orchestrator, predictive_monitor
 from actors.serve_control import app_status, serve_http, shutdown_serve
 from actors.settings import Settings
@@ -221,16 +229,41 @@ def _stop_node(temp: pathlib.Path, timeout_s: float = 20.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def status(settings: Settings) -> dict[str, Any]:
-    """What is running: the actors, the Serve application, whether the API answers."""
-    path = _state_file(settings)
+def _join(path: pathlib.Path) -> dict[str, Any]:
+    """The state ``up`` recorded at ``path``, with this process joined to its cluster."""
     if not path.exists():
         raise ServiceError(f"selfheal is not up here (no {path})")
-    state = json.loads(path.read_text())
-    init_ray(state["ray_address"])
+    try:
+        state = json.loads(path.read_text())
+        address = state["ray_address"]
+    except (ValueError, KeyError, TypeError):
+        raise ServiceError(f"{path} is not what `selfheal up` writes; remove it if selfheal "
+                           "is not running") from None
+    host, _, port = str(address).rpartition(":")
+    try:  # Ray waits minutes for a cluster that is gone; a refused connection is an answer
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError):
+        raise ServiceError(f"the Ray cluster at {address} does not answer; if selfheal is not "
+                           f"running, remove {path}") from None
+    try:
+        init_ray(address)
+    except Exception as exc:  # Ray's own ConnectionError, or anything from its start-up
+        raise ServiceError(f"the Ray cluster at {address} does not answer "
+                           f"({type(exc).__name__}); if selfheal is not running, remove "
+                           f"{path}") from None
+    return state
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """What is running: the actors, the Serve application, whether the API answers."""
+    state = _join(_state_file(settings))
     actors = {name: find_actor(name, NAMESPACE) is not None for name in ACTORS}
     if actors["orchestrator"]:
-        actors["orchestrator"] = bool(call_actor(find_actor("orchestrator"), "ping"))
+        try:
+            actors["orchestrator"] = bool(call_actor(find_actor("orchestrator"), "ping",
+                                                     timeout_s=10))
+        except ActorUnavailable:
+            actors["orchestrator"] = False
     try:
         with urllib.request.urlopen(f"{state['url']}/api/v1/livez", timeout=5) as resp:
             api = resp.status == 200
@@ -243,10 +276,7 @@ def down(settings: Settings) -> dict[str, Any]:
     """Stop what ``up`` started: the Serve application, the actors, and the Ray node and the
     embedded Redis if ``up`` started them."""
     path = _state_file(settings)
-    if not path.exists():
-        raise ServiceError(f"selfheal is not up here (no {path})")
-    state = json.loads(path.read_text())
-    init_ray(state["ray_address"])
+    state = _join(path)
     shutdown_serve()
     stopped = stop_actors()
     if state.get("started_ray"):

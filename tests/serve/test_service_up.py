@@ -116,3 +116,21 @@ def test_up_status_and_down_on_embedded_defaults(tmp_path):
     assert not (ours & _ours(tmp_path / "data", pathlib.Path(state["ray_temp"]))), \
         "down must leave nothing of this node running"
     assert run("status").returncode == 2  # not up here: one line, no traceback
+
+
+def test_status_and_down_on_a_stale_or_broken_record_say_so_in_one_line(tmp_path):
+    """A service.json left by a machine that rebooted, or not written by `up` at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SELFHEAL_"))}
+    env["SELFHEAL_DATA_DIR"] = str(tmp_path)
+    record = tmp_path / "service.json"
+    for text, says in (('{"ray_address": "127.0.0.1:1", "url": "http://127.0.0.1:9"}',
+                        "does not answer"),
+                       ("not json", "is not what `selfheal up` writes")):
+        record.write_text(text)
+        for command in ("status", "down"):
+            proc = subprocess.run([SELFHEAL, command], capture_output=True, text=True, env=env,
+                                  cwd=tmp_path, timeout=60, check=False)
+            assert proc.returncode == 2, proc.stderr
+            assert says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+            assert "Traceback" not in proc.stderr
+        assert record.exists()  # nothing is removed behind the operator's back

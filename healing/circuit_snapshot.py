@@ -9,6 +9,7 @@ machine's rules; it reads and sets the breaker's fields under the breaker's lock
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .circuit_state import (
@@ -39,9 +40,7 @@ class SnapshotMixin:
     _trials_issued: int
     _window: CountWindow | TimeWindow
     _trial: CountWindow
-
-    def _enter(self, state: CircuitState, retry_at: float | None) -> None:
-        raise NotImplementedError
+    _enter: Callable[[CircuitState, float | None], None]  # the breaker's own state entry
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The whole state as plain data (JSON-safe). Times are relative: monotonic time is

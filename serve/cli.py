@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .cli_service import add_service_commands
+from .cli_service import fail as _fail
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -66,11 +67,6 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(format_report(report))
     return 0 if report.intact else 1
-
-
-def _fail(exc: Exception) -> int:
-    print(f"selfheal: {exc}", file=sys.stderr)
-    return 2
 
 
 def _catalogue(path: str | None, config: str | None) -> Any:

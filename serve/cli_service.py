@@ -9,10 +9,11 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_service_commands"]
+__all__ = ["add_service_commands", "fail"]
 
 
-def _fail(exc: Exception) -> int:
+def fail(exc: Exception) -> int:
+    """A command's error: one line on stderr, exit status 2 (every command uses this)."""
     print(f"selfheal: {exc}", file=sys.stderr)
     return 2
 
@@ -38,7 +39,7 @@ def _up(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         state = up(settings)
     except (SettingsError, ConfigError, ServiceError) as exc:
-        return _fail(exc)
+        return fail(exc)
     print(f"selfheal is up: control API at {state['url']} (OpenAPI at {state['url']}/docs)")
     print(f"Ray cluster {state['ray_address']}; catalogue {state['catalogue']}")
     if state["admin_token_file"]:
@@ -56,7 +57,7 @@ def _down(args: argparse.Namespace) -> int:
     try:
         out = down(load_settings(args.config))
     except (SettingsError, ServiceError) as exc:
-        return _fail(exc)
+        return fail(exc)
     print(f"selfheal is down: stopped {', '.join(out['stopped']) or 'no actors'}"
           f"{'; Ray stopped' if out['ray_stopped'] else ''}")
     return 0
@@ -70,7 +71,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = status(load_settings(args.config))
     except (SettingsError, ServiceError) as exc:
-        return _fail(exc)
+        return fail(exc)
     print(f"control API {st['url']}: {'answering' if st['api_answers'] else 'NOT answering'}"
           f" (Serve application: {st['serve'] or 'not deployed'})")
     print(f"Ray cluster {st['ray_address']}")
@@ -88,7 +89,7 @@ def _token_create(args: argparse.Namespace) -> int:
     try:
         secret, token = create_token(load_settings(args.config), args.role, args.name)
     except (SettingsError, ConfigError) as exc:
-        return _fail(exc)
+        return fail(exc)
     print(secret)
     print(f"token {token['id']} ({token['name']}, {token['role']}): shown once, stored only "
           "as a hash", file=sys.stderr)

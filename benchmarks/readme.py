@@ -110,5 +110,9 @@ def update(readme: pathlib.Path = README, results: pathlib.Path = RESULTS) -> No
 
 
 if __name__ == "__main__":
+    from . import detection_table
+
     update()
-    print(f"{README}: Measured table regenerated from {RESULTS}", file=sys.stderr)
+    detection_table.update()
+    print(f"{README}: Measured table, {detection_table.DOC}: detector tables, regenerated "
+          f"from {RESULTS}", file=sys.stderr)

@@ -114,21 +114,23 @@ def throughput() -> list[Figure]:
 
 
 def predictive() -> list[Figure]:
-    """MTTD of the gradual faults with the predictive monitor and without it, and the noisy
-    healthy day's false-positive rate with it (library scenarios, their own seeds)."""
+    """MTTD of every library scenario with a fault, with the predictive monitor and without
+    it, and the noisy healthy day's false-positive rate with it (their own seeds)."""
     from simulation.metrics import run_metrics
     from simulation.scenario import SCENARIOS, load_scenario
 
     out = []
-    for name in ("api_memory_leak", "slow_degradation"):
-        sc = load_scenario(SCENARIOS / f"{name}.yaml")
-        with_m = run_metrics(Simulation(sc).run())["mttd_s"]
-        without = run_metrics(Simulation(sc, predictive=False).run())["mttd_s"]
-        out.append(figure(f"MTTD, {sc.name}, with the predictive monitor", with_m, "s",
-                          "the same run without it", without))
-    sc = load_scenario(SCENARIOS / "daily_deadlock_week.yaml")
-    with_p = run_metrics(Simulation(sc).run())
-    without_p = run_metrics(Simulation(sc, predictive=False).run())
+    runs = {}
+    for path in sorted(SCENARIOS.glob("*.yaml")):
+        sc = load_scenario(path)
+        if not sc.faults:
+            continue
+        runs[path.stem] = (run_metrics(Simulation(sc).run()),
+                           run_metrics(Simulation(sc, predictive=False).run()))
+        out.append(figure(f"MTTD, {sc.name}, with the predictive monitor",
+                          runs[path.stem][0]["mttd_s"], "s", "the same run without it",
+                          runs[path.stem][1]["mttd_s"]))
+    with_p, without_p = runs["daily_deadlock_week"]
     out.append(figure("incidents in a week of 14:00 deadlocks, with prevention",
                       len(with_p["incidents"]), "incidents", "the same run without it",
                       len(without_p["incidents"])))

@@ -8,18 +8,28 @@ value itself, so the same object scores a live metric stream.
 * :class:`SelfhealDetector`: how far the value is from a Holt-Winters one-step forecast
   (:mod:`learning.seasonal`, with a daily season when the values' times show one), as a
   z-score against the recent forecast errors; that raw score is calibrated into a conformal
-  p-value against the detector's own last ``memory`` raw scores, and the score is the
-  p-value's negative log over the smallest p-value that memory can give (so "more extreme
-  than anything in memory" scores 1 whether the memory holds 60 or 5000 scores, and scores
-  mean the same early in a stream as late). Until its model is fitted and calibrated it
-  answers with the :class:`DeviationDetector` (its cold start).
+  p-value against the detector's own last ``memory`` raw scores, bounded by Chebyshev's
+  inequality (``1/z^2``, true of any distribution: a deviation of 100 is strong evidence
+  even against a short memory that has never seen one), and the score is the p-value's
+  negative log over the smallest p-value a memory of at least ``evidence`` scores can give
+  (so "more extreme than anything in memory" scores 1 once the memory is that large, and
+  being the most extreme of a few hundred is not yet a certainty). Until its model is
+  fitted and has ``min_calibration`` raw scores it answers with the
+  :class:`DeviationDetector` (its cold start).
 * :class:`DeviationDetector`: how far the value, and its change from the last one, sit from
   the mean of a sliding window, in that window's standard deviations (changes enter their
-  window winsorised at 6 deviations); each calibrated into a conformal p-value, the smaller
-  p-value wins (Bonferroni-corrected), and the score is its negative log, scaled to [0, 1].
+  window winsorised at 6 deviations); each calibrated into a conformal p-value (bounded by
+  Chebyshev's, as above), the smaller p-value wins (Bonferroni-corrected), and the score is
+  its negative log, scaled to [0, 1].
 * Both apply a novelty gate: a score that does not exceed every score of the last ``gate``
   steps is halved, so one episode raises one alarm rather than a volley.
 * :class:`StaticThreshold`, :class:`RollingZScore`: the simple baselines, scored the same way.
+
+Range hints: NAB gives its detectors each file's minimum and maximum before the first row.
+None of these needs them; :class:`SelfhealDetector` and :class:`DeviationDetector` take one
+as ``value_range`` and then take a thousandth of the range as the resolution: every
+deviation is shrunk by it (one smaller is none) and no spread is measured as smaller, which
+is what a hint can honestly say about a stream.
 """
 
 from __future__ import annotations
@@ -36,14 +46,25 @@ __all__ = ["DETECTORS", "Conformal", "DeviationDetector", "RollingZScore", "Self
 
 
 class _Gate:
-    """Halves a score that does not beat every score of the last ``size`` steps."""
+    """Halves a score that does not beat every score of the last ``size`` steps.
+
+    The window's maximum is kept in a monotonic queue (each score enters and leaves it once),
+    so a step costs O(1) amortised rather than a scan of ``size`` scores."""
 
     def __init__(self, size: int) -> None:
-        self.recent: deque[float] = deque(maxlen=size)
+        self.size = size
+        self.step = 0
+        self.best: deque[tuple[int, float]] = deque()  # (step, score), scores decreasing
 
     def __call__(self, score: float) -> float:
-        before = max(self.recent) if self.recent else 0.0
-        self.recent.append(score)
+        best = self.best
+        while best and best[0][0] < self.step - self.size:
+            best.popleft()
+        before = best[0][1] if best else 0.0
+        while best and best[-1][1] <= score:
+            best.pop()
+        best.append((self.step, score))
+        self.step += 1
         return score if score > before else score * 0.5
 
 
@@ -80,8 +101,8 @@ class SurpriseCusum:
 class _Moments:
     """Mean and standard deviation of the last ``size`` values, in O(1) per value."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, floor: float = 0.0) -> None:
+        self.size, self.floor = size, floor
         self.buf: deque[float] = deque()
         self.s1 = self.s2 = 0.0
 
@@ -104,7 +125,7 @@ class _Moments:
         else:
             sd = math.sqrt(max(var, 0.0))
         # floor: a constant series has no spread, and its first change is news, not infinity
-        return mean, sd or max(abs(mean) * 1e-6, 1e-9)
+        return mean, max(sd, self.floor) or max(abs(mean) * 1e-6, 1e-9)
 
     def add(self, x: float) -> None:
         self.buf.append(x)
@@ -125,12 +146,15 @@ class Conformal:
         self.fifo: deque[float] = deque()
         self.sorted: list[float] = []
 
-    def surprise(self, x: float) -> float | None:
-        """``-log p`` over its largest possible value now, in [0, 1]: 1 for a raw score above
-        every one in memory, however many that is."""
+    def surprise(self, x: float, evidence: int = 0) -> float | None:
+        """``-log p`` (``p`` bounded by Chebyshev's, ``x`` being a deviation) over the
+        largest a memory of ``evidence`` scores, or of what it holds if more, can give, in
+        [0, 1]: 1 for a raw score above every one in a memory at least that large."""
         k = len(self.sorted)
         p = self.p(x)
-        return None if p is None else min(1.0, -math.log(p) / math.log(k + 1))
+        if p is None:
+            return None
+        return min(1.0, -math.log(_bounded(p, x)) / math.log(max(k, evidence) + 1))
 
     def p(self, x: float, keep: bool = True) -> float | None:
         k = len(self.sorted)
@@ -144,10 +168,31 @@ class Conformal:
         return p
 
 
-def _z(x: float, stats: tuple[float, float]) -> float:
+def _z(x: float, stats: tuple[float, float], resolution: float = 0.0) -> float:
     """``|x - mean| / sd``, to 6 decimals: a constant series' running sums leave rounding
-    noise of ~1e-9 deviations, which ranked against itself would look like a p-value."""
-    return round(abs(x - stats[0]) / stats[1], 6)
+    noise of ~1e-9 deviations, which ranked against itself would look like a p-value. A
+    deviation is first shrunk by ``resolution`` (a range hint's: see the module doc), so one
+    smaller than it is none."""
+    return round(max(abs(x - stats[0]) - resolution, 0.0) / stats[1], 6)
+
+
+def _bounded(p: float, z: float) -> float:
+    """A conformal p-value, bounded by Chebyshev's inequality: a deviation of ``z`` spreads
+    or more has a chance of at most ``1/z^2`` under any distribution. A rank can only say
+    "above everything in memory"; the bound keeps a deviation of 100 spreads apart from one
+    of 6, however short the memory (issue 15: on short service series a 4x jump in
+    request rate scored like a mild record)."""
+    return min(p, 1.0 / (z * z)) if z > 1.0 else p
+
+
+def _resolution(value_range: tuple[float, float] | None) -> float:
+    """The smallest spread worth measuring in, given a range hint: a thousandth of it."""
+    if value_range is None:
+        return 0.0
+    lo, hi = value_range
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi >= lo):
+        raise ValueError(f"value_range must be a finite (minimum, maximum); got {value_range}")
+    return (hi - lo) / 1000.0
 
 
 def _clip(x: float, stats: tuple[float, float] | None, k: float = 6.0) -> float:
@@ -163,22 +208,29 @@ class DeviationDetector:
         window: values the deviations are measured against.
         calibration: raw deviations each p-value is judged against.
         gate: steps a score must beat to count in full.
-        early: scale scores by the smallest p-value the calibration can give *so far* (a
-            record scores 1 from the 50th value on), as :class:`SelfhealDetector` does, rather
-            than by what a full calibration can give (then nothing scores high until the
-            calibration has filled).
+        early: scale scores by the smallest p-value the calibration can give *so far*, or
+            a calibration of ``EARLY_EVIDENCE`` if it holds fewer (a record scores 1 from the
+            100th value on), as :class:`SelfhealDetector` does, rather than by what a full
+            calibration can give (then nothing scores high until the calibration has
+            filled).
         clip_values: values enter the window winsorised at 6 deviations too, so one wild
             value (a 10-second latency spike) does not inflate the spread for the whole
             window and hide a real rise behind it (the monitor's latency feature); a lasting
             shift then moves the window only 6 deviations a value, so it stays unusual longer
             (on NAB, where a shift is one labelled anomaly, that costs 3 points).
+        value_range: the stream's (minimum, maximum), when known before it starts (see the
+            module doc); never needed.
     """
 
+    EARLY_EVIDENCE = 100
+
     def __init__(self, window: int = 1000, calibration: int = 2000, gate: int = 100,
-                 early: bool = False, clip_values: bool = False) -> None:
+                 early: bool = False, clip_values: bool = False,
+                 value_range: tuple[float, float] | None = None) -> None:
         self.early, self.clip_values = early, clip_values
-        self.values = _Moments(window)
-        self.changes = _Moments(window)
+        floor = _resolution(value_range)
+        self.values = _Moments(window, floor)
+        self.changes = _Moments(window, floor)
         self.cal_value = Conformal(calibration)
         self.cal_change = Conformal(calibration)
         self.gate = _Gate(gate)
@@ -190,7 +242,8 @@ class DeviationDetector:
         p = self.p_value(value)
         score = 0.0
         if p is not None:
-            scale = math.log10(known) if self.early else self.scale
+            scale = (math.log10(max(known, self.EARLY_EVIDENCE)) if self.early
+                     else self.scale)
             score = max(0.0, min(1.0, -math.log10(p) / scale))
         return self.gate(score)
 
@@ -202,14 +255,16 @@ class DeviationDetector:
         ps = []
         st = self.values.stats()
         if st is not None:
-            p = self.cal_value.p(_z(value, st))
+            z = _z(value, st, self.values.floor)
+            p = self.cal_value.p(z)
             if p is not None:
-                ps.append(p)
+                ps.append(_bounded(p, z))
         sc = self.changes.stats()
         if sc is not None:
-            p = self.cal_change.p(_z(change, sc))
+            z = _z(change, sc, self.changes.floor)
+            p = self.cal_change.p(z)
             if p is not None:
-                ps.append(p)
+                ps.append(_bounded(p, z))
         # A change is a one-off: winsorised at 6 deviations, a jump does not inflate the
         # spread of changes for the whole window and then, leaving it, make ordinary
         # changes look large. Values likewise when ``clip_values`` (see the class doc).
@@ -230,21 +285,31 @@ class SelfhealDetector:
         window: forecast errors the raw score is measured against.
         gate: steps a score must beat to count in full.
         season_s: the season's length in seconds, when it is taken from the times.
-        max_period: the most values a season may hold (a longer one costs too much to fit:
-            a day of 10-second buckets would be 8,640).
+        max_period: the most values a season may hold. A fit estimates one seasonal
+            component per value of the season from the two or three seasons it sees, so a
+            day of minutely values (1,440 components from 2,880 values) is mostly noise, and
+            its forecast errors raised false alarms on every minutely series of the service
+            corpus; 288 is a day of 5-minute values.
         probe: values whose times decide the season.
+        min_calibration: raw scores the model's calibration holds before it answers (the
+            cold start answers until then).
+        evidence: the memory a record is judged against at the least (see the module doc).
+        value_range: the stream's (minimum, maximum), when known before it starts (see the
+            module doc); never needed.
     """
 
     def __init__(self, period: int | None = None, memory: int = 5000, window: int = 1000,
-                 gate: int = 100, season_s: float = 86400.0, max_period: int = 2016,
-                 probe: int = 20) -> None:
+                 gate: int = 100, season_s: float = 86400.0, max_period: int = 288,
+                 probe: int = 20, min_calibration: int = 200, evidence: int = 500,
+                 value_range: tuple[float, float] | None = None) -> None:
         self.period, self.season_s, self.max_period, self.probe = (
             period, season_s, max_period, probe)
-        self.cold = DeviationDetector(gate=gate, early=True)
+        self.evidence = evidence
+        self.cold = DeviationDetector(gate=gate, early=True, value_range=value_range)
         self.model: HoltWinters | None = None
         self.pending: list[tuple[float, float | None]] = []  # values before the period is known
-        self.errors = _Moments(window)
-        self.calibration = Conformal(memory)
+        self.errors = _Moments(window, _resolution(value_range))
+        self.calibration = Conformal(memory, min_calibration)
         self.gate = _Gate(gate)
 
     def __call__(self, value: float, at: float | None = None) -> float:
@@ -264,7 +329,8 @@ class SelfhealDetector:
             error = value - forecast
             st = self.errors.stats()
             if st is not None:
-                surprise = self.calibration.surprise(_z(error, st))
+                surprise = self.calibration.surprise(_z(error, st, self.errors.floor),
+                                                     self.evidence)
             self.errors.add(error)
         if surprise is None:  # cold: no model, or not enough calibration yet
             return self.cold(value, at)

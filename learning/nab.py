@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import json
 import math
 import pathlib
@@ -57,6 +58,16 @@ class NabFile:
     values: list[float]
     windows: list[tuple[int, int]]  # row indices, inclusive, after the probationary cut
     probation: int  # rows [0, probation) are not scored
+
+    @functools.cached_property
+    def seconds(self) -> list[float]:
+        """Each row's time in epoch seconds (UTC), as a detector is given it."""
+        return [t.replace(tzinfo=UTC).timestamp() for t in self.timestamps]
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The file's minimum and maximum: NAB's range hint."""
+        return min(self.values), max(self.values)
 
 
 @dataclass
@@ -191,15 +202,19 @@ def score_held_out(corpus: Corpus, scores: Sequence[Sequence[float]], profile: P
     return 100.0 * (total + profile.fn * n) / (profile.tp * n + profile.fn * n)
 
 
-def score_file(f: NabFile, make: Callable[[], Callable[[float, float], float]]) -> list[float]:
-    """A fresh detector's scores for one file, given each value and its time (epoch s)."""
-    step = make()
-    return [step(v, t.replace(tzinfo=UTC).timestamp())
-            for v, t in zip(f.values, f.timestamps, strict=True)]
+Detector = Callable[[float, float], float]
 
 
-def score_detector(corpus: Corpus, make: Callable[[], Callable[[float, float], float]],
+def score_file(f: NabFile, make: Callable[..., Detector], hints: bool = False) -> list[float]:
+    """A fresh detector's scores for one file, given each value and its time (epoch s);
+    with ``hints``, made with the file's range (``make(value_range=(min, max))``), as NAB's
+    runner gives its detectors."""
+    step = make(value_range=f.value_range) if hints else make()
+    return [step(v, t) for v, t in zip(f.values, f.seconds, strict=True)]
+
+
+def score_detector(corpus: Corpus, make: Callable[..., Detector], hints: bool = False,
                    ) -> tuple[list[list[float]], dict[str, float]]:
     """Run a fresh detector over every file; returns the scores and each profile's score."""
-    all_scores = [score_file(f, make) for f in corpus.files]
+    all_scores = [score_file(f, make, hints) for f in corpus.files]
     return all_scores, {p.name: score_corpus(corpus, all_scores, p)[0] for p in PROFILES}

@@ -100,7 +100,7 @@ class HoltWinters:
                 model = ExponentialSmoothing(
                     y, seasonal="add" if self.period else None,
                     seasonal_periods=self.period or None, initialization_method="heuristic")
-                fit = model.fit()
+                fit = model.fit(use_brute=False)
         except (ValueError, np.linalg.LinAlgError):
             return  # keep the state it has; the next refit tries again
         alpha = float(fit.params["smoothing_level"])

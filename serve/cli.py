@@ -173,7 +173,8 @@ def _detect(args: argparse.Namespace) -> int:
     from serve.outputs import OutputError
 
     try:
-        n = detect_file(args.input, args.output, args.detector)
+        n = detect_file(args.input, args.output, args.detector,
+                        value_range=tuple(args.range) if args.range else None)
     except (CsvError, OutputError) as exc:
         return _fail(exc)
     if args.output:
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["selfheal", "deviation", "static_threshold", "rolling_zscore"],
                      help="the detector: selfheal's; its model-free cold start alone; or one "
                           "of the two baselines")
+    det.add_argument("--range", nargs=2, type=float, metavar=("MIN", "MAX"),
+                     help="the stream's minimum and maximum, known before it starts (a hint "
+                          "NAB gives its detectors; never needed)")
     det.set_defaults(func=_detect)
 
     tr = sub.add_parser("train", help="train the predictive monitor now: history, MLflow, "

@@ -7,6 +7,9 @@ row before it, a missing, non-numeric or non-finite value is an error naming the
 line and the field, and no output is written. Then each row
 is scored in order, using only the rows before it, and written as
 ``timestamp,value,anomaly_score`` (the input's own text for the first two fields).
+
+``--range MIN MAX`` gives the detector the stream's range before the first row, as NAB's
+runner gives its detectors (a hint, never needed: see docs/learning.md for what it is worth).
 """
 
 from __future__ import annotations
@@ -106,12 +109,25 @@ def _row(path: str, line: int, row: list[str],
     return row[0], row[1], value, at
 
 
+HINTED = ("selfheal", "deviation")  # the detectors that take a range hint
+
+
 def detect_file(path: str, out: str | None, detector: str = "selfheal",
-                stdout: TextIO | None = None) -> int:
+                stdout: TextIO | None = None,
+                value_range: tuple[float, float] | None = None) -> int:
     """Score ``path`` into ``out`` (or stdout); returns the number of rows scored."""
+    if value_range is not None:
+        lo, hi = value_range
+        if detector not in HINTED:
+            raise CsvError("--range", 0, detector, "takes no range hint (only "
+                           f"{' and '.join(HINTED)} do)")
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise CsvError("--range", 0, "MIN MAX", f"must be two finite numbers, MIN below "
+                                                    f"MAX; got {lo:g} {hi:g}")
     target = check_output(out) if out is not None else None
     rows = _rows(path)
-    step = DETECTORS[detector]()
+    kinds = DETECTORS[detector]
+    step = kinds(value_range=value_range) if value_range is not None else kinds()
     if target is None:
         _write(rows, step, stdout if stdout is not None else sys.stdout)
         return len(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from benchmarks.harness import RESULTS
+from benchmarks import detection_table
 from benchmarks.readme import README, ROWS, block, current, render, update
 
 
@@ -21,3 +22,15 @@ def test_every_row_names_a_figure_and_a_missing_one_says_so(tmp_path):
     readme.write_text("before\n" + block([]) + "\nafter\n")
     update(readme, RESULTS)
     assert readme.read_text() == "before\n" + block(results) + "\nafter\n"
+
+
+def test_the_detector_tables_in_the_docs_are_the_generated_ones(tmp_path):
+    results = json.loads(RESULTS.read_text())
+    assert detection_table.current(detection_table.DOC.read_text()) == \
+        detection_table.block(results)
+    assert "not measured yet" in detection_table.render(
+        [r for r in results if not r["name"].startswith("service corpus")])
+    doc = tmp_path / "learning.md"
+    doc.write_text("a\n" + detection_table.block([]) + "\nb\n")
+    detection_table.update(doc, RESULTS)
+    assert doc.read_text() == "a\n" + detection_table.block(results) + "\nb\n"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learning.detectors import DETECTORS, SelfhealDetector
+from learning.detectors import DETECTORS, DeviationDetector, SelfhealDetector, _Gate
 
 values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
                   max_size=400)
@@ -107,3 +107,56 @@ def test_the_cold_start_answers_before_the_model_is_fitted():
     [d(x) for x in series]
     assert d.model is not None and d.model.forecast() is None  # 96 values before a fit
     assert d(series[-1] + 40) > 0.6  # the deviation detector saw the spike anyway
+
+
+def test_a_large_jump_early_in_a_short_series_scores_as_high_as_it_is_large():
+    """Issue 15: a 4x jump in request rate 100 values into a series scored like any record
+    among a few dozen values (0.7), while a rolling z-score saw z ≈ 100. Chebyshev's bound
+    keeps the magnitude: the jump scores 1, an ordinary record of the same memory does not."""
+    rng = random.Random(5)
+    series = [1000 * (1 + rng.gauss(0, 0.03)) for _ in range(100)]
+    d = SelfhealDetector()
+    ordinary = [d(x, 60.0 * i) for i, x in enumerate(series)]
+    jump = d(4000.0, 60.0 * 100)
+    assert jump == 1.0
+    assert max(ordinary[70:]) < 0.9  # records among a hundred ordinary values are not certain
+
+
+def test_being_the_most_extreme_of_a_few_is_weak_evidence():
+    """The model's calibration answers only with 200 raw scores, and a record is scaled as
+    if against 500: the first weekend of an hourly series is no longer a full-score alarm."""
+    d = SelfhealDetector()
+    rng = random.Random(6)
+    scores = [d(100 + 50 * math.sin(2 * math.pi * i / 24) * (0.6 if (i // 24) % 7 >= 5 else 1)
+                + rng.gauss(0, 3), 3600.0 * i) for i in range(24 * 14)]
+    assert d.model is not None and d.model.period == 24
+    assert max(scores[100:]) < 1.0
+
+
+@pytest.mark.parametrize("make", [SelfhealDetector, DeviationDetector])
+def test_a_range_hint_sets_the_smallest_deviation_that_counts(make):
+    """With the range known, a wobble far below a thousandth of it is no news, even on a
+    series that never moved before; without the hint the first wobble is a record."""
+    hinted, blind = make(value_range=(0.0, 1000.0)), make()
+    for i in range(600):
+        hinted(500.0, 60.0 * i)
+        blind(500.0, 60.0 * i)
+    assert hinted(500.01, 60.0 * 600) < 0.1 < blind(500.01, 60.0 * 600)
+
+
+@pytest.mark.parametrize("bad", [(1.0, 0.0), (0.0, math.inf), (math.nan, 1.0)])
+def test_a_bad_range_hint_is_refused(bad):
+    with pytest.raises(ValueError, match="value_range"):
+        SelfhealDetector(value_range=bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.floats(min_value=0, max_value=1), max_size=300),
+       size=st.integers(min_value=1, max_value=50))
+def test_the_gate_halves_exactly_what_does_not_beat_the_last_steps(scores, size):
+    """The O(1) gate is the plain definition: halve unless above every one of the last
+    ``size`` scores."""
+    gate = _Gate(size)
+    for i, s in enumerate(scores):
+        before = max(scores[max(0, i - size):i], default=0.0)
+        assert gate(s) == (s if s > before else s * 0.5)

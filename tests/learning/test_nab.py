@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from learning.nab import PROFILES, Corpus, NabFile, raw_at, score_corpus, score_held_out
+from learning.nab import PROFILES, Corpus, NabFile, raw_at, score_corpus, score_file, score_held_out
 
 STANDARD = PROFILES[0]
 
@@ -85,3 +85,17 @@ def test_held_out_each_category_is_scored_at_the_threshold_the_others_chose():
     assert raw_at(c, sc, STANDARD, 0.9) == pytest.approx(1 + 1 - 1)
     # a is held out against b (threshold 0.5: a's 0.9 fires), b against a (0.9: b misses)
     assert score_held_out(c, sc, STANDARD) == pytest.approx(100 * (1 + 1 - 1 + 3) / 6)
+
+
+def test_range_hints_give_each_detector_its_files_minimum_and_maximum():
+    seen = []
+
+    def make(value_range=None):
+        seen.append(value_range)
+        return lambda value, at: 0.0
+
+    c = corpus()
+    c.files[0].values[:3] = [-2.0, 7.5, 1.0]
+    score_file(c.files[0], make)
+    score_file(c.files[0], make, hints=True)
+    assert seen == [None, (-2.0, 7.5)]

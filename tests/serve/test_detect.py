@@ -81,3 +81,22 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path, capsys, text, line,
 def test_a_missing_file_is_named(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "absent.csv")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_a_range_hint_is_taken_and_a_bad_one_named(tmp_path, capsys):
+    rows = [f"2026-01-01 00:{i // 12:02d}:{(i % 12) * 5:02d},500" for i in range(600)]
+    rows.append("2026-01-01 00:50:00,500.01")
+    src = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    hinted, blind = tmp_path / "hinted.csv", tmp_path / "blind.csv"
+    assert main(["detect", str(src), "-o", str(hinted), "--range", "0", "1000"]) == 0
+    assert main(["detect", str(src), "-o", str(blind)]) == 0
+    last = [float(list(csv.reader(p.open()))[-1][2]) for p in (hinted, blind)]
+    assert last[0] < 0.1 < last[1]  # below the hint's resolution, the wobble is no news
+    capsys.readouterr()
+    for args, says in ((["--range", "5", "1"], "--range: MIN MAX: must be two finite"),
+                       (["--range", "0", "1", "--detector", "rolling_zscore"],
+                        "--range: rolling_zscore: takes no range hint")):
+        out = tmp_path / "never.csv"
+        assert main(["detect", str(src), "-o", str(out), *args]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1 and not out.exists()

@@ -40,15 +40,18 @@ def render(results: list[dict[str, Any]]) -> str:
                 "| detector | standard | held out | reward low FP | held out | reward low FN "
                 "| held out |", "|---|---|---|---|---|---|---|"]
 
-        def held(p: str, key: str) -> str:
-            return _cell(by.get(f"{c} {p}, each category at the others' threshold: "
-                                "selfheal vs rolling zscore"), key)
+        def cell(name: str, key: str = "value", c: str = c) -> str:
+            return _cell(by.get(f"{c} {name}"), key)
 
-        ours = " | ".join(f"**{_cell(by.get(f'{c} {p}: selfheal detect vs rolling zscore'), 'value')}"
-                          f"** | **{held(p, 'value')}**" for p in PROFILES)
+        def held(p: str, key: str) -> str:
+            return cell(f"{p}, each category at the others' threshold: selfheal vs rolling "
+                        "zscore", key)
+
+        ours = " | ".join(f"**{cell(f'{p}: selfheal detect vs rolling zscore')}** | "
+                          f"**{held(p, 'value')}**" for p in PROFILES)
         out.append(f"| **selfheal** | {ours} |")
-        hinted = " | ".join(f"{_cell(by.get(f'{c} {p}: selfheal detect with range hints'), 'value')}"
-                            " | " for p in PROFILES)
+        hinted = " | ".join(f"{cell(f'{p}: selfheal detect with range hints')} | "
+                            for p in PROFILES)
         out.append(f"| selfheal, given each file's range first | {hinted}|")
         for key, label in BASELINES:
             cells = []

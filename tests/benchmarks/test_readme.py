@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.harness import RESULTS
 from benchmarks import detection_table
+from benchmarks.harness import RESULTS
 from benchmarks.readme import README, ROWS, block, current, render, update
 
 

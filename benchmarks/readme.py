@@ -53,6 +53,8 @@ ROWS = [
      "24 h x 10 services (1,987,803 requests), wall time with self-healing"),
     ("MTTD of a gradual leak, with the predictive monitor",
      "MTTD, api-memory-leak, with the predictive monitor"),
+    ("MTTD of a slow degradation, with the predictive monitor",
+     "MTTD, slow-degradation, with the predictive monitor"),
     ("control API health read through Ray Serve (10 circuits)",
      "control API health (10 circuits) through Serve, median latency"),
     ("the same app under plain uvicorn",
@@ -64,6 +66,8 @@ ROWS = [
     ("one `/metrics` scrape with 1,000 circuits",
      "/metrics scrape, 1,000 circuits, through Serve"),
     ("NAB score, standard", "NAB standard: selfheal detect vs rolling zscore"),
+    ("score on the generated service-telemetry corpus, standard",
+     "service corpus standard: selfheal detect vs rolling zscore"),
     ("NAB score, standard, against the best published",
      "NAB standard: selfheal detect vs the scoreboard"),
 ]

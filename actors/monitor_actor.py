@@ -29,7 +29,7 @@ from healing.clock import Clock, SystemClock
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 from learning.history import event_counts
-from learning.monitor import MonitorPolicy, PredictiveMonitor
+from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 
 from .ray_gateway import tell_orchestrator
 from .stores.redis_conn import connect
@@ -112,11 +112,17 @@ class PredictiveMonitorActor:
             return None
         try:
             raw = self.client.get(self.state_key)
-            return None if raw is None else pickle.loads(raw)
-        except Exception:  # unreadable or from an incompatible version: start fresh
+            state = None if raw is None else pickle.loads(raw)
+        except Exception:  # unreadable: start fresh
             _log.warning("monitor state under %s not restored", self.state_key,
                          exc_info=True)
             return None
+        if state is not None and (not isinstance(state, PredictiveMonitor)
+                                  or getattr(state, "state_version", None) != STATE_VERSION):
+            _log.warning("monitor state under %s is from another version: starting fresh",
+                         self.state_key)
+            return None
+        return state
 
     async def save_state(self) -> bool:
         """Save what the detectors learnt now (the loop does every ``save_every_s``)."""

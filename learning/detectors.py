@@ -220,14 +220,19 @@ class DeviationDetector:
             (on NAB, where a shift is one labelled anomaly, that costs 3 points).
         value_range: the stream's (minimum, maximum), when known before it starts (see the
             module doc); never needed.
+        magnitude: bound each p-value by Chebyshev's inequality (see the module doc), so a
+            far deviation counts as far; off, a p-value is a rank alone, at least
+            ``1/(k + 1)``: the monitor's latency CUSUM wants a run of slow buckets, so one
+            bucket's evidence must stay capped however slow it is.
     """
 
     EARLY_EVIDENCE = 100
 
     def __init__(self, window: int = 1000, calibration: int = 2000, gate: int = 100,
                  early: bool = False, clip_values: bool = False,
-                 value_range: tuple[float, float] | None = None) -> None:
-        self.early, self.clip_values = early, clip_values
+                 value_range: tuple[float, float] | None = None, magnitude: bool = True,
+                 ) -> None:
+        self.early, self.clip_values, self.magnitude = early, clip_values, magnitude
         floor = _resolution(value_range)
         self.values = _Moments(window, floor)
         self.changes = _Moments(window, floor)
@@ -258,13 +263,13 @@ class DeviationDetector:
             z = _z(value, st, self.values.floor)
             p = self.cal_value.p(z)
             if p is not None:
-                ps.append(_bounded(p, z))
+                ps.append(_bounded(p, z) if self.magnitude else p)
         sc = self.changes.stats()
         if sc is not None:
             z = _z(change, sc, self.changes.floor)
             p = self.cal_change.p(z)
             if p is not None:
-                ps.append(_bounded(p, z))
+                ps.append(_bounded(p, z) if self.magnitude else p)
         # A change is a one-off: winsorised at 6 deviations, a jump does not inflate the
         # spread of changes for the whole window and then, leaving it, make ordinary
         # changes look large. Values likewise when ``clip_values`` (see the class doc).

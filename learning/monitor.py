@@ -47,7 +47,13 @@ from healing.errors import ConfigError
 from .detectors import DeviationDetector, SurpriseCusum
 from .multivariate import MultivariateDetector
 
-__all__ = ["Anomaly", "MonitorPolicy", "PredictiveMonitor"]
+__all__ = ["STATE_VERSION", "Anomaly", "MonitorPolicy", "PredictiveMonitor"]
+
+# The shape of a monitor's pickled state (the live monitor saves it to Redis). Bump it when a
+# detector's attributes change: a state of another version is not restored, because pickle
+# would load it and the first bucket would then fail on a missing attribute.
+# 2: issue 15 (the novelty gate's monotonic queue; DeviationDetector.magnitude).
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,7 @@ class PredictiveMonitor:
     def __init__(self, policy: MonitorPolicy | None = None,
                  per_service: dict[str, MonitorPolicy] | None = None) -> None:
         self.policy = policy if policy is not None else MonitorPolicy()
+        self.state_version = STATE_VERSION
         # a trained model: some services' own policies (bucket_s must match the default's)
         self.per_service = dict(per_service or {})
         for name, p in self.per_service.items():
@@ -237,7 +244,7 @@ class PredictiveMonitor:
             return None
         if s.latency is None:
             # an hour of buckets as the window, two as the calibration
-            s.latency = DeviationDetector(360, 720, 30, clip_values=True)
+            s.latency = DeviationDetector(360, 720, 30, clip_values=True, magnitude=False)
             s.latency_cusum = SurpriseCusum(pol.latency_h)
         s.latency_cusum.h = pol.latency_h  # a promoted model's, from the next bucket on
         p95 = _p95(sorted(b.latencies))

@@ -14,7 +14,7 @@ windows after NAB's rule), so :func:`learning.nab.score_corpus` scores it unchan
   leaks, slow degradations, flapping);
 * ``hourly_*``: crash rates, API dependency latency and purchase rates over 30 or 60 days,
   with a daily and weekly rhythm;
-* ``minutely_*``: data-ingress and database request rates over 1 to 7 days, and a
+* ``minutely_*``: data-ingress and database request rates over 8 hours to 7 days, and a
   service-unavailable count that is zero most minutes.
 
 Anomalies are of the kinds services have: spikes lasting hours, level shifts, drops to near

@@ -3,15 +3,19 @@ group, an anomaly out to a real orchestrator, which runs the service's workflow.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import pickle
 import random
 import time
 import uuid
 
+from actors.monitor_actor import PredictiveMonitorActor
 from actors.runtime import orchestrator, predictive_monitor
 from actors.stores.metric_stream import MetricRecorder
 from actors.stores.redis_conn import connect
 from healing import ClinicalContext
+from healing.clock import ManualClock
 from healing.outcome import OutcomeRecord
 from healing.safety import Criticality, OperationType
 from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
@@ -151,3 +155,24 @@ def test_malformed_events_in_a_stream_are_skipped_and_counted_not_fatal(ray_clus
     finally:
         ray_cluster.kill(mon)
         client.delete(stream)
+
+
+def test_a_saved_state_comes_back_and_one_from_another_version_does_not():
+    """The monitor actor's class, built directly on the real Redis: what it learnt comes
+    back in a new one; a state pickled by another version of the detectors starts fresh
+    rather than failing on its first bucket."""
+    key = f"selfheal:test:{uuid.uuid4().hex[:8]}:detectors"
+    client = connect(REDIS_URL)
+    try:
+        first = PredictiveMonitorActor(REDIS_URL, state_key=key, clock=ManualClock(0.0))
+        first.monitor.observe("api_server", 0.0, 100.0, 1.0)
+        assert asyncio.run(first.save_state())
+        again = PredictiveMonitorActor(REDIS_URL, state_key=key, clock=ManualClock(0.0))
+        assert "api_server" in again.monitor.services
+        old = pickle.loads(client.get(key))
+        old.state_version = 1
+        client.set(key, pickle.dumps(old))
+        fresh = PredictiveMonitorActor(REDIS_URL, state_key=key, clock=ManualClock(0.0))
+        assert "api_server" not in fresh.monitor.services
+    finally:
+        client.delete(key)

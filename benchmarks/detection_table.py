@@ -60,6 +60,14 @@ def render(results: list[dict[str, Any]]) -> str:
                 extra = held(p, "anchor_value") if key == "rolling zscore" else ""
                 cells.append(f"{_cell(r, 'anchor_value')} | {extra}")
             out.append(f"| {label} | {' | '.join(cells)} |")
+        seeds = [by.get(f"{c} from other seeds {p}: selfheal detect vs rolling zscore")
+                 for p in PROFILES]
+        if all(seeds):
+            out += ["", "Generated from seeds no choice was made on (11 and 23, the simulator's "
+                        "3 to 6): selfheal " + " / ".join(f"{r['value']:.1f}" for r in seeds)
+                    + ", the rolling z-score " + " / ".join(f"{r['anchor_value']:.1f}"
+                                                             for r in seeds)
+                    + " (standard / low FP / low FN)."]
         speed = by.get(f"selfheal detect, throughput on {c}")
         if speed is not None:
             out += ["", f"Throughput on it: selfheal {speed['value']:,.0f} rows/s, the rolling "

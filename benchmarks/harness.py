@@ -63,3 +63,16 @@ def table(figures: list[Figure]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def between(text: str, start: str, end: str) -> str:
+    """The block from the ``start`` marker to the ``end`` marker, both included: a generated
+    part of a document (the README's Measured table, docs/learning.md's detector tables)."""
+    lo, hi = text.index(start), text.index(end) + len(end)
+    return text[lo:hi]
+
+
+def regenerate(doc: pathlib.Path, start: str, end: str, body: str) -> None:
+    """Replace ``doc``'s block between the markers with ``body`` between them."""
+    text = doc.read_text()
+    doc.write_text(text.replace(between(text, start, end), f"{start}\n{body}\n{end}"))

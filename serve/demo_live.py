@@ -170,9 +170,12 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
             w.join(timeout=5)
         for p in procs:
             p.close()
-        # its actors and application go; so does its Ray, when the demo started it
+        seen.close()
+        # its actors and application go; so does its Ray, when the demo started it. Each
+        # on its own: an application that will not go must not keep the actors running.
         with contextlib.suppress(Exception):
             delete_app(APP_NAME)
+        with contextlib.suppress(Exception):
             stop_actors([f"{s}:{p}" for s, p, _, _ in WORKLOAD])
         hook.close()
         tmp.cleanup()
@@ -188,7 +191,8 @@ class _Narrator:
                                    headers={"Authorization": f"Bearer {token}"})
         self.say = say
         self.states: dict[str, str] = {}
-        self.steps: dict[str, int] = {}
+        self.started: set[str] = set()  # recovery runs told as started
+        self.finished: set[str] = set()  # and as ended
         self.alerts: set[str] = set()
         self.events: list[str] = []
 
@@ -209,12 +213,12 @@ class _Narrator:
                                 f" → {c['state']} ({c['reason']})")
             self.states[c["name"]] = c["state"]
         for r in runs:
-            if r["run_id"] not in self.steps:
-                self.steps[r["run_id"]] = 0
+            if r["run_id"] not in self.started:
+                self.started.add(r["run_id"])
                 self._tell(now, f"recovery: {r['workflow']} started for {r['service']} "
                                 f"({r['trigger']})")
-            if "ended" in r and self.steps[r["run_id"]] >= 0:
-                self.steps[r["run_id"]] = -1
+            if "ended" in r and r["run_id"] not in self.finished:
+                self.finished.add(r["run_id"])
                 verdict = "succeeded" if r["succeeded"] else r["ended"]
                 self._tell(now, f"recovery: {r['workflow']} {verdict}")
         for a in alerts:
@@ -226,7 +230,9 @@ class _Narrator:
         with contextlib.suppress(httpx.HTTPError):
             self.client.post(f"/api/v1/circuits/{circuit}/reset", json={"reason": reason})
 
+    def close(self) -> None:
+        self.client.close()
+
     def summary(self) -> str:
-        runs = sum(1 for v in self.steps.values() if v == -1)
-        return (f"seen: {sum('circuit' in e for e in self.events)} circuit changes, {runs} "
-                f"recovery runs finished, {len(self.alerts)} alerts")
+        return (f"seen: {sum('circuit' in e for e in self.events)} circuit changes, "
+                f"{len(self.finished)} recovery runs finished, {len(self.alerts)} alerts")

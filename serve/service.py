@@ -257,10 +257,11 @@ def _join(path: pathlib.Path) -> dict[str, Any]:
 def status(settings: Settings) -> dict[str, Any]:
     """What is running: the actors, the Serve application, whether the API answers."""
     state = _join(_state_file(settings))
-    actors = {name: find_actor(name, NAMESPACE) is not None for name in ACTORS}
-    if actors["orchestrator"]:
+    handles = {name: find_actor(name, NAMESPACE) for name in ACTORS}
+    actors = {name: handle is not None for name, handle in handles.items()}
+    if actors["orchestrator"]:  # found is not enough: it must answer
         try:
-            actors["orchestrator"] = bool(call_actor(find_actor("orchestrator"), "ping",
+            actors["orchestrator"] = bool(call_actor(handles["orchestrator"], "ping",
                                                      timeout_s=10))
         except ActorUnavailable:
             actors["orchestrator"] = False

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reinstall when the project's declared dependencies change.
 DEPS := pyproject.toml
 
-.PHONY: demo test bench lint services venv clean
+.PHONY: demo test bench chaos lint services venv clean
 
 demo: $(STAMP)
 	$(VENV)/bin/selfheal demo
@@ -18,6 +18,11 @@ test: $(STAMP) services lint
 
 bench: $(STAMP) services
 	$(PY) -m benchmarks
+
+# The chaos and load suite on a running selfheal (about 25 minutes); writes
+# benchmarks/chaos.json and the table in docs/chaos.md. Its own stores: no services needed.
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check healing learning simulation actors serve tests benchmarks

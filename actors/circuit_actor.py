@@ -95,9 +95,9 @@ class CircuitBreakerActor:
         await self._publish(self.core.tick(now))
         return self.core.view().to_dict()
 
-    async def force_open(self, now: float, reason: str = "forced open by operator"
-                         ) -> dict[str, Any]:
-        view = self.core.force_open(now, reason)
+    async def force_open(self, now: float, reason: str = "forced open by operator",
+                         until: float | None = None) -> dict[str, Any]:
+        view = self.core.force_open(now, reason, until)
         await self._publish(view)
         return view.to_dict()
 

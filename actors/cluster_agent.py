@@ -39,6 +39,8 @@ __all__ = ["ClusterAgent"]
 _log = logging.getLogger("selfheal.cluster_agent")
 
 _HELD = {ClusterState.OPEN.value, ClusterState.HALF_OPEN.value, ClusterState.FORCED_OPEN.value}
+# held states that end by the clock: the probe lease is asked for once retry_at passes
+_TIMED = {ClusterState.OPEN.value, ClusterState.FORCED_OPEN.value}
 FOREVER_S = 10 * 365 * 86400.0
 
 
@@ -146,7 +148,7 @@ class ClusterAgent:
                 b.start_probe(now, "own wait elapsed")
             return
         retry_at = c.view.get("retry_at")
-        if c.view.get("state") != ClusterState.OPEN.value or retry_at is None \
+        if c.view.get("state") not in _TIMED or retry_at is None \
                 or self.clock.wall() < float(retry_at):
             return
         view = get(c.actor.acquire_probe.remote(self.process_id, self.clock.wall()))

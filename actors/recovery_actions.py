@@ -155,7 +155,8 @@ class LiveEffects:
             raise ActionNotAvailable("fallback {provider} needs the circuit actors")
         actor = self.circuit_for(e.circuit)
         now = self.clock.wall()
-        view = await (actor.force_open.remote(now, e.reason) if e.open
+        until = None if e.trial_after_s is None else now + e.trial_after_s
+        view = await (actor.force_open.remote(now, e.reason, until) if e.open
                       else actor.reset.remote(now, e.reason))
         return {"circuit": e.circuit, "state": view["state"]}
 

@@ -22,7 +22,7 @@ from ray import serve
 from healing.clock import Clock, SystemClock
 from healing.errors import SelfHealError
 
-__all__ = ["ServeControlError", "app_status", "delete_app", "deployment_handle",
+__all__ = ["ServeControlError", "app_status", "delete_app", "deployment_handle", "kill_replica",
            "replica_count", "restart_deployment", "run_app", "scale_deployment", "serve_http",
            "shutdown_serve"]
 
@@ -115,6 +115,16 @@ async def restart_deployment(target: str, delay_s: float = 0.0, graceful: bool =
     if graceful:
         await scale_deployment(target, before, timeout_s, clock)
     return {"deployment": target, "replaced": len(old), "replicas": replica_count(target)}
+
+
+def kill_replica(target: str) -> str | None:
+    """Kill one replica of ``app/deployment`` at once, as a crash would (chaos experiments);
+    Serve's controller starts a replacement. Returns the replica's actor name, or None."""
+    names = _replica_actors(target)
+    if not names:
+        return None
+    ray.kill(ray.get_actor(names[0], namespace=_SERVE_NAMESPACE), no_restart=True)
+    return names[0]
 
 
 def run_app(app: Any, name: str, *, scalable: bool = False) -> Any:

@@ -266,6 +266,8 @@ class CircuitBreaker(SnapshotMixin):
             if (state is _S.OPEN and not self._managed
                     and now >= self._rejection.retry_at):  # type: ignore[union-attr, operator]
                 self._transition(_S.HALF_OPEN, now, "wait in OPEN elapsed", events)
+            elif state is _S.FORCED_OPEN and self._force_ended(now):
+                self._transition(_S.HALF_OPEN, now, "forced open ended: trial calls", events)
             elif state is _S.HALF_OPEN:
                 self._half_open_timeout(now, events)
         if events:
@@ -291,8 +293,17 @@ class CircuitBreaker(SnapshotMixin):
         self._notify(events)
         return events
 
-    def force_open(self, now: float, reason: str = "forced open by operator") -> list[Any]:
-        return self.transition_to(_S.FORCED_OPEN, now, reason)
+    def force_open(self, now: float, reason: str = "forced open by operator",
+                   until: float | None = None) -> list[Any]:
+        """Reject every call; from ``until`` on (if given), let trial calls through as
+        HALF_OPEN does. An operator's force stays until reset; a workflow's ends."""
+        events: list[Any] = []
+        with self._lock:
+            if (self._state, _S.FORCED_OPEN) not in LEGAL_TRANSITIONS:
+                raise IllegalTransition(self.name, self._state, _S.FORCED_OPEN)
+            self._transition(_S.FORCED_OPEN, now, reason, events, retry_at=until)
+        self._notify(events)
+        return events
 
     def disable(self, now: float, reason: str = "disabled by operator") -> list[Any]:
         return self.transition_to(_S.DISABLED, now, reason)
@@ -334,8 +345,15 @@ class CircuitBreaker(SnapshotMixin):
                 return self._permit
             return self._rejection  # type: ignore[return-value]
         if state is _S.FORCED_OPEN:
+            if self._force_ended(now):
+                self._transition(_S.HALF_OPEN, now, "forced open ended: trial calls", events)
+                return self._allow_locked(now, events)
             return self._rejection  # type: ignore[return-value]
         return self._permit  # a free state entered while we waited for the lock
+
+    def _force_ended(self, now: float) -> bool:
+        until = self._rejection.retry_at  # type: ignore[union-attr]
+        return not self._managed and until is not None and now >= until
 
     def _half_open_timeout(self, now: float, events: list[Any]) -> bool:
         limit = self.config.max_wait_in_half_open_s
@@ -392,9 +410,9 @@ class CircuitBreaker(SnapshotMixin):
             raise IllegalTransition(self.name, from_, to)
         self._generation += 1
         self._since = now
-        if to is not _S.OPEN:
+        if to is not _S.OPEN and to is not _S.FORCED_OPEN:
             retry_at = None
-        elif retry_at is None:
+        elif retry_at is None and to is _S.OPEN:
             retry_at = now + self.config.wait_for_open_number(max(1, self._consecutive_opens))
         if to is _S.HALF_OPEN:
             self._trial = CountWindow(self.config.permitted_calls_in_half_open)

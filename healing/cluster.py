@@ -214,8 +214,8 @@ class ClusterCircuit:
     def acquire_probe(self, process: str, now: float) -> ClusterView:
         """Ask for the probe lease; the view says who holds it (the caller, or not)."""
         self._expire_lease(now)
-        if (self.state is ClusterState.OPEN and self.retry_at is not None
-                and now >= self.retry_at):
+        if (self.state in (ClusterState.OPEN, ClusterState.FORCED_OPEN)
+                and self.retry_at is not None and now >= self.retry_at):
             self.state = ClusterState.HALF_OPEN
             self.lease = Lease(process, now + self.policy.probe_lease_s)
             self._trials = CountWindow(self.config.permitted_calls_in_half_open)
@@ -254,8 +254,12 @@ class ClusterCircuit:
 
     # -- operators ---------------------------------------------------------------------
 
-    def force_open(self, now: float, reason: str = "forced open by operator") -> ClusterView:
-        self.state, self.lease, self.retry_at = ClusterState.FORCED_OPEN, None, None
+    def force_open(self, now: float, reason: str = "forced open by operator",
+                   until: float | None = None) -> ClusterView:
+        """Open for every process; from ``until`` on (if given) the probe lease is handed
+        out as after an ordinary open, so trial calls decide. Kept in the snapshot, so the
+        end of a workflow's force survives the restart of any actor."""
+        self.state, self.lease, self.retry_at = ClusterState.FORCED_OPEN, None, until
         self._bump(reason)
         return self.view()
 

@@ -115,6 +115,10 @@ class SetCircuit:
     circuit: str  # "service:provider"
     open: bool  # True: forced open (traffic leaves); False: reset
     reason: str
+    # A forced open that ends by itself: after this long the breaker lets its trial calls
+    # through (half-open), so the primary gets its traffic back when it answers, whether or
+    # not anything can probe it. None: open until reset.
+    trial_after_s: float | None = None
 
     @property
     def provider(self) -> str:
@@ -242,7 +246,10 @@ def _fallback(cfg: Mapping[str, Any], workflow: RecoveryWorkflow, event: Trigger
     if cfg.get("provider") == "primary":
         return (SetCircuit(circuit, False, f"{workflow.id}: rolled back"),)
     provider = circuit.split(":", 1)[1]
-    return (SetCircuit(circuit, True, f"{workflow.id}: traffic moved to {cfg['provider']}"),
+    # The switch-back below needs a probe of the primary, which a deployment may not have;
+    # the breaker's own trial calls after ``every`` seconds bring the traffic back either way.
+    return (SetCircuit(circuit, True, f"{workflow.id}: traffic moved to {cfg['provider']}",
+                       trial_after_s=every),
             SwitchBack(service, provider, every,
                        SetCircuit(circuit, False, f"{workflow.id}: primary recovered, "
                                                   "traffic back")))

@@ -38,7 +38,8 @@ from typing import Any
 
 from .records import RunResult
 
-__all__ = ["METRICS", "aggregate", "mean", "run_metrics"]
+__all__ = ["METRICS", "aggregate", "mean", "recovered_at", "run_metrics",
+           "served_target"]
 
 SUSTAIN_S = 60
 SETTLE_S = 120
@@ -117,13 +118,17 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
 
 
 def _target(r: RunResult, services: set[str]) -> float:
-    worst = max(r.scenario.services[s].error_rate for s in services)
-    return max(0.9, 1.0 - max(0.01, 3 * worst))
+    return served_target(max(r.scenario.services[s].error_rate for s in services))
+
+
+def served_target(error_rate: float) -> float:
+    """The share of requests that must be served for users to count as served again, for
+    services whose worst normal error rate is ``error_rate`` (see the module doc)."""
+    return max(0.9, 1.0 - max(0.01, 3 * error_rate))
 
 
 def _recovered_at(r: RunResult, services: set[str], start: int, horizon: int) -> float | None:
     """The second from which users were served at target for 60 s (see the module doc)."""
-    target = _target(r, services)
     end = int(r.scenario.duration_s)
     hi = min(end, horizon + SUSTAIN_S)  # the seconds looked at: [start, hi)
     total = [0] * (hi - start)
@@ -134,6 +139,15 @@ def _recovered_at(r: RunResult, services: set[str], start: int, horizon: int) ->
                                        strict=True)):
             total[i] += t
             served[i] += v
+    return recovered_at(total, served, _target(r, services), start, horizon, end)
+
+
+def recovered_at(total: Sequence[int], served: Sequence[int], target: float, start: int,
+                 horizon: int, end: int) -> float | None:
+    """MTTR's rule, for the simulator and the live chaos suite alike: ``total[i]`` and
+    ``served[i]`` are the requests of second ``start + i``; the second from which users were
+    served at ``target`` for ``SUSTAIN_S`` seconds, after the last window that missed it,
+    looking no further than ``horizon``; None when that window does not fit before ``end``."""
     pt = list(itertools.accumulate(total, initial=0))
     ps = list(itertools.accumulate(served, initial=0))
     last_miss = None

@@ -253,7 +253,9 @@ class _Action:
             return {"route": e.tier}
         breaker = sim.breakers.get(service, e.provider)
         if e.open:
-            breaker.force_open(sim.clock.now(), e.reason)
+            now = sim.clock.now()
+            breaker.force_open(now, e.reason,
+                               None if e.trial_after_s is None else now + e.trial_after_s)
             state.moved = e.provider == primary
         else:
             breaker.reset(sim.clock.now(), e.reason)

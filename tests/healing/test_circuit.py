@@ -222,6 +222,24 @@ def test_forced_open_rejects_without_retry_time_and_reset_closes():
     assert b.state is S.CLOSED and b.allow(5.0).allowed
 
 
+def test_a_timed_force_hands_over_to_trial_calls_that_close_or_reopen_it():
+    b = make_breaker()
+    b.force_open(0.0, "workflow: traffic moved", until=10.0)
+    assert not b.allow(9.9).allowed and b.state is S.FORCED_OPEN
+    trials = [b.allow(10.0) for _ in range(2)]  # the config's permitted trial calls
+    assert all(t.allowed for t in trials) and b.state is S.HALF_OPEN
+    for t in trials:
+        b.record(t, SUCCESS, 10.1)
+    assert b.state is S.CLOSED
+    b.force_open(20.0, "workflow: traffic moved", until=30.0)
+    b.tick(30.0)  # time alone ends it too
+    assert b.state is S.HALF_OPEN
+    trials = [b.allow(30.0) for _ in range(2)]
+    for t in trials:
+        b.record(t, FAILED, 30.1)
+    assert b.state is S.OPEN  # the primary still fails: an ordinary open, with its wait
+
+
 def test_disabled_admits_everything_and_records_nothing():
     b = make_breaker()
     b.disable(0.0)

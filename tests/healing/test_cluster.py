@@ -115,6 +115,16 @@ def test_operators_force_open_and_reset():
     assert c.reset(2.0).state is ClusterState.CLOSED
 
 
+def test_a_workflows_timed_force_hands_the_probe_lease_out_when_it_ends_even_after_restore():
+    c = circuit()
+    c.force_open(1.0, "workflow: traffic moved", until=11.0)
+    assert c.acquire_probe("a", 10.9).lease is None
+    d = circuit()
+    d.restore(c.snapshot())  # the circuit actor restarted in between
+    view = d.acquire_probe("a", 11.0)
+    assert view.state is ClusterState.HALF_OPEN and view.lease.holder == "a"
+
+
 def test_processes_that_stop_reporting_are_forgotten():
     c = circuit(process_ttl_s=10.0)
     c.report("gone", calls(0, 9), 0.0)

@@ -52,8 +52,10 @@ def test_retry_takes_the_policys_defaults_and_the_steps_own():
 
 def test_fallback_to_a_provider_forces_the_named_circuit_open_and_switches_back():
     moved, back = plan(RecoveryStep("fallback", {"provider": "deepseek", "recheck_s": 3}))
+    # the force ends by itself after the recheck period: trial calls bring traffic back
+    # even where nothing can probe the primary
     assert moved == SetCircuit("clinical_reasoning:gemini:pro", True,
-                               "w: traffic moved to deepseek")
+                               "w: traffic moved to deepseek", trial_after_s=3)
     assert isinstance(back, SwitchBack) and back.every_s == 3 and back.provider == "gemini:pro"
     assert back.then.open is False and back.then.circuit == moved.circuit
     [rollback] = plan(RecoveryStep("fallback", {"provider": "primary"}))

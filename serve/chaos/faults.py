@@ -1,0 +1,167 @@
+"""The faults a chaos experiment injects, each with the rollback that always runs after it.
+
+As in Chaos Toolkit, a fault is a method (``inject``) and a rollback; the experiment runs
+the rollback whatever happened in between, so a failed experiment never leaves a provider
+down or a store stopped. ``service`` names the clinical service whose detection and
+recovery the fault is timed by (None: the fault is on the platform, and what is checked is
+that nothing is lost and everything answers afterwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from actors.ray_gateway import find_actor, kill
+from actors.serve_control import kill_replica
+
+from ..control_app import APP_NAME
+from .stack import ChaosStack
+
+__all__ = ["ActorCrash", "ApiFlood", "DatabaseDown", "Fault", "ProviderFault", "RedisDown",
+           "ReplicaKill"]
+
+
+@dataclass
+class Fault:
+    """Injected ``at_s`` seconds into the experiment, rolled back ``duration_s`` later."""
+
+    at_s: float
+    duration_s: float = 0.0
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    name = "fault"
+    service: str | None = None
+    provider: str | None = None
+
+    def inject(self, stack: ChaosStack) -> None:
+        raise NotImplementedError
+
+    def rollback(self, stack: ChaosStack) -> None:
+        return None
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass
+class ProviderFault(Fault):
+    """An AI provider that fails (``fail``) or answers slowly (``slow``)."""
+
+    key: str = "clinical_reasoning:gemini:pro"
+    mode: str = "fail"
+
+    def __post_init__(self) -> None:
+        self.service, self.provider = self.key.split(":", 1)
+        self.name = f"provider {self.key} {'down' if self.mode == 'fail' else self.mode}"
+
+    def inject(self, stack: ChaosStack) -> None:
+        stack.providers.set(self.key, self.mode)
+
+    def rollback(self, stack: ChaosStack) -> None:
+        stack.providers.set(self.key, "ok")
+
+
+@dataclass
+class ActorCrash(Fault):
+    """A long-lived actor dies; Ray restarts it and it reloads its state from Redis."""
+
+    actor: str = "orchestrator"
+
+    def __post_init__(self) -> None:
+        self.name = f"{self.actor} actor killed"
+
+    def inject(self, stack: ChaosStack) -> None:
+        handle = find_actor(self.actor)
+        self.observed["found"] = handle is not None
+        if handle is not None:
+            kill(handle, restart=True)
+
+
+@dataclass
+class RedisDown(Fault):
+    """The metric and state store stops; it comes back with what it had written to disk."""
+
+    def __post_init__(self) -> None:
+        self.name = f"Redis stopped for {self.duration_s:g} s"
+
+    def inject(self, stack: ChaosStack) -> None:
+        stack.redis.stop()
+
+    def rollback(self, stack: ChaosStack) -> None:
+        stack.redis.start()
+
+
+@dataclass
+class DatabaseDown(Fault):
+    """The audit database stops (fast shutdown: connections cut); it comes back."""
+
+    def __post_init__(self) -> None:
+        self.name = f"PostgreSQL stopped for {self.duration_s:g} s"
+
+    def inject(self, stack: ChaosStack) -> None:
+        stack.postgres.stop()
+
+    def rollback(self, stack: ChaosStack) -> None:
+        stack.postgres.start()
+
+
+@dataclass
+class ReplicaKill(Fault):
+    """A replica of the control API dies; Serve replaces it."""
+
+    def __post_init__(self) -> None:
+        self.name = "control API replica killed"
+
+    def inject(self, stack: ChaosStack) -> None:
+        self.observed["killed"] = kill_replica(f"{APP_NAME}/ControlAPI")
+
+
+# Requests no client of the API should send: each must get a 4xx, never a 5xx or a 2xx.
+_FLOOD: tuple[tuple[str, str, dict[str, Any], str | None], ...] = (
+    ("GET", "/api/v1/health", {}, None),  # no token
+    ("GET", "/api/v1/circuits", {}, "shk_000000000000_" + "A" * 43),  # unknown token
+    ("GET", "/api/v1/circuits", {}, "not a token"),
+    ("POST", "/api/v1/recovery/trigger", {"content": b"{not json"}, "operator"),
+    ("POST", "/api/v1/recovery/trigger", {"json": {"service": 7}}, "operator"),
+    ("POST", "/api/v1/recovery/trigger", {"json": {"service": "x" * 10_000}}, "operator"),
+    ("POST", "/api/v1/circuits/no-such-circuit/reset", {"json": {"reason": "x"}}, "viewer"),
+    ("GET", "/api/v1/audit?limit=-5", {}, "auditor"),
+    ("GET", "/api/v1/recovery/runs?since=yesterday", {}, "viewer"),
+    ("DELETE", "/api/v1/tokens/nope", {}, "operator"),
+)
+
+
+@dataclass
+class ApiFlood(Fault):
+    """Malformed and unauthenticated requests, as fast as one client sends them."""
+
+    requests: int = 300
+
+    def __post_init__(self) -> None:
+        self.name = f"{self.requests} malformed or unauthenticated API requests"
+
+    def inject(self, stack: ChaosStack) -> None:
+        statuses: Counter[str] = Counter()
+        with httpx.Client(base_url=stack.url, timeout=10) as client:
+            for i in range(self.requests):
+                method, path, kw, role = _FLOOD[i % len(_FLOOD)]
+                token = stack.tokens.get(role, role) if role else None
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                try:
+                    status = client.request(method, path, headers=headers, **kw).status_code
+                    statuses[f"{status // 100}xx"] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+        with contextlib.suppress(httpx.HTTPError):
+            statuses["livez_after"] = client_ok(stack)
+        self.observed["statuses"] = dict(statuses)
+
+
+def client_ok(stack: ChaosStack) -> int:
+    """1 when the control API answers its liveness probe."""
+    return int(httpx.get(stack.url + "/api/v1/livez", timeout=10).status_code == 200)

@@ -1,0 +1,72 @@
+"""What the simulator predicts for an experiment: its faults written as a scenario file and
+replayed under the same catalogue, so the report can put prediction beside reality.
+
+Only faults on a clinical service's provider have a simulator counterpart (an outage, or a
+latency spike for a slow provider); a killed actor, a stopped store, a killed replica or an
+API flood acts on selfheal itself, which the simulator does not model, and is reported as
+"not modelled".
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import yaml
+
+from simulation.runner import run_one
+from simulation.scenario import load_scenario
+
+from .faults import ProviderFault
+from .load import MIX
+from .stack import PRIMARIES
+
+__all__ = ["predict", "scenario_for"]
+
+
+def scenario_for(exp: Any, catalogue: Any, duration_s: float) -> dict[str, Any] | None:
+    """The scenario file's content for ``exp``, or None when none of its faults is
+    modelled."""
+    faults = [f for f in exp.faults if isinstance(f, ProviderFault)]
+    if not faults:
+        return None
+    weight = sum(w for w, *_ in MIX)
+    services = {}
+    for name, (primary, alternative) in PRIMARIES.items():
+        share = sum(w for w, s, *_ in MIX if s == name) / weight
+        declared = catalogue.services[name]
+        services[name] = {
+            "rps": round(exp.rate_per_s * share, 3), "latency_ms": {"p50": 6, "p99": 10},
+            "error_rate": declared.error_rate,
+            "providers": [primary, *([alternative] if alternative else [])],
+            "operation": declared.operation.value, "criticality": declared.criticality.value}
+    return {"name": f"chaos-{exp.name}", "duration": f"{int(duration_s)}s", "seed": exp.seed,
+            "services": services,
+            "faults": [{"service": f.service, "target": f.provider,
+                        "kind": "outage" if f.mode == "fail" else "latency_spike",
+                        "at": f"{int(f.at_s)}s", "for": f"{max(1, int(f.duration_s))}s"}
+                       for f in faults]}
+
+
+def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
+            ) -> dict[str, Any] | None:
+    """Write the scenario file to ``out_dir`` and replay it; the simulator's MTTD, MTTR and
+    availability per incident, or None when nothing is modelled."""
+    content = scenario_for(exp, catalogue, duration_s)
+    if content is None:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{content['name']}.yaml"
+    path.write_text("# written by the chaos suite: the experiment's provider faults, for the "
+                    "simulator\n" + yaml.safe_dump(content, sort_keys=False))
+    metrics = run_one(load_scenario(path), exp.seed)["healing"]
+    return {"scenario": path.name, "availability": metrics["availability"],
+            "incidents": [{"service": i["service"], "mttd_s": _since(i, "detected_s"),
+                           "mttr_s": _since(i, "recovered_s")}
+                          for i in metrics["incidents"]],
+            "services": {k: v["availability"] for k, v in metrics["services"].items()}}
+
+
+def _since(incident: dict[str, Any], key: str) -> float | None:
+    at = incident[key]
+    return None if at is None else round(at - incident["start_s"], 1)

@@ -1,0 +1,93 @@
+"""The chaos report: totals, the table ``make chaos`` prints, and the same table in Markdown
+(``make chaos`` writes it into docs/chaos.md, which the README links)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["markdown", "summary", "table"]
+
+
+def summary(experiments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the experiments: what the suite's verdict rests on."""
+    ran = [e for e in experiments if "skipped" not in e]
+    return {
+        "experiments": len(experiments), "ran": len(ran),
+        "passed": sum(bool(e.get("passed")) for e in ran),
+        "requests_sent": sum(e["load"]["sent"] for e in ran),
+        "requests_answered": sum(e["load"]["answered"] for e in ran),
+        "faults_injected": sum(len(e["faults"]) for e in ran),
+        "lost": sum(e["lost"] for e in ran),
+        "safety_violations": sum(e["safety_violations"] for e in ran),
+        "audit_records_reconciled": sum(e["audit"]["found"] + e["steps"]["expected"]
+                                        - e["steps"]["lost"] for e in ran),
+    }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 1 else f"{v:.3f}"
+    return str(v)
+
+
+def _rows(e: dict[str, Any]) -> list[list[str]]:
+    if "skipped" in e:
+        return [[e["name"], "skipped: " + e["skipped"], "", "", "", "", "", ""]]
+    load = e["load"]
+    tiers = ", ".join(f"{k} {v}" for k, v in load["by_tier"].items())
+    explicit = load["by_outcome"].get("explicit", 0)
+    base = [e["name"], "pass" if e["passed"] else "FAIL",
+            f"{load['sent']} sent, {load['answered']} answered ({tiers}), "
+            f"{explicit} failed explicitly with guidance",
+            _fmt(e["lost"]), _fmt(e["safety_violations"])]
+    predicted = {(i["service"]): i for i in (e.get("prediction") or {}).get("incidents", [])}
+    rows = []
+    for t in e.get("timings") or [None]:
+        if t is None:
+            rows.append([*base, "", "", "not modelled (a fault on selfheal itself)"])
+            continue
+        p = predicted.get(t["service"])
+        sim = (f"{_fmt(p['mttd_s'])} / {_fmt(p['mttr_s'])}" if p else "not modelled")
+        rows.append([*base, t["fault"], f"{_fmt(t['mttd_s'])} / {_fmt(t['mttr_s'])}", sim])
+        base = ["", "", "", "", ""]
+    return rows
+
+
+HEADER = ["experiment", "verdict", "load", "lost", "safety violations", "fault timed",
+          "live MTTD / MTTR (s)", "simulator MTTD / MTTR (s)"]
+
+
+def table(report: dict[str, Any]) -> str:
+    """A plain-text table for the terminal."""
+    rows = [HEADER] + [r for e in report["experiments"] for r in _rows(e)]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(HEADER))]
+    out = []
+    for k, r in enumerate(rows):
+        out.append("  ".join(c[:60].ljust(w) for c, w in zip(r, widths, strict=True)))
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    s = report["summary"]
+    out.append("")
+    out.append(f"{s['passed']} of {s['ran']} experiments passed; {s['requests_sent']} "
+               f"requests sent, {s['requests_answered']} answered; {s['faults_injected']} "
+               f"faults; lost {s['lost']}; safety violations {s['safety_violations']}")
+    return "\n".join(out)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The same table in Markdown, with the run's facts above it."""
+    s = report["summary"]
+    lines = [f"Run of {report['started']} ({report['mode']} suite, {report['machine']}): "
+             f"{report['rate']['note']}", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for e in report["experiments"]:
+        for r in _rows(e):
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
+    lines += ["", f"**{s['passed']} of {s['ran']} experiments passed; "
+                  f"{s['requests_sent']} requests sent, {s['requests_answered']} answered; "
+                  f"{s['faults_injected']} faults; lost {s['lost']}; safety violations "
+                  f"{s['safety_violations']}; {s['audit_records_reconciled']} audit records "
+                  "reconciled.**"]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""The experiments: one fault at a time, then several at once; the full suite (``make
+chaos``) and the short one that ``make test`` runs.
+
+Times are seconds from the start of the load. Experiments that time a recovery run long
+enough for the simulator's definition of MTTR to be measurable: the fault, the circuit's
+wait in the open state, then a sustained window of served requests (60 s).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .experiment import Experiment
+from .faults import ActorCrash, ApiFlood, DatabaseDown, ProviderFault, RedisDown, ReplicaKill
+from .load import OpenLoop
+from .stack import ChaosStack
+
+__all__ = ["full_suite", "short_suite", "sustainable_rate"]
+
+CR = "clinical_reasoning:gemini:pro"
+
+
+def full_suite(rate: float) -> list[Experiment]:
+    return [
+        Experiment("provider-outage", [ProviderFault(20, 60, key=CR)], 200, rate,
+                   notes=["the primary AI provider of clinical reasoning fails for 60 s"]),
+        Experiment("prescriptive-and-single-provider-outage", [
+            ProviderFault(20, 60, key="pharmaguard:pharmaguard_api"),
+            ProviderFault(30, 40, key="care_locator:care_locator_api")], 200, rate,
+            notes=["drug interactions (prescriptive: never cached) and the care locator "
+                   "(no alternative provider) fail, overlapping"]),
+        Experiment("slow-provider", [ProviderFault(20, 30, key="xray_analysis:gemini:pro",
+                                                   mode="slow")], 170, rate,
+                   notes=["imaging's primary answers after 2 s for 30 s; the guard has no "
+                          "timeout or bulkhead yet, so slow calls hold workers"]),
+        Experiment("actors-killed-during-an-outage", [
+            ProviderFault(20, 60, key=CR), ActorCrash(25, actor="orchestrator"),
+            ActorCrash(30, actor=f"circuit:{CR}"), ActorCrash(35, actor="monitor"),
+            ActorCrash(40, actor="health")], 200, rate,
+            notes=["every long-lived actor and the outage's circuit actor crash while the "
+                   "outage is being healed"]),
+        Experiment("stores-down-during-an-outage", [
+            RedisDown(15, 30), ProviderFault(20, 60, key=CR), DatabaseDown(55, 30)],
+            200, rate, notes=["Redis stops for 30 s as the outage starts; PostgreSQL stops "
+                              "for 30 s while it goes on"]),
+        Experiment("api-abuse-and-a-replica-killed", [
+            ApiFlood(20, requests=500), ReplicaKill(30), ApiFlood(40, requests=200)],
+            90, rate, notes=["malformed and unauthenticated requests, and the control API's "
+                             "replica killed under load"]),
+    ]
+
+
+def short_suite(rate: float) -> list[Experiment]:
+    """Every kind of fault, overlapping, in about a minute (``make test``)."""
+    return [Experiment("short: overlapping faults under load", [
+        ProviderFault(5, 25, key=CR), ActorCrash(8, actor="orchestrator"),
+        RedisDown(12, 5), DatabaseDown(18, 5), ApiFlood(22, requests=60),
+        ProviderFault(24, 8, key="pharmaguard:pharmaguard_api")], 40, rate, settle_s=90.0,
+        notes=["a provider outage, the orchestrator killed, Redis and PostgreSQL stopped "
+               "for 5 s each, an API flood and a prescriptive outage, overlapping"])]
+
+
+def sustainable_rate(stack: ChaosStack, rates: tuple[float, ...] = (50, 100, 200, 400, 800),
+                     step_s: float = 8.0) -> dict[str, Any]:
+    """Ramp the open-loop generator with no fault and keep the highest rate the stack kept
+    up with: every request answered by its primary, and the schedule held (p99 lateness
+    under 0.25 s). The suite runs at 70 % of it."""
+    steps = []
+    best = 0.0
+    for rate in rates:
+        loop = OpenLoop(stack.send, rate, tag=f"ramp-{int(rate)}", seed=int(rate)).start()
+        time.sleep(step_s)
+        entries = loop.stop()
+        late = loop.lateness()
+        primary = sum(e.outcome == "primary" for e in entries)
+        held = bool(entries) and primary == len(entries) and late["p99"] < 0.25
+        steps.append({"rate_per_s": rate, "sent": len(entries), "primary": primary,
+                      "lateness_p99_s": round(late["p99"], 3), "held": held})
+        if not held:
+            break
+        best = rate
+    return {"steps": steps, "sustained_per_s": best, "suite_rate_per_s": round(0.7 * best, 1)}

@@ -1,0 +1,79 @@
+"""MTTD and MTTR of the faults that act on a clinical service, in wall time, by the same
+definitions the simulator reports (:mod:`simulation.metrics`).
+
+* detected: the first detection signal for the service after the fault began, as the
+  audit trail and the orchestrator record it (a circuit of the service opening, or a
+  recovery run starting for it);
+* recovered: the simulator's rule, applied to the generator's log: the first second from
+  which the service's requests were answered (primary or an allowed fallback) at the
+  service's target share for a sustained window, after the last window that missed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from simulation.metrics import LOOKAHEAD_S, SUSTAIN_S, recovered_at, served_target
+
+from .ledger import Entry
+
+__all__ = ["paged", "per_second", "timings"]
+
+
+def paged(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paged API listing."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.get(path, params={**params, "offset": len(items), "limit": 1000})
+        page.raise_for_status()
+        body = page.json()
+        items += body["items"]
+        if not body["items"] or len(items) >= body["total"]:
+            return items
+
+
+def per_second(entries: list[Entry], service: str, seconds: int) -> tuple[list[int], list[int]]:
+    """Requests sent and answered in each second of the run, for one service."""
+    total, served = [0] * seconds, [0] * seconds
+    for e in entries:
+        i = int(e.due)
+        if e.service == service and i < seconds:
+            total[i] += 1
+            served[i] += e.answered
+    return total, served
+
+
+def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, float],
+            wall0: float) -> list[dict[str, Any]]:
+    """Per fault that acts on a service: when it began, MTTD and MTTR in seconds (None:
+    not detected, or not recovered within the run)."""
+    out = []
+    seconds = int(max((e.due for e in entries), default=0.0)) + 1
+    for i, f in enumerate(exp.faults):
+        if f.service is None or i not in injected:
+            continue
+        start = injected[i]
+        with stack.client("auditor") as c:
+            moved = paged(c, "/api/v1/audit", kind="circuit_transition", service=f.service,
+                          since=wall0 + start)
+            runs = c.get("/api/v1/recovery/runs", params={"since": wall0 + start}).json()
+        signals = [t["at"] for t in moved if t["data"]["to_state"] == "OPEN"]
+        signals += [r["started_at"] for r in runs if r["service"] == f.service]
+        detected = min(signals) - wall0 if signals else None
+        total, served = per_second(entries, f.service, seconds)
+        s0 = int(start)
+        horizon = min(seconds, int(start + f.duration_s) + LOOKAHEAD_S)
+        target = served_target(stack.catalogue.services[f.service].error_rate)
+        recovered = recovered_at(total[s0:], served[s0:], target, s0, horizon, seconds)
+        out.append({
+            "fault": f.describe(), "service": f.service, "start_s": round(start, 1),
+            "duration_s": f.duration_s,
+            "mttd_s": None if detected is None else round(max(0.0, detected - start), 1),
+            "mttr_s": None if recovered is None else round(recovered - s0, 1),
+            # None above means the run ended before a sustained window after the last miss
+            "sustain_s": SUSTAIN_S,
+            "availability": round(sum(served) / sum(total), 4) if sum(total) else None,
+        })
+    return out

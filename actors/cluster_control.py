@@ -68,9 +68,13 @@ class ControlBus:
     def routes(self) -> dict[str, Route]:
         return _read_routes(self.client)
 
-    def set_route(self, service: str, tier: str, reason: str) -> int:
-        """Route ``service`` to ``tier``; returns how many processes heard it now."""
-        value = json.dumps({"tier": tier, "reason": reason, "since": self.clock.wall()})
+    def set_route(self, service: str, tier: str, reason: str,
+                  for_s: float | None = None) -> int:
+        """Route ``service`` to ``tier`` (for ``for_s`` seconds, or until cleared); returns
+        how many processes heard it now."""
+        now = self.clock.wall()
+        value = json.dumps({"tier": tier, "reason": reason, "since": now,
+                            "until": None if for_s is None else now + for_s})
         self.client.hset(ROUTES_KEY, service, value)
         return int(self.client.publish(CHANNEL, json.dumps({"op": "routes"})))  # type: ignore[arg-type]
 
@@ -216,7 +220,9 @@ def _read_routes(client: redis.Redis) -> dict[str, Route]:
     for service, raw in client.hgetall(ROUTES_KEY).items():  # type: ignore[union-attr]
         try:
             d = json.loads(raw)
-            out[service.decode()] = Route(str(d["tier"]), str(d["reason"]), float(d["since"]))
+            until = d.get("until")
+            out[service.decode()] = Route(str(d["tier"]), str(d["reason"]), float(d["since"]),
+                                          None if until is None else float(until))
         except (KeyError, TypeError, ValueError):
             _log.error("route for %r in %s is malformed; ignored", service, ROUTES_KEY)
     return out

@@ -30,6 +30,7 @@ from healing.cluster import ClusterPolicy
 
 from .cluster_agent import ClusterAgent
 from .cluster_control import ControlListener
+from .ray_gateway import place_actors
 from .runtime import circuit_actor
 from .settings import Settings
 from .stores.audit_sql import AuditStore
@@ -68,6 +69,7 @@ class GuardProcess:
         if settings.redis_url is None:
             raise ValueError("GuardProcess needs settings.redis_url: call bootstrap() first")
         redis_url = settings.redis_url
+        place_actors(settings.actor_resources)  # the circuit actors this process starts
         circuit = circuit if circuit is not None else CircuitConfig()
         policy = policy if policy is not None else ClusterPolicy()
         self.breakers = CircuitBreakerRegistry(clock, circuit)

@@ -19,9 +19,9 @@ import ray
 from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 
-__all__ = ["NAMESPACE", "ActorUnavailable", "as_completed", "call_actor", "find_actor", "get",
-           "init_ray", "kill", "named_actor", "plain_actor", "restart_actor", "run_task",
-           "tell_orchestrator"]
+__all__ = ["NAMESPACE", "ActorUnavailable", "LocalCluster", "actor_node", "as_completed",
+           "call_actor", "disconnect", "find_actor", "get", "init_ray", "kill", "named_actor",
+           "place_actors", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
 
@@ -44,21 +44,85 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
              configure_logging=False, **({"_node_ip_address": node_ip} if node_ip else {}))
 
 
+def disconnect() -> None:
+    """Leave the cluster this process joined or started (a started local one stops)."""
+    ray.shutdown()
+
+
 def get(refs: Any, timeout_s: float | None = None) -> Any:
     """The value(s) behind ``refs`` (one reference or a list), waiting at most ``timeout_s``."""
     return ray.get(refs, timeout=timeout_s)
+
+
+_placement: dict[str, float] = {}
+
+
+def place_actors(resources: dict[str, float]) -> None:
+    """Ray custom resources every named actor created from now on asks for (settings'
+    ``actor_resources``): on a cluster, they keep selfheal's actors on the nodes that have
+    them, and Ray restarts an actor whose node died on another such node. (The settings
+    check the amounts: each in (0, 1].)"""
+    _placement.clear()
+    _placement.update(resources)
 
 
 def named_actor(cls: type, name: str, *args: Any, namespace: str = NAMESPACE,
                 max_concurrency: int = 1000, max_task_retries: int = 0,
                 **kwargs: Any) -> Any:
     """The actor named ``name``, created from ``cls(*args, **kwargs)`` if none runs yet:
-    detached (it outlives its creator), restarted by Ray after a crash, using no CPU slot."""
+    detached (it outlives its creator), restarted by Ray after a crash, using no CPU slot,
+    on a node with the resources :func:`place_actors` set."""
     return ray.remote(cls).options(  # type: ignore[attr-defined]
         name=name, namespace=namespace, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=max_task_retries, num_cpus=0,
-        max_concurrency=max_concurrency,
+        max_concurrency=max_concurrency, resources=dict(_placement),
     ).remote(*args, **kwargs)
+
+
+def actor_node(name: str, namespace: str = NAMESPACE) -> str | None:
+    """The id of the node the named actor runs on, or None (not running, or not placed)."""
+    from ray.util.state import list_actors  # noqa: PLC0415 - the state API is slow to import
+
+    found = list_actors(filters=[("name", "=", name), ("state", "=", "ALIVE")])
+    return found[0].node_id if found else None
+
+
+class LocalCluster:
+    """A head and worker nodes on this machine (``ray.cluster_utils.Cluster``), for the
+    multi-node chaos suite: the workers carry ``resources``, so placed actors land on them,
+    and a worker can be removed (killed) and another added."""
+
+    def __init__(self, workers: int = 2, resources: dict[str, float] | None = None,
+                 cpus_per_node: int = 1) -> None:
+        from ray.cluster_utils import Cluster  # noqa: PLC0415
+
+        os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
+        self.resources, self.cpus = dict(resources or {}), cpus_per_node
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": cpus_per_node, "include_dashboard": False})
+        self.workers = [self.add_worker() for _ in range(workers)]
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    def add_worker(self) -> Any:
+        node = self.cluster.add_node(num_cpus=self.cpus, resources=dict(self.resources))
+        self.cluster.wait_for_nodes()
+        return node
+
+    def remove_worker(self, node_id: str) -> bool:
+        """Kill the worker node with this id; False when no worker has it."""
+        for node in self.workers:
+            if node.node_id == node_id:
+                self.workers.remove(node)
+                self.cluster.remove_node(node, allow_graceful=False)
+                return True
+        return False
+
+    def shutdown(self) -> None:
+        ray.shutdown()
+        self.cluster.shutdown()
 
 
 class ActorUnavailable(SelfHealError):

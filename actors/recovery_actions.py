@@ -148,7 +148,7 @@ class LiveEffects:
         if e.tier is None:
             return {"route": None, "cleared": self.control.clear_route(e.service)}
         return {"route": e.tier, "processes": self.control.set_route(e.service, e.tier,
-                                                                    e.reason)}
+                                                                    e.reason, e.for_s)}
 
     async def _circuit(self, e: SetCircuit, _t: float) -> dict[str, Any]:
         if self.circuit_for is None:

@@ -14,10 +14,11 @@ import os
 import pathlib
 import secrets
 import tomllib
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from healing.errors import ConfigError
 
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
     # the service catalogue directory (healing.catalogue); None: the embedded default
     catalogue: pathlib.Path | None = Field(
         None, validation_alias=_alias("SELFHEAL_CATALOGUE", "catalogue"))
+    # Ray custom resources selfheal's long-lived actors ask for, to keep them on chosen nodes
+    # (say {"selfheal": 0.01}, with that resource on the worker nodes); empty: anywhere
+    actor_resources: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict,
+        validation_alias=_alias("SELFHEAL_ACTOR_RESOURCES", "actor_resources"))
     # cron (UTC) for the scheduled training; None: only `selfheal train` trains
     training_schedule: str | None = Field(
         None, validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
@@ -253,6 +259,12 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             else err.get("input")
         reason = err["msg"].removeprefix("Value error, ")
         raise SettingsError(name, value, reason, source=source) from None
+    except PydanticSettingsError as exc:  # a list or mapping that is not JSON
+        name = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "settings"
+        env_name = _env_name(name, Settings.model_fields.get(name))
+        raise SettingsError(name, os.environ.get(env_name), "must be JSON (a list or a "
+                            "mapping, as the setting's type says)",
+                            source=f"environment variable {env_name}") from None
 
 
 def _env_name(name: str, field: Any) -> str:

@@ -217,7 +217,8 @@ class Guard:
     def _routed(self, service: str, context: ClinicalContext) -> tuple[RoutedAway, int] | None:
         """The route this request obeys and the tier it starts at, or None: call the primary."""
         route = self.routes.get(service)
-        if route is None or self.validator.is_fail_safe(service, context):
+        if route is None or self.validator.is_fail_safe(service, context) \
+                or not route.active(self.clock.wall()):
             return None
         strategy = self.fallbacks.get(service)
         if strategy is None or not strategy.serves(context):

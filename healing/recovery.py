@@ -108,6 +108,8 @@ class RouteTo:
     service: str
     tier: str | None  # None: back to the primary
     reason: str = ""
+    # the route ends by itself after this long (see SetCircuit.trial_after_s); None: never
+    for_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +241,8 @@ def _fallback(cfg: Mapping[str, Any], workflow: RecoveryWorkflow, event: Trigger
     if tier is not None:
         if tier == "primary":  # a rollback: traffic back
             return (RouteTo(service, None, f"{workflow.id}: rolled back"),)
-        return (RouteTo(service, str(tier), f"{workflow.id}: {event.trigger.value}"),
+        return (RouteTo(service, str(tier), f"{workflow.id}: {event.trigger.value}",
+                        for_s=every),
                 SwitchBack(service, None, every, RouteTo(service, None,
                                                          "primary recovered, traffic back")))
     circuit = circuit_of(event, service, primary)

@@ -29,6 +29,12 @@ class Route(NamedTuple):
     tier: str
     reason: str
     since: float  # UTC epoch seconds
+    # UTC epoch seconds from which the route no longer applies (a workflow's route ends, so
+    # the primary gets traffic back even where nothing can probe it); None: until cleared
+    until: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.until is None or now < self.until
 
 
 class RouteTable:

@@ -33,6 +33,7 @@ from actors.ray_gateway import (
     find_actor,
     init_ray,
     kill,
+    place_actors,
 )
 from actors.runtime import circuit_named, health_monitor, orchestrator, predictive_monitor
 from actors.serve_control import app_status, serve_http, shutdown_serve
@@ -76,6 +77,7 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
     """The stores (schema, embedded Redis) and the long-lived actors, on a connected Ray.
     Returns the settings with the Redis URL filled in."""
     settings, _server = bootstrap(settings)  # an embedded Redis outlives this process
+    place_actors(settings.actor_resources)
     cat = catalogue or load_catalogue(settings.catalogue or SHIPPED)
     policy = policy_from(cat)
     health = health_monitor("health", orchestrator="orchestrator",
@@ -92,8 +94,12 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
                  circuit_for=circuit_named, health_monitor=health,
                  watch_interval_s=policy.error_check_s,
                  primaries={n: s.primary for n, s in cat.services.items()},
-                 state_prefix="selfheal:orchestrator")
-    predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator")  # type: ignore[arg-type]
+                 state_prefix="selfheal:orchestrator",
+                 # the streams hold every error and this share of the successes: both read
+                 # them back re-weighted by it (the chaos suite found it fixed at 0.1)
+                 sample_rate=settings.metrics_sample_rate)
+    predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator",  # type: ignore[arg-type]
+                       sample_rate=settings.metrics_sample_rate)
     if settings.training_schedule:
         from actors.runtime import training_scheduler  # noqa: PLC0415
 

@@ -134,6 +134,11 @@ class Simulation:
                     registry.register_handler(spec.name, tier.handler, _steady(spec.name))
         self.breakers = CircuitBreakerRegistry(clock, self.policy.circuit)
         self.breakers.add_listener(self._on_circuit_event)
+        primaries = {n: s.primary for n, s in self.scenario.services.items()}
+        # callers of a service whose primary's circuit is open (or forced) are answered by
+        # its fallbacks: its dependents no longer feel its primary's faults
+        self.world.off_primary = lambda service: self.breakers.get(
+            service, primaries[service]).state in (CircuitState.OPEN, CircuitState.FORCED_OPEN)
         self.guard = Guard(clock=clock, breakers=self.breakers, fallbacks=registry,
                            cache=FallbackCache(key=b"simulation"), validator=validator,
                            sink=self.recorder, audit=self.audit)

@@ -248,8 +248,17 @@ class _Action:
                 sim.guard.routes.clear(service)
                 state.moved = False
                 return {"route": None}
-            sim.guard.routes.set(service, Route(e.tier, self.run.workflow.id, sim.clock.wall()))
+            now = sim.clock.wall()
+            route = Route(e.tier, self.run.workflow.id, now,
+                          None if e.for_s is None else now + e.for_s)
+            sim.guard.routes.set(service, route)
             state.moved = True
+            if e.for_s is not None:  # the route ends: traffic goes back to the primary
+                def expire() -> None:
+                    if sim.guard.routes.get(service) is route:
+                        sim.guard.routes.clear(service)
+                        state.moved = False
+                sim.after(e.for_s, expire)
             return {"route": e.tier}
         breaker = sim.breakers.get(service, e.provider)
         if e.open:
@@ -257,6 +266,17 @@ class _Action:
             breaker.force_open(now, e.reason,
                                None if e.trial_after_s is None else now + e.trial_after_s)
             state.moved = e.provider == primary
+            if state.moved and e.trial_after_s is not None:
+                # the force ends in trial calls on the primary (from then on the breaker's
+                # own state says whether traffic is off it: World.off_primary), unless a
+                # later force (another run's) took over meanwhile
+                forced = object()
+                state.moved_by = forced
+
+                def ended() -> None:
+                    if state.moved_by is forced:
+                        state.moved = False
+                sim.after(e.trial_after_s, ended)
         else:
             breaker.reset(sim.clock.now(), e.reason)
             if e.provider == primary:

@@ -12,7 +12,8 @@ Model, per call to ``(service, provider)`` at time ``t``:
   a fault with a ``target`` acts on that provider;
 * the call fails with the service's background ``error_rate``, combined with each active
   fault's rate (independent causes), and with the failure rate of each dependency's primary
-  unless that dependency's traffic has been moved off it (a route or a forced-open circuit);
+  unless that dependency's traffic has been moved off it (a route, or its primary's circuit
+  open or forced open);
 * ``memory_leak``: the rate grows by ``growth`` per minute, times the share of replicas that
   were running when the leak began (a fresh replica, from a scale or a restart, is clean);
 * ``latency_spike``: latency is multiplied by ``latency_factor``; a call slower than the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +86,7 @@ class ServiceState:
     replicas: int = 1
     fresh_replicas: int = 0  # started after the current leak began
     moved: bool = False  # traffic moved off the primary (route or forced-open circuit)
+    moved_by: object = None  # which force moved it (a later one supersedes an earlier end)
     down_from: float = -1.0  # a non-graceful restart: no replica answers in [from, until)
     down_until: float = -1.0
     faults: list[FaultInstance] = field(default_factory=list)  # active or future
@@ -93,6 +96,9 @@ class World:
     def __init__(self, scenario: Scenario, seed: int) -> None:
         self.scenario = scenario
         self.services = {n: ServiceState(s) for n, s in scenario.services.items()}
+        # whether a service's callers are kept off its primary by a circuit that is open:
+        # set by the simulation that guards the calls (none without self-healing)
+        self.off_primary: Callable[[str], bool] = lambda _service: False
         self.instances: list[FaultInstance] = []
         for spec in scenario.faults:
             for start, end in spec.windows(scenario.duration_s):
@@ -203,7 +209,7 @@ class World:
         if provider == svc.spec.primary:
             for dep in svc.spec.depends_on:
                 d = self.services[dep]
-                if not d.moved:
+                if not (d.moved or self.off_primary(dep)):
                     ok *= 1.0 - self.failure(dep, d.spec.primary, t)[0]
         return 1.0 - ok, bad, factor
 

@@ -106,13 +106,13 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
             if i in injected and i not in rolled:
                 _rollback(stack, f, errors)
         after = _settled(stack, exp.settle_s)  # under load: the load goes on meanwhile
-        recovered_at = loop.now()
+        ended = loop.now()
         entries = loop.stop()
     stack.flush()
     if not all(after.values()):  # what an operator would look at first
         result["state_after"] = _state(stack)
     result.update(steady_state_after=after, fault_errors=errors, load=tally(entries),
-                  lateness_s=loop.lateness(), duration_s=round(recovered_at, 1),
+                  lateness_s=loop.lateness(), duration_s=round(ended, 1),
                   rate_per_s=exp.rate_per_s)
     violations = check_answers(entries, stack.allowed_tiers())
     key = stack.settings.pseudonym_key_bytes()  # type: ignore[union-attr]

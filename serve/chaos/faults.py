@@ -16,14 +16,14 @@ from typing import Any
 
 import httpx
 
-from actors.ray_gateway import find_actor, kill
+from actors.ray_gateway import actor_node, find_actor, kill
 from actors.serve_control import kill_replica
 
 from ..control_app import APP_NAME
 from .stack import ChaosStack
 
-__all__ = ["ActorCrash", "ApiFlood", "DatabaseDown", "Fault", "ProviderFault", "RedisDown",
-           "ReplicaKill"]
+__all__ = ["ActorCrash", "ApiFlood", "DatabaseDown", "Fault", "NodeKill", "ProviderFault",
+           "RedisDown", "ReplicaKill"]
 
 
 @dataclass
@@ -119,6 +119,30 @@ class ReplicaKill(Fault):
 
     def inject(self, stack: ChaosStack) -> None:
         self.observed["killed"] = kill_replica(f"{APP_NAME}/ControlAPI")
+
+
+@dataclass
+class NodeKill(Fault):
+    """The worker node that runs ``actor`` dies (multi-node stacks only); Ray restarts its
+    actors on another worker, Serve its replicas. The rollback adds a fresh worker."""
+
+    actor: str = "orchestrator"
+
+    def __post_init__(self) -> None:
+        self.name = f"the worker node running the {self.actor} actor killed"
+
+    def inject(self, stack: ChaosStack) -> None:
+        if stack.cluster is None:
+            raise RuntimeError("a node can only be killed on a multi-node stack")
+        node = actor_node(self.actor)
+        self.observed["node"] = node
+        self.observed["killed"] = node is not None and stack.cluster.remove_worker(node)
+        if not self.observed["killed"]:
+            raise RuntimeError(f"the {self.actor} actor is on no worker node ({node})")
+
+    def rollback(self, stack: ChaosStack) -> None:
+        if stack.cluster is not None and self.observed.get("killed"):
+            stack.cluster.add_worker()
 
 
 # Requests no client of the API should send: each must get a 4xx, never a 5xx or a 2xx.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["markdown", "summary", "table"]
+__all__ = ["headline", "markdown", "summary", "table"]
 
 
 def summary(experiments: list[dict[str, Any]]) -> dict[str, Any]:
@@ -91,3 +91,14 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{s['safety_violations']}; {s['audit_records_reconciled']} audit records "
                   "reconciled.**"]
     return "\n".join(lines)
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One sentence of the run's verdict, for the README."""
+    s = report["summary"]
+    return (f"Latest `make chaos` ({report['started']}, {report['mode']} suite at "
+            f"{report['rate']['per_s']:g} requests/s): {s['passed']} of {s['ran']} experiments "
+            f"passed; {s['requests_sent']:,} requests sent, {s['requests_answered']:,} "
+            f"answered; {s['faults_injected']} faults; lost {s['lost']}; safety violations "
+            f"{s['safety_violations']}; {s['audit_records_reconciled']:,} audit records "
+            "reconciled.")

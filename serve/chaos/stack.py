@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from actors.process import GuardProcess
-from actors.ray_gateway import init_ray
+from actors.ray_gateway import LocalCluster, init_ray
 from actors.serve_control import delete_app, serve_http
 from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
@@ -87,8 +87,10 @@ class ChaosStack:
     up`` runs it), the guarding processes' breakers, and the simulator's when it predicts
     the same faults (:mod:`.prediction`)."""
 
-    def __init__(self, root: pathlib.Path, *, processes: int = 2) -> None:
+    def __init__(self, root: pathlib.Path, *, processes: int = 2,
+                 cluster: LocalCluster | None = None) -> None:
         self.root = pathlib.Path(root)
+        self.cluster = cluster  # a multi-node cluster on this machine, or None
         self.n_processes = processes
         self.catalogue = load_catalogue(SHIPPED)
         self.circuit = self.catalogue.circuit
@@ -108,8 +110,13 @@ class ChaosStack:
         database = self.postgres.create_database("selfheal")
         settings = Settings.embedded(self.root / "data").model_copy(update={
             "redis_url": self.redis.url, "database_url": database, "api_port": free_port(),
-            "metrics_sample_rate": 1.0})
-        init_ray(ray_address, num_cpus=2)
+            "metrics_sample_rate": 1.0,
+            # on a cluster, the long-lived actors live on the worker nodes
+            "actor_resources": {k: 0.01 for k in self.cluster.resources}
+            if self.cluster is not None else {}})
+        if self.cluster is not None:
+            ray_address = self.cluster.address
+        init_ray(ray_address, num_cpus=None if ray_address else 2)
         # A session's earlier stack may have left actors behind (named, detached): this
         # stack's must talk to this stack's stores.
         stop_actors(self.circuits)

@@ -12,11 +12,19 @@ import time
 from typing import Any
 
 from .experiment import Experiment
-from .faults import ActorCrash, ApiFlood, DatabaseDown, ProviderFault, RedisDown, ReplicaKill
+from .faults import (
+    ActorCrash,
+    ApiFlood,
+    DatabaseDown,
+    NodeKill,
+    ProviderFault,
+    RedisDown,
+    ReplicaKill,
+)
 from .load import OpenLoop
 from .stack import ChaosStack
 
-__all__ = ["full_suite", "short_suite", "sustainable_rate"]
+__all__ = ["full_suite", "multi_node_suite", "short_suite", "sustainable_rate"]
 
 CR = "clinical_reasoning:gemini:pro"
 
@@ -51,6 +59,17 @@ def full_suite(rate: float) -> list[Experiment]:
     ]
 
 
+def multi_node_suite(rate: float) -> list[Experiment]:
+    """On a head and two worker nodes: the worker running the orchestrator dies during an
+    outage, then the one running the outage's circuit actor; a fresh worker joins 10 s
+    after each."""
+    return [Experiment("worker-nodes-killed-during-an-outage", [
+        ProviderFault(20, 60, key=CR), NodeKill(30, 10, actor="orchestrator"),
+        NodeKill(50, 10, actor=f"circuit:{CR}")], 200, rate,
+        notes=["3 nodes: the orchestrator's worker node and then the circuit actor's are "
+               "killed while the outage is healed"])]
+
+
 def short_suite(rate: float) -> list[Experiment]:
     """Every kind of fault, overlapping, in about a minute (``make test``)."""
     return [Experiment("short: overlapping faults under load", [
@@ -61,7 +80,8 @@ def short_suite(rate: float) -> list[Experiment]:
                "for 5 s each, an API flood and a prescriptive outage, overlapping"])]
 
 
-def sustainable_rate(stack: ChaosStack, rates: tuple[float, ...] = (50, 100, 200, 400, 800),
+def sustainable_rate(stack: ChaosStack,
+                     rates: tuple[float, ...] = (50, 100, 200, 400, 800, 1600, 3200),
                      step_s: float = 8.0) -> dict[str, Any]:
     """Ramp the open-loop generator with no fault and keep the highest rate the stack kept
     up with: every request answered by its primary, and the schedule held (p99 lateness
@@ -80,4 +100,5 @@ def sustainable_rate(stack: ChaosStack, rates: tuple[float, ...] = (50, 100, 200
         if not held:
             break
         best = rate
-    return {"steps": steps, "sustained_per_s": best, "suite_rate_per_s": round(0.7 * best, 1)}
+    return {"steps": steps, "sustained_per_s": best, "suite_rate_per_s": round(0.7 * best, 1),
+            "ceiling_reached": bool(steps) and not steps[-1]["held"]}

@@ -10,7 +10,8 @@ from actors.settings import SettingsError, load_settings
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     for name in ("RAY_ADDRESS", "REDIS_URL", "DATABASE_URL", "MLFLOW_TRACKING_URI",
-                 "SELFHEAL_DATA_DIR", "SELFHEAL_PSEUDONYM_KEY", "SELFHEAL_METRICS_SAMPLE_RATE"):
+                 "SELFHEAL_DATA_DIR", "SELFHEAL_PSEUDONYM_KEY", "SELFHEAL_METRICS_SAMPLE_RATE",
+                 "SELFHEAL_ACTOR_RESOURCES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -21,6 +22,8 @@ def clean_env(monkeypatch, tmp_path):
     ("DATABASE_URL", "::not a url::", "DATABASE_URL"),
     ("SELFHEAL_METRICS_SAMPLE_RATE", "1.5", "SELFHEAL_METRICS_SAMPLE_RATE"),
     ("SELFHEAL_PSEUDONYM_KEY", "short", "SELFHEAL_PSEUDONYM_KEY"),
+    ("SELFHEAL_ACTOR_RESOURCES", '{"selfheal": 2}', "SELFHEAL_ACTOR_RESOURCES"),
+    ("SELFHEAL_ACTOR_RESOURCES", "selfheal", "SELFHEAL_ACTOR_RESOURCES"),
 ])
 def test_a_bad_environment_value_names_the_setting_and_its_source(monkeypatch, env, value,
                                                                    setting):
@@ -67,3 +70,8 @@ def test_embedded_defaults_live_under_the_data_dir_and_survive_a_restart(monkeyp
     key = s.pseudonym_key_bytes()
     assert len(key) == 64 and load_settings().pseudonym_key_bytes() == key
     assert (tmp_path / "data" / "pseudonym.key").stat().st_mode & 0o077 == 0
+
+
+def test_actor_placement_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SELFHEAL_ACTOR_RESOURCES", '{"selfheal": 0.01}')
+    assert load_settings().actor_resources == {"selfheal": 0.01}

@@ -95,6 +95,17 @@ def test_clearing_the_route_sends_traffic_back_to_the_primary():
     assert g.routes.clear("xray_analysis") is None
 
 
+def test_a_route_that_has_ended_sends_traffic_back_to_the_primary():
+    g = make_guard()  # its clock is a ManualClock
+    wall = g.clock.wall()
+    g.routes.set("xray_analysis", Route("degraded_mode", "workflow", wall, until=wall + 10))
+    primary.calls = 0
+    assert g.call("xray_analysis", primary, context=DX).tier == "degraded_mode"
+    g.clock.advance(10)
+    assert g.call("xray_analysis", primary, context=DX).tier == "primary"
+    assert primary.calls == 1
+
+
 def test_the_async_form_obeys_routes_too():
     g = routed_guard("xray_analysis", "degraded_mode")
 

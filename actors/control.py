@@ -299,6 +299,13 @@ class ControlBackend:
             raise NotFound(f"no recovery run {run_id!r}")
         return {**summary, "steps": self.orchestrator_state.items(f"history:{run_id}")}
 
+    def detections(self, since: float | None = None, service: str | None = None
+                   ) -> list[dict[str, Any]]:
+        """Triggers that reached the orchestrator (the newest thousand), oldest first."""
+        return [d for d in self.orchestrator_state.items("detections")
+                if (since is None or d["at"] >= since)
+                and (service is None or d["service"] == service)]
+
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts the orchestrator raised, as it persists them, oldest first."""
         alerts = self.orchestrator_state.table("alerts").values()

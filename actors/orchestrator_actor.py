@@ -15,6 +15,7 @@ history reads back in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 from typing import Any
@@ -44,7 +45,9 @@ from .stores.actor_state import ActorState
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
-__all__ = ["RecoveryOrchestratorActor"]
+__all__ = ["DETECTIONS_KEPT", "RecoveryOrchestratorActor"]
+
+DETECTIONS_KEPT = 1000  # the newest triggers kept with their times (selfheal:{name}:detections)
 
 
 class RecoveryOrchestratorActor:
@@ -89,6 +92,12 @@ class RecoveryOrchestratorActor:
         self._watch_interval_s = watch_interval_s
         self._restore()
         self._watcher: asyncio.Task[None] | None = None
+        # Watching the error rates starts with the actor (Ray runs an async actor's
+        # constructor on its event loop, after a crash too), not with its first trigger:
+        # the chaos suite found a fresh orchestrator blind to error rates until a circuit
+        # opened. A plain object built outside a loop (a test) starts nothing.
+        with contextlib.suppress(RuntimeError):
+            self._start_watching()
 
     # -- what survives a restart -----------------------------------------------------
 
@@ -132,8 +141,14 @@ class RecoveryOrchestratorActor:
         """Admit a trigger; returns at once with what became of it."""
         self._start_watching()
         admission = self.queue.submit(event, self.clock.now())
-        # every detection that reached the orchestrator, whatever became of it (/metrics)
+        # every detection that reached the orchestrator, whatever became of it (/metrics),
+        # and when (GET /api/v1/detections: the MTTD an operator and the chaos suite read)
         self._count(event.service, [f"triggers:{event.trigger.value}"])
+        if self.state is not None:
+            self.state.append("detections", {
+                "service": event.service, "trigger": event.trigger.value,
+                "detail": event.detail, "at": self.clock.wall(),
+                "admitted": admission.value}, keep=DETECTIONS_KEPT)
         self._pump()
         return admission.value
 

@@ -79,12 +79,17 @@ def named_actor(cls: type, name: str, *args: Any, namespace: str = NAMESPACE,
     ).remote(*args, **kwargs)
 
 
-def actor_node(name: str, namespace: str = NAMESPACE) -> str | None:
-    """The id of the node the named actor runs on, or None (not running, or not placed)."""
-    from ray.util.state import list_actors  # noqa: PLC0415 - the state API is slow to import
+def actor_node(name: str, namespace: str = NAMESPACE, timeout_s: float = 30.0) -> str | None:
+    """The id of the node the named actor runs on, or None when it does not run. (Asked of
+    the actor itself: Ray's state API needs the dashboard, which selfheal does not start.)"""
+    actor = find_actor(name, namespace)
+    if actor is None:
+        return None
+    return str(ray.get(actor.__ray_call__.remote(_node_of), timeout=timeout_s))
 
-    found = list_actors(filters=[("name", "=", name), ("state", "=", "ALIVE")])
-    return found[0].node_id if found else None
+
+def _node_of(_actor: Any) -> str:
+    return str(ray.get_runtime_context().get_node_id())
 
 
 class LocalCluster:
@@ -100,7 +105,9 @@ class LocalCluster:
         self.resources, self.cpus = dict(resources or {}), cpus_per_node
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": cpus_per_node, "include_dashboard": False})
-        self.workers = [self.add_worker() for _ in range(workers)]
+        self.workers: list[Any] = []
+        for _ in range(workers):
+            self.add_worker()
 
     @property
     def address(self) -> str:
@@ -109,6 +116,7 @@ class LocalCluster:
     def add_worker(self) -> Any:
         node = self.cluster.add_node(num_cpus=self.cpus, resources=dict(self.resources))
         self.cluster.wait_for_nodes()
+        self.workers.append(node)
         return node
 
     def remove_worker(self, node_id: str) -> bool:

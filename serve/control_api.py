@@ -240,6 +240,15 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         """Start the service's manual workflow now."""
         return backend.trigger(body.service, who.who, body.reason)
 
+    @app.get("/api/v1/detections", tags=["recovery"])
+    def detections(_: Reader, since: float | None = None,
+                   service: Annotated[str | None, Query(max_length=200)] = None
+                   ) -> list[dict[str, Any]]:
+        """Triggers that reached the orchestrator (circuit_open, health_check_failed,
+        error_threshold, anomaly, manual...), with when and what became of them, oldest
+        first: the newest thousand."""
+        return backend.detections(since, service)
+
     @app.get("/api/v1/alerts", tags=["alerts"])
     def alerts(_: Reader, active: bool = False) -> list[dict[str, Any]]:
         found = backend.alerts()

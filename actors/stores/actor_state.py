@@ -41,9 +41,17 @@ class ActorState:
             return {}
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
-    def append(self, name: str, value: Any) -> None:
-        self._do("append", lambda: self.client.rpush(f"{self.prefix}:{name}",
-                                                     json.dumps(value, default=str)))
+    def append(self, name: str, value: Any, keep: int | None = None) -> None:
+        """Add ``value`` to the list ``name``; with ``keep``, only the newest ``keep`` stay."""
+        key = f"{self.prefix}:{name}"
+
+        def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.rpush(key, json.dumps(value, default=str))
+            if keep is not None:
+                pipe.ltrim(key, -keep, -1)
+            pipe.execute()
+        self._do("append", op)
 
     def items(self, name: str) -> list[Any]:
         try:

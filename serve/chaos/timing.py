@@ -3,7 +3,8 @@ definitions the simulator reports (:mod:`simulation.metrics`).
 
 * detected: the first detection signal for the service after the fault began, as the
   audit trail and the orchestrator record it (a circuit of the service opening, or a
-  recovery run starting for it);
+  trigger reaching the orchestrator: a circuit open, a failed health check, the error
+  threshold, an anomaly);
 * recovered: the simulator's rule, applied to the generator's log: the first second from
   which the service's requests were answered (primary or an allowed fallback) at the
   service's target share for a sustained window, after the last window that missed it.
@@ -58,9 +59,10 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
         with stack.client("auditor") as c:
             moved = paged(c, "/api/v1/audit", kind="circuit_transition", service=f.service,
                           since=wall0 + start)
-            runs = c.get("/api/v1/recovery/runs", params={"since": wall0 + start}).json()
+            found = c.get("/api/v1/detections", params={"since": wall0 + start,
+                                                         "service": f.service}).json()
         signals = [t["at"] for t in moved if t["data"]["to_state"] == "OPEN"]
-        signals += [r["started_at"] for r in runs if r["service"] == f.service]
+        signals += [d["at"] for d in found]
         detected = min(signals) - wall0 if signals else None
         total, served = per_second(entries, f.service, seconds)
         s0 = int(start)

@@ -308,6 +308,45 @@ def test_an_error_rate_over_threshold_in_the_metric_stream_starts_the_workflow(r
         client.delete(f"recovery:{service}")
 
 
+def test_a_fresh_orchestrator_watches_the_error_rates_without_being_asked(ray_cluster, setup):
+    """Watching starts with the actor, not with its first trigger; what it detects is kept
+    with its time (GET /api/v1/detections reads it)."""
+    from actors.stores.actor_state import ActorState
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing import Criticality, OperationType
+    from healing.outcome import OutcomeRecord
+
+    service = setup["service"]
+    client = connect(REDIS_URL)
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0)
+    for i in range(100):  # 60 % errors, just now
+        ok = i >= 60
+        rec.record(OutcomeRecord(service, None, ok, 0.01, None if ok else "MemoryError",
+                                 "primary", None, OperationType.ADMINISTRATIVE,
+                                 Criticality.MEDIUM, time.time()))
+    rec.flush()
+    prefix = f"selfheal:orch-{uuid.uuid4().hex[:6]}"
+    o = orchestrator(prefix.split(":")[1], redis_url=REDIS_URL, sample_rate=1.0,
+                     error_thresholds={service: (0.25, 60.0)}, watch_interval_s=0.2,
+                     state_prefix=prefix)
+    state = ActorState(client, prefix)
+    try:
+        deadline = time.monotonic() + 30  # the actor's own watch, on its own clock
+        found = []
+        while not found and time.monotonic() < deadline:
+            found = state.items("detections")
+        assert found and found[0]["service"] == service
+        assert found[0]["trigger"] == "error_threshold" and found[0]["at"] > 0
+    finally:
+        ray_cluster.kill(o)
+        for key in client.scan_iter(f"metrics:{service}*"):
+            client.delete(key)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.delete(f"recovery:{service}")
+
+
 def test_a_run_cut_short_by_a_restart_comes_back_interrupted_with_its_steps():
     """The orchestrator dies while a step runs: its successor (built from the same
     arguments, as Ray rebuilds it) lists the run, its steps so far, and why it ended."""

@@ -160,6 +160,13 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     manual = [s for s in families["selfheal_detections"].samples
               if s.labels == {"service": "care_locator", "signal": "manual"}]
     assert manual and manual[0].value >= 1
+    # and each with its time, as /api/v1/detections lists them
+    found = _get(state, "/api/v1/detections?service=care_locator", tokens["viewer"]).json()
+    mine = [d for d in found if d["trigger"] == "manual"]
+    # (the counter also holds earlier stacks' triggers on this Redis; the list does not)
+    assert 1 <= len(mine) <= manual[0].value and all(d["at"] > 0 for d in mine)
+    assert _get(state, f"/api/v1/detections?since={time.time() + 3600}",
+                tokens["viewer"]).json() == []
     _actions_when(settings, lambda a: len(a) >= 1)
     # earlier tests' workflow runs may still be flushing records, so the pages are compared
     # with a listing that did not change while they were read

@@ -19,7 +19,7 @@ test: $(STAMP) services lint
 bench: $(STAMP) services
 	$(PY) -m benchmarks
 
-# The chaos and load suite on a running selfheal (about 25 minutes); writes
+# The chaos and load suite on a running selfheal (about 40 minutes); writes
 # benchmarks/chaos.json and the table in docs/chaos.md. Its own stores: no services needed.
 chaos: $(STAMP)
 	$(PY) -m benchmarks.chaos

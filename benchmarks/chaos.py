@@ -61,7 +61,11 @@ def _experiments(stack: ChaosStack, experiments: list[Experiment], scenarios: pa
     for exp in experiments:
         say(f"experiment {exp.name}: {', '.join(f.describe() for f in exp.faults)}")
         t0 = time.monotonic()
-        r = run_experiment(stack, exp)
+        try:
+            r = run_experiment(stack, exp)
+        except Exception as exc:  # the harness's own failure: reported, the suite goes on
+            r = {"name": exp.name, "faults": [f.describe() for f in exp.faults],
+                 "skipped": f"the experiment could not be judged: {type(exc).__name__}: {exc}"}
         if "skipped" not in r:
             r["prediction"] = predict(exp, stack.catalogue, r["duration_s"], scenarios)
         r["wall_s"] = round(time.monotonic() - t0, 1)

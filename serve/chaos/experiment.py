@@ -52,7 +52,7 @@ def steady_state(stack: ChaosStack) -> dict[str, bool]:
     and both stores answer."""
     out = {}
     try:
-        with stack.client() as c:
+        with stack.client(timeout_s=10) as c:
             out["api_answers"] = c.get("/api/v1/livez").status_code == 200
             circuits = c.get("/api/v1/circuits").json()
         out["circuits_closed"] = all(x["state"] == "closed" for x in circuits
@@ -122,7 +122,9 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                for s, c in _counters(stack).items()}
     counters_v, counters = check_counters(entries, counted)
     violations.merge(audit_v).merge(steps_v).merge(counters_v)
-    with stack.client("auditor") as c:
+    # the whole trail, every experiment's so far: at thousands of requests a second that is
+    # hundreds of thousands of records, checked at tens of thousands a second
+    with stack.client("auditor", timeout_s=900) as c:
         verdict = c.post("/api/v1/audit/verify").json()
     if not verdict.get("intact"):
         violations.add("audit_verify", str({k: v for k, v in verdict.items()

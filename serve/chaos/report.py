@@ -70,7 +70,7 @@ def table(report: dict[str, Any]) -> str:
             out.append("  ".join("-" * w for w in widths))
     s = report["summary"]
     out.append("")
-    out.append(f"{s['passed']} of {s['ran']} experiments passed; {s['requests_sent']} "
+    out.append(f"{s['passed']} of {s['experiments']} experiments passed; {s['requests_sent']} "
                f"requests sent, {s['requests_answered']} answered; {s['faults_injected']} "
                f"faults; lost {s['lost']}; safety violations {s['safety_violations']}")
     return "\n".join(out)
@@ -85,7 +85,7 @@ def markdown(report: dict[str, Any]) -> str:
     for e in report["experiments"]:
         for r in _rows(e):
             lines.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
-    lines += ["", f"**{s['passed']} of {s['ran']} experiments passed; "
+    lines += ["", f"**{s['passed']} of {s['experiments']} experiments passed; "
                   f"{s['requests_sent']} requests sent, {s['requests_answered']} answered; "
                   f"{s['faults_injected']} faults; lost {s['lost']}; safety violations "
                   f"{s['safety_violations']}; {s['audit_records_reconciled']} audit records "
@@ -97,8 +97,9 @@ def headline(report: dict[str, Any]) -> str:
     """One sentence of the run's verdict, for the README."""
     s = report["summary"]
     return (f"Latest `make chaos` ({report['started']}, {report['mode']} suite at "
-            f"{report['rate']['per_s']:g} requests/s): {s['passed']} of {s['ran']} experiments "
-            f"passed; {s['requests_sent']:,} requests sent, {s['requests_answered']:,} "
+            f"{report['rate']['per_s']:g} requests/s): {s['passed']} of {s['experiments']} "
+            f"experiments passed; {s['requests_sent']:,} requests sent, "
+            f"{s['requests_answered']:,} "
             f"answered; {s['faults_injected']} faults; lost {s['lost']}; safety violations "
             f"{s['safety_violations']}; {s['audit_records_reconciled']:,} audit records "
             "reconciled.")

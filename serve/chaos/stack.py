@@ -137,8 +137,8 @@ class ChaosStack:
             self.procs.append(proc)
         return self
 
-    def client(self, role: str = "viewer") -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10,
+    def client(self, role: str = "viewer", timeout_s: float = 60.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout_s,
                             headers={"Authorization": f"Bearer {self.tokens[role]}"})
 
     def allowed_tiers(self) -> dict[str, set[str]]:

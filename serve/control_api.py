@@ -17,6 +17,8 @@ import pathlib
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,6 +28,7 @@ from pydantic import BaseModel, Field
 from actors.control import ControlBackend, NotFound, Unavailable
 from actors.ray_gateway import ActorUnavailable
 from actors.stores.api_tokens import ApiToken
+from actors.stores.audit_sql import AuditStoreError
 from healing.audit import AuditKind
 from healing.errors import ConfigError
 
@@ -160,6 +163,20 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
     def _actor_away(_: Request, exc: ActorUnavailable) -> JSONResponse:
         return JSONResponse({"detail": f"an actor is not answering, retry shortly ({exc})"},
                             503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(AuditStoreError)
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    def _database_away(_: Request, exc: Exception) -> JSONResponse:
+        # tokens and the audit trail live there: nothing can be checked or read until it is
+        # back, and that is an outage to wait out, not an internal error
+        return JSONResponse({"detail": "the audit database is not answering, retry shortly"},
+                            503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    def _redis_away(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "Redis is not answering, retry shortly"}, 503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(ConfigError)
     def _invalid(_: Request, exc: ConfigError) -> JSONResponse:

@@ -122,6 +122,9 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                for s, c in _counters(stack).items()}
     counters_v, counters = check_counters(entries, counted)
     violations.merge(audit_v).merge(steps_v).merge(counters_v)
+    for f in exp.faults:
+        for broken in f.broken_promises():
+            violations.add("fault_check", f"{f.describe()}: {broken}")
     # the whole trail, every experiment's so far: at thousands of requests a second that is
     # hundreds of thousands of records, checked at tens of thousands a second
     with stack.client("auditor", timeout_s=900) as c:
@@ -130,6 +133,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
         violations.add("audit_verify", str({k: v for k, v in verdict.items()
                                             if k != "intact"})[:300])
     result.update(audit=audit, steps=steps, counters=counters,
+                  observed={f.describe(): f.observed for f in exp.faults if f.observed},
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
                   violations=violations.summary(),

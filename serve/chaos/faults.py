@@ -47,6 +47,10 @@ class Fault:
     def describe(self) -> str:
         return self.name
 
+    def broken_promises(self) -> list[str]:
+        """What the fault itself saw go wrong (beyond the experiment's common checks)."""
+        return []
+
 
 @dataclass
 class ProviderFault(Fault):
@@ -162,7 +166,8 @@ _FLOOD: tuple[tuple[str, str, dict[str, Any], str | None], ...] = (
 
 @dataclass
 class ApiFlood(Fault):
-    """Malformed and unauthenticated requests, as fast as one client sends them."""
+    """Malformed and unauthenticated requests, as fast as one client sends them. Each must
+    be refused (4xx), or answered 503 while a store the API needs is away."""
 
     requests: int = 300
 
@@ -178,12 +183,24 @@ class ApiFlood(Fault):
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 try:
                     status = client.request(method, path, headers=headers, **kw).status_code
-                    statuses[f"{status // 100}xx"] += 1
+                    # a 5xx by its code: 503 says "a store is away, retry", 500 a crash
+                    statuses[str(status) if status >= 500 else f"{status // 100}xx"] += 1
                 except httpx.HTTPError as exc:
                     statuses[type(exc).__name__] += 1
+        statuses["livez_after"] = 0
         with contextlib.suppress(httpx.HTTPError):
             statuses["livez_after"] = client_ok(stack)
         self.observed["statuses"] = dict(statuses)
+
+    def broken_promises(self) -> list[str]:
+        seen = self.observed.get("statuses", {})
+        # 4xx, or 503 while a store it needs is away (overlapping faults): anything else is
+        # a request that crashed or was let through
+        out = [f"{n} answered {kind}, not 4xx" for kind, n in seen.items()
+               if kind not in ("4xx", "503", "livez_after") and n]
+        if not seen.get("livez_after"):
+            out.append("the API did not answer its liveness probe after the flood")
+        return out
 
 
 def client_ok(stack: ChaosStack) -> int:

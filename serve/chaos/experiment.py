@@ -137,7 +137,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
                   violations=violations.summary(),
-                  lost=audit["lost"] + steps["lost"] + _unanswered(violations),
+                  lost=audit["lost"] + steps["lost"] + violations.count("unanswered"),
                   safety_violations=sum(violations.count(r) for r in _SAFETY))
     result["passed"] = (not violations and all(after.values()) and not errors)
     return result
@@ -145,10 +145,6 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
 
 _SAFETY = ("life_critical_substitute", "prescriptive_cached", "tier_not_allowed",
            "stale_without_warning", "failure_without_guidance", "unexpected_error")
-
-
-def _unanswered(v: Violations) -> int:
-    return v.count("unanswered")
 
 
 def _settled(stack: ChaosStack, within_s: float) -> dict[str, bool]:

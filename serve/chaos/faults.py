@@ -9,6 +9,7 @@ that nothing is lost and everything answers afterwards).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,12 +23,12 @@ from actors.serve_control import kill_replica
 from ..control_app import APP_NAME
 from .stack import ChaosStack
 
-__all__ = ["ActorCrash", "ApiFlood", "DatabaseDown", "Fault", "NodeKill", "ProviderFault",
-           "RedisDown", "ReplicaKill"]
+__all__ = ["ActorCrash", "ApiFlood", "Fault", "NodeKill", "ProviderFault", "ReplicaKill",
+           "StoreDown"]
 
 
 @dataclass
-class Fault:
+class Fault(abc.ABC):
     """Injected ``at_s`` seconds into the experiment, rolled back ``duration_s`` later."""
 
     at_s: float
@@ -38,8 +39,9 @@ class Fault:
     service: str | None = None
     provider: str | None = None
 
+    @abc.abstractmethod
     def inject(self, stack: ChaosStack) -> None:
-        raise NotImplementedError
+        """Break the part; every concrete fault says how."""
 
     def rollback(self, stack: ChaosStack) -> None:
         return None
@@ -87,31 +89,21 @@ class ActorCrash(Fault):
 
 
 @dataclass
-class RedisDown(Fault):
-    """The metric and state store stops; it comes back with what it had written to disk."""
+class StoreDown(Fault):
+    """A store stops (Redis: SHUTDOWN, its append-only file kept; PostgreSQL: a fast
+    shutdown, connections cut) and comes back on the same files."""
+
+    store: str = "redis"  # the stack's attribute: "redis" or "postgres"
 
     def __post_init__(self) -> None:
-        self.name = f"Redis stopped for {self.duration_s:g} s"
+        label = {"redis": "Redis", "postgres": "PostgreSQL"}[self.store]
+        self.name = f"{label} stopped for {self.duration_s:g} s"
 
     def inject(self, stack: ChaosStack) -> None:
-        stack.redis.stop()
+        getattr(stack, self.store).stop()
 
     def rollback(self, stack: ChaosStack) -> None:
-        stack.redis.start()
-
-
-@dataclass
-class DatabaseDown(Fault):
-    """The audit database stops (fast shutdown: connections cut); it comes back."""
-
-    def __post_init__(self) -> None:
-        self.name = f"PostgreSQL stopped for {self.duration_s:g} s"
-
-    def inject(self, stack: ChaosStack) -> None:
-        stack.postgres.stop()
-
-    def rollback(self, stack: ChaosStack) -> None:
-        stack.postgres.start()
+        getattr(stack, self.store).start()
 
 
 @dataclass

@@ -115,15 +115,8 @@ def check_audit(entries: Iterable[Entry], failure_patients: Counter[str],
     for e in entries:
         if e.outcome in (FALLBACK, EXPLICIT):
             expected[pseudonymize(e.patient)] += 1
-    lost = duplicated = 0
-    for pid, n in expected.items():
-        got = failure_patients.get(pid, 0)
-        if got < n:
-            lost += n - got
-            v.add("audit_lost", f"patient {pid}: {got} failure records of {n}")
-        elif got > n:
-            duplicated += got - n
-            v.add("audit_duplicated", f"patient {pid}: {got} failure records, {n} failed")
+    lost, duplicated = _reconcile(expected, failure_patients, v, "audit",
+                                  lambda pid: f"patient {pid}")
     unexplained = sum(n for pid, n in failure_patients.items() if pid not in expected)
     if unexplained:
         v.add("audit_unexplained",
@@ -142,15 +135,25 @@ def check_steps(runs: Iterable[Mapping[str, Any]], audited: Counter[tuple[str, i
     v = Violations()
     expected = Counter((r["run_id"], s["step"], s["status"]) for r in runs
                        for s in r.get("steps", []))
-    lost = 0
+    lost, _ = _reconcile(expected, audited, v, "step",
+                         lambda key: f"run {key[0]} step {key[1]} {key[2]}")
+    return v, {"expected": sum(expected.values()), "lost": lost}
+
+
+def _reconcile(expected: Counter[Any], found: Mapping[Any, int], v: Violations, rule: str,
+               name: Callable[[Any], str]) -> tuple[int, int]:
+    """Records lost and duplicated, key by key; each adds a ``{rule}_lost`` or
+    ``{rule}_duplicated`` violation."""
+    lost = duplicated = 0
     for key, n in expected.items():
-        got = audited.get(key, 0)
+        got = found.get(key, 0)
         if got < n:
             lost += n - got
-            v.add("step_lost", f"run {key[0]} step {key[1]} {key[2]}: {got} of {n} records")
+            v.add(f"{rule}_lost", f"{name(key)}: {got} records of {n}")
         elif got > n:
-            v.add("step_duplicated", f"run {key[0]} step {key[1]} {key[2]}: {got} records")
-    return v, {"expected": sum(expected.values()), "lost": lost}
+            duplicated += got - n
+            v.add(f"{rule}_duplicated", f"{name(key)}: {got} records, {n} expected")
+    return lost, duplicated
 
 
 def check_counters(entries: Iterable[Entry], counters: Mapping[str, Mapping[str, int]]

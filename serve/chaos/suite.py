@@ -15,11 +15,10 @@ from .experiment import Experiment
 from .faults import (
     ActorCrash,
     ApiFlood,
-    DatabaseDown,
     NodeKill,
     ProviderFault,
-    RedisDown,
     ReplicaKill,
+    StoreDown,
 )
 from .load import OpenLoop
 from .stack import ChaosStack
@@ -49,7 +48,8 @@ def full_suite(rate: float) -> list[Experiment]:
             notes=["every long-lived actor and the outage's circuit actor crash while the "
                    "outage is being healed"]),
         Experiment("stores-down-during-an-outage", [
-            RedisDown(15, 30), ProviderFault(20, 60, key=CR), DatabaseDown(55, 30)],
+            StoreDown(15, 30, store="redis"), ProviderFault(20, 60, key=CR),
+            StoreDown(55, 30, store="postgres")],
             200, rate, notes=["Redis stops for 30 s as the outage starts; PostgreSQL stops "
                               "for 30 s while it goes on"]),
         Experiment("api-abuse-and-a-replica-killed", [
@@ -74,7 +74,8 @@ def short_suite(rate: float) -> list[Experiment]:
     """Every kind of fault, overlapping, in about a minute (``make test``)."""
     return [Experiment("short: overlapping faults under load", [
         ProviderFault(5, 25, key=CR), ActorCrash(8, actor="orchestrator"),
-        RedisDown(12, 5), DatabaseDown(18, 5), ApiFlood(22, requests=60),
+        StoreDown(12, 5, store="redis"), StoreDown(18, 5, store="postgres"),
+        ApiFlood(22, requests=60),
         ProviderFault(24, 8, key="pharmaguard:pharmaguard_api")], 40, rate, settle_s=90.0,
         notes=["a provider outage, the orchestrator killed, Redis and PostgreSQL stopped "
                "for 5 s each, an API flood and a prescriptive outage, overlapping"])]

@@ -6,7 +6,8 @@ returns. Appends from many threads share one sync (group commit): a writer threa
 everything queued while the previous sync ran, chains it, writes it and syncs once.
 
 Layout: one writer per process, ``{writer}.lock`` (held with ``flock`` while the writer
-lives) and segments ``{writer}.{n:06d}.log`` of JSON lines, each line a chained
+lives; it appears already locked, so a live writer is never seen unlocked) and segments
+``{writer}.{n:06d}.log`` of JSON lines, each line a chained
 :class:`~healing.audit.AuditRecord`. A segment is never modified once the writer moves on;
 the flusher deletes it once every line is in SQL. A torn last line after a crash was never
 acknowledged to anyone, so readers skip it.
@@ -37,7 +38,7 @@ from healing.errors import SelfHealError
 
 from .audit_checkpoints import CheckpointLog
 
-__all__ = ["AuditSpool", "SpoolError", "Segment", "segments"]
+__all__ = ["AuditSpool", "Segment", "SpoolError", "forget_dead_writers", "segments"]
 
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 
@@ -98,8 +99,7 @@ class AuditSpool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer = uuid.uuid4().hex
         self.segment_bytes = segment_bytes
-        self._lock_fd = os.open(self.dir / f"{self.writer}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock_fd = _locked_lock_file(self.dir, self.writer)
         self._seq = 0
         self._prev = GENESIS
         self._segment_no = -1
@@ -332,7 +332,48 @@ def read_records(path: pathlib.Path, offset: int = 0) -> tuple[list[AuditRecord]
     return records, offset + end
 
 
-def remove_writer_files(directory: pathlib.Path, writer: str) -> None:
-    """Forget a dead writer whose segments are all flushed."""
-    with contextlib.suppress(FileNotFoundError):
-        (directory / f"{writer}.lock").unlink()
+def _locked_lock_file(directory: pathlib.Path, writer: str) -> int:
+    """Create ``{writer}.lock`` already locked: made and locked under a private name, then
+    renamed into place. Were it created first and locked after, another process could find
+    it unlocked in between, judge the writer dead and sweep its files while it writes."""
+    private = directory / f".{writer}.locking"
+    fd = os.open(private, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(private, directory / f"{writer}.lock")
+    except BaseException:
+        os.close(fd)
+        private.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def forget_dead_writers(directory: pathlib.Path, own: AuditSpool | None = None) -> int:
+    """Remove the lock of every dead writer with no segment left; returns how many.
+
+    Each writer is judged while its lock is held by this process: a live writer holds its
+    own, so it is never touched; a dead one cannot start writing again (writer ids are never
+    reused), so a segment seen missing under the lock stays missing. Deciding from an earlier
+    listing instead swept the lock of a writer that started in between, and then its records
+    were flushed as a dead writer's and deleted while it still appended to them.
+    """
+    removed = 0
+    for lock in directory.glob("*.lock"):
+        writer = lock.stem
+        if own is not None and writer == own.writer:
+            continue  # our own: released when the spool closes, removed by a later sweep
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue  # another process forgot it first
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # alive
+            if not any(directory.glob(f"{writer}.*.log")):
+                lock.unlink(missing_ok=True)
+                removed += 1
+        finally:
+            os.close(fd)  # releases the probe's lock
+    return removed

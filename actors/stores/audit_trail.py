@@ -27,7 +27,7 @@ from healing.audit_checkpoint import Checkpoint
 from healing.safety import pseudonym
 
 from .audit_checkpoints import CheckpointLog, SigningKey, read_checkpoints
-from .audit_spool import AuditSpool, read_records, remove_writer_files, segments
+from .audit_spool import AuditSpool, forget_dead_writers, read_records, segments
 from .audit_sql import AuditStore, AuditStoreError
 
 __all__ = ["AuditTrail", "FlushStats"]
@@ -141,11 +141,8 @@ class AuditTrail:
                     self.stats.segments_removed += 1
             self._copy_checkpoints()
             # A writer with no segments left and no live process is forgotten.
-            pending = {s.writer for s in segments(self.spool.dir, own=self.spool)}
-            for lock in self.spool.dir.glob("*.lock"):
-                mine_open = lock.stem == self.spool.writer and self.spool.current is not None
-                if lock.stem not in pending and not mine_open:
-                    remove_writer_files(self.spool.dir, lock.stem)
+            forget_dead_writers(self.spool.dir,
+                                own=self.spool if self.spool.current is not None else None)
             self.stats.flushed += sent
             return sent
 

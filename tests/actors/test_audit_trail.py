@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from actors.stores.audit_spool import AuditSpool, segments
+from actors.stores.audit_spool import AuditSpool, forget_dead_writers, segments
 from actors.stores.audit_sql import AuditStore, AuditStoreError, metadata
 from actors.stores.audit_trail import AuditTrail
 from healing import ClinicalContext, ClinicalSafetyError, FallbackExhausted, ManualClock
@@ -103,6 +104,59 @@ def test_a_crashed_writer_is_replayed_by_the_next_process_exactly_once(tmp_path,
     assert store.count() == 50 and audit_problems(store) == []
     assert segments(spool) == []  # the dead writer's segments are gone once in SQL
     assert not any(p.name.endswith(".lock") for p in spool.iterdir())
+
+
+def _transition(i: int):
+    return circuit_transition(service="svc", at=float(i), circuit="c", from_state="CLOSED",
+                              to_state="OPEN", reason=str(i))
+
+
+def test_writers_starting_while_another_process_flushes_lose_nothing(tmp_path, store):
+    # Found by the chaos suite: the orchestrator restarted on another node while the guards
+    # flushed, and every record it wrote afterwards vanished (the sweep took its lock from an
+    # older listing, its segment was then flushed as a dead writer's and deleted under it).
+    flusher = trail(tmp_path, store)
+    stop = threading.Event()
+
+    def flush_until_stopped():
+        while not stop.is_set():
+            flusher.flush()
+
+    sweeping = threading.Thread(target=flush_until_stopped)
+    sweeping.start()
+    writers, sent = [], 0
+    try:
+        for i in range(150):
+            writers.append(AuditSpool(tmp_path / "spool"))
+            writers[-1].append(_transition(i))
+            sent += 1
+    finally:
+        stop.set()
+        sweeping.join()
+    for w in writers:
+        w.append(_transition(-1))  # written after many sweeps: still its own, still on disk
+        sent += 1
+        w.close()
+    flusher.close()
+    assert store.count() == sent and audit_problems(store) == []
+    assert segments(tmp_path / "spool") == []
+
+
+def test_a_sweep_forgets_dead_writers_only(tmp_path, store):
+    spool = tmp_path / "spool"
+    dead = crashed_writer(spool, 3)
+    with AuditSpool(spool) as live:
+        assert forget_dead_writers(spool) == 0  # the dead one still has records to flush
+        t = trail(tmp_path, store)
+        assert t.flush() == 3  # the flush sends the dead writer's records and forgets it
+        assert not (spool / f"{dead}.lock").exists()
+        assert (spool / f"{live.writer}.lock").exists()
+        live.append(_transition(1))
+    assert forget_dead_writers(spool) == 0  # closed, but its segment is not in SQL yet
+    assert t.flush() == 1
+    assert not (spool / f"{live.writer}.lock").exists()
+    t.close()
+    assert store.count() == 4
 
 
 def test_a_torn_last_line_is_skipped_not_misread(tmp_path, store):

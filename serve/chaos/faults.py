@@ -23,8 +23,8 @@ from actors.serve_control import kill_replica
 from ..control_app import APP_NAME
 from .stack import ChaosStack
 
-__all__ = ["ActorCrash", "ApiFlood", "Fault", "NodeKill", "ProviderFault", "ReplicaKill",
-           "StoreDown"]
+__all__ = ["ActorCrash", "ApiFlood", "Fault", "MetricBuffersFull", "NodeKill", "ProviderFault",
+           "ReplicaKill", "StoreDown"]
 
 
 @dataclass
@@ -54,22 +54,31 @@ class Fault(abc.ABC):
         return []
 
 
+_MODE_NAMES = {"fail": "down", "slow": "slow", "hang": "hangs", "leak": "leaks memory"}
+
+
 @dataclass
 class ProviderFault(Fault):
-    """An AI provider that fails (``fail``) or answers slowly (``slow``)."""
+    """An AI provider that fails, answers slowly, hangs or leaks memory (the modes of
+    :class:`~.stack.Providers`)."""
 
     key: str = "clinical_reasoning:gemini:pro"
     mode: str = "fail"
 
     def __post_init__(self) -> None:
+        if self.mode not in _MODE_NAMES:
+            raise ValueError(f"provider fault mode must be one of {', '.join(_MODE_NAMES)}, "
+                             f"got {self.mode!r}")
         self.service, self.provider = self.key.split(":", 1)
-        self.name = f"provider {self.key} {'down' if self.mode == 'fail' else self.mode}"
+        self.name = f"provider {self.key} {_MODE_NAMES[self.mode]}"
 
     def inject(self, stack: ChaosStack) -> None:
         stack.providers.set(self.key, self.mode)
 
     def rollback(self, stack: ChaosStack) -> None:
         stack.providers.set(self.key, "ok")
+        if self.mode == "hang":
+            self.observed["calls_held_at_once"] = stack.providers.hung.get(self.key, 0)
 
 
 @dataclass
@@ -104,6 +113,45 @@ class StoreDown(Fault):
 
     def rollback(self, stack: ChaosStack) -> None:
         getattr(stack, self.store).start()
+
+
+@dataclass
+class MetricBuffersFull(StoreDown):
+    """Redis stops and every guarding process's metric buffer fills: the buffers are cut to
+    ``buffer_max`` events for the fault (what a long Redis outage at this rate would reach),
+    so events are dropped. The promise: the calls are not touched, the drops are counted,
+    and the exact counters still reconcile with what was sent."""
+
+    buffer_max: int = 2_000
+    _sizes: list[int] = field(default_factory=list, repr=False)  # the buffers' own sizes
+
+    def __post_init__(self) -> None:
+        self.store = "redis"
+        self.name = (f"metric buffers full (Redis stopped for {self.duration_s:g} s, "
+                     f"{self.buffer_max} events each)")
+
+    def inject(self, stack: ChaosStack) -> None:
+        self.observed["dropped_before"] = self._dropped(stack)
+        self._sizes = [p.recorder.buffer_max for p in stack.procs]
+        for p in stack.procs:
+            p.recorder.buffer_max = self.buffer_max
+        super().inject(stack)
+
+    def rollback(self, stack: ChaosStack) -> None:
+        self.observed["dropped"] = self._dropped(stack) - self.observed.get("dropped_before", 0)
+        for p, size in zip(stack.procs, self._sizes, strict=False):
+            p.recorder.buffer_max = size
+        super().rollback(stack)
+
+    @staticmethod
+    def _dropped(stack: ChaosStack) -> int:
+        return sum(p.recorder.stats.dropped for p in stack.procs)
+
+    def broken_promises(self) -> list[str]:
+        if not self.observed.get("dropped"):
+            return ["no metric event was dropped: the buffers never filled, so the fault "
+                    "was not tried"]
+        return []
 
 
 @dataclass

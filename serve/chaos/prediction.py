@@ -1,10 +1,10 @@
 """What the simulator predicts for an experiment: its faults written as a scenario file and
 replayed under the same catalogue, so the report can put prediction beside reality.
 
-Only faults on a clinical service's provider have a simulator counterpart (an outage, or a
-latency spike for a slow provider); a killed actor, a stopped store, a killed replica or an
-API flood acts on selfheal itself, which the simulator does not model, and is reported as
-"not modelled".
+Only faults on a clinical service's provider have a simulator counterpart (an outage, a
+latency spike for a slow or hanging provider, a memory leak for a leaking one); a killed
+actor, a stopped store, a killed replica or an API flood acts on selfheal itself, which the
+simulator does not model, and is reported as "not modelled".
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from simulation.scenario import load_scenario
 
 from .faults import ProviderFault
 from .load import MIX
-from .stack import PRIMARIES
+from .stack import PRIMARIES, Providers
 
 __all__ = ["predict", "scenario_for"]
 
@@ -42,10 +42,20 @@ def scenario_for(exp: Any, catalogue: Any, duration_s: float) -> dict[str, Any] 
             "operation": declared.operation.value, "criticality": declared.criticality.value}
     return {"name": f"chaos-{exp.name}", "duration": f"{int(duration_s)}s", "seed": exp.seed,
             "services": services,
-            "faults": [{"service": f.service, "target": f.provider,
-                        "kind": "outage" if f.mode == "fail" else "latency_spike",
+            "faults": [{"service": f.service, "target": f.provider, **_KINDS[f.mode],
                         "at": f"{int(f.at_s)}s", "for": f"{max(1, int(f.duration_s))}s"}
                        for f in faults]}
+
+
+# A provider fault's counterpart in the simulator. It has no hang: a call that never answers
+# is a latency spike past every timeout there (the live guard has no timeout yet, so live
+# and predicted differ by design until it does). A leak grows as the stand-in's does.
+_KINDS: dict[str, dict[str, Any]] = {
+    "fail": {"kind": "outage"},
+    "slow": {"kind": "latency_spike"},
+    "hang": {"kind": "latency_spike", "params": {"latency_factor": 10_000.0}},
+    "leak": {"kind": "memory_leak", "params": {"growth": Providers().leak_growth}},
+}
 
 
 def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path

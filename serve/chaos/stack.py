@@ -27,6 +27,7 @@ from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
 from healing import ClinicalContext
 from healing.catalogue import SHIPPED, load_catalogue
+from healing.clock import Clock, SystemClock
 from healing.errors import ClinicalSafetyError, FallbackExhausted
 
 from ..control_app import APP_NAME, control_api
@@ -34,7 +35,7 @@ from ..service import create_token, first_admin_token, prepare, stop_actors
 from .ledger import ERROR, EXPLICIT, FALLBACK, PRIMARY, Entry
 from .stores import PrivatePostgres, free_port
 
-__all__ = ["PRIMARIES", "ChaosStack", "Providers"]
+__all__ = ["MODES", "PRIMARIES", "ChaosStack", "Providers"]
 
 # service -> (primary provider, its alternative or None), as the shipped catalogue has them
 PRIMARIES: dict[str, tuple[str, str | None]] = {
@@ -51,32 +52,79 @@ def _answer(service: str) -> dict[str, Any]:
             "interactions": [], "findings": ["right lower lobe opacity"], "service": service}
 
 
-class Providers:
-    """The AI providers, each switchable: ``ok``, ``fail`` or ``slow`` (answers after
-    ``slow_s``). A provider's key is ``service:provider``."""
+MODES = ("ok", "fail", "slow", "hang", "leak")
 
-    def __init__(self, slow_s: float = 2.0) -> None:
+
+class Providers:
+    """The AI providers, each switchable between the ways a real one misbehaves. A
+    provider's key is ``service:provider``; its mode one of:
+
+    * ``ok``: answers in 2-10 ms;
+    * ``fail``: refuses the connection;
+    * ``slow``: answers after ``slow_s``;
+    * ``hang``: holds every call until the mode changes (a provider that accepts connections
+      and never answers), then resets it: the caller sees an error only then;
+    * ``leak``: a provider leaking memory: a call fails with a probability that grows by
+      ``leak_growth`` per minute since the leak began (as the simulator's ``memory_leak``
+      does), up to every call.
+    """
+
+    def __init__(self, slow_s: float = 2.0, leak_growth: float = 0.5,
+                 hang_limit_s: float = 300.0, *, clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
         self.modes: dict[str, str] = {}
-        self.slow_s = slow_s
+        self.slow_s, self.leak_growth, self.hang_limit_s = slow_s, leak_growth, hang_limit_s
+        self._now = (clock or SystemClock()).now
+        self._random = (rng or random.Random()).random
         self.calls: dict[str, int] = {}
+        self.hung: dict[str, int] = {}  # calls each provider held at once, at most
+        self._since: dict[str, float] = {}
+        self._released: dict[str, threading.Event] = {}
+        self._holding: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def set(self, key: str, mode: str) -> None:
-        if mode not in ("ok", "fail", "slow"):
-            raise ValueError(f"provider mode must be ok, fail or slow, got {mode!r}")
-        self.modes[key] = mode
+        if mode not in MODES:
+            raise ValueError(f"provider mode must be one of {', '.join(MODES)}, got {mode!r}")
+        with self._lock:
+            released = self._released.pop(key, None)
+            if mode == "hang":
+                self._released[key] = threading.Event()
+            self.modes[key], self._since[key] = mode, self._now()
+        if released is not None:
+            released.set()  # the hung calls get their connection reset
 
     def fn(self, key: str, service: str) -> Any:
         def call(question: str) -> dict[str, Any]:
             with self._lock:
                 self.calls[key] = self.calls.get(key, 0) + 1
-            mode = self.modes.get(key, "ok")
-            if mode == "fail":
+                mode, since = self.modes.get(key, "ok"), self._since.get(key, 0.0)
+                released = self._released.get(key)
+            if mode == "fail" or (mode == "leak" and self._random() < min(
+                    1.0, self.leak_growth * (self._now() - since) / 60.0)):
                 time.sleep(0.01)
                 raise ConnectionError(f"{key} refused the connection")
+            if mode == "hang" and released is not None:
+                self._hold(key, released)
+                raise ConnectionResetError(f"{key} reset a connection it had held")
             time.sleep(self.slow_s if mode == "slow" else random.uniform(0.002, 0.01))
             return _answer(service)
         return call
+
+    def holding(self, key: str) -> int:
+        """Calls ``key`` holds right now (hanging)."""
+        with self._lock:
+            return self._holding.get(key, 0)
+
+    def _hold(self, key: str, released: threading.Event) -> None:
+        with self._lock:
+            self._holding[key] = self._holding.get(key, 0) + 1
+            self.hung[key] = max(self.hung.get(key, 0), self._holding[key])
+        try:
+            released.wait(self.hang_limit_s)  # a bound, so a forgotten rollback ends
+        finally:
+            with self._lock:
+                self._holding[key] -= 1
 
 
 class ChaosStack:

@@ -15,6 +15,7 @@ from .experiment import Experiment
 from .faults import (
     ActorCrash,
     ApiFlood,
+    MetricBuffersFull,
     NodeKill,
     ProviderFault,
     ReplicaKill,
@@ -41,6 +42,17 @@ def full_suite(rate: float) -> list[Experiment]:
                                                    mode="slow")], 170, rate,
                    notes=["imaging's primary answers after 2 s for 30 s; the guard has no "
                           "timeout or bulkhead yet, so slow calls hold workers"]),
+        Experiment("hanging-provider", [ProviderFault(20, 10, key=CR, mode="hang")], 150,
+                   rate, notes=["clinical reasoning's primary holds every call for 10 s, then "
+                                "resets them; with no timeout in the guard yet, the held "
+                                "calls hold the generator's workers"]),
+        Experiment("leaking-provider", [ProviderFault(20, 90, key=CR, mode="leak")], 200,
+                   rate, notes=["clinical reasoning's primary leaks memory for 90 s: a "
+                                "call fails with a chance growing by 50 % a minute"]),
+        Experiment("metric-buffers-full-during-an-outage", [
+            ProviderFault(20, 60, key=CR), MetricBuffersFull(25, 30, buffer_max=2_000)],
+            200, rate, notes=["Redis stops for 30 s during an outage and the guards' metric "
+                              "buffers (cut to 2,000 events) fill and drop events"]),
         Experiment("actors-killed-during-an-outage", [
             ProviderFault(20, 60, key=CR), ActorCrash(25, actor="orchestrator"),
             ActorCrash(30, actor=f"circuit:{CR}"), ActorCrash(35, actor="monitor"),
@@ -74,11 +86,12 @@ def short_suite(rate: float) -> list[Experiment]:
     """Every kind of fault, overlapping, in about a minute (``make test``)."""
     return [Experiment("short: overlapping faults under load", [
         ProviderFault(5, 25, key=CR), ActorCrash(8, actor="orchestrator"),
-        StoreDown(12, 5, store="redis"), StoreDown(18, 5, store="postgres"),
+        MetricBuffersFull(12, 5, buffer_max=20), StoreDown(18, 5, store="postgres"),
         ApiFlood(22, requests=60),
         ProviderFault(24, 8, key="pharmaguard:pharmaguard_api")], 40, rate, settle_s=90.0,
-        notes=["a provider outage, the orchestrator killed, Redis and PostgreSQL stopped "
-               "for 5 s each, an API flood and a prescriptive outage, overlapping"])]
+        notes=["a provider outage, the orchestrator killed, Redis stopped with the metric "
+               "buffers full and PostgreSQL stopped, 5 s each, an API flood and a "
+               "prescriptive outage, overlapping"])]
 
 
 def sustainable_rate(stack: ChaosStack,

@@ -19,6 +19,7 @@ import json
 import logging
 import pathlib
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -103,6 +104,7 @@ def run(short: bool = False, only: str | None = None, rate: float | None = None,
         try:
             say("starting selfheal on private stores (about 20 s)...")
             stack.start()
+            _trap_signals()
             rate, ramp, note = _measure(stack, rate)
             say(note)
             wanted = [e for e in single(rate) if only in (None, e.name)]
@@ -119,6 +121,7 @@ def run(short: bool = False, only: str | None = None, rate: float | None = None,
             stack = ChaosStack(root / "multi", cluster=cluster)
             try:
                 stack.start()
+                _trap_signals()
                 results += _experiments(stack, later, root / "scenarios", say)
             finally:
                 stack.close()
@@ -145,9 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         update_docs(json.loads(REPORT.read_text()))
         return 0
+    _trap_signals()
     partial = args.short or args.only is not None  # the full run's report stays
     out = (pathlib.Path(tempfile.gettempdir()) / "selfheal-chaos.json") if partial else REPORT
-    report = run(short=args.short, only=args.only, rate=args.rate, out=out, nodes=args.nodes)
+    try:
+        report = run(short=args.short, only=args.only, rate=args.rate, out=out,
+                     nodes=args.nodes)
+    except KeyboardInterrupt as exc:
+        print(f"\n{exc or 'interrupted'}: faults rolled back, stores and Ray stopped; "
+              "no report written", file=sys.stderr)
+        return 130
     print()
     print(table(report))
     if not partial:
@@ -157,6 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwritten to {out}")
     s = report["summary"]
     return 0 if s["passed"] == s["experiments"] and s["lost"] == 0 else 1
+
+
+def _trap_signals() -> None:
+    """Stopped from outside (a CI timeout, `kill`, Ctrl-C in a shell that started it in the
+    background, where SIGINT is ignored), unwind: the rollbacks run and the private stores
+    and the Ray cluster are stopped instead of left running. Called again once Ray is up,
+    because starting Ray replaces the SIGTERM handler with its own, which just dies."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _stop)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":

@@ -157,9 +157,16 @@ class Simulation:
         end = sc.duration_s
         push = self._push
         names = list(sc.services)
-        arrivals = [random.Random(f"{self.seed}:{n}:arrivals") for n in names]
-        rates = [sc.services[n].rps for n in names]
-        for i in range(len(names)):
+        # One Poisson stream per kind of request of each service (a split Poisson process is
+        # Poisson): a service's mix costs no draw per request. The first kind keeps the
+        # service's own seed, so a service without a mix replays as it always did.
+        streams = [(n, k, share * sc.services[n].rps, ClinicalContext(op, crit))
+                   for n in names
+                   for k, (share, op, crit) in enumerate(sc.services[n].requests)]
+        arrivals = [random.Random(f"{self.seed}:{n}:arrivals" if k == 0 else
+                                  f"{self.seed}:{n}:{k}:arrivals") for n, k, _, _ in streams]
+        rates = [rate for _, _, rate, _ in streams]
+        for i in range(len(streams)):
             push(arrivals[i].expovariate(rates[i]), _ARRIVAL, i)
         for f in self.world.instances:
             push(f.start, _FAULT_START, f)
@@ -178,9 +185,8 @@ class Simulation:
         if progress is not None:
             push(_PROGRESS_S, _TIMER, lambda: self._progress(progress))
         request = self._request_healing if self.healing else self._request_baseline
-        targets = [(n, ClinicalContext(sc.services[n].operation, sc.services[n].criticality),
-                    _caller(self.world, self.clock, n, sc.services[n].primary),
-                    sc.services[n].primary, self.logs[n]) for n in names]
+        targets = [(n, ctx, _caller(self.world, self.clock, n, sc.services[n].primary),
+                    sc.services[n].primary, self.logs[n]) for n, _, _, ctx in streams]
         heap = self._heap
         heappop, heapreplace = heapq.heappop, heapq.heapreplace
         seq = self._seq

@@ -70,6 +70,9 @@ class ServiceSpec:
     criticality: Criticality
     depends_on: tuple[str, ...] = ()
     timeout_s: float = 0.0  # 0: three times the p99, at least 1 s
+    # Other kinds of request to the service: (share of rps, operation, criticality). The rest
+    # are of the service's own operation and criticality.
+    mix: tuple[tuple[float, OperationType, Criticality], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation", as_enum(OperationType, self.operation,
@@ -86,12 +89,23 @@ class ServiceSpec:
         _check(len(set(self.providers)) == len(self.providers), "providers",
                list(self.providers), "must not repeat a provider")
         check_non_negative("timeout_ms", self.timeout_s)
+        _check(all(0 < share < 1 for share, _, _ in self.mix)
+               and sum(share for share, _, _ in self.mix) < 1, "mix",
+               [share for share, _, _ in self.mix],
+               "shares must each be between 0 and 1 and leave a share for the service's own "
+               "requests")
         if self.timeout_s == 0:
             object.__setattr__(self, "timeout_s", max(1.0, 3 * self.latency_p99_s))
 
     @property
     def primary(self) -> str:
         return self.providers[0]
+
+    @property
+    def requests(self) -> list[tuple[float, OperationType, Criticality]]:
+        """Every kind of request with its share: the service's own first, then ``mix``."""
+        own = 1.0 - sum(share for share, _, _ in self.mix)
+        return [(own, self.operation, self.criticality), *self.mix]
 
     @property
     def latency_sigma(self) -> float:
@@ -221,7 +235,8 @@ def _acyclic(services: Mapping[str, ServiceSpec]) -> None:
 
 _TOP = {"name", "duration", "seed", "start", "services", "faults", "policy", "description"}
 _SERVICE = {"rps", "latency_ms", "error_rate", "providers", "operation", "criticality",
-            "depends_on", "timeout_ms"}
+            "depends_on", "timeout_ms", "mix"}
+_MIX = {"share", "operation", "criticality"}
 _FAULT = {"service", "target", "kind", "at", "for", "every", "params", "cleared_by"}
 _REQUIRED_SERVICE = ("rps", "providers")
 _REQUIRED_FAULT = ("service", "kind", "at")
@@ -298,13 +313,34 @@ def _service(name: str, raw: Any, at: list[Any], fail: Any) -> ServiceSpec:
     deps = raw.get("depends_on") or []
     if not isinstance(deps, list):
         raise fail("must be a list of service names", [*at, "depends_on"])
+    operation = as_enum(OperationType, raw.get("operation", "informational"), "operation")
+    criticality = as_enum(Criticality, raw.get("criticality", "medium"), "criticality")
     return ServiceSpec(
         name, _number(raw["rps"], "rps"), lat["p50"] / 1000, lat.get("p99", lat["p50"]) / 1000,
         _number(raw.get("error_rate", 0.0), "error_rate"),
-        tuple(str(p) for p in providers),
-        as_enum(OperationType, raw.get("operation", "informational"), "operation"),
-        as_enum(Criticality, raw.get("criticality", "medium"), "criticality"),
-        tuple(str(d) for d in deps), _number(raw.get("timeout_ms", 0), "timeout_ms") / 1000)
+        tuple(str(p) for p in providers), operation, criticality,
+        tuple(str(d) for d in deps), _number(raw.get("timeout_ms", 0), "timeout_ms") / 1000,
+        _mix(raw.get("mix") or [], operation, criticality, [*at, "mix"], fail))
+
+
+def _mix(raw: Any, operation: OperationType, criticality: Criticality, at: list[Any],
+         fail: Any) -> tuple[tuple[float, OperationType, Criticality], ...]:
+    if not isinstance(raw, list):
+        raise fail("must be a list like [{share: 0.25, criticality: life_critical}]", at)
+    out = []
+    for i, kind in enumerate(raw):
+        _fields(kind, _MIX, ("share",), [*at, i], fail, "request kind")
+        share = kind["share"]
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+            raise fail(f"must be a share between 0 and 1, got {share!r}", [*at, i, "share"])
+        try:
+            out.append((float(share),
+                        as_enum(OperationType, kind.get("operation", operation), "operation"),
+                        as_enum(Criticality, kind.get("criticality", criticality),
+                                "criticality")))
+        except ConfigError as exc:
+            raise fail(f"{exc.reason}, got {exc.value!r}", [*at, i, exc.field]) from None
+    return tuple(out)
 
 
 def _fault(raw: Any, at: list[Any], fail: Any) -> FaultSpec:

@@ -87,6 +87,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     rolled: set[int] = set()
     errors: list[str] = []
     after: dict[str, bool] = {}
+    stopped = False
     try:
         while loop.now() < exp.duration_s:
             now = loop.now()
@@ -101,13 +102,19 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                     rolled.add(i)
                     _rollback(stack, f, errors)
             time.sleep(0.05)
+    except KeyboardInterrupt:
+        stopped = True
+        raise
     finally:
         for i, f in enumerate(exp.faults):
             if i in injected and i not in rolled:
                 _rollback(stack, f, errors)
-        after = _settled(stack, exp.settle_s)  # under load: the load goes on meanwhile
-        ended = loop.now()
-        entries = loop.stop()
+        if stopped:  # from outside: faults rolled back, load stopped, nothing to judge
+            loop.stop()
+        else:
+            after = _settled(stack, exp.settle_s)  # under load: the load goes on meanwhile
+            ended = loop.now()
+            entries = loop.stop()
     stack.flush()
     if not all(after.values()):  # what an operator would look at first
         result["state_after"] = _state(stack)

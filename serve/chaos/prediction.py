@@ -33,13 +33,19 @@ def scenario_for(exp: Any, catalogue: Any, duration_s: float) -> dict[str, Any] 
     weight = sum(w for w, *_ in MIX)
     services = {}
     for name, (primary, alternative) in PRIMARIES.items():
-        share = sum(w for w, s, *_ in MIX if s == name) / weight
-        declared = catalogue.services[name]
+        # the load's kinds of request to this service: the first is the service's own, the
+        # others its mix (life-critical diagnostic reasoning beside the ordinary kind)
+        kinds = [(w, op, crit) for w, s, op, crit in MIX if s == name]
+        total = sum(w for w, _, _ in kinds)
+        (_, op, crit), others = kinds[0], kinds[1:]
         services[name] = {
-            "rps": round(exp.rate_per_s * share, 3), "latency_ms": {"p50": 6, "p99": 10},
-            "error_rate": declared.error_rate,
+            "rps": round(exp.rate_per_s * total / weight, 3),
+            "latency_ms": {"p50": 6, "p99": 10},
+            "error_rate": catalogue.services[name].error_rate,
             "providers": [primary, *([alternative] if alternative else [])],
-            "operation": declared.operation.value, "criticality": declared.criticality.value}
+            "operation": op, "criticality": crit,
+            **({"mix": [{"share": round(w / total, 6), "operation": o, "criticality": c}
+                        for w, o, c in others]} if others else {})}
     return {"name": f"chaos-{exp.name}", "duration": f"{int(duration_s)}s", "seed": exp.seed,
             "services": services,
             "faults": [{"service": f.service, "target": f.provider, **_KINDS[f.mode],

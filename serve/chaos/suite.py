@@ -104,8 +104,10 @@ def sustainable_rate(stack: ChaosStack,
     best = 0.0
     for rate in rates:
         loop = OpenLoop(stack.send, rate, tag=f"ramp-{int(rate)}", seed=int(rate)).start()
-        time.sleep(step_s)
-        entries = loop.stop()
+        try:
+            time.sleep(step_s)
+        finally:
+            entries = loop.stop()
         late = loop.lateness()
         primary = sum(e.outcome == "primary" for e in entries)
         held = bool(entries) and primary == len(entries) and late["p99"] < 0.25

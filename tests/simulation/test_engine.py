@@ -173,6 +173,35 @@ def test_a_life_critical_service_never_gets_a_fallback():
     assert m["integrity_violations"] == 0 and m["false_negative_rate"] == 0
 
 
+def test_a_service_with_life_critical_requests_falls_back_for_the_others_only():
+    # A quarter of the requests are life-critical, as in the chaos suite's load: during the
+    # primary's outage they fail explicitly, the rest are served by the backup; the service
+    # counts as recovered only when the primary is back (3 in 4 served is under target).
+    mixed = service(rps=40.0)
+    mixed = ServiceSpec(**{**{f: getattr(mixed, f) for f in mixed.__slots__},
+                           "mix": ((0.25, DX, Criticality.LIFE_CRITICAL),)})
+    sc = scenario(mixed, faults=[outage(100, 120, target="main")])
+    m = run(sc)
+    impact = m["patient_impact"]
+    assert 0.2 < impact["unavailable"] / (40 * 120) < 0.3  # about a quarter, explicitly
+    assert impact["delay"] + impact["none"] > 0 and impact["degraded"] == 0
+    assert m["integrity_violations"] == 0
+    assert 100 <= m["mttr_s"] <= 140  # the outage, not 0 as for a service of one kind
+    plain = run(scenario(service(rps=40.0), faults=[outage(100, 120, target="main")]))
+    assert plain["mttr_s"] == 0 and plain["patient_impact"]["unavailable"] < impact[
+        "unavailable"] / 10
+
+
+def test_a_service_without_a_mix_replays_as_it_did():
+    # its one kind of request keeps the service's own arrival stream: same seed, same run
+    sc = scenario(service(), faults=[outage(100, 60, target="main")])
+    same = scenario(ServiceSpec(**{**{f: getattr(service(), f) for f in
+                                      service().__slots__}, "mix": ()}),
+                    faults=[outage(100, 60, target="main")])
+    assert report_json(simulate([sc], runs=1, seed=5)) == report_json(
+        simulate([same], runs=1, seed=5))
+
+
 def test_a_memory_leak_is_cured_by_the_workflows_restart_and_never_by_waiting():
     api = service("api_server", rps=20, providers=("api_server",),
                   op=OperationType.ADMINISTRATIVE, crit=Criticality.MEDIUM)

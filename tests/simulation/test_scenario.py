@@ -54,6 +54,16 @@ def test_a_good_file_loads_with_units_defaults_and_recurrence(tmp_path):
     assert f.windows(sc.duration_s) == [(600, 900), (1800, 2100), (3000, 3300)]
 
 
+def test_a_mix_of_requests_takes_its_shares_of_the_rate(tmp_path):
+    sc = load_scenario(write(tmp_path, GOOD.replace("    criticality: high", (
+        "    criticality: high\n    mix:\n      - {share: 0.25, criticality: life_critical}\n"
+        "      - {share: 0.1, operation: informational, criticality: low}"))))
+    kinds = [(share, op.value, crit.value) for share, op, crit in sc.services["api"].requests]
+    assert kinds == [(pytest.approx(0.65), "diagnostic", "high"),
+                     (0.25, "diagnostic", "life_critical"), (0.1, "informational", "low")]
+    assert [k[0] for k in sc.services["db"].requests] == [1.0]  # no mix: one kind
+
+
 def test_every_shipped_scenario_loads():
     shipped = sorted(SCENARIOS.glob("*.yaml"))
     assert len(shipped) >= 9
@@ -97,6 +107,20 @@ def test_every_shipped_scenario_loads():
     (lambda t: t.replace("service: api\n    target", "service: nope\n    target"), 17,
      "faults[0].service", "must be one of the scenario's services"),
     (lambda t: t + "policy: aggressive\n", 23, "policy", "must be 'default'"),
+    (lambda t: t.replace("    criticality: high", "    criticality: high\n    mix: life"), 13,
+     "services.api.mix", "must be a list"),
+    (lambda t: t.replace("    criticality: high", "    criticality: high\n    mix:\n"
+                         "      - {share: 1.5}"), 14, "services.api.mix[0].share",
+     "between 0 and 1"),
+    (lambda t: t.replace("    criticality: high", "    criticality: high\n    mix:\n"
+                         "      - {share: 0.2, criticality: extreme}"), 14,
+     "services.api.mix[0].criticality", "must be one of"),
+    (lambda t: t.replace("    criticality: high", "    criticality: high\n    mix:\n"
+                         "      - {share: 0.2, colour: red}"), 14, "services.api.mix[0].colour",
+     "not a request kind field"),
+    (lambda t: t.replace("    criticality: high", "    criticality: high\n    mix:\n"
+                         "      - {share: 0.6}\n      - {share: 0.5}"), None,
+     "services.api.mix", "leave a share"),
 ])
 def test_a_mistake_names_the_file_line_and_field(tmp_path, edit, line, field, words):
     p = write(tmp_path, edit(GOOD))

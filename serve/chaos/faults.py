@@ -73,12 +73,13 @@ class ProviderFault(Fault):
         self.name = f"provider {self.key} {_MODE_NAMES[self.mode]}"
 
     def inject(self, stack: ChaosStack) -> None:
-        stack.providers.set(self.key, self.mode)
+        stack.provider_switch().set(self.key, self.mode)
 
     def rollback(self, stack: ChaosStack) -> None:
-        stack.providers.set(self.key, "ok")
+        switch = stack.provider_switch()
+        switch.set(self.key, "ok")
         if self.mode == "hang":
-            self.observed["calls_held_at_once"] = stack.providers.hung.get(self.key, 0)
+            self.observed["calls_held_at_once"] = switch.state(self.key)["hung"]
 
 
 @dataclass

@@ -4,8 +4,8 @@ the guarding processes that carry the clinical load.
 Everything is real: Ray (joined when the caller already runs one, else a private local one),
 Ray Serve with the control API, the orchestrator, health and predictive-monitor actors, a
 private Redis and a private PostgreSQL (:mod:`.stores`). The AI providers are the one stand-in
-(the outside world cannot be reached here): functions whose behaviour a fault switches
-between answering, failing and answering slowly.
+(the outside world cannot be reached here): an HTTP server on loopback, in a process of its
+own, whose behaviour a fault switches (:mod:`.providers`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
-import random
-import threading
-import time
 from typing import Any
 
 import httpx
@@ -27,15 +24,15 @@ from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
 from healing import ClinicalContext
 from healing.catalogue import SHIPPED, load_catalogue
-from healing.clock import Clock, SystemClock
 from healing.errors import ClinicalSafetyError, FallbackExhausted
 
 from ..control_app import APP_NAME, control_api
 from ..service import create_token, first_admin_token, prepare, stop_actors
 from .ledger import ERROR, EXPLICIT, FALLBACK, PRIMARY, Entry
+from .providers import ProviderProcess, Providers
 from .stores import PrivatePostgres, free_port
 
-__all__ = ["MODES", "PRIMARIES", "ChaosStack", "Providers"]
+__all__ = ["PRIMARIES", "ChaosStack"]
 
 # service -> (primary provider, its alternative or None), as the shipped catalogue has them
 PRIMARIES: dict[str, tuple[str, str | None]] = {
@@ -45,86 +42,6 @@ PRIMARIES: dict[str, tuple[str, str | None]] = {
     "care_locator": ("care_locator_api", None),
 }
 QUESTIONS = 8  # per service: few enough that answers get cached and reused
-
-
-def _answer(service: str) -> dict[str, Any]:
-    return {"answer": "ok", "diagnosis": "community-acquired pneumonia", "confidence": 0.91,
-            "interactions": [], "findings": ["right lower lobe opacity"], "service": service}
-
-
-MODES = ("ok", "fail", "slow", "hang", "leak")
-
-
-class Providers:
-    """The AI providers, each switchable between the ways a real one misbehaves. A
-    provider's key is ``service:provider``; its mode one of:
-
-    * ``ok``: answers in 2-10 ms;
-    * ``fail``: refuses the connection;
-    * ``slow``: answers after ``slow_s``;
-    * ``hang``: holds every call until the mode changes (a provider that accepts connections
-      and never answers), then resets it: the caller sees an error only then;
-    * ``leak``: a provider leaking memory: a call fails with a probability that grows by
-      ``leak_growth`` per minute since the leak began (as the simulator's ``memory_leak``
-      does), up to every call.
-    """
-
-    def __init__(self, slow_s: float = 2.0, leak_growth: float = 0.5,
-                 hang_limit_s: float = 300.0, *, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
-        self.modes: dict[str, str] = {}
-        self.slow_s, self.leak_growth, self.hang_limit_s = slow_s, leak_growth, hang_limit_s
-        self._now = (clock or SystemClock()).now
-        self._random = (rng or random.Random()).random
-        self.calls: dict[str, int] = {}
-        self.hung: dict[str, int] = {}  # calls each provider held at once, at most
-        self._since: dict[str, float] = {}
-        self._released: dict[str, threading.Event] = {}
-        self._holding: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def set(self, key: str, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"provider mode must be one of {', '.join(MODES)}, got {mode!r}")
-        with self._lock:
-            released = self._released.pop(key, None)
-            if mode == "hang":
-                self._released[key] = threading.Event()
-            self.modes[key], self._since[key] = mode, self._now()
-        if released is not None:
-            released.set()  # the hung calls get their connection reset
-
-    def fn(self, key: str, service: str) -> Any:
-        def call(question: str) -> dict[str, Any]:
-            with self._lock:
-                self.calls[key] = self.calls.get(key, 0) + 1
-                mode, since = self.modes.get(key, "ok"), self._since.get(key, 0.0)
-                released = self._released.get(key)
-            if mode == "fail" or (mode == "leak" and self._random() < min(
-                    1.0, self.leak_growth * (self._now() - since) / 60.0)):
-                time.sleep(0.01)
-                raise ConnectionError(f"{key} refused the connection")
-            if mode == "hang" and released is not None:
-                self._hold(key, released)
-                raise ConnectionResetError(f"{key} reset a connection it had held")
-            time.sleep(self.slow_s if mode == "slow" else random.uniform(0.002, 0.01))
-            return _answer(service)
-        return call
-
-    def holding(self, key: str) -> int:
-        """Calls ``key`` holds right now (hanging)."""
-        with self._lock:
-            return self._holding.get(key, 0)
-
-    def _hold(self, key: str, released: threading.Event) -> None:
-        with self._lock:
-            self._holding[key] = self._holding.get(key, 0) + 1
-            self.hung[key] = max(self.hung.get(key, 0), self._holding[key])
-        try:
-            released.wait(self.hang_limit_s)  # a bound, so a forgotten rollback ends
-        finally:
-            with self._lock:
-                self._holding[key] -= 1
 
 
 class ChaosStack:
@@ -142,7 +59,9 @@ class ChaosStack:
         self.n_processes = processes
         self.catalogue = load_catalogue(SHIPPED)
         self.circuit = self.catalogue.circuit
-        self.providers = Providers()
+        self.provider_server = ProviderProcess()
+        self.providers: Providers | None = None  # the client, once the server runs
+        self._primaries: dict[str, Any] = {}
         self.redis = EmbeddedRedis(self.root / "redis", persist=True)
         self.postgres = PrivatePostgres(self.root / "postgres")
         self.procs: list[GuardProcess] = []
@@ -153,6 +72,9 @@ class ChaosStack:
 
     def start(self, ray_address: str | None = None) -> ChaosStack:
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        providers = self.providers = Providers(self.provider_server.start().url)
+        self._primaries = {service: providers.fn(f"{service}:{primary}", service)
+                           for service, (primary, _) in PRIMARIES.items()}
         self.redis.start()
         self.postgres.start()
         database = self.postgres.create_database("selfheal")
@@ -181,9 +103,15 @@ class ChaosStack:
                 if alternative:
                     proc.guard.fallbacks.register_provider(
                         service, alternative,
-                        self.providers.fn(f"{service}:{alternative}", service))
+                        providers.fn(f"{service}:{alternative}", service))
             self.procs.append(proc)
         return self
+
+    def provider_switch(self) -> Providers:
+        """The providers' client, whose ``set`` a fault turns (once the stack started)."""
+        if self.providers is None:
+            raise RuntimeError("the stack has not started: no providers to switch")
+        return self.providers
 
     def client(self, role: str = "viewer", timeout_s: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout_s,
@@ -205,9 +133,8 @@ class ChaosStack:
         question = f"{entry.service}-question-{entry.id % QUESTIONS}"
         ctx = ClinicalContext(entry.operation, entry.criticality, patient_id=entry.patient)
         try:
-            r = proc.guard.call(entry.service,
-                                self.providers.fn(f"{entry.service}:{primary}", entry.service),
-                                question, context=ctx, provider=primary, cache_key=question)
+            r = proc.guard.call(entry.service, self._primaries[entry.service], question,
+                                context=ctx, provider=primary, cache_key=question)
         except (ClinicalSafetyError, FallbackExhausted) as exc:
             entry.outcome, entry.guidance = EXPLICIT, exc.guidance
             return
@@ -228,6 +155,9 @@ class ChaosStack:
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 proc.close()
+        if self.providers is not None:
+            self.providers.close()
+        self.provider_server.close()
         with contextlib.suppress(Exception):
             delete_app(APP_NAME)
         with contextlib.suppress(Exception):

@@ -7,17 +7,31 @@ from __future__ import annotations
 import random
 import threading
 
+import httpx
 import pytest
 
 from healing import ManualClock
 from serve.chaos.faults import ApiFlood, MetricBuffersFull, ProviderFault
-from serve.chaos.stack import Providers
+from serve.chaos.providers import ProviderProcess, Providers, ProviderServer
 
 KEY = "clinical_reasoning:gemini:pro"
 
 
-def test_a_hanging_provider_holds_every_call_until_it_recovers_then_resets_them():
-    providers = Providers()
+@pytest.fixture
+def world():
+    """The providers' server on a thread, on a manual clock, and a client of it."""
+    clock = ManualClock()
+    server = ProviderServer(leak_growth=0.5, clock=clock, rng=random.Random(7)).start()
+    client = Providers(server.url, timeout_s=60)
+    try:
+        yield clock, client
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_hanging_provider_holds_every_call_until_it_recovers_then_drops_them(world):
+    _, providers = world
     call = providers.fn(KEY, "clinical_reasoning")
     providers.set(KEY, "hang")
     errors: list[BaseException] = []
@@ -32,22 +46,28 @@ def test_a_hanging_provider_holds_every_call_until_it_recovers_then_resets_them(
     for t in threads:
         t.start()
     waited = threading.Event()
-    for _ in range(500):  # until all three are held (a thread start, not time, is waited for)
-        if providers.holding(KEY) == 3:
+    for _ in range(500):  # until all three are held (the calls' arrival, not time, is awaited)
+        if providers.state(KEY)["holding"] == 3:
             break
         waited.wait(0.01)
-    assert providers.holding(KEY) == 3 and errors == []  # held, not answered, not failed
+    assert providers.state(KEY)["holding"] == 3 and errors == []  # held: no answer, no error
     providers.set(KEY, "ok")
     for t in threads:
         t.join(timeout=30)
     assert [type(e) for e in errors] == [ConnectionResetError] * 3
-    assert providers.hung[KEY] == 3 and providers.holding(KEY) == 0
+    assert providers.state(KEY) == {"mode": "ok", "calls": 3, "holding": 0, "hung": 3}
     assert call("q")["answer"] == "ok"  # recovered: answers again
 
 
-def test_a_leaking_provider_fails_more_the_longer_it_leaks():
-    clock = ManualClock()
-    providers = Providers(leak_growth=0.5, clock=clock, rng=random.Random(7))
+def test_a_failing_provider_answers_503_and_the_sdk_raises(world):
+    _, providers = world
+    providers.set(KEY, "fail")
+    with pytest.raises(ConnectionError, match="answered 503"):
+        providers.fn(KEY, "clinical_reasoning")("q")
+
+
+def test_a_leaking_provider_fails_more_the_longer_it_leaks(world):
+    clock, providers = world
     call = providers.fn(KEY, "clinical_reasoning")
     providers.set(KEY, "leak")
 
@@ -67,11 +87,29 @@ def test_a_leaking_provider_fails_more_the_longer_it_leaks():
     assert failures(20) == 20  # all of them after two
 
 
-def test_unknown_modes_are_refused():
+def test_unknown_modes_are_refused_by_the_client_and_the_server(world):
+    _, providers = world
     with pytest.raises(ValueError, match="one of ok, fail, slow, hang, leak"):
-        Providers().set(KEY, "explode")
+        providers.set(KEY, "explode")
+    with httpx.Client(base_url=providers.url) as raw:
+        assert raw.put(f"/control/{KEY}", json={"mode": "explode"}).status_code == 400
+        assert raw.put(f"/control/{KEY}", content=b"{not json").status_code == 400
+    assert providers.state(KEY)["mode"] == "ok"  # nothing changed
     with pytest.raises(ValueError, match="provider fault mode"):
         ProviderFault(0, 1, key=KEY, mode="explode")
+
+
+def test_the_providers_run_in_a_process_of_their_own():
+    proc = ProviderProcess().start()
+    client = Providers(proc.url, timeout_s=30)
+    try:
+        assert client.fn(KEY, "clinical_reasoning")("q")["service"] == "clinical_reasoning"
+        assert client.state(KEY)["calls"] == 1
+    finally:
+        client.close()
+        proc.close()
+    with pytest.raises(ConnectionError, match="could not be reached"):
+        Providers(proc.url, timeout_s=5).fn(KEY, "clinical_reasoning")("q")
 
 
 def test_full_metric_buffers_are_a_fault_only_when_events_were_dropped():

@@ -49,16 +49,21 @@ class Experiment:
 
 def steady_state(stack: ChaosStack) -> dict[str, bool]:
     """The hypothesis: the API answers, the long-lived actors run, every circuit is closed
-    and both stores answer."""
+    and both stores answer (and, with a tracking server, the model registry answers through
+    the API)."""
     out = {}
     try:
         with stack.client(timeout_s=10) as c:
             out["api_answers"] = c.get("/api/v1/livez").status_code == 200
             circuits = c.get("/api/v1/circuits").json()
+            if stack.mlflow is not None:  # the model registry, through the API
+                out["models_answer"] = c.get("/api/v1/models").status_code == 200
         out["circuits_closed"] = all(x["state"] == "closed" for x in circuits
                                      if x["name"] in stack.circuits)
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         out["api_answers"] = out["circuits_closed"] = False
+        if stack.mlflow is not None:
+            out["models_answer"] = False
     out["actors_running"] = all(find_actor(a) is not None for a in ACTORS)
     out["redis_answers"] = stack.redis.running()
     try:

@@ -30,7 +30,7 @@ from ..control_app import APP_NAME, control_api
 from ..service import create_token, first_admin_token, prepare, stop_actors
 from .ledger import ERROR, EXPLICIT, FALLBACK, PRIMARY, Entry
 from .providers import ProviderProcess, Providers
-from .stores import PrivatePostgres, free_port
+from .stores import PrivateMlflow, PrivatePostgres, free_port
 
 __all__ = ["PRIMARIES", "ChaosStack"]
 
@@ -64,6 +64,8 @@ class ChaosStack:
         self._primaries: dict[str, Any] = {}
         self.redis = EmbeddedRedis(self.root / "redis", persist=True)
         self.postgres = PrivatePostgres(self.root / "postgres")
+        # on a cluster, MLflow is a tracking server the nodes reach by URL, as in production
+        self.mlflow = PrivateMlflow(self.root / "mlflow") if cluster is not None else None
         self.procs: list[GuardProcess] = []
         self.settings: Settings | None = None
         self.url = ""
@@ -78,7 +80,9 @@ class ChaosStack:
         self.redis.start()
         self.postgres.start()
         database = self.postgres.create_database("selfheal")
+        mlflow = {"mlflow_tracking_uri": self.mlflow.start().url} if self.mlflow else {}
         settings = Settings.embedded(self.root / "data").model_copy(update={
+            **mlflow,
             "redis_url": self.redis.url, "database_url": database, "api_port": free_port(),
             "metrics_sample_rate": 1.0,
             # on a cluster, the long-lived actors live on the worker nodes
@@ -166,3 +170,6 @@ class ChaosStack:
             self.postgres.remove()
         with contextlib.suppress(Exception):
             self.redis.stop()
+        if self.mlflow is not None:
+            with contextlib.suppress(Exception):
+                self.mlflow.stop()

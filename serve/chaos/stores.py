@@ -1,4 +1,5 @@
-"""Stores the chaos suite owns, so it can stop them: a private PostgreSQL and a private Redis.
+"""Stores the chaos suite owns, so it can stop them: a private PostgreSQL and a private Redis
+(and, on a multi-node stack, a private MLflow tracking server).
 
 Stopping the machine's shared database for 30 s would break whatever else uses it; the suite
 starts its own servers in its run directory from the machine's binaries (PostgreSQL's
@@ -9,18 +10,23 @@ to the ``postgres`` user and its commands run as that user.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pathlib
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 
 from healing.errors import SelfHealError
 
-__all__ = ["ChaosStoreError", "PrivatePostgres", "free_port"]
+__all__ = ["ChaosStoreError", "PrivateMlflow", "PrivatePostgres", "free_port"]
 
 
 class ChaosStoreError(SelfHealError):
@@ -102,3 +108,56 @@ class PrivatePostgres:
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+class PrivateMlflow:
+    """An MLflow tracking server (``mlflow server``) on a free loopback port, its backend
+    store SQLite and its artifacts under ``root``: what a cluster's nodes reach by URL
+    instead of a file on one machine's disk."""
+
+    def __init__(self, root: pathlib.Path, port: int | None = None) -> None:
+        self.root = pathlib.Path(root)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 120.0) -> PrivateMlflow:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "mlflow-server.log", "ab")  # noqa: SIM115 - the server's own
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", (self.root / "artifacts").as_uri()],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ChaosStoreError(f"mlflow server exited ({self._proc.returncode}); see "
+                                      f"{self.root / 'mlflow-server.log'}")
+            if self.running():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise ChaosStoreError(f"mlflow server did not answer on {self.url} within "
+                              f"{timeout_s:g} s")
+
+    def running(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGTERM)  # the server and its workers
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+        self._proc = None

@@ -132,3 +132,4 @@ def test_an_api_flood_breaks_its_promise_on_any_answer_but_4xx_or_a_dead_api():
         "the API did not answer its liveness probe after the flood"]
     flood.observed["statuses"] = {"ReadTimeout": 2, "livez_after": 1}
     assert flood.broken_promises() == ["2 answered ReadTimeout, not 4xx"]
+

@@ -24,7 +24,16 @@ from actors.ray_gateway import find_actor
 from healing.safety import pseudonym
 
 from .faults import Fault
-from .ledger import Violations, check_answers, check_audit, check_counters, check_steps, tally
+from .ledger import (
+    Entry,
+    Violations,
+    check_answers,
+    check_audit,
+    check_counters,
+    check_steps,
+    compare_groups,
+    tally,
+)
 from .load import OpenLoop
 from .stack import ChaosStack
 from .timing import paged, timings
@@ -148,11 +157,22 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                   observed={f.describe(): f.observed for f in exp.faults if f.observed},
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
+                  groups=_groups(exp, entries),
                   violations=violations.summary(),
                   lost=audit["lost"] + steps["lost"] + violations.count("unanswered"),
                   safety_violations=sum(violations.count(r) for r in _SAFETY))
     result["passed"] = (not violations and all(after.values()) and not errors)
     return result
+
+
+def _groups(exp: Experiment, entries: list[Entry]) -> dict[str, Any] | None:
+    """The faulted services' requests beside the others', while the faults were on."""
+    if not exp.faults:
+        return None
+    faulted = {f.service for f in exp.faults if f.service is not None}
+    start = min(f.at_s for f in exp.faults)
+    end = max(f.at_s + max(f.duration_s, 1.0) for f in exp.faults)
+    return compare_groups(entries, faulted, (start, end))
 
 
 _SAFETY = ("life_critical_substitute", "prescriptive_cached", "tier_not_allowed",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Entry", "Violations", "check_answers", "check_audit", "check_counters",
-           "check_steps", "tally"]
+           "check_steps", "compare_groups", "tally"]
 
 PRIMARY, FALLBACK, EXPLICIT, ERROR, PENDING = (
     "primary", "fallback", "explicit", "error", "pending")
@@ -193,3 +193,40 @@ def tally(entries: Iterable[Entry]) -> dict[str, Any]:
     return {"sent": sent, "answered": answered, "by_outcome": dict(sorted(outcomes.items())),
             "by_tier": dict(sorted(tiers.items())),
             "availability": answered / sent if sent else None}
+
+
+def compare_groups(entries: Iterable[Entry], faulted: set[str],
+                   window: tuple[float, float]) -> dict[str, Any]:
+    """Netflix ChAP's comparison, on one run: the requests of the services the faults aimed
+    at (the experiment group) beside those of every other service (the control group), while
+    the faults were on, and the control group before any fault.
+
+    A control group that answers as before shows the fault stayed where it was put; one that
+    got slower or answered less shows its blast radius (a slow provider holding workers every
+    request shares). Latency is what a patient waited: from when the request was due to its
+    answer, queueing included.
+    """
+    start, end = window
+    during: dict[str, list[Entry]] = {"experiment": [], "control": []}
+    before: list[Entry] = []
+    for e in entries:
+        group = "experiment" if e.service in faulted else "control"
+        if start <= e.due < end:
+            during[group].append(e)
+        elif e.due < start and group == "control":
+            before.append(e)
+    return {"window_s": [round(start, 1), round(end, 1)], "faulted": sorted(faulted),
+            "experiment": _group(during["experiment"]), "control": _group(during["control"]),
+            "control_before": _group(before)}
+
+
+def _group(entries: list[Entry]) -> dict[str, Any]:
+    done = [e for e in entries if e.done is not None]
+    if not done:
+        return {"requests": len(entries)}
+    waits = sorted(e.done - e.due for e in done)  # type: ignore[operator]
+    return {"requests": len(entries),
+            "answered": round(sum(e.answered for e in entries) / len(entries), 4),
+            "by_primary": round(sum(e.outcome == PRIMARY for e in entries) / len(entries), 4),
+            "p50_s": round(waits[len(waits) // 2], 4),
+            "p99_s": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))], 4)}

@@ -19,7 +19,8 @@ from simulation.scenario import load_scenario
 
 from .faults import ProviderFault
 from .load import MIX
-from .stack import PRIMARIES, Providers
+from .providers import LEAK_GROWTH
+from .stack import PRIMARIES
 
 __all__ = ["predict", "scenario_for"]
 
@@ -60,7 +61,7 @@ _KINDS: dict[str, dict[str, Any]] = {
     "fail": {"kind": "outage"},
     "slow": {"kind": "latency_spike"},
     "hang": {"kind": "latency_spike", "params": {"latency_factor": 10_000.0}},
-    "leak": {"kind": "memory_leak", "params": {"growth": Providers().leak_growth}},
+    "leak": {"kind": "memory_leak", "params": {"growth": LEAK_GROWTH}},
 }
 
 

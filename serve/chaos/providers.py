@@ -34,9 +34,10 @@ import httpx
 
 from healing.clock import Clock, SystemClock
 
-__all__ = ["MODES", "ProviderProcess", "ProviderServer", "Providers"]
+__all__ = ["LEAK_GROWTH", "MODES", "ProviderProcess", "ProviderServer", "Providers"]
 
 MODES = ("ok", "fail", "slow", "hang", "leak")
+LEAK_GROWTH = 0.5  # a leaking provider's failure chance, added per minute
 
 
 def _answer(service: str) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def _handler(world: _World) -> type[http.server.BaseHTTPRequestHandler]:
 class ProviderServer:
     """The providers' HTTP server on a thread of this process (``url`` once started)."""
 
-    def __init__(self, slow_s: float = 2.0, leak_growth: float = 0.5,
+    def __init__(self, slow_s: float = 2.0, leak_growth: float = LEAK_GROWTH,
                  hang_limit_s: float = 300.0, *, clock: Clock | None = None,
                  rng: random.Random | None = None, port: int = 0) -> None:
         self.world = _World(slow_s, leak_growth, hang_limit_s, clock or SystemClock(),

@@ -34,14 +34,14 @@ def _fmt(v: Any) -> str:
 
 def _rows(e: dict[str, Any]) -> list[list[str]]:
     if "skipped" in e:
-        return [[e["name"], "skipped: " + e["skipped"], "", "", "", "", "", ""]]
+        return [[e["name"], "skipped: " + e["skipped"], *[""] * (len(HEADER) - 2)]]
     load = e["load"]
     tiers = ", ".join(f"{k} {v}" for k, v in load["by_tier"].items())
     explicit = load["by_outcome"].get("explicit", 0)
     base = [e["name"], "pass" if e["passed"] else "FAIL",
             f"{load['sent']} sent, {load['answered']} answered ({tiers}), "
             f"{explicit} failed explicitly with guidance",
-            _fmt(e["lost"]), _fmt(e["safety_violations"])]
+            _fmt(e["lost"]), _fmt(e["safety_violations"]), _blast(e.get("groups"))]
     predicted = {(i["service"]): i for i in (e.get("prediction") or {}).get("incidents", [])}
     rows = []
     for t in e.get("timings") or [None]:
@@ -51,11 +51,23 @@ def _rows(e: dict[str, Any]) -> list[list[str]]:
         p = predicted.get(t["service"])
         sim = (f"{_fmt(p['mttd_s'])} / {_fmt(p['mttr_s'])}" if p else "not modelled")
         rows.append([*base, t["fault"], f"{_fmt(t['mttd_s'])} / {_fmt(t['mttr_s'])}", sim])
-        base = ["", "", "", "", ""]
+        base = [""] * len(base)
     return rows
 
 
-HEADER = ["experiment", "verdict", "load", "lost", "safety violations", "fault timed",
+def _blast(groups: dict[str, Any] | None) -> str:
+    """The control group (the services no fault aimed at) while the faults were on, beside
+    itself before them: its p99 wait and the share it answered."""
+    if not groups or "p99_s" not in groups["control"] or "p99_s" not in groups[
+            "control_before"]:
+        return "—"
+    during, before = groups["control"], groups["control_before"]
+    return (f"{_fmt(during['p99_s'])} s / {_fmt(before['p99_s'])} s; answered "
+            f"{during['answered']:.1%} / {before['answered']:.1%}")
+
+
+HEADER = ["experiment", "verdict", "load", "lost", "safety violations",
+          "others' p99 wait and answered, during / before", "fault timed",
           "live MTTD / MTTR (s)", "simulator MTTD / MTTR (s)"]
 
 

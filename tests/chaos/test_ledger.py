@@ -14,6 +14,7 @@ from serve.chaos.ledger import (
     check_audit,
     check_counters,
     check_steps,
+    compare_groups,
     tally,
 )
 
@@ -102,3 +103,29 @@ def test_counters_must_equal_the_generators_own_counts():
                                                    "fallbacks_counted": 1}
     v, _ = check_counters(history, {**exact, "care_locator": {"total": 0}})
     assert v.count("counter_mismatch") == 2
+
+
+def test_the_control_group_shows_a_fault_that_spread_beyond_its_service():
+    # clinical reasoning's provider hangs from 2 s to 4 s; the care locator is the control
+    def history(spread: bool):
+        out = []
+        for i in range(60):
+            due = i / 10
+            faulted = i % 2 == 0
+            e = entry(i, "clinical_reasoning" if faulted else "care_locator",
+                      outcome=PRIMARY, tier="primary")
+            e.due = e.sent = due
+            held = 2 <= due < 4 and (faulted or spread)
+            e.done = due + (1.5 if held else 0.01)
+            out.append(e)
+        return out
+
+    contained = compare_groups(history(False), {"clinical_reasoning"}, (2.0, 4.0))
+    assert contained["faulted"] == ["clinical_reasoning"]
+    assert contained["experiment"]["requests"] == contained["control"]["requests"] == 10
+    assert contained["experiment"]["p99_s"] == 1.5
+    assert contained["control"]["p99_s"] == contained["control_before"]["p99_s"] == 0.01
+    spread = compare_groups(history(True), {"clinical_reasoning"}, (2.0, 4.0))
+    assert spread["control"]["p99_s"] == 1.5 > spread["control_before"]["p99_s"]
+    assert spread["control"]["answered"] == 1.0  # slower, but answered
+    assert compare_groups([], {"x"}, (0, 1))["control"] == {"requests": 0}

@@ -199,6 +199,8 @@ class ProviderProcess:
         return self
 
     def close(self) -> None:
+        if self._proc.pid is None:
+            return  # never started
         self._proc.terminate()
         self._proc.join(10)
 

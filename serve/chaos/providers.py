@@ -11,7 +11,7 @@ generator's interpreter lock; tests run it on a thread with a manual clock
 A provider's mode is one of:
 
 * ``ok``: answers in 2-10 ms;
-* ``fail``: answers 503 at once;
+* ``fail``: answers 503 after 10 ms;
 * ``slow``: answers after ``slow_s``;
 * ``hang``: holds every call until the mode changes (a provider that accepts connections and
   never answers), then drops the connection unanswered;
@@ -22,15 +22,15 @@ A provider's mode is one of:
 
 from __future__ import annotations
 
-import http.server
+import asyncio
+import http.client
 import json
 import multiprocessing
 import random
 import threading
 import time
+import urllib.parse
 from typing import Any
-
-import httpx
 
 from healing.clock import Clock, SystemClock
 
@@ -46,7 +46,8 @@ def _answer(service: str) -> dict[str, Any]:
 
 
 class _World:
-    """Every provider's mode and what the server saw: the server side's state."""
+    """Every provider's mode and what the server saw: the server side's state. Lives on the
+    server's event loop, so it needs no lock."""
 
     def __init__(self, slow_s: float, leak_growth: float, hang_limit_s: float,
                  clock: Clock, rng: random.Random) -> None:
@@ -54,96 +55,97 @@ class _World:
         self.now, self.random = clock.now, rng.random
         self.modes: dict[str, str] = {}
         self.since: dict[str, float] = {}
-        self.released: dict[str, threading.Event] = {}
+        self.released: dict[str, asyncio.Event] = {}
         self.calls: dict[str, int] = {}
         self.holding: dict[str, int] = {}
         self.hung: dict[str, int] = {}  # the most calls held at once, per provider
-        self.lock = threading.Lock()
 
     def set(self, key: str, mode: str) -> None:
-        with self.lock:
-            released = self.released.pop(key, None)
-            if mode == "hang":
-                self.released[key] = threading.Event()
-            self.modes[key], self.since[key] = mode, self.now()
+        released = self.released.pop(key, None)
+        if mode == "hang":
+            self.released[key] = asyncio.Event()
+        self.modes[key], self.since[key] = mode, self.now()
         if released is not None:
             released.set()  # the held calls are dropped
 
     def state(self, key: str) -> dict[str, Any]:
-        with self.lock:
-            return {"mode": self.modes.get(key, "ok"), "calls": self.calls.get(key, 0),
-                    "holding": self.holding.get(key, 0), "hung": self.hung.get(key, 0)}
+        return {"mode": self.modes.get(key, "ok"), "calls": self.calls.get(key, 0),
+                "holding": self.holding.get(key, 0), "hung": self.hung.get(key, 0)}
 
-    def call(self, key: str) -> int | None:
+    async def call(self, key: str) -> int | None:
         """What a call of ``key`` gets: an HTTP status, or None (dropped unanswered)."""
-        with self.lock:
-            self.calls[key] = self.calls.get(key, 0) + 1
-            mode, since = self.modes.get(key, "ok"), self.since.get(key, 0.0)
-            released = self.released.get(key)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        mode, since = self.modes.get(key, "ok"), self.since.get(key, 0.0)
         if mode == "fail" or (mode == "leak" and self.random() < min(
                 1.0, self.leak_growth * (self.now() - since) / 60.0)):
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
             return 503
+        released = self.released.get(key)
         if mode == "hang" and released is not None:
-            self._hold(key, released)
-            return None
-        time.sleep(self.slow_s if mode == "slow" else random.uniform(0.002, 0.01))
-        return 200
-
-    def _hold(self, key: str, released: threading.Event) -> None:
-        with self.lock:
             self.holding[key] = self.holding.get(key, 0) + 1
             self.hung[key] = max(self.hung.get(key, 0), self.holding[key])
-        try:
-            released.wait(self.hang_limit_s)  # a bound, so a forgotten rollback ends
-        finally:
-            with self.lock:
+            try:  # bounded, so a forgotten rollback ends
+                await asyncio.wait_for(released.wait(), self.hang_limit_s)
+            except TimeoutError:
+                pass
+            finally:
                 self.holding[key] -= 1
+            return None
+        await asyncio.sleep(self.slow_s if mode == "slow" else random.uniform(0.002, 0.01))
+        return 200
 
-
-def _handler(world: _World) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: a guard reuses its connections
-
-        def do_POST(self) -> None:  # a call: /v1/{service}:{provider}
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            key = self.path.removeprefix("/v1/")
-            status = world.call(key)
-            if status is None:
-                self.close_connection = True  # dropped: no answer at all
-                return
-            body = _answer(key.split(":", 1)[0]) if status == 200 else {"error": "unavailable"}
-            self._send(status, body)
-
-        def do_PUT(self) -> None:  # a fault: /control/{key} {"mode": ...}
-            key = self.path.removeprefix("/control/")
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    async def route(self, method: str, path: str, body: bytes) -> tuple[int | None, Any]:
+        if method == "POST" and path.startswith("/v1/"):  # a call: /v1/{service}:{provider}
+            key = path.removeprefix("/v1/")
+            status = await self.call(key)
+            if status == 200:
+                return 200, _answer(key.split(":", 1)[0])
+            return status, {"error": "unavailable"}
+        key = path.removeprefix("/control/")
+        if method == "GET" and path.startswith("/control/"):  # what the server saw
+            return 200, self.state(key)
+        if method == "PUT" and path.startswith("/control/"):  # a fault: {"mode": ...}
             try:
-                mode = json.loads(raw)["mode"]
+                mode = json.loads(body)["mode"]
             except (ValueError, KeyError, TypeError):
-                self._send(400, {"error": 'the body must be {"mode": ...}'})
-                return
+                return 400, {"error": 'the body must be {"mode": ...}'}
             if mode not in MODES:
-                self._send(400, {"error": f"mode must be one of {', '.join(MODES)}"})
-                return
-            world.set(key, mode)
-            self._send(200, world.state(key))
+                return 400, {"error": f"mode must be one of {', '.join(MODES)}"}
+            self.set(key, mode)
+            return 200, self.state(key)
+        return 404, {"error": f"no {method} {path}"}
 
-        def do_GET(self) -> None:  # what the server saw: /control/{key}
-            self._send(200, world.state(self.path.removeprefix("/control/")))
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 503: b"Service Unavailable"}
 
-        def log_message(self, *args: Any) -> None:
-            return
 
-    return Handler
+async def _connection(world: _World, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+    """One keep-alive connection: requests one after another until the client closes it.
+    Just enough HTTP/1.1 for the SDK's calls (a request line, headers, a sized body);
+    ``http.server`` parsed every header with the e-mail parser and cost a thread per
+    connection, more than two cores could give the suite's load."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            length = next((int(v) for n, _, v in (h.partition(":") for h in lines[1:])
+                           if n.strip().lower() == "content-length"), 0)
+            body = await reader.readexactly(length) if length else b""
+            status, payload = await world.route(method, path, body)
+            if status is None:
+                break  # dropped: no answer at all
+            data = json.dumps(payload).encode()
+            writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (status, _REASONS[status],
+                                                            len(data), data))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+            ValueError):
+        pass  # the client went away, or sent what this server does not speak
+    finally:
+        writer.close()
 
 
 class ProviderServer:
@@ -154,28 +156,49 @@ class ProviderServer:
                  rng: random.Random | None = None, port: int = 0) -> None:
         self.world = _World(slow_s, leak_growth, hang_limit_s, clock or SystemClock(),
                             rng or random.Random())
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port),
-                                                      _handler(self.world))
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever,
+        self.port, self.url = port, ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()),
                                         name="chaos-providers", daemon=True)
 
-    def start(self) -> ProviderServer:
+    async def serve(self) -> None:
+        """Serve until :meth:`close` (run on the loop of the caller's choice)."""
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = await asyncio.start_server(lambda r, w: _connection(self.world, r, w),
+                                            "127.0.0.1", self.port)
+        self.port = server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            for key in list(self.world.released):
+                self.world.set(key, "ok")  # let held calls go before the server stops
+
+    def start(self, timeout_s: float = 10.0) -> ProviderServer:
         self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError("the stand-in providers' server did not start")
         return self
 
     def close(self) -> None:
-        for key in list(self.world.released):
-            self.world.set(key, "ok")  # let held calls go before the server stops
-        self.server.shutdown()
-        self.server.server_close()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
 
 def _serve(port: Any, kwargs: dict[str, Any]) -> None:
     server = ProviderServer(**kwargs)
-    port.value = server.server.server_address[1]
-    server.server.serve_forever()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(server.serve())
+        await asyncio.to_thread(server._ready.wait)
+        port.value = server.port
+        await task
+
+    asyncio.run(main())
 
 
 class ProviderProcess:
@@ -206,7 +229,9 @@ class ProviderProcess:
 
 
 class Providers:
-    """The client side: a provider SDK's calls, and the switch a fault turns.
+    """The client side: a provider SDK's calls, and the switch a fault turns. Each thread
+    keeps one keep-alive connection (``http.client``: the leanest client there is, since the
+    suite makes thousands of calls a second on two cores).
 
     Args:
         url: the providers' server.
@@ -216,33 +241,53 @@ class Providers:
 
     def __init__(self, url: str, timeout_s: float = 330.0) -> None:
         self.url = url
-        self._http = httpx.Client(base_url=url, timeout=timeout_s, limits=httpx.Limits(
-            max_connections=256, max_keepalive_connections=128))
+        parts = urllib.parse.urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(
+                self._host, self._port, timeout=self.timeout_s)
+        try:
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+        except BaseException:
+            conn.close()  # a connection in an unknown state is never reused
+            self._local.conn = None
+            raise
+        return r.status, json.loads(data) if data else None
 
     def set(self, key: str, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"provider mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self._http.put(f"/control/{key}", json={"mode": mode}).raise_for_status()
+        status, body = self._request("PUT", f"/control/{key}", {"mode": mode})
+        if status != 200:
+            raise RuntimeError(f"the providers' server refused mode {mode!r}: {body}")
 
     def state(self, key: str) -> dict[str, Any]:
         """The server's view of ``key``: mode, calls, calls held now and most held at once."""
-        return dict(self._http.get(f"/control/{key}").json())
+        return dict(self._request("GET", f"/control/{key}")[1])
 
     def fn(self, key: str, service: str) -> Any:
         """A call of provider ``key`` for ``service``, as the guard is given it."""
-        http_ = self._http
-
         def call(question: str) -> dict[str, Any]:
             try:
-                r = http_.post(f"/v1/{key}", json={"q": question})
-            except httpx.RemoteProtocolError as exc:
+                status, body = self._request("POST", f"/v1/{key}", {"q": question})
+            except http.client.RemoteDisconnected as exc:
                 raise ConnectionResetError(f"{key} dropped the connection unanswered") from exc
-            except httpx.TransportError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 raise ConnectionError(f"{key} could not be reached: {exc}") from exc
-            if r.status_code != 200:
-                raise ConnectionError(f"{key} answered {r.status_code}")
-            return dict(r.json())
+            if status != 200:
+                raise ConnectionError(f"{key} answered {status}")
+            return dict(body)
         return call
 
     def close(self) -> None:
-        self._http.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()

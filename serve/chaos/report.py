@@ -108,8 +108,11 @@ def markdown(report: dict[str, Any]) -> str:
 def headline(report: dict[str, Any]) -> str:
     """One sentence of the run's verdict, for the README."""
     s = report["summary"]
+    multi = report["rate"].get("multi_node") or {}
+    rates = f"{report['rate']['per_s']:g} requests/s" + (
+        f" on one node, {multi['per_s']:g} on {multi['nodes']}" if multi.get("per_s") else "")
     return (f"Latest `make chaos` ({report['started']}, {report['mode']} suite at "
-            f"{report['rate']['per_s']:g} requests/s): {s['passed']} of {s['experiments']} "
+            f"{rates}): {s['passed']} of {s['experiments']} "
             f"experiments passed; {s['requests_sent']:,} requests sent, "
             f"{s['requests_answered']:,} "
             f"answered; {s['faults_injected']} faults; lost {s['lost']}; safety violations "

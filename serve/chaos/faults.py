@@ -60,7 +60,7 @@ _MODE_NAMES = {"fail": "down", "slow": "slow", "hang": "hangs", "leak": "leaks m
 @dataclass
 class ProviderFault(Fault):
     """An AI provider that fails, answers slowly, hangs or leaks memory (the modes of
-    :class:`~.stack.Providers`)."""
+    :class:`~.providers.Providers`)."""
 
     key: str = "clinical_reasoning:gemini:pro"
     mode: str = "fail"

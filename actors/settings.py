@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias=_alias("SELFHEAL_API_HOST", "api_host"))
     api_port: int = Field(8000, ge=1, le=65535,
                           validation_alias=_alias("SELFHEAL_API_PORT", "api_port"))
+    # one replica cannot die unnoticed: until Serve has started another, nothing answers
+    api_replicas: int = Field(1, ge=1, le=16,
+                              validation_alias=_alias("SELFHEAL_API_REPLICAS", "api_replicas"))
     # where alerts go: a Slack incoming webhook (channel "slack") and the PagerDuty Events
     # API v2 (channel "pager"); None: alert steps have nowhere to send and say so
     slack_webhook_url: str | None = Field(

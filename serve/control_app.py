@@ -21,8 +21,9 @@ from actors.settings import Settings, load_settings
 APP_NAME = "selfheal"
 
 
-def control_api(settings: Settings, num_replicas: int = 1) -> Any:
-    """The bound application for ``settings`` (with its Redis URL filled in)."""
+def control_api(settings: Settings, num_replicas: int | None = None) -> Any:
+    """The bound application for ``settings`` (with its Redis URL filled in), on
+    ``num_replicas`` replicas (default: the ``api_replicas`` setting)."""
 
     def build() -> Any:
         from actors.control import ControlBackend  # noqa: PLC0415 - on the replica
@@ -33,7 +34,8 @@ def control_api(settings: Settings, num_replicas: int = 1) -> Any:
                          cors_origins=tuple(settings.api_cors_origins))
 
     deployment = serve.deployment(
-        name="ControlAPI", num_replicas=num_replicas, ray_actor_options={"num_cpus": 0},
+        name="ControlAPI", num_replicas=num_replicas or settings.api_replicas,
+        ray_actor_options={"num_cpus": 0},
         health_check_period_s=5)(serve.ingress(build)())
     return deployment.bind()
 
@@ -44,4 +46,4 @@ def app_builder(args: dict[str, str]) -> Any:
     from .service import prepare  # noqa: PLC0415
 
     settings = prepare(load_settings(args.get("config")))
-    return control_api(settings, int(args.get("replicas", 1)))
+    return control_api(settings, int(args["replicas"]) if "replicas" in args else None)

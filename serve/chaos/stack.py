@@ -85,6 +85,8 @@ class ChaosStack:
             **mlflow,
             "redis_url": self.redis.url, "database_url": database, "api_port": free_port(),
             "metrics_sample_rate": 1.0,
+            # as a deployment that must stay up does: a killed replica is not seen by clients
+            "api_replicas": 2,
             # on a cluster, the long-lived actors live on the worker nodes
             "actor_resources": {k: 0.01 for k in self.cluster.resources}
             if self.cluster is not None else {}})

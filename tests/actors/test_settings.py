@@ -24,6 +24,7 @@ def clean_env(monkeypatch, tmp_path):
     ("SELFHEAL_PSEUDONYM_KEY", "short", "SELFHEAL_PSEUDONYM_KEY"),
     ("SELFHEAL_ACTOR_RESOURCES", '{"selfheal": 2}', "SELFHEAL_ACTOR_RESOURCES"),
     ("SELFHEAL_ACTOR_RESOURCES", "selfheal", "SELFHEAL_ACTOR_RESOURCES"),
+    ("SELFHEAL_API_REPLICAS", "0", "SELFHEAL_API_REPLICAS"),
 ])
 def test_a_bad_environment_value_names_the_setting_and_its_source(monkeypatch, env, value,
                                                                    setting):

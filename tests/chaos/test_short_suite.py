@@ -1,8 +1,9 @@
 """The short chaos suite, as ``make test`` runs it: selfheal up on real Ray, Serve, Redis and
 PostgreSQL, under open-loop clinical load, while a provider fails, the orchestrator is
 killed, Redis stops and the metric buffers fill, PostgreSQL stops, the API is flooded and a
-prescriptive provider fails, overlapping. Nothing may be lost and no safety rule broken; the counters, the audit trail
-and the recovery steps must reconcile exactly with what the generator sent and got."""
+prescriptive provider fails, overlapping. Nothing may be lost and no safety rule broken;
+the counters, the audit trail and the recovery steps must reconcile exactly with what the
+generator sent and got."""
 
 from __future__ import annotations
 

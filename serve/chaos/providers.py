@@ -23,6 +23,7 @@ A provider's mode is one of:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -84,10 +85,10 @@ class _World:
         if mode == "hang" and released is not None:
             self.holding[key] = self.holding.get(key, 0) + 1
             self.hung[key] = max(self.hung.get(key, 0), self.holding[key])
-            try:  # bounded, so a forgotten rollback ends
-                await asyncio.wait_for(released.wait(), self.hang_limit_s)
-            except TimeoutError:
-                pass
+            try:
+                # the bound running out ends the hang like a rollback: a forgotten one ends
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), self.hang_limit_s)
             finally:
                 self.holding[key] -= 1
             return None
@@ -116,6 +117,8 @@ class _World:
         return 404, {"error": f"no {method} {path}"}
 
 
+# a client that went away, or sent what this server does not speak: its connection just ends
+_GONE = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError)
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 503: b"Service Unavailable"}
 
 
@@ -126,24 +129,22 @@ async def _connection(world: _World, reader: asyncio.StreamReader,
     ``http.server`` parsed every header with the e-mail parser and cost a thread per
     connection, more than two cores could give the suite's load."""
     try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            length = next((int(v) for n, _, v in (h.partition(":") for h in lines[1:])
-                           if n.strip().lower() == "content-length"), 0)
-            body = await reader.readexactly(length) if length else b""
-            status, payload = await world.route(method, path, body)
-            if status is None:
-                break  # dropped: no answer at all
-            data = json.dumps(payload).encode()
-            writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (status, _REASONS[status],
-                                                            len(data), data))
-            await writer.drain()
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-            ValueError):
-        pass  # the client went away, or sent what this server does not speak
+        with contextlib.suppress(*_GONE):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                length = next((int(v) for n, _, v in (h.partition(":") for h in lines[1:])
+                               if n.strip().lower() == "content-length"), 0)
+                body = await reader.readexactly(length) if length else b""
+                status, payload = await world.route(method, path, body)
+                if status is None:
+                    break  # dropped: no answer at all
+                data = json.dumps(payload).encode()
+                writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (status, _REASONS[status],
+                                                                len(data), data))
+                await writer.drain()
     finally:
         writer.close()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import func, select
 
 from healing.audit import AuditKind, operator_action
 from healing.clock import Clock, SystemClock
@@ -26,6 +26,7 @@ from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
+from .live_history import recorded_failures
 from .ray_gateway import NAMESPACE, ActorUnavailable, call_actor, find_actor
 from .settings import Settings
 from .stores.actor_state import ActorState
@@ -212,21 +213,9 @@ class ControlBackend:
     def patterns(self, since: float, until: float) -> list[dict[str, Any]]:
         """Recurring failures (seed 7.1) in the live trail between ``since`` and ``until``:
         failures by kind and circuits opening, one event per service, kind and minute."""
-        from learning.patterns import FailureEvent, PatternRecognizer  # noqa: PLC0415
+        from learning.patterns import PatternRecognizer  # noqa: PLC0415
 
-        f, c = failure_events, circuit_transitions
-        minute_f = cast(f.c.at / 60, Integer)
-        minute_c = cast(c.c.at / 60, Integer)
-        qf = (select(f.c.service, f.c.error_kind, func.min(f.c.at))
-              .where(f.c.at >= since, f.c.at <= until)
-              .group_by(f.c.service, f.c.error_kind, minute_f))
-        qc = (select(c.c.service, func.min(c.c.at))
-              .where(c.c.at >= since, c.c.at <= until,
-                     c.c.to_state.in_(("OPEN", "FORCED_OPEN")))
-              .group_by(c.c.service, minute_c))
-        with self.store.engine.connect() as conn:
-            events = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
-            events += [FailureEvent(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
+        events = recorded_failures(self.store, since, until)
         now = self.clock.wall()
         return [{"service": p.service, "frequency": p.frequency,
                  "description": p.describe(), "typical_cause": p.typical_cause,
@@ -235,6 +224,18 @@ class ControlBackend:
                  "recommended_action": p.recommended_action, "priority": p.priority,
                  "estimated_impact": p.estimated_impact}
                 for p in PatternRecognizer().fit(events)]
+
+    def training(self, limit: int = 100) -> dict[str, Any]:
+        """The training schedule, when it fires next, and its runs, newest first (succeeded
+        with their phase times, failed with why, missed)."""
+        from learning.schedule import CronSchedule  # noqa: PLC0415
+
+        from .scheduler_actor import read_runs  # noqa: PLC0415
+
+        cron = self.settings.training_schedule
+        return {"schedule": cron,
+                "next_at": CronSchedule(cron).next_after(self.clock.wall()) if cron else None,
+                "runs": read_runs(self.redis, limit=limit)}
 
     def models(self) -> dict[str, Any]:
         """The error thresholds in force and the monitor model's registered versions."""

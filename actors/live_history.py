@@ -5,6 +5,9 @@ trouble spans from the audit trail's circuit transitions: a service is in troubl
 circuit of its opening (or being forced open) until that circuit closes again, or, if it never
 did, until the last outcome seen. :func:`learning.history.buckets_from_events` turns the two
 into labelled buckets, the same as for exported simulation event logs.
+
+:func:`recorded_failures` reads what recurring-failure patterns are learnt from: the audit
+trail's failures (one per service, kind and minute) and circuits opening.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from sqlalchemy import Integer, cast, func, select
 
 from healing.audit import AuditKind
 from learning.history import buckets_from_events
+from learning.patterns import FailureEvent
 from learning.training import Bucket
 
-from .stores.audit_sql import AuditStore
+from .stores.audit_sql import AuditStore, circuit_transitions, failure_events
 from .stores.metric_stream import read_events
 
-__all__ = ["live_history", "stream_services", "trouble_from_audit"]
+__all__ = ["live_history", "recorded_failures", "stream_services", "trouble_from_audit"]
 
 _OPEN = ("OPEN", "FORCED_OPEN")
 
@@ -67,3 +72,23 @@ def live_history(client: redis.Redis, audit_url: str, services: list[str],
     finally:
         store.dispose()
     return buckets_from_events(events, trouble, sample_rate)
+
+
+def recorded_failures(store: AuditStore, since: float, until: float) -> list[FailureEvent]:
+    """The failures in the audit trail between ``since`` and ``until``, one event per
+    service, error kind and minute (a burst of a thousand errors is one occurrence), and
+    each circuit opening (kind ``circuit_open``)."""
+    f, c = failure_events, circuit_transitions
+    minute_f = cast(f.c.at / 60, Integer)
+    minute_c = cast(c.c.at / 60, Integer)
+    qf = (select(f.c.service, f.c.error_kind, func.min(f.c.at))
+          .where(f.c.at >= since, f.c.at <= until)
+          .group_by(f.c.service, f.c.error_kind, minute_f))
+    qc = (select(c.c.service, func.min(c.c.at))
+          .where(c.c.at >= since, c.c.at <= until,
+                 c.c.to_state.in_(("OPEN", "FORCED_OPEN")))
+          .group_by(c.c.service, minute_c))
+    with store.engine.connect() as conn:
+        events = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
+        events += [FailureEvent(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
+    return events

@@ -1,8 +1,9 @@
 """Scheduled training on the cluster: the settings' cron expression, a real loop, and every
 run — started, succeeded, failed or missed — visible in :meth:`runs` and in Redis.
 
-Each due fire time runs :func:`actors.training_job.run_training` as a Ray task (so the
-scheduler itself never blocks). The run history is kept in the Redis list
+Each due fire time runs :func:`actors.training_job.scheduled_training` as a Ray task (so the
+scheduler itself never blocks), which fans out on Ray in turn: one task per simulated history
+scenario, per service trained and per replay. The run history is kept in the Redis list
 ``selfheal:training:runs`` (newest first, bounded), so a restarted scheduler, an operator or a
 dashboard sees what happened, including fire times missed while the scheduler was down: on
 start it resumes from the last fire time Redis recorded.
@@ -20,8 +21,9 @@ from healing.clock import Clock, SystemClock
 from learning.schedule import CronSchedule, TrainingScheduler
 
 from .stores.redis_conn import connect
+from .training_job import LiveSource
 
-__all__ = ["RUNS_KEY", "TrainingSchedulerActor"]
+__all__ = ["RUNS_KEY", "TrainingSchedulerActor", "read_runs"]
 
 _log = logging.getLogger("selfheal.scheduler")
 RUNS_KEY = "selfheal:training:runs"
@@ -32,10 +34,12 @@ class TrainingSchedulerActor:
     def __init__(self, cron: str, mlflow_uri: str, redis_url: str, history: list[str],
                  replay_on: list[str] | None = None, *, interval_s: float = 30.0,
                  key_prefix: str = "", now: float | None = None,
+                 live: LiveSource | None = None, orchestrator: str | None = None,
                  clock: Clock | None = None, autostart: bool = False) -> None:
         self.clock = clock or SystemClock()
         self.schedule = CronSchedule(cron)  # a bad expression fails here, naming the setting
         self.uri, self.history, self.replay_on = mlflow_uri, history, replay_on or history
+        self.live, self.orchestrator = live, orchestrator
         self.client = connect(redis_url)
         self.runs_key, self.last_key = key_prefix + RUNS_KEY, key_prefix + LAST_KEY
         last = self.client.get(self.last_key)
@@ -86,19 +90,18 @@ class TrainingSchedulerActor:
         return True
 
     async def _train(self, fire: float) -> None:
-        from simulation.scenario import load_scenario  # noqa: PLC0415
-
         from .ray_gateway import run_task  # noqa: PLC0415
-        from .training_job import run_training  # noqa: PLC0415
+        from .training_job import scheduled_training  # noqa: PLC0415
 
         started = self.clock.wall()
         try:
-            history = [load_scenario(p) for p in self.history]
-            replay_on = [load_scenario(p) for p in self.replay_on]
-            out = await run_task(run_training, self.uri, history, replay_on, use_ray=False)
+            out = await run_task(scheduled_training, self.uri, self.history, self.replay_on,
+                                 self.live, self.orchestrator, started)
             self._record({"scheduled_for": fire, "status": "succeeded", "started": started,
                           "ended": self.clock.wall(), "version": out["version"],
-                          "promoted": out["promoted"], "run_id": out["run_id"]})
+                          "promoted": out["promoted"], "run_id": out["run_id"],
+                          "phases_s": out["phases_s"], "reasons": out["reasons"],
+                          "patterns": out["patterns"]})
         except Exception as exc:
             self._record({"scheduled_for": fire, "status": "failed", "started": started,
                           "ended": self.clock.wall(),
@@ -112,4 +115,10 @@ class TrainingSchedulerActor:
 
     async def runs(self) -> list[dict[str, Any]]:
         """The run history, newest first."""
-        return [json.loads(r) for r in self.client.lrange(self.runs_key, 0, -1)]  # type: ignore[union-attr]
+        return read_runs(self.client, self.runs_key)
+
+
+def read_runs(client: Any, key: str = RUNS_KEY, limit: int = 1000) -> list[dict[str, Any]]:
+    """Scheduled trainings, newest first: started, succeeded, failed or missed (what the
+    control API shows; read from Redis, so it answers while the scheduler is down)."""
+    return [json.loads(r) for r in client.lrange(key, 0, limit - 1)]

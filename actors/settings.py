@@ -108,9 +108,15 @@ class Settings(BaseSettings):
     actor_resources: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=dict,
         validation_alias=_alias("SELFHEAL_ACTOR_RESOURCES", "actor_resources"))
-    # cron (UTC) for the scheduled training; None: only `selfheal train` trains
+    # cron (UTC) for the scheduled training that `selfheal up` starts (daily at 03:00 by
+    # default); "off": none, only `selfheal train` trains
     training_schedule: str | None = Field(
-        None, validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
+        "0 3 * * *", validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
+    # scenario files a scheduled training also learns from and replays candidates through
+    # (beside the live history); empty: a leak, a slow degradation and a noisy healthy day
+    training_scenarios: list[pathlib.Path] = Field(
+        default_factory=list,
+        validation_alias=_alias("SELFHEAL_TRAINING_SCENARIOS", "training_scenarios"))
 
     @classmethod
     def settings_customise_sources(
@@ -124,6 +130,8 @@ class Settings(BaseSettings):
     @field_validator("training_schedule")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
+        if v is not None and v.strip().lower() in ("", "off", "none"):
+            return None
         if v is not None:
             from learning.schedule import CronSchedule  # noqa: PLC0415
 

@@ -3,14 +3,20 @@
 A training is one MLflow run in the experiment ``selfheal-training`` (parameters: services,
 grid, targets, history size; metrics: each service's precision, recall, false-positive and
 false-negative rates and detection delay; artifacts: the model as JSON, each service's
-grid as a table and as an SVG plot, and the recurring-failure pattern table), with the model
-registered as a new version of ``selfheal-monitor-policy``. Promotion moves the ``champion``
-alias to a version and records the replay comparison on it; running monitors read the
-champion (:func:`champion`).
+grid as a table and as an SVG plot, the recurring-failure pattern table and the replay that
+judged it), with the model registered as a new version of ``selfheal-monitor-policy``.
+Promotion moves the ``champion`` alias to a version and records the replay comparison on it;
+running monitors read the champion (:func:`champion`) and its patterns
+(:func:`champion_patterns`).
+
+The model is logged from code (``monitor_model_code.py``) with explicit requirements and a
+signature, as MLflow recommends: loading it runs that file, never unpickled code.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -24,8 +30,9 @@ from mlflow.tracking import MlflowClient
 from .plots import line_chart
 from .training import GRID, MonitorModel
 
-__all__ = ["EXPERIMENT", "MODEL_NAME", "RegistryError", "champion", "log_training",
-           "previous_champion", "set_champion", "use_experiment", "versions"]
+__all__ = ["EXPERIMENT", "MODEL_NAME", "RegistryError", "champion", "champion_patterns",
+           "log_training", "previous_champion", "register", "set_champion", "use_experiment",
+           "versions"]
 
 
 class RegistryError(ValueError):
@@ -34,19 +41,10 @@ class RegistryError(ValueError):
 EXPERIMENT = "selfheal-training"
 MODEL_NAME = "selfheal-monitor-policy"
 ALIAS = "champion"
-logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-class MonitorPolicyModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-    """The registered form: predicts each named service's monitor policy."""
-
-    def load_context(self, context: Any) -> None:
-        self.model = MonitorModel.from_json(Path(context.artifacts["policy"]).read_text())
-
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # (no type hints: MLflow would read them as an input schema)
-        services = list(model_input) if model_input is not None else []
-        return [json.loads(self.model.to_json())["policies"].get(s) for s in services]
+MODEL_CODE = Path(__file__).with_name("monitor_model_code.py")
+# what MLflow says at INFO on every first use of a store or registration is not ours to print
+for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._model_registry.client"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def use_experiment(uri: str, name: str) -> None:
@@ -64,8 +62,10 @@ def use_experiment(uri: str, name: str) -> None:
 
 def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str, float]]],
                  history_buckets: int, grid: Sequence[float] = GRID,
-                 patterns: list[dict[str, Any]] | None = None) -> tuple[str, str]:
-    """Log one training and register its model; returns (run id, model version)."""
+                 patterns: list[dict[str, Any]] | None = None,
+                 replay: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Log one training and its model (not yet registered: :func:`register`); returns
+    (run id, model URI)."""
     use_experiment(uri, EXPERIMENT)
     with mlflow.start_run(run_name="monitor training") as run, \
             tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +80,8 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
         mlflow.log_artifact(str(path))
         mlflow.log_dict(tables, "grid.json")
         mlflow.log_dict({"patterns": patterns or []}, "patterns.json")
+        if replay is not None:  # what the promotion was judged on, beside the model
+            mlflow.log_dict(replay, "replay.json")
         for service, rows in tables.items():  # what each h costs and buys, per service
             mlflow.log_text(line_chart(
                 f"{service}: the monitor's evidence level h", "h", [r["h"] for r in rows],
@@ -87,10 +89,18 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
                  "false-positive rate": [r["false_positive_rate"] for r in rows],
                  "false-negative rate": [r["false_negative_rate"] for r in rows]}),
                 f"plots/{service}_grid.svg")
-        info = mlflow.pyfunc.log_model(name="model", python_model=MonitorPolicyModel(),
-                                       artifacts={"policy": str(path)}, pip_requirements=[],
-                                       registered_model_name=MODEL_NAME)
-        return run.info.run_id, str(info.registered_model_version)
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
+                                       artifacts={"policy": str(path)},
+                                       pip_requirements=[f"mlflow=={mlflow.__version__}"])
+        return run.info.run_id, str(info.model_uri)
+
+
+def register(uri: str, model_uri: str) -> str:
+    """Register a logged model as a new version of the monitor model; returns the version."""
+    mlflow.set_tracking_uri(uri)
+    # MLflow prints "Successfully registered model..." to stderr itself; the caller reports
+    with contextlib.redirect_stderr(io.StringIO()):
+        return str(mlflow.register_model(model_uri, MODEL_NAME).version)
 
 
 def set_champion(uri: str, version: str, reasons: list[str]) -> None:
@@ -146,3 +156,18 @@ def champion(uri: str) -> tuple[str, MonitorModel] | None:
                                                     artifact_path="monitor_model.json",
                                                     dst_path=tmp, tracking_uri=uri)
         return str(mv.version), MonitorModel.from_json(Path(local).read_text())
+
+
+def champion_patterns(uri: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """The champion's version and the recurring-failure patterns its training found (the
+    rows of ``patterns.json``), or None if nothing was promoted yet."""
+    client = MlflowClient(uri)
+    try:
+        mv = client.get_model_version_by_alias(MODEL_NAME, ALIAS)
+    except mlflow.exceptions.MlflowException:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id,
+                                                    artifact_path="patterns.json",
+                                                    dst_path=tmp, tracking_uri=uri)
+        return str(mv.version), json.loads(Path(local).read_text())["patterns"]

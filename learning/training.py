@@ -28,7 +28,7 @@ from typing import Any
 
 from .monitor import MonitorPolicy, PredictiveMonitor
 
-__all__ = ["Bucket", "MonitorModel", "evaluate", "train", "train_service"]
+__all__ = ["Bucket", "FanOut", "MonitorModel", "evaluate", "train", "train_service"]
 
 GRID = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 28.0)
 

@@ -184,11 +184,11 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from actors.settings import SettingsError, load_settings
+    from actors.training_job import DEFAULT_SCENARIOS, run_training
     from healing.errors import ConfigError
-    from simulation.scenario import SCENARIOS, load_scenario
+    from simulation.scenario import load_scenario
 
-    default = [SCENARIOS / f"{n}.yaml" for n in ("api_memory_leak", "slow_degradation",
-                                                  "noisy_but_healthy_day")]
+    default = list(DEFAULT_SCENARIOS)
     try:
         settings = load_settings(args.config)
         history = [load_scenario(p) for p in (args.history or default)]
@@ -196,8 +196,6 @@ def _train(args: argparse.Namespace) -> int:
     except (SettingsError, ConfigError) as exc:
         print(f"selfheal: {exc}", file=sys.stderr)
         return 2
-    from actors.training_job import run_training
-
     if not args.local:
         from actors.ray_gateway import init_ray
 

@@ -312,6 +312,14 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         registered versions with the champion the monitors run."""
         return backend.models()
 
+    @app.get("/api/v1/training", tags=["models"])
+    def training(_: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                 ) -> dict[str, Any]:
+        """The scheduled training: its cron (UTC), the next fire time, and its runs, newest
+        first: succeeded (version, promoted or why not, seconds per phase), failed (why) and
+        missed (a training still running, or the scheduler down at the time)."""
+        return backend.training(limit)
+
     @app.post("/api/v1/models/{version}/promote", tags=["models"])
     def promote(version: Annotated[str, Path(pattern=r"^[0-9]{1,9}$")], body: Reason,
                 who: Operator) -> dict[str, Any]:

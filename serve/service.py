@@ -98,13 +98,21 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
                  # the streams hold every error and this share of the successes: both read
                  # them back re-weighted by it (the chaos suite found it fixed at 0.1)
                  sample_rate=settings.metrics_sample_rate)
+    # it follows the champion model (and its patterns) that the scheduled training promotes
     predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator",  # type: ignore[arg-type]
-                       sample_rate=settings.metrics_sample_rate)
+                       sample_rate=settings.metrics_sample_rate,
+                       model_uri=settings.mlflow_uri())
     if settings.training_schedule:
         from actors.runtime import training_scheduler  # noqa: PLC0415
+        from actors.training_job import DEFAULT_SCENARIOS, LiveSource  # noqa: PLC0415
 
+        scenarios = [str(p) for p in settings.training_scenarios] or list(DEFAULT_SCENARIOS)
         training_scheduler(settings.training_schedule, settings.mlflow_uri(),
-                           settings.redis_url, [])  # type: ignore[arg-type]
+                           settings.redis_url, scenarios,  # type: ignore[arg-type]
+                           live=LiveSource(settings.redis_url,  # type: ignore[arg-type]
+                                           settings.audit_database_url(),
+                                           settings.metrics_sample_rate),
+                           orchestrator="orchestrator")
     return settings
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from learning.training import MonitorModel
+from learning.training import FanOut, MonitorModel
 
 from .engine import Simulation
 from .metrics import run_metrics
@@ -24,18 +24,26 @@ __all__ = ["compare", "replay"]
 _EPS = 1e-9
 
 
-def replay(model: MonitorModel | None, scenarios: Sequence[Scenario]) -> dict[str, Any]:
-    """Each scenario's metrics with ``model`` (None: the default monitor policy)."""
-    out = {}
-    for sc in scenarios:
-        policy = default_policy(sc)
-        if model is not None:
-            policy = dataclasses.replace(policy, monitor_per_service={
-                s: p for s, p in model.policies.items() if s in sc.services})
-        m = run_metrics(Simulation(sc, policy=policy).run())
-        out[sc.name] = {k: m[k] for k in ("mttd_s", "false_positive_rate",
-                                          "false_negative_rate", "availability")}
-    return out
+def replay_one(model: MonitorModel | None, sc: Scenario) -> dict[str, float]:
+    """One scenario's metrics with ``model`` (None: the default monitor policy)."""
+    policy = default_policy(sc)
+    if model is not None:
+        policy = dataclasses.replace(policy, monitor_per_service={
+            s: p for s, p in model.policies.items() if s in sc.services})
+    m = run_metrics(Simulation(sc, policy=policy).run())
+    return {k: m[k] for k in ("mttd_s", "false_positive_rate", "false_negative_rate",
+                              "availability")}
+
+
+def replay(model: MonitorModel | None, scenarios: Sequence[Scenario], *,
+           fan_out: FanOut | None = None) -> dict[str, Any]:
+    """Each scenario's metrics with ``model``; ``fan_out`` runs the scenarios elsewhere
+    (``actors.ray_gateway.as_completed``: a Ray task each), None: one after another here."""
+    calls = [(model, sc) for sc in scenarios]
+    done = fan_out(replay_one, calls) if fan_out is not None else \
+        ((i, replay_one(*c)) for i, c in enumerate(calls))
+    results = dict(done)
+    return {sc.name: results[i] for i, sc in enumerate(scenarios)}
 
 
 def compare(candidate: dict[str, Any], champion: dict[str, Any]) -> tuple[bool, list[str]]:

@@ -89,7 +89,45 @@ def test_due_runs_train_and_missed_and_failed_ones_are_recorded(ray_cluster, tmp
                                   f"{prefix}selfheal:training:last_fire")
 
 
+def test_a_scheduled_training_learns_from_the_live_stores_and_fans_out_on_ray(ray_cluster,
+                                                                              tmp_path,
+                                                                              scenario_files):
+    """What `selfheal up` starts: the live metric streams and audit trail are history, the
+    live service is judged on its own history by the promotion gate, every phase is timed."""
+    from actors.training_job import PHASES, LiveSource
+    from tests.actors.test_training_job import write_live_history
+
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    service = f"live{uuid.uuid4().hex[:6]}"
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    recorder = write_live_history(service, audit_url)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sched = training_scheduler("0 3 * * *", uri, REDIS_URL, scenario_files[:1],
+                               name=f"sched-{prefix}", start=False, key_prefix=prefix,
+                               now=minute(0), live=LiveSource(REDIS_URL, audit_url, 0.1))
+    try:
+        assert ray_cluster.get(sched.tick.remote(minute(0) + 86400)) is not None
+        assert ray_cluster.get(sched.wait_idle.remote(300))
+        [run] = ray_cluster.get(sched.runs.remote())
+        assert run["status"] == "succeeded", run
+        assert set(run["phases_s"]) == set(PHASES)
+        assert any(r.startswith(f"live history of {service}:") for r in run["reasons"])
+        from mlflow.tracking import MlflowClient
+
+        params = MlflowClient(uri).get_run(run["run_id"]).data.params
+        assert service in params["services"].split(",")  # trained on the live stream
+        assert "api_server" in params["services"].split(",")  # and on the scenario
+    finally:
+        ray_cluster.kill(sched)
+        client = connect(REDIS_URL)
+        client.delete(f"metrics:{service}", f"metrics:{service}:count",
+                      f"{prefix}selfheal:training:runs", f"{prefix}selfheal:training:last_fire")
+        recorder.close()
+
+
 def test_the_schedule_setting_is_validated():
     with pytest.raises(ValueError, match="cron expression"):
         Settings(training_schedule="at dawn")
     assert Settings(training_schedule="0 3 * * *").training_schedule == "0 3 * * *"
+    assert Settings().training_schedule == "0 3 * * *"  # `selfheal up` trains nightly
+    assert Settings(training_schedule="off").training_schedule is None

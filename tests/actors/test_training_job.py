@@ -3,9 +3,12 @@ MLflow (a real SQLite store), the model registry, replay against the champion, p
 
 from __future__ import annotations
 
+import json
+import pathlib
+
 from mlflow.tracking import MlflowClient
 
-from actors.training_job import run_training
+from actors.training_job import PHASES, run_training
 from learning.model_registry import EXPERIMENT, MODEL_NAME, champion
 from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
 
@@ -41,7 +44,9 @@ def test_train_log_register_replay_and_promote_only_when_better(ray_cluster, tmp
     assert "api_server.detection_delay_s" in run.data.metrics
     assert run.info.experiment_id == client.get_experiment_by_name(EXPERIMENT).experiment_id
     assert {a.path for a in client.list_artifacts(fast["run_id"])} >= {
-        "monitor_model.json", "grid.json", "patterns.json", "plots"}
+        "monitor_model.json", "grid.json", "patterns.json", "replay.json", "plots"}
+    # every phase was timed, and the replay that judged it is beside the model
+    assert set(fast["phases_s"]) == set(PHASES) and min(fast["phases_s"].values()) >= 0
     [plot] = [a.path for a in client.list_artifacts(fast["run_id"], "plots")]
     assert plot == "plots/api_server_grid.svg"
     assert client.get_model_version(MODEL_NAME, fast["version"]).run_id == fast["run_id"]
@@ -88,11 +93,12 @@ def test_exported_event_logs_are_history_too(ray_cluster, tmp_path):
     assert out["metrics"]["api_server"]["recall"] == 1.0 and not out["promoted"]
 
 
-def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
+def write_live_history(service, audit_url, t0=1_800_000_000.0):
+    """An hour of a service's outcomes in its Redis metric stream (5/s, every error and a
+    tenth of the successes), with its circuit open from 40 to 50 min in the audit trail and
+    errors at 30 % meanwhile; returns the recorder (close it, delete the stream)."""
     import random
-    import uuid
 
-    from actors.live_history import live_history
     from actors.stores.audit_sql import AuditStore
     from actors.stores.metric_stream import MetricRecorder
     from actors.stores.redis_conn import connect
@@ -101,13 +107,10 @@ def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
     from healing.safety import Criticality, OperationType
     from tests.conftest import REDIS_URL
 
-    service = f"live{uuid.uuid4().hex[:6]}"
-    client = connect(REDIS_URL)
-    recorder = MetricRecorder(client, sample_rate=0.1, flush_interval_s=60,
+    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=0.1, flush_interval_s=60,
                               rng=random.Random(1))
     rng = random.Random(2)
-    t0 = 1_800_000_000.0
-    for i in range(3600 * 5):  # an hour at 5/s; the circuit is open from 40 to 50 min
+    for i in range(3600 * 5):
         at = t0 + i / 5
         bad = rng.random() < (0.3 if 2400 <= i / 5 < 3000 else 0.002)
         recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
@@ -115,20 +118,35 @@ def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
                                       "none" if bad else "primary", None,
                                       OperationType.ADMINISTRATIVE, Criticality.MEDIUM, at))
     recorder.flush()
-    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store = AuditStore(audit_url)
     store.migrate()
     prev, records = "", []
     for seq, (at, frm, to) in enumerate([(t0 + 2410, "CLOSED", "OPEN"),
                                          (t0 + 3010, "HALF_OPEN", "CLOSED")]):
         r = chain(circuit_transition(service=service, at=at, circuit=f"{service}:main",
                                      from_state=frm, to_state=to, reason="test"),
-                  "w1", seq, prev)
+                  f"w-{service}", seq, prev)
         prev = r.hash
         records.append(r)
     store.insert(records)
     store.dispose()
+    return recorder
+
+
+def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
+    import uuid
+
+    from actors.live_history import live_history
+    from actors.stores.redis_conn import connect
+    from tests.conftest import REDIS_URL
+
+    service = f"live{uuid.uuid4().hex[:6]}"
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    t0 = 1_800_000_000.0
+    recorder = write_live_history(service, audit_url, t0)
+    client = connect(REDIS_URL)
     try:
-        history = live_history(client, f"sqlite:///{tmp_path / 'audit.db'}", [service], 0.1)
+        history = live_history(client, audit_url, [service], 0.1)
         buckets = history[service]
         troubled = [b.start - t0 for b in buckets if b.troubled]
         assert troubled[0] == 2410 // 10 * 10 and troubled[-1] == 3000
@@ -137,6 +155,8 @@ def test_live_metric_streams_and_audit_trail_are_history_too(tmp_path):
         out = run_training(f"sqlite:///{tmp_path / 'mlflow.db'}", [], [], use_ray=False,
                            promote=False, live=history)
         assert out["metrics"][service]["recall"] == 1.0
+        # the promotion gate sees the live service too: on its own history
+        assert any(r.startswith(f"live history of {service}:") for r in out["reasons"])
     finally:
         client.delete(f"metrics:{service}", f"metrics:{service}:count")
         recorder.close()
@@ -186,3 +206,35 @@ def test_thresholds_tuned_on_history_are_applied_audited_and_reversible(ray_clus
         assert "false positives" in actions[0].data["details"]["reason"]
     finally:
         ray_cluster.kill(orch)
+
+
+def test_the_model_is_logged_from_code_with_a_signature_and_loads_without_warnings(tmp_path):
+    """MLflow's recommended form: loading runs the model's code file, not unpickled bytes,
+    with explicit requirements and a signature; neither logging nor loading warns."""
+    import warnings
+
+    import mlflow
+
+    from learning.model_registry import log_training, register
+    from learning.monitor import MonitorPolicy
+    from learning.training import MonitorModel
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _, model_uri = log_training(uri, MonitorModel({"svc": MonitorPolicy(h=7.0)},
+                                                      {"svc": {}}), {}, 10)
+        version = register(uri, model_uri)
+        loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+        answer = loaded.predict(["svc", "unknown"])
+    ours = [w for w in seen if "mlflow" in w.filename and not issubclass(
+        w.category, DeprecationWarning)]  # SQLAlchemy's deprecations inside MLflow's store
+    assert ours == [], [str(w.message) for w in ours]
+    assert json.loads(answer[0])["h"] == 7.0 and answer[1] == "null"
+    assert loaded.metadata.signature is not None
+    flavor = loaded.metadata.flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model", flavor
+    assert flavor["model_code_path"].endswith("monitor_model_code.py")
+    assert "python_model" not in flavor  # the key of a pickled model's file
+    reqs = mlflow.pyfunc.get_model_dependencies(f"models:/{MODEL_NAME}/{version}")
+    assert f"mlflow=={mlflow.__version__}" in pathlib.Path(reqs).read_text()

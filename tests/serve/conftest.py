@@ -9,6 +9,23 @@ import pytest
 from actors.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+SMALL_LEAK = """\
+name: small-leak
+duration: 40m
+seed: 1
+services:
+  api_server:
+    rps: 10
+    latency_ms: {p50: 50, p99: 400}
+    error_rate: 0.001
+    providers: [api_server]
+    operation: administrative
+faults:
+  - service: api_server
+    kind: memory_leak
+    at: 25m
+    params: {growth: 0.02}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +43,19 @@ def stack(ray_cluster, tmp_path_factory):
         conn.execute(f'CREATE DATABASE "{db}"')
     data = tmp_path_factory.mktemp("selfheal-up")
     pagerduty = WebhookReceiver()  # PagerDuty's Events API, on loopback
+    # a scheduled training that never fires by itself during the tests (1 January), on a
+    # small scenario: a test ticks the scheduler at its fire time
+    (data / "small-leak.yaml").write_text(SMALL_LEAK)
     settings = Settings(data_dir=data, redis_url=REDIS_URL,
                         database_url=f"postgresql://postgres@127.0.0.1:5432/{db}",
                         api_port=8000, pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",
-                        pagerduty_routing_key="R" * 32)
+                        pagerduty_routing_key="R" * 32, training_schedule="0 3 1 1 *",
+                        training_scenarios=[data / "small-leak.yaml"])
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)  # what an earlier stack's actors persisted
-    for pattern in ("selfheal:orchestrator:*", "selfheal:health:*", "selfheal:monitor:*"):
+    for pattern in ("selfheal:orchestrator:*", "selfheal:health:*", "selfheal:monitor:*",
+                    "selfheal:training:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
     state = up(settings, start_ray=False)
@@ -46,7 +68,8 @@ def stack(ray_cluster, tmp_path_factory):
     from actors.serve_control import delete_app
 
     delete_app("selfheal")
-    for name in ("orchestrator", "health", "monitor"):  # the next `up` starts its own
+    for name in ("orchestrator", "health", "monitor", "training-scheduler"):  # the next
+        # `up` starts its own
         actor = find_actor(name)
         if actor is not None:
             kill(actor)

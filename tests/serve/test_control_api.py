@@ -341,13 +341,14 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
 
 
 def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
-    from learning.model_registry import log_training
+    from learning.model_registry import log_training, register
     from learning.monitor import MonitorPolicy
     from learning.training import MonitorModel
 
     state, settings, tokens = stack
     uri = settings.mlflow_uri()
-    made = [log_training(uri, MonitorModel({"svc": MonitorPolicy(h=h)}, {"svc": {}}), {}, 10)[1]
+    made = [register(uri, log_training(uri, MonitorModel({"svc": MonitorPolicy(h=h)},
+                                                         {"svc": {}}), {}, 10)[1])
             for h in (8.0, 12.0)]
     listed = _get(state, "/api/v1/models", tokens["viewer"]).json()
     assert {v["version"] for v in listed["versions"]} >= set(made)
@@ -368,6 +369,27 @@ def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
     assert [(a["action"], a["details"]["version"]) for a in actions
             if a["action"].startswith("model_")][-3:] == [
         ("model_promoted", first), ("model_promoted", second), ("model_rolled_back", first)]
+
+
+def test_scheduled_trainings_are_visible_with_their_phases(stack, ray_cluster):
+    from actors.ray_gateway import find_actor
+    from actors.training_job import PHASES
+
+    state, _settings, tokens = stack
+    before = _get(state, "/api/v1/training", tokens["viewer"])
+    assert before.status_code == 200, before.text
+    body = before.json()
+    assert body["schedule"] == "0 3 1 1 *" and body["next_at"] > time.time()
+    assert _get(state, "/api/v1/training").status_code == 401
+    # `selfheal up` started the scheduler: at its fire time it trains on the live stores
+    scheduler = find_actor("training-scheduler")
+    assert ray_cluster.get(scheduler.tick.remote(body["next_at"] + 1)) == body["next_at"]
+    assert ray_cluster.get(scheduler.wait_idle.remote(600))
+    [run] = _get(state, "/api/v1/training", tokens["viewer"]).json()["runs"]
+    assert run["status"] == "succeeded", run
+    assert run["scheduled_for"] == body["next_at"] and set(run["phases_s"]) == set(PHASES)
+    assert run["version"] in {v["version"] for v in
+                              _get(state, "/api/v1/models", tokens["viewer"]).json()["versions"]}
 
 
 # -- fuzzing the API from its own OpenAPI document ----------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import detection_table
+from benchmarks import detection_table, live_loop_table
 from benchmarks.harness import RESULTS
 from benchmarks.readme import README, ROWS, block, current, render, update
 
@@ -34,3 +34,15 @@ def test_the_detector_tables_in_the_docs_are_the_generated_ones(tmp_path):
     doc.write_text("a\n" + detection_table.block([]) + "\nb\n")
     detection_table.update(doc, RESULTS)
     assert doc.read_text() == "a\n" + detection_table.block(results) + "\nb\n"
+
+
+def test_the_live_loop_table_in_the_docs_is_the_generated_one(tmp_path):
+    results = json.loads(RESULTS.read_text())
+    assert live_loop_table.current(live_loop_table.DOC.read_text()) == \
+        live_loop_table.block(results)
+    assert "Not measured yet" in live_loop_table.render(
+        [r for r in results if r.get("suite") != live_loop_table.SUITE])
+    doc = tmp_path / "learning.md"
+    doc.write_text("a\n" + live_loop_table.block([]) + "\nb\n")
+    live_loop_table.update(doc, RESULTS)
+    assert doc.read_text() == "a\n" + live_loop_table.block(results) + "\nb\n"

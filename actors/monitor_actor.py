@@ -10,6 +10,13 @@ ticked ``settle_s`` behind the wall clock so that a bucket is scored only once t
 flushes for it have landed. Each anomaly is sent to the orchestrator, fire and forget, and
 kept in :meth:`anomalies`. With ``model_uri`` it follows the MLflow champion model
 (:mod:`learning.model_registry`), checking for a new one every ``model_check_s``.
+
+Prevention (seed 7.1): the champion carries the recurring-failure patterns its training found.
+Each step asks :class:`~learning.patterns.ProactivePreventionEngine` (the simulator's own)
+which are due within ``prevention_lead_s`` and raises a ``predicted`` trigger for each, once
+per expected occurrence; the orchestrator runs the service's prevention workflow and audits
+both. What was predicted is kept in :meth:`predictions`, and the occurrences already acted
+on are saved with the detectors' state, so a restarted monitor does not act twice.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 import math
 import pickle
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -30,6 +38,7 @@ from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 from learning.history import event_counts
 from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
+from learning.patterns import Pattern, ProactivePreventionEngine
 
 from .ray_gateway import tell_orchestrator
 from .stores.redis_conn import connect
@@ -70,7 +79,8 @@ class PredictiveMonitorActor:
                  interval_s: float = 1.0, settle_s: float = 2.0,
                  model_uri: str | None = None, model_check_s: float = 60.0,
                  clock: Clock | None = None, autostart: bool = False,
-                 state_key: str | None = None, save_every_s: float = 30.0) -> None:
+                 state_key: str | None = None, save_every_s: float = 30.0,
+                 prevention_lead_s: float = 300.0) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
         # What the detectors learnt (baselines, evidence, latency and multivariate models),
@@ -91,6 +101,9 @@ class PredictiveMonitorActor:
         self.interval_s, self.settle_s = interval_s, settle_s
         self._streams: set[str] = set()
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._predictions: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.prevention = ProactivePreventionEngine(lead_s=prevention_lead_s)
+        self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
         self.events_malformed = 0
@@ -129,8 +142,24 @@ class PredictiveMonitorActor:
         if self.state_key is None:
             return False
         self.client.set(self.state_key, pickle.dumps(self.monitor))
+        self._save_acted()
         self._saved_at = self.clock.now()
         return True
+
+    def _save_acted(self) -> None:
+        if self.state_key is not None:
+            self.client.set(f"{self.state_key}:prevented",
+                            json.dumps(sorted(self.prevention.acted)))
+
+    def _restore_acted(self) -> None:
+        if self.state_key is None:
+            return
+        try:
+            raw = self.client.get(f"{self.state_key}:prevented")
+            acted = json.loads(raw) if raw is not None else []
+            self.prevention.acted.update((str(s), float(t)) for s, t in acted)
+        except (redis.RedisError, ValueError, TypeError):
+            _log.warning("occurrences already prevented not restored", exc_info=True)
 
     async def _loop(self) -> None:
         while True:
@@ -149,14 +178,22 @@ class PredictiveMonitorActor:
         monitors call this every ``model_check_s``: a promotion needs no restart."""
         if self.model_uri is None:
             return None
-        from learning.model_registry import champion  # noqa: PLC0415 - MLflow: 2.5 s to import
+        from learning.model_registry import (  # noqa: PLC0415 - MLflow: 2.5 s to import
+            champion,
+            champion_patterns,
+        )
 
         self._model_checked = self.clock.now()
         found = champion(self.model_uri)
         if found is not None and found[0] != self.model_version:
-            self.model_version, model = found
+            version, model = found
+            patterns = champion_patterns(self.model_uri)
+            self.prevention.patterns = [Pattern.from_row(r) for r in
+                                        (patterns[1] if patterns else [])]
+            self.model_version = version
             self.monitor.per_service = dict(model.policies)
-            _log.info("monitor model version %s adopted", self.model_version)
+            _log.info("monitor model version %s adopted, with %d recurring-failure patterns",
+                      version, len(self.prevention.patterns))
         return self.model_version
 
     async def step(self, now: float | None = None) -> list[dict[str, Any]]:
@@ -189,7 +226,27 @@ class PredictiveMonitorActor:
             self._anomalies.append(record)
             raised.append(record)
             self._tell(a.service, a.detail)
+        self._prevent(now)
         return raised
+
+    def _prevent(self, now: float) -> None:
+        """Raise a ``predicted`` trigger for each learnt recurrence due within the lead."""
+        due = self.prevention.due(now)
+        for action in due:
+            p = action.pattern
+            detail = (f"expected at {datetime.fromtimestamp(action.due_at, UTC):%H:%M} UTC: "
+                      f"{p.describe()}")
+            self._predictions.append({"service": p.service, "at": now,
+                                      "due_at": action.due_at, "pattern": p.describe(),
+                                      "priority": p.priority})
+            tell_orchestrator(self.orchestrator,
+                              TriggerEvent(Trigger.PREDICTED, p.service, detail))
+        if due:
+            self._save_acted()
+
+    async def predictions(self) -> list[dict[str, Any]]:
+        """The recurrences predicted (and sent to the orchestrator), oldest first."""
+        return list(self._predictions)
 
     def _discover(self) -> None:
         """Find the services' streams and join each to the consumer group."""
@@ -238,4 +295,5 @@ class PredictiveMonitorActor:
                 not self._task.done(), "streams": sorted(self._streams),
                 "events_read": self.events_read,
                 "events_malformed": self.events_malformed, "model_version": self.model_version,
+                "patterns": [p.describe() for p in self.prevention.patterns],
                 "per_service_h": {s: p.h for s, p in self.monitor.per_service.items()}}

@@ -149,6 +149,12 @@ class RecoveryOrchestratorActor:
                 "service": event.service, "trigger": event.trigger.value,
                 "detail": event.detail, "at": self.clock.wall(),
                 "admitted": admission.value}, keep=DETECTIONS_KEPT)
+        if event.trigger is Trigger.PREDICTED and self.audit is not None:
+            # acting before anything failed is a decision of its own: the trail says why
+            await self.audit.aappend(operator_action(
+                service=event.service, at=self.clock.wall(), operator="selfheal:prevention",
+                action="failure_predicted", pseudonymize=lambda who: who,
+                details={"prediction": event.detail, "admitted": admission.value}))
         self._pump()
         return admission.value
 

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from healing.config import check_count, check_positive
 
@@ -61,6 +62,12 @@ class Pattern:
         """The next expected start strictly after ``t``."""
         base = t - (t % self.period_s) + self.seconds_of_period
         return base if base > t else base + self.period_s
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Pattern:
+        """A pattern from its logged row (``dataclasses.asdict`` plus extra keys, such as
+        the ``describe`` text, which are ignored)."""
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
     def describe(self) -> str:
         when = datetime.fromtimestamp(self.seconds_of_period % DAY, UTC).strftime("%H:%M")
@@ -156,13 +163,17 @@ class ProactivePreventionEngine:
 
     patterns: list[Pattern] = field(default_factory=list)
     lead_s: float = 300.0
-    _done: set[tuple[str, float]] = field(default_factory=set)
+    # (service, expected start) of the occurrences already acted on: kept by the caller
+    # across restarts, so that one occurrence is prevented once
+    acted: set[tuple[str, float]] = field(default_factory=set)
 
     def due(self, now: float) -> list[PreventiveAction]:
         out = []
         for p in self.patterns:
             expected = p.next_after(now - 1e-9)
-            if expected - now <= self.lead_s and (p.service, expected) not in self._done:
-                self._done.add((p.service, expected))
+            if expected - now <= self.lead_s and (p.service, expected) not in self.acted:
+                self.acted.add((p.service, expected))
                 out.append(PreventiveAction(p, expected, expected - self.lead_s))
+        # forget occurrences long past: the set stays as small as the pattern table
+        self.acted = {(s, t) for s, t in self.acted if t > now - 2 * 86400}
         return out

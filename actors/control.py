@@ -211,11 +211,10 @@ class ControlBackend:
         return len(segs), sum(s.path.stat().st_size for s in segs if s.path.exists())
 
     def patterns(self, since: float, until: float) -> list[dict[str, Any]]:
-        """Recurring failures (seed 7.1) in the live trail between ``since`` and ``until``:
-        failures by kind and circuits opening, one event per service, kind and minute."""
+        """Recurring failures (seed 7.1) in the live trail between ``since`` and ``until``,
+        by time (several per service, each with its cause)."""
         from learning.patterns import PatternRecognizer  # noqa: PLC0415
 
-        events = recorded_failures(self.store, since, until)
         now = self.clock.wall()
         return [{"service": p.service, "frequency": p.frequency,
                  "description": p.describe(), "typical_cause": p.typical_cause,
@@ -223,7 +222,15 @@ class ControlBackend:
                  "last_occurrence": p.last_occurrence, "next_expected": p.next_after(now),
                  "recommended_action": p.recommended_action, "priority": p.priority,
                  "estimated_impact": p.estimated_impact}
-                for p in PatternRecognizer().fit(events)]
+                for p in PatternRecognizer().fit(recorded_failures(self.store, since, until))]
+
+    def combinations(self, since: float, until: float) -> list[dict[str, Any]]:
+        """Services that failed together in the live trail, which one first, with what."""
+        from learning.patterns import PatternRecognizer  # noqa: PLC0415
+
+        return [{**dataclasses.asdict(c), "services": list(c.services),
+                 "description": c.describe()} for c in PatternRecognizer().combinations(
+                     recorded_failures(self.store, since, until))]
 
     def training(self, limit: int = 100) -> dict[str, Any]:
         """The training schedule, when it fires next, and its runs, newest first (succeeded

@@ -152,7 +152,9 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     segments, failures = _read_history(history, event_logs, live, fan_out)
     lap("read_history")
     model, tables = train(segments, fan_out=fan_out, grid=grid)
-    patterns = PatternRecognizer().fit([*failures, *live_failures])
+    recognizer = PatternRecognizer()
+    patterns = recognizer.fit([*failures, *live_failures])
+    combinations = recognizer.combinations([*failures, *live_failures])
     lap("fit")
     current = champion(uri)
     ours = {**replay(model, replay_on, fan_out=fan_out), **judge_on_history(model, live or {})}
@@ -163,6 +165,7 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     run_id, model_uri = log_training(
         uri, model, tables, sum(len(b) for segs in segments.values() for b in segs), grid,
         patterns=[{**dataclasses.asdict(p), "describe": p.describe()} for p in patterns],
+        combinations=[{**dataclasses.asdict(c), "describe": c.describe()} for c in combinations],
         replay={"candidate": ours, "champion": theirs, "reasons": reasons})
     lap("log")
     version = register(uri, model_uri)
@@ -174,7 +177,8 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
             "thresholds": thresholds, "phases_s": phases,
             "against": f"version {current[0]}" if current else "the default policy",
             "reasons": reasons, "policies": {s: p.h for s, p in model.policies.items()},
-            "metrics": model.metrics, "patterns": [p.describe() for p in patterns]}
+            "metrics": model.metrics, "patterns": [p.describe() for p in patterns],
+            "combinations": [c.describe() for c in combinations]}
 
 
 def scheduled_training(uri: str, history: Sequence[str], replay_on: Sequence[str],

@@ -63,7 +63,8 @@ def use_experiment(uri: str, name: str) -> None:
 def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str, float]]],
                  history_buckets: int, grid: Sequence[float] = GRID,
                  patterns: list[dict[str, Any]] | None = None,
-                 replay: dict[str, Any] | None = None) -> tuple[str, str]:
+                 replay: dict[str, Any] | None = None,
+                 combinations: list[dict[str, Any]] | None = None) -> tuple[str, str]:
     """Log one training and its model (not yet registered: :func:`register`); returns
     (run id, model URI)."""
     use_experiment(uri, EXPERIMENT)
@@ -79,7 +80,8 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
         path.write_text(model.to_json())
         mlflow.log_artifact(str(path))
         mlflow.log_dict(tables, "grid.json")
-        mlflow.log_dict({"patterns": patterns or []}, "patterns.json")
+        mlflow.log_dict({"patterns": patterns or [], "combinations": combinations or []},
+                        "patterns.json")
         if replay is not None:  # what the promotion was judged on, beside the model
             mlflow.log_dict(replay, "replay.json")
         for service, rows in tables.items():  # what each h costs and buys, per service

@@ -1,10 +1,13 @@
 """Recurring failures (seed 7.1) and what to do before they recur (seed 7.3).
 
 :class:`PatternRecognizer` turns failure history (detections, audit records: anything with a
-service, a time and a kind) into :class:`Pattern`\\ s: a service failing at about the same
-time of day on most days, or the same time on the same weekday in most weeks. Each pattern
-carries its frequency, occurrences, typical cause, last occurrence, the action recommended
-before it and a priority with the impact it is estimated to avoid.
+service, a time and a kind) into :class:`Pattern`\\ s by time: a service failing at about
+the same time of day on most days, or the same time on the same weekday in most weeks (a
+service can have several, each with its own typical cause). Each pattern carries its
+frequency, occurrences, typical cause, last occurrence, the action recommended before it and
+a priority with the impact it is estimated to avoid. :meth:`PatternRecognizer.combinations`
+groups by service combination instead: the services that fail together, which one fails
+first, and with what cause.
 
 :class:`ProactivePreventionEngine` says, at any moment, which patterns are due within the
 lead time, once per expected occurrence: the caller turns those into preventive workflows
@@ -23,7 +26,7 @@ from typing import Any
 
 from healing.config import check_count, check_positive
 
-__all__ = ["FailureEvent", "Pattern", "PatternRecognizer", "PreventiveAction",
+__all__ = ["CoFailure", "FailureEvent", "Pattern", "PatternRecognizer", "PreventiveAction",
            "ProactivePreventionEngine"]
 
 DAY = 86400.0
@@ -81,24 +84,75 @@ class Pattern:
                 f"{self.recommended_action}")
 
 
+@dataclass(frozen=True, slots=True)
+class CoFailure:
+    """Services that fail together (seed 7.1's service combinations): on ``occurrences``
+    separate incidents each of ``services`` failed within ``together_s`` of the others.
+    ``leader`` is the one that failed first most often (in ``led`` of them): heal it first,
+    the others usually follow it."""
+
+    services: tuple[str, ...]
+    occurrences: int
+    leader: str
+    led: int
+    typical_spread_s: float  # first to last service failing, the median incident
+    typical_cause: str  # what the leader showed first, most often
+    recommended_action: str
+    last_occurrence: float
+    priority: str
+    estimated_impact: str
+
+    def describe(self) -> str:
+        return (f"{' + '.join(self.services)} fail together ({self.occurrences} incidents, "
+                f"{self.leader} first in {self.led}, typically with {self.typical_cause}, "
+                f"all within {self.typical_spread_s:.0f} s): {self.recommended_action}")
+
+
 @dataclass
 class PatternRecognizer:
-    """Finds daily and weekly recurrences.
+    """Finds daily and weekly recurrences, and services that fail together.
+
+    Failures are first grouped into incidents per service (events less than a slot apart
+    are one incident, started by its first event, its cause the kind seen most in it), so
+    an hour-long outage is one occurrence, not sixty. A service can have several
+    recurrences (a 02:00 backup and a 14:00 peak): each one found takes its incidents out
+    and the search goes on, up to ``max_per_service``.
 
     Args:
         slot_s: events within one slot of each other count as the same time of day.
-        min_occurrences: periods (days or weeks) a pattern must have happened on.
+        min_occurrences: periods (days or weeks) a pattern must have happened on; incidents
+            a combination must have happened in.
         min_share: share of the observed periods it must have happened on.
+        together_s: services failing within this of each other fail together.
+        max_per_service: recurrences reported per service, at most.
     """
 
     slot_s: float = 900.0
     min_occurrences: int = 3
     min_share: float = 0.5
+    together_s: float = 300.0
+    max_per_service: int = 4
 
     def __post_init__(self) -> None:
         check_positive("slot_s", self.slot_s)
         check_count("min_occurrences", self.min_occurrences)
         check_positive("min_share", self.min_share)
+        check_positive("together_s", self.together_s)
+        check_count("max_per_service", self.max_per_service)
+
+    def _incidents(self, evs: list[FailureEvent]) -> list[FailureEvent]:
+        """``evs`` (one service's, by time) as incidents: each one's first event, with the
+        kind seen most in it."""
+        out: list[FailureEvent] = []
+        group: list[FailureEvent] = []
+        for e in [*evs, None]:
+            if group and (e is None or e.at - group[-1].at > self.slot_s):
+                kind = Counter(g.kind for g in group).most_common(1)[0][0]
+                out.append(FailureEvent(group[0].service, group[0].at, kind))
+                group = []
+            if e is not None:
+                group.append(e)
+        return out
 
     def fit(self, events: Iterable[FailureEvent]) -> list[Pattern]:
         by_service: dict[str, list[FailureEvent]] = defaultdict(list)
@@ -107,29 +161,37 @@ class PatternRecognizer:
         out = []
         for service, evs in sorted(by_service.items()):
             evs.sort(key=lambda e: e.at)
-            for frequency, period in (("daily", DAY), ("weekly", WEEK)):
-                found = self._recurring(service, evs, frequency, period)
-                if found is not None:
-                    out.append(found)
-                    break  # a daily pattern is also weekly: report the finer one
+            span = (evs[0].at, evs[-1].at)
+            left = self._incidents(evs)
+            for _ in range(self.max_per_service):
+                found = None
+                for frequency, period in (("daily", DAY), ("weekly", WEEK)):
+                    found = self._recurring(service, left, span, frequency, period)
+                    if found is not None:
+                        break  # a daily pattern is also weekly: report the finer one
+                if found is None:
+                    break
+                pattern, taken = found
+                out.append(pattern)
+                left = [e for e in left if id(e) not in taken]
         order = {"high": 0, "medium": 1, "low": 2}
-        return sorted(out, key=lambda p: (order[p.priority], p.service))
+        return sorted(out, key=lambda p: (order[p.priority], p.service, p.seconds_of_period))
 
-    def _recurring(self, service: str, evs: list[FailureEvent], frequency: str,
-                   period: float) -> Pattern | None:
-        first, last = evs[0].at, evs[-1].at
+    def _recurring(self, service: str, evs: list[FailureEvent], span: tuple[float, float],
+                   frequency: str, period: float) -> tuple[Pattern, set[int]] | None:
+        first, last = span
         observed = int((last - first) // period) + 1
-        if observed < self.min_occurrences:
+        if observed < self.min_occurrences or len(evs) < self.min_occurrences:
             return None
-        # the first event of each period, in each slot of the period (and its neighbour)
+        # the first incident of each period, in each slot of the period (and its neighbour)
         slots: dict[int, dict[int, float]] = defaultdict(dict)
         for e in evs:
             p, into = int(e.at // period), e.at % period
             slot = int(into // self.slot_s)
             slots[slot].setdefault(p, into)
         best_slot, best = None, 0
-        for slot, first_in_period in slots.items():
-            periods = set(first_in_period) | set(slots.get(slot + 1, {})) | set(
+        for slot in sorted(slots):
+            periods = set(slots[slot]) | set(slots.get(slot + 1, {})) | set(
                 slots.get(slot - 1, {}))
             if len(periods) > best:
                 best_slot, best = slot, len(periods)
@@ -139,15 +201,57 @@ class PatternRecognizer:
                         for v in slots.get(s, {}).values())
         typical = starts[len(starts) // 2]
         window = {best_slot - 1, best_slot, best_slot + 1}
-        kinds = Counter(e.kind for e in evs if int((e.at % period) // self.slot_s) in window)
-        cause = kinds.most_common(1)[0][0]
+        inside = [e for e in evs if int((e.at % period) // self.slot_s) in window]
+        cause = Counter(e.kind for e in inside).most_common(1)[0][0]
         share = best / observed
         priority = "high" if share >= 0.8 else "medium" if share >= 0.6 else "low"
         unit = "days" if frequency == "daily" else "weeks"
         return Pattern(service, frequency, typical, best, observed, cause,
-                       RECOMMENDED.get(cause, "restart"), last, priority,
-                       f"one incident on {share:.0%} of {unit} ({best} of {observed}) "
-                       "could be prevented")
+                       RECOMMENDED.get(cause, "restart"), max(e.at for e in inside),
+                       priority, f"one incident on {share:.0%} of {unit} ({best} of "
+                       f"{observed}) could be prevented"), {id(e) for e in inside}
+
+    def combinations(self, events: Iterable[FailureEvent]) -> list[CoFailure]:
+        """Sets of services whose incidents start within ``together_s`` of each other, on
+        at least ``min_occurrences`` separate occasions; most frequent first."""
+        by_service: dict[str, list[FailureEvent]] = defaultdict(list)
+        for e in events:
+            by_service[e.service].append(e)
+        starts = sorted((i for evs in by_service.values()
+                         for i in self._incidents(sorted(evs, key=lambda e: e.at))),
+                        key=lambda e: e.at)
+        clusters: list[list[FailureEvent]] = []
+        for e in starts:  # a cluster grows while each start is near the one before
+            if clusters and e.at - clusters[-1][-1].at <= self.together_s:
+                clusters[-1].append(e)
+            else:
+                clusters.append([e])
+        seen: dict[tuple[str, ...], list[list[FailureEvent]]] = defaultdict(list)
+        for c in clusters:
+            firsts: dict[str, FailureEvent] = {}
+            for e in c:
+                firsts.setdefault(e.service, e)
+            if len(firsts) > 1:
+                seen[tuple(sorted(firsts))].append(list(firsts.values()))
+        out = []
+        for services, incidents in seen.items():
+            n = len(incidents)
+            if n < self.min_occurrences:
+                continue
+            leads = Counter(min(i, key=lambda e: e.at).service for i in incidents)
+            leader, led = leads.most_common(1)[0]
+            causes = Counter(min(i, key=lambda e: e.at).kind for i in incidents
+                             if min(i, key=lambda e: e.at).service == leader)
+            spreads = sorted(max(e.at for e in i) - min(e.at for e in i) for i in incidents)
+            many = len(services) >= 3 or n >= 2 * self.min_occurrences
+            out.append(CoFailure(
+                services, n, leader, led, spreads[len(spreads) // 2],
+                causes.most_common(1)[0][0],
+                f"heal {leader} first: the others followed it in {led} of {n}",
+                max(e.at for i in incidents for e in i), "high" if many else "medium",
+                f"{n} incidents touched {len(services)} services at once; healing "
+                f"{leader} first could shorten each"))
+        return sorted(out, key=lambda c: (-c.occurrences, c.services))
 
 
 @dataclass(frozen=True, slots=True)

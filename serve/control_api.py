@@ -306,6 +306,15 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         now = backend.clock.wall()
         return backend.patterns(now - days * 86400, now)
 
+    @app.get("/api/v1/patterns/combinations", tags=["patterns"])
+    def combinations(_: Reader, days: Annotated[float, Query(gt=0, le=366)] = 30.0
+                     ) -> list[dict[str, Any]]:
+        """Services that fail together in the live trail (seed 7.1's service combinations),
+        most frequent first: how often, which one fails first and with what cause, how far
+        apart, and what to heal first."""
+        now = backend.clock.wall()
+        return backend.combinations(now - days * 86400, now)
+
     @app.get("/api/v1/models", tags=["models"])
     def models(_: Reader) -> dict[str, Any]:
         """Error thresholds in force per service (rate, window s), and the monitor model's

@@ -40,6 +40,41 @@ def test_a_weekly_pattern_and_noise_that_is_no_pattern():
     assert found[0].recommended_action == "fallback" and "Wed 09:30" in found[0].describe()
 
 
+def test_one_service_two_recurrences_each_with_its_own_cause_and_outages_count_once():
+    """A 02:00 backup that times queries out and a 14:00 peak that exhausts the pool: two
+    patterns. Each 14:00 incident lasts an hour with an event a minute: still one a day."""
+    backup = [FailureEvent("db", at(d, 2, 0, 30), "TimeoutError") for d in range(6)]
+    peak = [FailureEvent("db", at(d, 14, m), "PoolExhausted") for d in range(6)
+            for m in range(60)]
+    found = PatternRecognizer().fit(backup + peak)
+    assert [(p.frequency, p.typical_cause, p.occurrences) for p in found] == [
+        ("daily", "TimeoutError", 6), ("daily", "PoolExhausted", 6)]
+    assert [datetime.fromtimestamp(p.seconds_of_period, UTC).strftime("%H:%M")
+            for p in found] == ["02:00", "14:00"]
+    assert found[1].last_occurrence == at(5, 14, 0)  # the incident's start
+
+
+def test_services_that_fail_together_are_a_combination_with_a_leader():
+    """The database fails, the two services on it follow within a minute, four times (at
+    different hours: no time pattern); one unrelated failure of billing is not part of it."""
+    events = []
+    for k, hour in enumerate((3, 9, 15, 21)):
+        t = at(k, hour, 7)
+        events += [FailureEvent("database", t, "ConnectionError"),
+                   FailureEvent("api", t + 20, "circuit_open"),
+                   FailureEvent("reasoning", t + 45, "TimeoutError")]
+    events.append(FailureEvent("billing", at(1, 12), "circuit_open"))
+    recognizer = PatternRecognizer()
+    [combo] = recognizer.combinations(events)
+    assert combo.services == ("api", "database", "reasoning")
+    assert combo.occurrences == 4 and combo.leader == "database" and combo.led == 4
+    assert combo.typical_cause == "ConnectionError" and combo.typical_spread_s == 45
+    assert combo.priority == "high" and combo.recommended_action.startswith("heal database")
+    assert "api + database + reasoning fail together" in combo.describe()
+    assert recognizer.fit(events) == []  # four different hours: no recurrence by time
+    assert PatternRecognizer(min_occurrences=5).combinations(events) == []
+
+
 def test_too_little_history_is_no_pattern():
     events = [FailureEvent("db", at(d, 14), "connection_loss") for d in range(2)]
     assert PatternRecognizer(min_occurrences=3).fit(events) == []
@@ -56,7 +91,8 @@ def test_prevention_is_due_once_per_occurrence_within_the_lead_time():
 
 
 @pytest.mark.parametrize("field,value", [("slot_s", 0), ("min_occurrences", 0),
-                                         ("min_share", -1)])
+                                         ("min_share", -1), ("together_s", 0),
+                                         ("max_per_service", 0)])
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         PatternRecognizer(**{field: value})

@@ -325,6 +325,14 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
                     error="deadlock", provider="billing_db", recovery_actions=[],
                     served_by=None, integrity=None, clinician_notified=False,
                     patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+            # the gateway in front of it fails half a minute later, every time
+            trail.append(failure_event(
+                service="billing_gateway", at=today - day * 86400 + 14 * 3600 + 30,
+                context=ClinicalContext("administrative", "low"),
+                pseudonymize=trail.pseudonymize, error_kind="UpstreamError",
+                error="billing lookup failed", provider=None, recovery_actions=[],
+                served_by=None, integrity=None, clinician_notified=False,
+                patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
         trail.flush()
     finally:
         trail.close()
@@ -338,6 +346,16 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
     assert p["recommended_action"] == "restart"
     assert p["next_expected"] % 86400 == pytest.approx(14 * 3600, abs=120)
     assert _get(state, "/api/v1/patterns?days=0", tokens["viewer"]).status_code == 422
+    # by service combination: the two fail together, the lookup first
+    combos = [c for c in _get(state, "/api/v1/patterns/combinations?days=10",
+                              tokens["viewer"]).json()
+              if c["services"] == ["billing_gateway", "billing_lookup"]]
+    assert len(combos) == 1, combos
+    [c] = combos
+    assert c["occurrences"] == 6 and c["leader"] == "billing_lookup" and c["led"] == 6
+    assert c["typical_cause"] == "TimeoutError" and c["typical_spread_s"] == 30
+    assert c["recommended_action"].startswith("heal billing_lookup first")
+    assert _get(state, "/api/v1/patterns/combinations").status_code == 401
 
 
 def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):

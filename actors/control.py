@@ -26,7 +26,7 @@ from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
-from .live_history import recorded_failures
+from .control_learning import LearningReads
 from .ray_gateway import NAMESPACE, ActorUnavailable, call_actor, find_actor
 from .settings import Settings
 from .stores.actor_state import ActorState
@@ -58,7 +58,7 @@ class Page:
     limit: int
 
 
-class ControlBackend:
+class ControlBackend(LearningReads):
     def __init__(self, settings: Settings, *, orchestrator: str = "orchestrator",
                  health: str = "health", clock: Clock | None = None) -> None:
         if settings.redis_url is None:
@@ -209,40 +209,6 @@ class ControlBackend:
         """Segments and bytes waiting in the audit spool for the database."""
         segs = segments(self.settings.spool_dir())
         return len(segs), sum(s.path.stat().st_size for s in segs if s.path.exists())
-
-    def patterns(self, since: float, until: float) -> list[dict[str, Any]]:
-        """Recurring failures (seed 7.1) in the live trail between ``since`` and ``until``,
-        by time (several per service, each with its cause)."""
-        from learning.patterns import PatternRecognizer  # noqa: PLC0415
-
-        now = self.clock.wall()
-        return [{"service": p.service, "frequency": p.frequency,
-                 "description": p.describe(), "typical_cause": p.typical_cause,
-                 "occurrences": p.occurrences, "periods_observed": p.periods_observed,
-                 "last_occurrence": p.last_occurrence, "next_expected": p.next_after(now),
-                 "recommended_action": p.recommended_action, "priority": p.priority,
-                 "estimated_impact": p.estimated_impact}
-                for p in PatternRecognizer().fit(recorded_failures(self.store, since, until))]
-
-    def combinations(self, since: float, until: float) -> list[dict[str, Any]]:
-        """Services that failed together in the live trail, which one first, with what."""
-        from learning.patterns import PatternRecognizer  # noqa: PLC0415
-
-        return [{**dataclasses.asdict(c), "services": list(c.services),
-                 "description": c.describe()} for c in PatternRecognizer().combinations(
-                     recorded_failures(self.store, since, until))]
-
-    def training(self, limit: int = 100) -> dict[str, Any]:
-        """The training schedule, when it fires next, and its runs, newest first (succeeded
-        with their phase times, failed with why, missed)."""
-        from learning.schedule import CronSchedule  # noqa: PLC0415
-
-        from .scheduler_actor import read_runs  # noqa: PLC0415
-
-        cron = self.settings.training_schedule
-        return {"schedule": cron,
-                "next_at": CronSchedule(cron).next_after(self.clock.wall()) if cron else None,
-                "runs": read_runs(self.redis, limit=limit)}
 
     def models(self) -> dict[str, Any]:
         """The error thresholds in force and the monitor model's registered versions."""

@@ -17,6 +17,11 @@ which are due within ``prevention_lead_s`` and raises a ``predicted`` trigger fo
 per expected occurrence; the orchestrator runs the service's prevention workflow and audits
 both. What was predicted is kept in :meth:`predictions`, and the occurrences already acted
 on are saved with the detectors' state, so a restarted monitor does not act twice.
+
+SLOs: every streamed request, answered or not, goes into each service's
+:class:`~healing.slo.ErrorBudget`; each step sends the orchestrator the burn-rate alerts in
+force (one key of its two-key pager, ``actors.paging``) and writes every service's burn
+rates and budget left under ``slo_key`` for the control API and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ import redis
 
 from healing.clock import Clock, SystemClock
 from healing.orchestration import TriggerEvent
+from healing.slo import SLO, ErrorBudget
 from healing.workflow import Trigger
 from learning.history import event_counts
 from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
 
-from .ray_gateway import tell_orchestrator
+from .ray_gateway import notify_orchestrator, tell_orchestrator
 from .stores.redis_conn import connect
 
 __all__ = ["GROUP", "PredictiveMonitorActor"]
@@ -50,11 +56,12 @@ GROUP = "monitor"
 
 
 
-def _event(event: Any) -> tuple[float, float | None, bool, str | None] | None:
-    """``(at, latency_s, ok, error_kind)`` of one streamed event, or None when it is not a
-    well-formed one (a finite time, a finite non-negative latency or none, ok 1 or 0)."""
+def _event(event: Any) -> tuple[float, float | None, bool, str | None, bool] | None:
+    """``(at, latency_s, ok, error_kind, answered)`` of one streamed event, or None when it
+    is not a well-formed one (a finite time, a finite non-negative latency or none, ok 1 or
+    0); answered: some tier answered (the primary or a fallback), not ``none``."""
     try:
-        at, latency, ok, error_kind, _tier, _provider = event
+        at, latency, ok, error_kind, tier, _provider = event
         at = float(at)
         latency = None if latency is None else float(latency)
     except (TypeError, ValueError):
@@ -63,7 +70,7 @@ def _event(event: Any) -> tuple[float, float | None, bool, str | None] | None:
             (error_kind is not None and not isinstance(error_kind, str)) or \
             (latency is not None and not (math.isfinite(latency) and latency >= 0)):
         return None
-    return at, latency, bool(ok), error_kind
+    return at, latency, bool(ok), error_kind, tier != "none"
 
 def _start_soon(start: Any) -> None:
     """Schedule ``start()`` on the actor's event loop (Ray runs an async actor's
@@ -80,7 +87,8 @@ class PredictiveMonitorActor:
                  model_uri: str | None = None, model_check_s: float = 60.0,
                  clock: Clock | None = None, autostart: bool = False,
                  state_key: str | None = None, save_every_s: float = 30.0,
-                 prevention_lead_s: float = 300.0) -> None:
+                 prevention_lead_s: float = 300.0, slo_objective: float = 0.999,
+                 slo_key: str | None = None) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
         # What the detectors learnt (baselines, evidence, latency and multivariate models),
@@ -103,6 +111,8 @@ class PredictiveMonitorActor:
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
         self._predictions: deque[dict[str, Any]] = deque(maxlen=1000)
         self.prevention = ProactivePreventionEngine(lead_s=prevention_lead_s)
+        self.budget = ErrorBudget(SLO(slo_objective))
+        self.slo_key = slo_key
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
@@ -227,7 +237,31 @@ class PredictiveMonitorActor:
             raised.append(record)
             self._tell(a.service, a.detail)
         self._prevent(now)
+        self._slo(now - self.settle_s)
         return raised
+
+    def _slo(self, now: float) -> None:
+        """Send the burn-rate alerts in force; keep every service's burn rates and budget."""
+        summary = {}
+        for service in self.budget.services():
+            alerts = self.budget.alerts(service, now)
+            if alerts:
+                notify_orchestrator(self.orchestrator, "slo_alerts", service, alerts,
+                                    what=f"error budget of {service}")
+            summary[service] = {
+                "objective": self.budget.slo.objective,
+                "budget_remaining": self.budget.remaining(service, now),
+                "burn_rates": {f"{w:g}": self.budget.burn(service, w, now)
+                               for w in self.budget.lengths},
+                "alerts": [{"severity": a.severity, "describe": a.describe()} for a in alerts]}
+        if self.slo_key is not None:
+            self.client.set(self.slo_key, json.dumps({"at": now, "services": summary}))
+
+    async def slo(self) -> dict[str, Any]:
+        """Every service's SLO: objective, budget left, burn rate per window (seconds), the
+        alerts in force."""
+        raw = self.client.get(self.slo_key) if self.slo_key else None
+        return json.loads(raw) if raw else {"at": None, "services": {}}
 
     def _prevent(self, now: float) -> None:
         """Raise a ``predicted`` trigger for each learnt recurrence due within the lead."""
@@ -277,7 +311,10 @@ class PredictiveMonitorActor:
                 self.events_malformed += 1
                 _log.error("malformed metric event for %s skipped", service)
                 continue
-            at, latency, ok, error_kind = parsed
+            at, latency, ok, error_kind, answered = parsed
+            # the SLO counts every request as the patient saw it: answered or not
+            weight = 1.0 / self.sample_rate if ok else 1.0
+            self.budget.observe(service, at, weight, 0.0 if answered else weight)
             seen = event_counts(ok, error_kind, self.sample_rate)
             if seen is not None:
                 lat = (latency,) if latency is not None else ()

@@ -26,6 +26,7 @@ from healing.errors import ConfigError
 from healing.orchestration import RecoveryQueue, TriggerEvent
 from healing.recovery import ErrorThresholdRule, RecoveryPolicy
 from healing.retry import bounded
+from healing.slo import BurnAlert
 from healing.workflow import (
     CheckCriteria,
     RecoveryWorkflow,
@@ -40,6 +41,7 @@ from healing.workflow import (
 
 from .alerts import AlertManager, AlertRouter
 from .cluster_control import ControlBus
+from .paging import LivePager
 from .recovery_actions import ActionContext, ActionRegistry, LiveEvidence, builtin_actions
 from .stores.actor_state import ActorState
 from .stores.audit_trail import AuditTrail
@@ -60,7 +62,7 @@ class RecoveryOrchestratorActor:
                  watch_interval_s: float = 0.0, recovery: RecoveryPolicy | None = None,
                  error_min_calls: int = 10, error_z: float = 2.326,
                  primaries: dict[str, str] | None = None, clock: Clock | None = None,
-                 state_prefix: str | None = None) -> None:
+                 state_prefix: str | None = None, paging: str | None = None) -> None:
         self.clock = clock or SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
@@ -71,10 +73,15 @@ class RecoveryOrchestratorActor:
             if redis_url is not None and state_prefix else None
         self.alerts = AlertManager(alerts, on_change=self._alert_changed) \
             if alerts is not None else None
+        # With ``paging`` (two_key, detection, burn), who is woken follows healing.slo's
+        # pager: burn-rate alerts from the monitor and the triggers here are its two keys.
+        self.pager = LivePager(paging, self.alerts, self.clock, self._noticed) \
+            if paging is not None else None
         self.actions = actions or builtin_actions(
             alerts=self.alerts, circuit_for=circuit_for, probes=probes,
             control=ControlBus(connect(redis_url)) if redis_url is not None else None,
-            policy=recovery, primaries=primaries)
+            policy=recovery, primaries=primaries,
+            page_gate=self.pager.gate if self.pager is not None else None)
         self.evidence = LiveEvidence(probes, health_monitor, redis_url, sample_rate, self.clock)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None
@@ -137,9 +144,20 @@ class RecoveryOrchestratorActor:
         if self.state is not None:
             self.state.put("alerts", alert["dedup_key"], alert)
 
+    def _noticed(self, notice: dict[str, Any]) -> None:
+        if self.state is not None:
+            self.state.append("notices", notice, keep=DETECTIONS_KEPT)
+
+    async def slo_alerts(self, service: str, alerts: list[BurnAlert]) -> None:
+        """The monitor's burn-rate alerts in force for ``service`` (every step it has any)."""
+        if self.pager is not None:
+            self.pager.burning(service, alerts)
+
     async def trigger(self, event: TriggerEvent) -> str:
         """Admit a trigger; returns at once with what became of it."""
         self._start_watching()
+        if self.pager is not None and event.trigger is not Trigger.MANUAL:
+            self.pager.detected(event.service)
         admission = self.queue.submit(event, self.clock.now())
         # every detection that reached the orchestrator, whatever became of it (/metrics),
         # and when (GET /api/v1/detections: the MTTD an operator and the chaos suite read)

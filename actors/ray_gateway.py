@@ -21,7 +21,8 @@ from healing.orchestration import TriggerEvent
 
 __all__ = ["NAMESPACE", "ActorUnavailable", "LocalCluster", "actor_node", "as_completed",
            "call_actor", "disconnect", "find_actor", "get", "init_ray", "kill", "named_actor",
-           "place_actors", "plain_actor", "restart_actor", "run_task", "tell_orchestrator"]
+           "notify_orchestrator", "place_actors", "plain_actor", "restart_actor", "run_task",
+           "tell_orchestrator"]
 
 NAMESPACE = "selfheal"
 
@@ -180,14 +181,19 @@ def tell_orchestrator(name: str | None, event: TriggerEvent) -> bool:
     trigger (a circuit, a health check, the monitor) never waits for a recovery. False, and
     logged, when there is no such orchestrator; the caller keeps the trigger in its own
     records either way."""
+    return notify_orchestrator(name, "trigger", event, what=f"{event.trigger.value} on "
+                               f"{event.service}")
+
+
+def notify_orchestrator(name: str | None, method: str, *args: Any, what: str = "") -> bool:
+    """Call ``method(*args)`` on the orchestrator named ``name``, fire and forget."""
     if name is None:
         return False
     try:
         orch = ray.get_actor(name, namespace=NAMESPACE)
-        orch.trigger.remote(event)
+        getattr(orch, method).remote(*args)
     except Exception:  # not running (ValueError), or Ray itself is going away
-        _log.warning("%s on %s: no orchestrator %r is running to heal it",
-                     event.trigger.value, event.service, name)
+        _log.warning("%s: no orchestrator %r is running to hear it", what or method, name)
         return False
     return True
 

@@ -55,7 +55,7 @@ from healing.recovery import (
     plan_step,
 )
 from healing.retry import Retrier
-from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow
+from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow, Trigger
 
 from .alerts import AlertManager
 from .cluster_control import ControlBus
@@ -202,10 +202,13 @@ class LiveEffects:
 def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str], Any] | None,
                     probes: Mapping[str, Probe], control: ControlBus | None = None,
                     policy: RecoveryPolicy | None = None,
-                    primaries: Mapping[str, str] | None = None) -> ActionRegistry:
+                    primaries: Mapping[str, str] | None = None,
+                    page_gate: Callable[[SendAlert], SendAlert] | None = None
+                    ) -> ActionRegistry:
     """The seed's six actions, each planned by the core and carried out by
     :class:`LiveEffects`. ``primaries`` names services' primary providers (for a fallback
-    whose trigger names no circuit)."""
+    whose trigger names no circuit); ``page_gate`` turns an alert that would page into a
+    ticket unless the two-key pager agrees (``actors.paging``), except for a manual run."""
     policy = policy or RecoveryPolicy()
     primaries = dict(primaries or {})
     reg = ActionRegistry()
@@ -218,6 +221,8 @@ def builtin_actions(*, alerts: AlertManager | None, circuit_for: Callable[[str],
                                 primaries.get(ctx.workflow.service))
         except NoCircuit as exc:
             raise ActionNotAvailable(str(exc)) from None
+        if page_gate is not None and ctx.event.trigger is not Trigger.MANUAL:
+            effects = tuple(page_gate(e) if isinstance(e, SendAlert) else e for e in effects)
         result: dict[str, Any] = {"effects": [describe(e) for e in effects]}
         for effect in effects:
             result.update(await live.apply(effect, ctx.step.timeout_s))

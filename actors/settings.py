@@ -14,7 +14,7 @@ import os
 import pathlib
 import secrets
 import tomllib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     # default); "off": none, only `selfheal train` trains
     training_schedule: str | None = Field(
         "0 3 * * *", validation_alias=_alias("SELFHEAL_TRAINING_SCHEDULE", "training_schedule"))
+    # the availability SLO of every service (answered through any allowed tier), and who is
+    # woken: two_key pages only when a burn-rate alert and a detection agree (either alone
+    # is a ticket); detection or burn: one key alone pages; off: no SLO paging
+    slo_objective: float = Field(
+        0.999, gt=0, lt=1, validation_alias=_alias("SELFHEAL_SLO_OBJECTIVE", "slo_objective"))
+    paging: Literal["two_key", "detection", "burn", "off"] = Field(
+        "two_key", validation_alias=_alias("SELFHEAL_PAGING", "paging"))
     # scenario files a scheduled training also learns from and replays candidates through
     # (beside the live history); empty: a leak, a slow degradation and a noisy healthy day
     training_scenarios: list[pathlib.Path] = Field(

@@ -16,11 +16,11 @@ threshold is tuned on the same history (:func:`tune_thresholds`).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from healing.clock import Clock, SystemClock
 from learning.monitor import MonitorPolicy
 from learning.patterns import FailureEvent, PatternRecognizer
 from learning.thresholds import AdaptiveThresholdManager
@@ -129,9 +129,9 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
                  event_logs: Sequence[str] = (),
                  live: dict[str, list[Bucket]] | None = None,
                  live_failures: Sequence[FailureEvent] = (),
-                 orchestrator: Any = None) -> dict[str, Any]:
+                 orchestrator: Any = None, clock: Clock | None = None) -> dict[str, Any]:
     """Train, log, replay and (if better) promote; returns what happened, with the seconds
-    each phase took under ``phases_s``."""
+    each phase took under ``phases_s`` (on ``clock``'s monotonic time)."""
     from learning.model_registry import (  # noqa: PLC0415 - MLflow: 2.5 s to import
         champion,
         log_training,
@@ -141,11 +141,12 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
 
     fan_out = as_completed if use_ray else None
     phases: dict[str, float] = {}
-    t = time.perf_counter()
+    clock = clock or SystemClock()
+    t = clock.now()
 
     def lap(name: str) -> None:
         nonlocal t
-        now = time.perf_counter()
+        now = clock.now()
         phases[name] = round(now - t, 3)
         t = now
 

@@ -1,10 +1,16 @@
-"""The learning path at production size: a day of history for 10 services, trained with the
-training job's Ray fan-out (services, replays), each phase timed, against the same training
-run serially in one process.
+"""Learning in the live loop, measured.
 
-The day is the simulation suite's 24 h x 10 services scenario, exported as an event log (what
-``selfheal simulate --events`` writes and what a day of live history is read as); the
-candidates are replayed through the three default scenarios, as a scheduled training does.
+Training at production size: a day of history for 10 services, trained with the training
+job's Ray fan-out (services, replays), each phase timed, against the same training run
+serially in one process. The day is the simulation suite's 24 h x 10 services scenario,
+exported as an event log (what ``selfheal simulate --events`` writes and what a day of live
+history is read as); the candidates are replayed through the three default scenarios, as a
+scheduled training does.
+
+Paging (``simulation.paging``): every scenario of the library and a week of noisy healthy
+days (the noisy day on seven seeds), each replayed through two-key paging, paging on every
+detection, and paging on burn-rate alerts alone: pages, and incidents that needed a human
+and got none.
 """
 
 from __future__ import annotations
@@ -29,7 +35,46 @@ def _train(events: str, replay_on: list[Any], use_ray: bool) -> tuple[float, dic
         return time.perf_counter() - t0, out
 
 
+def paging_figures() -> list[Figure]:
+    import dataclasses
+
+    from simulation.engine import Simulation
+    from simulation.paging import paging
+    from simulation.scenario import SCENARIOS
+
+    modes = ("two_key", "detection", "burn")
+    library = [Simulation(load_scenario(p)).run() for p in sorted(SCENARIOS.glob("*.yaml"))]
+    noisy = load_scenario(SCENARIOS / "noisy_but_healthy_day.yaml")
+    week = [Simulation(dataclasses.replace(noisy, seed=noisy.seed + i)).run()
+            for i in range(7)]
+    lib = {m: [paging(r, m) for r in library] for m in modes}
+    wk = {m: [paging(r, m) for r in week] for m in modes}
+    pages = {m: sum(o.pages for o in lib[m]) for m in modes}
+    missed = {m: sum(len(o.missed) for o in lib[m]) for m in modes}
+    needed = sum(o.needs_human for o in lib["two_key"])
+    weekly = {m: sum(o.pages for o in wk[m]) for m in modes}
+    n = len(library)
+    return [
+        figure(f"pages, {n} library scenarios ({needed} incidents needing a human), two-key",
+               pages["two_key"], "pages", "paging on every detection", pages["detection"]),
+        figure(f"pages, {n} library scenarios, two-key against burn-rate alone",
+               pages["two_key"], "pages", "paging on burn-rate alerts alone", pages["burn"]),
+        figure(f"incidents needing a human left unpaged, {n} library scenarios, two-key",
+               missed["two_key"], "incidents", "paging on every detection",
+               missed["detection"]),
+        figure("tickets instead of pages, library scenarios, two-key",
+               sum(o.tickets for o in lib["two_key"]), "notices",
+               "pages on every detection", pages["detection"]),
+        figure("pages in a noisy healthy week (7 seeds of the noisy day), two-key",
+               weekly["two_key"], "pages", "paging on every detection", weekly["detection"]),
+    ]
+
+
 def run() -> list[Figure]:
+    return training_figures() + paging_figures()
+
+
+def training_figures() -> list[Figure]:
     from actors.ray_gateway import init_ray
 
     replay_on = [load_scenario(p) for p in DEFAULT_SCENARIOS]

@@ -266,6 +266,14 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         first: the newest thousand."""
         return backend.detections(since, service)
 
+    @app.get("/api/v1/slo", tags=["alerts"])
+    def slo(_: Reader) -> dict[str, Any]:
+        """Each service's availability SLO: the objective, the error budget left over the
+        period, the burn rate over each window (seconds), the burn-rate alerts in force; and
+        the pager's notices, pages and tickets, newest last (the paging mode says when a
+        page goes out: two_key, only when a burn-rate alert and a detection agree)."""
+        return backend.slo()
+
     @app.get("/api/v1/alerts", tags=["alerts"])
     def alerts(_: Reader, active: bool = False) -> list[dict[str, Any]]:
         found = backend.alerts()

@@ -3,8 +3,8 @@
 Built per scrape from the stores, so one scrape of any replica sees the whole cluster (not
 the replica's own counters): circuit states from their Redis hashes, call counters from the
 metric streams' exact counters, workflow outcomes and detections from the orchestrator's
-counters, circuit transitions and fallback answers from the audit database, and the audit
-spool's backlog.
+counters, circuit transitions and fallback answers from the audit database, the audit
+spool's backlog, and each service's error budget and burn rates (the monitor's SLO summary).
 Names follow Prometheus conventions: ``selfheal_`` prefix, ``_total`` counters, base units.
 """
 
@@ -102,6 +102,20 @@ class _Cluster:
                                 value=segments)
         yield GaugeMetricFamily("selfheal_audit_spool_bytes",
                                 "bytes in the audit spool", value=size)
+        slo = b.slo()["services"]
+        budget = GaugeMetricFamily("selfheal_slo_error_budget_remaining",
+                                   "share of the SLO period's error budget left (negative: "
+                                   "overspent), as the predictive monitor last computed it",
+                                   labels=["service"])
+        burn = GaugeMetricFamily("selfheal_slo_burn_rate",
+                                 "unanswered share of requests over the window, divided by "
+                                 "the error budget's share", labels=["service", "window_s"])
+        for service, v in sorted(slo.items()):
+            budget.add_metric([service], v["budget_remaining"])
+            for window, rate in sorted(v["burn_rates"].items(), key=lambda w: float(w[0])):
+                burn.add_metric([service, window], rate)
+        yield budget
+        yield burn
 
 
 def exposition(backend: Any) -> tuple[str, str]:

@@ -97,11 +97,12 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
                  state_prefix="selfheal:orchestrator",
                  # the streams hold every error and this share of the successes: both read
                  # them back re-weighted by it (the chaos suite found it fixed at 0.1)
-                 sample_rate=settings.metrics_sample_rate)
+                 sample_rate=settings.metrics_sample_rate,
+                 paging=None if settings.paging == "off" else settings.paging)
     # it follows the champion model (and its patterns) that the scheduled training promotes
     predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator",  # type: ignore[arg-type]
                        sample_rate=settings.metrics_sample_rate,
-                       model_uri=settings.mlflow_uri())
+                       model_uri=settings.mlflow_uri(), slo_objective=settings.slo_objective)
     if settings.training_schedule:
         from actors.runtime import training_scheduler  # noqa: PLC0415
         from actors.training_job import DEFAULT_SCENARIOS, LiveSource  # noqa: PLC0415

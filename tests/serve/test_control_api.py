@@ -4,6 +4,7 @@ HTTP, PostgreSQL, Redis), driven with HTTP requests and bearer tokens."""
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 
@@ -387,6 +388,50 @@ def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
     assert [(a["action"], a["details"]["version"]) for a in actions
             if a["action"].startswith("model_")][-3:] == [
         ("model_promoted", first), ("model_promoted", second), ("model_rolled_back", first)]
+
+
+def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack):
+    """The running monitor keeps the error budget of a service it reads in the metric
+    streams: its burn rates reach GET /api/v1/slo and /metrics."""
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing.outcome import OutcomeRecord
+    from healing.safety import Criticality, OperationType
+
+    state, _settings, tokens = stack
+    service = f"slo{uuid.uuid4().hex[:6]}"
+    # as the service's own recorder would: every failure and a tenth of the successes
+    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=0.1, flush_interval_s=60,
+                              rng=random.Random(3))
+    now = time.time()
+    for k in range(6000):  # ten minutes at 10/s, one request in a hundred unanswered: 10x
+        bad = k % 100 == 0
+        recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
+                                      "ConnectionError" if bad else None,
+                                      "none" if bad else "primary", None,
+                                      OperationType.ADMINISTRATIVE, Criticality.MEDIUM,
+                                      now - 600 + k / 10))
+    recorder.flush()
+    try:
+        assert _get(state, "/api/v1/slo").status_code == 401
+        deadline = time.monotonic() + 60
+        body = {}
+        while time.monotonic() < deadline and service not in body.get("services", {}):
+            body = _get(state, "/api/v1/slo", tokens["viewer"]).json()
+        assert body["paging"] == "two_key" and isinstance(body["notices"], list)
+        mine = body["services"][service]
+        assert mine["objective"] == 0.999
+        assert 5 < mine["burn_rates"]["300"] < 20  # ~10x, the successes re-weighted
+        text = _get(state, "/metrics", tokens["viewer"]).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        burn = [x for x in families["selfheal_slo_burn_rate"].samples
+                if x.labels == {"service": service, "window_s": "300"}]
+        assert burn and 5 < burn[0].value < 20
+        assert any(x.labels == {"service": service} for x in
+                   families["selfheal_slo_error_budget_remaining"].samples)
+    finally:
+        recorder.close()
+        connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")
 
 
 def test_scheduled_trainings_are_visible_with_their_phases(stack, ray_cluster):

@@ -41,7 +41,8 @@ _PRIORITY = {Criticality.LIFE_CRITICAL: Priority.CRITICAL, Criticality.HIGH: Pri
              Criticality.MEDIUM: Priority.MEDIUM, Criticality.LOW: Priority.LOW}
 # an operator's manual trigger ("heal this service now") gets what an error threshold gets
 _ANSWERED_BY_RUNBOOK = (Trigger.CIRCUIT_OPEN, Trigger.HEALTH_CHECK_FAILED,
-                        Trigger.ERROR_THRESHOLD, Trigger.ANOMALY, Trigger.MANUAL)
+                        Trigger.ERROR_THRESHOLD, Trigger.ANOMALY, Trigger.MEMORY_GROWTH,
+                        Trigger.MANUAL)
 
 
 def fail_safe(service: Service) -> bool:
@@ -73,6 +74,7 @@ def workflows_for(services: Mapping[str, Service],
                                (Trigger.HEALTH_CHECK_FAILED, _on_health_check_failed),
                                (Trigger.ERROR_THRESHOLD, _on_error_threshold),
                                (Trigger.ANOMALY, _on_error_threshold),
+                               (Trigger.MEMORY_GROWTH, _on_memory_growth),
                                (Trigger.MANUAL, _on_manual)):
             if name in runbook:  # a service's own runbook answers whatever raised the alarm
                 flows.append(dataclasses.replace(runbook[name], trigger=trigger))
@@ -157,6 +159,19 @@ def _on_manual(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
     flow = _on_error_threshold(spec, fail_safe)
     return dataclasses.replace(flow, id=f"{Trigger.MANUAL.value}:{spec.name}",
                                trigger=Trigger.MANUAL)
+
+
+def _on_memory_growth(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+    """Memory forecast to run out, before any request fails: add a replica so that nothing
+    is dropped, then restart gracefully (a fresh process starts from its baseline); take the
+    extra replica back if the restart does not help."""
+    return _flow(spec, Trigger.MEMORY_GROWTH, (
+        RecoveryStep("alert", {"severity": "high", "channel": "slack"}, timeout_s=5),
+        RecoveryStep("scale", {"instances": "+1"}, timeout_s=30),
+        RecoveryStep("restart", {"graceful": True, "delay_s": 30},
+                     (Criterion("error_rate_below", {"threshold": 0.05, "window_s": 20}),),
+                     FailureAction.ROLLBACK, timeout_s=60)),
+        rollback=(RecoveryStep("scale", {"instances": "-1"}, timeout_s=30),), timeout_s=150)
 
 
 def _on_predicted(spec: Service) -> RecoveryWorkflow:

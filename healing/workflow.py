@@ -52,6 +52,7 @@ class Trigger(enum.Enum):
     ERROR_THRESHOLD = "error_threshold"
     ANOMALY = "anomaly"
     PREDICTED = "predicted"  # a recurring failure is due (learning.patterns)
+    MEMORY_GROWTH = "memory_growth"  # memory forecast to reach its limit (learning.resources)
     MANUAL = "manual"
 
 

@@ -9,7 +9,7 @@ The format::
 
     id: ai-service-failure
     trigger: circuit_open          # circuit_open | health_check_failed | error_threshold |
-                                   # anomaly | manual
+                                   # anomaly | memory_growth | predicted | manual
     service: clinical_reasoning
     priority: high                 # critical | high | medium | low
     timeout: 30s

@@ -262,8 +262,8 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
                    service: Annotated[str | None, Query(max_length=200)] = None
                    ) -> list[dict[str, Any]]:
         """Triggers that reached the orchestrator (circuit_open, health_check_failed,
-        error_threshold, anomaly, manual...), with when and what became of them, oldest
-        first: the newest thousand."""
+        error_threshold, anomaly, memory_growth, predicted, manual), with when and what
+        became of them, oldest first: the newest thousand."""
         return backend.detections(since, service)
 
     @app.get("/api/v1/slo", tags=["alerts"])

@@ -81,7 +81,7 @@ class _Cluster:
                                    labels=["service", "outcome"])
         detections = CounterMetricFamily(
             "selfheal_detections", "triggers that reached the orchestrator (circuit_open, "
-            "health_check_failed, error_threshold, anomaly, predicted, manual)",
+            "health_check_failed, error_threshold, anomaly, memory_growth, predicted, manual)",
             labels=["service", "signal"])
         steps = CounterMetricFamily("selfheal_workflow_steps", "recovery steps by outcome",
                                     labels=["service", "action", "status"])

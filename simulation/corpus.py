@@ -19,8 +19,9 @@ __all__ = ["service_corpus", "simulated_files"]
 
 def simulated_files(seeds: tuple[int, ...] = (1, 2), lead_s: float = 3600.0) -> list[NabFile]:
     """The scenario library's error rates without healing (faults run their course), each
-    fault's start a label: per 10 seconds for the two-hour scenarios, per minute for the day
-    long ones (the week long one would be 60k rows a service; the hourly kinds cover it).
+    fault's first failed request a label: per 10 seconds for the two-hour scenarios, per
+    minute for the day long ones (the week long one would be 60k rows a service; the
+    hourly kinds cover it).
     Every run gets ``lead_s`` of quiet history first, so no fault falls in NAB's probation
     (where its label would be dropped and its detection scored as a false alarm)."""
     files = []
@@ -34,7 +35,9 @@ def simulated_files(seeds: tuple[int, ...] = (1, 2), lead_s: float = 3600.0) -> 
         for seed in seeds:
             result = Simulation(sc, seed=seed, healing=False, predictive=False).run()
             for service, log in result.logs.items():
-                starts = [int(f.start) // bucket for f in result.incidents
+                # labelled where requests start failing (a leak's memory climb is not in
+                # the error rate)
+                starts = [int(f.impact_start) // bucket for f in result.incidents
                           if service in {f.spec.service} | sc.dependents(f.spec.service)]
                 # without a guard every request goes to the primary: what it did not
                 # serve is its error

@@ -46,6 +46,7 @@ from healing.safety import ClinicalContext, ClinicalSafetyValidator, Criticality
 from healing.workflow import Trigger
 from learning.monitor import PredictiveMonitor
 from learning.patterns import FailureEvent, PatternRecognizer, ProactivePreventionEngine
+from learning.resources import MemoryGrowth
 
 from .policy import Policy, default_policy
 from .records import Detection, OutcomeCounter, RunAudit, RunResult, ServiceLog
@@ -82,6 +83,8 @@ class Simulation:
                         if healing and predictive else None)
         # Recurring failures, learnt from this run's detections, prevented ahead of time.
         self.recognizer = PatternRecognizer() if self.monitor is not None else None
+        # memory forecast to its limit (learning.resources), read with the monitor's buckets
+        self.memory = MemoryGrowth() if self.monitor is not None else None
         self.prevention = ProactivePreventionEngine(lead_s=300.0)
         self.predictions: list[dict[str, Any]] = []
         self.clock = ManualClock(0.0, scenario.start)
@@ -358,6 +361,11 @@ class Simulation:
             monitor.observe(name, lo, sum(log.calls[lo:hi]), sum(log.errors[lo:hi]))
         for a in monitor.tick(t):
             self._detect(a.service, "anomaly", a.detail)
+        assert self.memory is not None
+        for name in self.logs:  # each service's fullest replica, as the live monitor reads
+            self.memory.observe(name, name, t, self.world.memory(name, t), 1.0)
+        for m in self.memory.check(t):
+            self._detect(m.service, "memory_growth", m.describe())
 
     def _learn(self) -> None:
         assert self.recognizer is not None

@@ -72,8 +72,10 @@ def write_event_log(result: RunResult, directory: str | pathlib.Path) -> pathlib
     }), out / "steps.parquet")
     sc = result.scenario
     wall = sc.start.timestamp()
-    spans = [(name, wall + f.start, wall + f.actual_end) for f in result.incidents
-             if not f.averted for name in sorted({f.spec.service} | sc.dependents(f.spec.service))]
+    # trouble from the first failed call (a leak's memory climb comes before it)
+    spans = [(name, wall + f.impact_start, wall + f.actual_end) for f in result.incidents
+             if not f.averted and f.impact_start < f.actual_end
+             for name in sorted({f.spec.service} | sc.dependents(f.spec.service))]
     pq.write_table(pa.table({
         "service": pa.array([s[0] for s in spans], pa.string()),
         "start": pa.array([s[1] for s in spans], pa.float64()),

@@ -18,10 +18,10 @@ def labelled_buckets(result: RunResult, bucket_s: float = 10.0) -> dict[str, lis
     step = int(bucket_s)
     spans: dict[str, list[tuple[float, float]]] = {n: [] for n in sc.services}
     for f in result.incidents:
-        if f.averted:
+        if f.averted or f.impact_start >= f.actual_end:  # gone before any call failed
             continue
         for name in {f.spec.service} | sc.dependents(f.spec.service):
-            spans[name].append((f.start, f.actual_end))
+            spans[name].append((f.impact_start, f.actual_end))
     out = {}
     for name, log in result.logs.items():
         buckets = []

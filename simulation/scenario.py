@@ -43,7 +43,11 @@ FAULT_PARAMS: Mapping[FaultKind, Mapping[str, float]] = {
     FaultKind.OUTAGE: {"error_rate": 1.0},
     FaultKind.ERROR_BURST: {"error_rate": 0.3},
     FaultKind.LATENCY_SPIKE: {"latency_factor": 10.0},
-    FaultKind.MEMORY_LEAK: {"growth": 0.02, "max_error_rate": 1.0},  # growth: per minute
+    # growth: of the error rate, per minute. With mem_growth (of the memory limit, per minute)
+    # memory climbs from mem_base and requests fail only from fail_at of the limit on: the
+    # leak is visible in memory long before it is in errors. Without, it fails at once.
+    FaultKind.MEMORY_LEAK: {"growth": 0.02, "max_error_rate": 1.0, "mem_growth": 0.0,
+                            "mem_base": 0.5, "fail_at": 0.0},
     FaultKind.CONNECTION_LOSS: {"error_rate": 1.0},
     FaultKind.FLAPPING: {"period": 120.0, "error_rate": 1.0},
     FaultKind.DEGRADATION: {"error_rate": 0.4, "ramp": 600.0, "bad_answer_share": 0.5},
@@ -54,7 +58,8 @@ DEFAULT_CLEARED_BY: Mapping[FaultKind, str | None] = {
     FaultKind.MEMORY_LEAK: "restart", FaultKind.CONNECTION_LOSS: "retry",
 }
 CLEARING_ACTIONS = ("restart", "retry", "scale")
-_RATES = {"error_rate", "max_error_rate", "bad_answer_share"}
+_RATES = {"error_rate", "max_error_rate", "bad_answer_share", "mem_growth", "mem_base",
+          "fail_at"}
 _DURATIONS = {"period", "ramp"}
 
 

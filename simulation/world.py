@@ -15,7 +15,10 @@ Model, per call to ``(service, provider)`` at time ``t``:
   unless that dependency's traffic has been moved off it (a route, or its primary's circuit
   open or forced open);
 * ``memory_leak``: the rate grows by ``growth`` per minute, times the share of replicas that
-  were running when the leak began (a fresh replica, from a scale or a restart, is clean);
+  were running when the leak began (a fresh replica, from a scale or a restart, is clean).
+  With ``mem_growth``, the leaking replicas' memory climbs from ``mem_base`` of their limit by
+  that much a minute, and the rate only starts growing once it reaches ``fail_at``: the leak
+  is in memory (:meth:`World.memory`) long before it is in errors;
 * ``latency_spike``: latency is multiplied by ``latency_factor``; a call slower than the
   service's timeout fails;
 * ``degradation``: the rate ramps from 0 to ``error_rate`` over ``ramp``; a
@@ -37,6 +40,7 @@ __all__ = ["FaultInstance", "ProviderError", "World", "good_answer"]
 
 _K = FaultKind
 RESTART_WARMUP_S = 5.0  # a restarted or added replica takes traffic this long after the order
+MEMORY_BASELINE = 0.45  # a healthy replica's share of its memory limit
 AVERT_S = 600.0  # a restart also averts a restart-clearable fault due this soon after it
 
 
@@ -79,6 +83,16 @@ class FaultInstance:
     def active(self, t: float) -> bool:
         return self.start <= t < self.actual_end
 
+    @property
+    def impact_start(self) -> float:
+        """When calls start failing: a leak that shows in memory first fails only once its
+        memory reaches ``fail_at``; every other fault, from its start."""
+        p = self.spec.params
+        if self.spec.kind is _K.MEMORY_LEAK and p.get("mem_growth", 0.0) > 0 and \
+                p.get("fail_at", 0.0) > p.get("mem_base", 0.0):
+            return self.start + (p["fail_at"] - p["mem_base"]) / p["mem_growth"] * 60.0
+        return self.start
+
 
 @dataclass
 class ServiceState:
@@ -110,10 +124,23 @@ class World:
         # One random stream per service and purpose, so that a run with self-healing and
         # its baseline see the same arrivals and the same background failures.
         self.rngs = {n: random.Random(f"{seed}:{n}:calls") for n in scenario.services}
+        self.memory_rngs = {n: random.Random(f"{seed}:{n}:memory") for n in scenario.services}
         # One good answer per service, shared: nothing downstream changes an answer (the
         # cache stores a pickled copy), and building a fresh one per call is a third of a
         # simulated call's cost.
         self.answers = {n: good_answer(n) for n in scenario.services}
+
+    def memory(self, service: str, t: float) -> float:
+        """The share of its memory limit the service's fullest replica uses at ``t``: a
+        steady baseline with a little noise, and a leaking replica's climb."""
+        svc = self.services[service]
+        used = MEMORY_BASELINE
+        if svc.fresh_replicas < svc.replicas:  # some replica predates the leak
+            for f in svc.faults:
+                p = f.spec.params
+                if f.spec.kind is _K.MEMORY_LEAK and f.active(t) and p["mem_growth"] > 0:
+                    used = max(used, p["mem_base"] + p["mem_growth"] * (t - f.start) / 60.0)
+        return min(1.0, max(0.0, used + self.memory_rngs[service].gauss(0.0, 0.005)))
 
     # -- faults -------------------------------------------------------------------------
 
@@ -194,7 +221,8 @@ class World:
                 continue
             if kind is _K.MEMORY_LEAK:
                 leaked_share = 1.0 - svc.fresh_replicas / max(1, svc.replicas)
-                rate = min(p["max_error_rate"], p["growth"] * (t - f.start) / 60.0) * leaked_share
+                rate = min(p["max_error_rate"],
+                           p["growth"] * max(0.0, t - f.impact_start) / 60.0) * leaked_share
             elif kind is _K.FLAPPING:
                 phase = ((t - f.start) % p["period"]) / p["period"]
                 rate = p["error_rate"] if phase < 0.5 else 0.0

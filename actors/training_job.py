@@ -23,7 +23,7 @@ from typing import Any
 from healing.clock import Clock, SystemClock
 from learning.monitor import MonitorPolicy
 from learning.patterns import FailureEvent, PatternRecognizer
-from learning.thresholds import AdaptiveThresholdManager
+from learning.thresholds import AdaptiveThresholdManager, Choice
 from learning.training import GRID, Bucket, FanOut, MonitorModel, evaluate, train
 from simulation.engine import Simulation
 from simulation.eventlog import read_training_history
@@ -33,8 +33,9 @@ from simulation.scenario import SCENARIOS, Scenario, load_scenario
 
 from .ray_gateway import as_completed, find_actor, get
 
-__all__ = ["DEFAULT_SCENARIOS", "PHASES", "LiveSource", "judge_on_history", "run_training",
-           "scheduled_training", "simulated_history", "tune_thresholds"]
+__all__ = ["DEFAULT_SCENARIOS", "PHASES", "LiveSource", "calibrate_thresholds",
+           "judge_on_history", "run_training", "scheduled_training", "simulated_history",
+           "tune_thresholds"]
 
 PHASES = ("read_history", "fit", "replay", "log", "register")
 # history and replay when none is named: a leak, a slow degradation and a noisy healthy day
@@ -55,25 +56,30 @@ class LiveSource:
     patterns_lookback_s: float = 28 * 86400.0
 
 
+def calibrate_thresholds(segments: dict[str, list[list[Bucket]]],
+                         min_calls: float = 20.0) -> list[Choice]:
+    """Each service's error threshold chosen on its labelled buckets: false positives at
+    most 5 % of healthy buckets, incidents missed at most 1 % (by episode), or, where both
+    cannot hold, the trade-off (``Choice.describe``)."""
+    manager = AdaptiveThresholdManager()
+    found = (manager.choose_on_history(s, segs, min_calls) for s, segs in sorted(segments.items()))
+    return [c for c in found if c is not None]
+
+
 def tune_thresholds(orchestrator: Any, segments: dict[str, list[list[Bucket]]],
                     window_s: float = 60.0, min_calls: float = 20.0) -> list[dict[str, Any]]:
-    """Choose each service's error threshold on its labelled buckets (false positives at
-    most 5 % of healthy buckets, false negatives reported against 1 %), and put in force,
-    through the orchestrator (which audits each change and can revert it), only those that
-    move by more than 20 %. Bucket rates are noisier than the orchestrator's longer window,
-    so a threshold chosen on them errs on the side of fewer alarms."""
+    """Put in force, through the orchestrator (which audits each change and can revert it),
+    the thresholds :func:`calibrate_thresholds` chooses that move by more than 20 %. Bucket
+    rates are noisier than the orchestrator's longer window, so a threshold chosen on them
+    errs on the side of fewer alarms."""
     current = get(orchestrator.thresholds.remote())
     manager = AdaptiveThresholdManager(current={s: t[0] for s, t in current.items()})
     applied = []
-    for service, segs in sorted(segments.items()):
-        samples = [(b.errors / b.calls, b.troubled) for seg in segs for b in seg
-                   if b.calls >= min_calls]
-        if not any(not bad for _, bad in samples):
-            continue
-        change = manager.apply(manager.choose(service, samples))
+    for choice in calibrate_thresholds(segments, min_calls):
+        change = manager.apply(choice)
         if change is not None:
             applied.append(get(orchestrator.adopt_threshold.remote(
-                service, change.new, window_s, change.reason)))
+                choice.service, change.new, window_s, change.reason)))
     return applied
 
 
@@ -156,6 +162,7 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     recognizer = PatternRecognizer()
     patterns = recognizer.fit([*failures, *live_failures])
     combinations = recognizer.combinations([*failures, *live_failures])
+    calibrated = calibrate_thresholds(segments)
     lap("fit")
     current = champion(uri)
     ours = {**replay(model, replay_on, fan_out=fan_out), **judge_on_history(model, live or {})}
@@ -167,7 +174,8 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
         uri, model, tables, sum(len(b) for segs in segments.values() for b in segs), grid,
         patterns=[{**dataclasses.asdict(p), "describe": p.describe()} for p in patterns],
         combinations=[{**dataclasses.asdict(c), "describe": c.describe()} for c in combinations],
-        replay={"candidate": ours, "champion": theirs, "reasons": reasons})
+        replay={"candidate": ours, "champion": theirs, "reasons": reasons},
+        thresholds=[{**dataclasses.asdict(c), "describe": c.describe()} for c in calibrated])
     lap("log")
     version = register(uri, model_uri)
     if promoted and promote:
@@ -179,7 +187,8 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
             "against": f"version {current[0]}" if current else "the default policy",
             "reasons": reasons, "policies": {s: p.h for s, p in model.policies.items()},
             "metrics": model.metrics, "patterns": [p.describe() for p in patterns],
-            "combinations": [c.describe() for c in combinations]}
+            "combinations": [c.describe() for c in combinations],
+            "calibrated_thresholds": [c.describe() for c in calibrated]}
 
 
 def scheduled_training(uri: str, history: Sequence[str], replay_on: Sequence[str],

@@ -64,7 +64,8 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
                  history_buckets: int, grid: Sequence[float] = GRID,
                  patterns: list[dict[str, Any]] | None = None,
                  replay: dict[str, Any] | None = None,
-                 combinations: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+                 combinations: list[dict[str, Any]] | None = None,
+                 thresholds: list[dict[str, Any]] | None = None) -> tuple[str, str]:
     """Log one training and its model (not yet registered: :func:`register`); returns
     (run id, model URI)."""
     use_experiment(uri, EXPERIMENT)
@@ -84,6 +85,8 @@ def log_training(uri: str, model: MonitorModel, tables: dict[str, list[dict[str,
                         "patterns.json")
         if replay is not None:  # what the promotion was judged on, beside the model
             mlflow.log_dict(replay, "replay.json")
+        if thresholds is not None:  # each service's error threshold and its trade-off
+            mlflow.log_dict({"thresholds": thresholds}, "thresholds.json")
         for service, rows in tables.items():  # what each h costs and buys, per service
             mlflow.log_text(line_chart(
                 f"{service}: the monitor's evidence level h", "h", [r["h"] for r in rows],

@@ -3,9 +3,13 @@
 :class:`AdaptiveThresholdManager` takes, per service, samples of a signal (an error rate per
 bucket, an anomaly score...) each labelled with whether the service was really in trouble,
 and chooses the threshold that meets the false-positive target (at most 5 % of healthy
-samples over it) and the false-negative target (at most 1 % of troubled samples under it).
-When both cannot hold, it keeps the false-positive target and reports the false-negative
-rate it reaches: an alarm that cries wolf is the one people stop reading.
+samples over it) and the false-negative target (at most 1 % missed). Misses are counted by
+**episode** when the troubled stretches are given (an incident is caught if any of its
+buckets is over the threshold: the first minutes of a slow fault are meant to be under it),
+by troubled sample otherwise. When both cannot hold, it keeps the false-positive target and
+reports the trade-off: the false-negative rate it reaches, and the threshold (with its
+false-positive rate) that would hold the false-negative target instead. An alarm that cries
+wolf is the one people stop reading.
 
 A new threshold is applied only when it moves by more than ``min_change`` (20 %) from the one
 in force; every applied change is a :class:`ThresholdChange` (for the audit trail) and can be
@@ -18,6 +22,7 @@ import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from healing.config import _check, check_positive
 
@@ -33,6 +38,25 @@ class Choice:
     meets_targets: bool
     healthy: int  # samples it was judged on
     troubled: int
+    episodes: int = 0  # troubled stretches, when misses were counted by episode
+    # when both targets cannot hold: the threshold that would hold the false-negative target,
+    # and the false-positive rate it would cost
+    fnr_threshold: float | None = None
+    fnr_threshold_fpr: float | None = None
+
+    def describe(self) -> str:
+        unit = f"{self.episodes} episodes" if self.episodes else \
+            f"{self.troubled} troubled buckets"
+        misses = f"false negatives {self.false_negative_rate:.1%} of {unit}" \
+            if self.episodes or self.troubled else "no trouble in the history to miss"
+        out = (f"{self.service}: threshold {self.threshold:.4g}: false positives "
+               f"{self.false_positive_rate:.1%} of {self.healthy} healthy buckets, {misses}")
+        if self.meets_targets:
+            return out + ": both targets hold"
+        if self.fnr_threshold is not None:
+            out += (f"; both cannot hold: misses under 1 % need {self.fnr_threshold:.4g}, "
+                    f"with {self.fnr_threshold_fpr:.1%} false positives")
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,22 +82,67 @@ class AdaptiveThresholdManager:
             _check(isinstance(v, float | int) and 0 <= v < 1, name, v, "must be in [0, 1)")
         check_positive("min_change", self.min_change)
 
-    def choose(self, service: str, samples: Iterable[tuple[float, bool]]) -> Choice:
+    def choose(self, service: str, samples: Iterable[tuple[float, bool]],
+               episodes: Iterable[float] | None = None) -> Choice:
         """The threshold for ``service`` from ``(value, troubled)`` samples: alarm when the
-        value is at or above it."""
+        value is at or above it. With ``episodes`` (each troubled stretch's highest value),
+        misses are counted by episode."""
         pairs = list(samples)
         healthy = sorted(v for v, bad in pairs if not bad)
         troubled = sorted(v for v, bad in pairs if bad)
+        peaks = sorted(episodes) if episodes is not None else None
         _check(bool(healthy), f"{service}.samples", len(healthy),
                "need healthy samples to bound false positives")
-        # the lowest threshold with at most max_fpr of healthy samples at or above it
-        allowed = int(self.max_fpr * len(healthy))
+        missed = peaks if peaks is not None else troubled
+
+        def fpr_at(t: float) -> float:
+            return (len(healthy) - bisect.bisect_left(healthy, t)) / len(healthy)
+
+        def fnr_at(t: float) -> float:
+            return bisect.bisect_left(missed, t) / len(missed) if missed else 0.0
+
+        # the lowest threshold with at most max_fpr of healthy samples at or above it,
         # strictly above the healthy values it must not flag
+        allowed = int(self.max_fpr * len(healthy))
         threshold = math.nextafter(healthy[len(healthy) - allowed - 1], math.inf)
-        fpr = (len(healthy) - bisect.bisect_left(healthy, threshold)) / len(healthy)
-        fnr = bisect.bisect_left(troubled, threshold) / len(troubled) if troubled else 0.0
-        return Choice(service, threshold, fpr, fnr, fpr <= self.max_fpr and fnr <= self.max_fnr,
-                      len(healthy), len(troubled))
+        fpr, fnr = fpr_at(threshold), fnr_at(threshold)
+        meets = fpr <= self.max_fpr and fnr <= self.max_fnr + 1e-12
+        alt = alt_fpr = None
+        if not meets and missed:
+            # the highest threshold that still misses at most max_fnr: at most that many
+            # misses may sit below it
+            may_miss = int(self.max_fnr * len(missed))
+            alt = missed[may_miss]
+            alt_fpr = fpr_at(alt)
+        return Choice(service, threshold, fpr, fnr, meets, len(healthy), len(troubled),
+                      len(peaks) if peaks is not None else 0, alt, alt_fpr)
+
+    def choose_on_history(self, service: str, segments: Iterable[Iterable[Any]],
+                          min_calls: float = 20.0) -> Choice | None:
+        """:meth:`choose` on labelled buckets (``calls``, ``errors``, ``troubled``: one
+        list per stretch of history), their error rates as the signal, misses counted by
+        episode; None without a healthy bucket of ``min_calls``."""
+        samples: list[tuple[float, bool]] = []
+        peaks: list[float] = []
+        for seg in segments:
+            peak = None
+            for b in seg:
+                rate = b.errors / b.calls if b.calls >= min_calls else None
+                if b.troubled:
+                    if rate is not None:
+                        peak = rate if peak is None else max(peak, rate)
+                        samples.append((rate, True))
+                    continue
+                if peak is not None:
+                    peaks.append(peak)
+                    peak = None
+                if rate is not None:
+                    samples.append((rate, False))
+            if peak is not None:
+                peaks.append(peak)
+        if not any(not bad for _, bad in samples):
+            return None
+        return self.choose(service, samples, peaks)
 
     def apply(self, choice: Choice) -> ThresholdChange | None:
         """Adopt ``choice`` if it moves the threshold by more than ``min_change``."""

@@ -219,6 +219,11 @@ def _train(args: argparse.Namespace) -> int:
     for r in out["reasons"]:
         print(f"  {r}")
     print("promoted to champion" if out["promoted"] else "not promoted")
+    if out["calibrated_thresholds"]:
+        print("error thresholds on this history (targets: false positives <= 5 %, "
+              "misses <= 1 %):")
+        for line in out["calibrated_thresholds"]:
+            print(f"  {line}")
     return 0
 
 

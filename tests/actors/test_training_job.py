@@ -44,7 +44,11 @@ def test_train_log_register_replay_and_promote_only_when_better(ray_cluster, tmp
     assert "api_server.detection_delay_s" in run.data.metrics
     assert run.info.experiment_id == client.get_experiment_by_name(EXPERIMENT).experiment_id
     assert {a.path for a in client.list_artifacts(fast["run_id"])} >= {
-        "monitor_model.json", "grid.json", "patterns.json", "replay.json", "plots"}
+        "monitor_model.json", "grid.json", "patterns.json", "replay.json", "thresholds.json",
+        "plots"}
+    # each service's error threshold on the same history, with whether both targets hold
+    [calibrated] = fast["calibrated_thresholds"]
+    assert calibrated.startswith("api_server: threshold") and "episodes" in calibrated
     # every phase was timed, and the replay that judged it is beside the model
     assert set(fast["phases_s"]) == set(PHASES) and min(fast["phases_s"].values()) >= 0
     [plot] = [a.path for a in client.list_artifacts(fast["run_id"], "plots")]

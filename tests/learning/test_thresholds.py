@@ -52,3 +52,38 @@ def test_no_healthy_history_and_bad_targets_are_refused():
         AdaptiveThresholdManager().choose("api", [(0.5, True)])
     with pytest.raises(ConfigError, match="max_fpr"):
         AdaptiveThresholdManager(max_fpr=1.5)
+
+
+def test_misses_count_by_episode_so_a_slow_fault_is_caught_by_its_peak():
+    """A degradation's first buckets sit among the healthy ones; it is caught as soon as
+    one of its buckets is over the threshold. Counted by bucket, both targets look
+    impossible; by episode, they hold."""
+    from learning.training import Bucket
+
+    rng = random.Random(4)
+
+    def stretch(k):
+        healthy = [Bucket(10.0 * i, 100, round(100 * rng.uniform(0, 0.02)), False)
+                   for i in range(300)]
+        ramp = [Bucket(3000.0 + 10 * i, 100, 2 * i, True) for i in range(20)]  # 0 % to 38 %
+        return healthy + ramp + healthy[:50]
+
+    history = [stretch(k) for k in range(5)]
+    m = AdaptiveThresholdManager()
+    c = m.choose_on_history("api", history)
+    assert c.episodes == 5 and c.false_negative_rate == 0.0 and c.meets_targets
+    assert c.false_positive_rate <= 0.05 and "both targets hold" in c.describe()
+    by_sample = m.choose("api", [(b.errors / b.calls, b.troubled) for s in history for b in s])
+    assert by_sample.false_negative_rate > 0.01 and not by_sample.meets_targets
+
+
+def test_where_both_cannot_hold_the_trade_off_is_reported():
+    rng = random.Random(5)
+    healthy = [rng.gauss(0.02, 0.01) for _ in range(1000)]
+    peaks = [rng.gauss(0.03, 0.005) for _ in range(50)]  # incidents barely above normal
+    c = AdaptiveThresholdManager().choose("noisy", samples(healthy, peaks), peaks)
+    assert not c.meets_targets and c.false_positive_rate <= 0.05
+    assert c.fnr_threshold is not None and c.fnr_threshold < c.threshold
+    assert c.fnr_threshold_fpr > 0.05  # holding the misses would cost the false positives
+    assert sum(p < c.fnr_threshold for p in peaks) / len(peaks) <= 0.01
+    assert "both cannot hold: misses under 1 % need" in c.describe()

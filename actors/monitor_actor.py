@@ -18,6 +18,12 @@ per expected occurrence; the orchestrator runs the service's prevention workflow
 both. What was predicted is kept in :meth:`predictions`, and the occurrences already acted
 on are saved with the detectors' state, so a restarted monitor does not act twice.
 
+Memory: with ``memory_limit_mb``, every ``resource_interval_s`` the monitor reads the resident
+memory of this node's Serve replicas (:mod:`actors.resource_signals`) into
+:class:`~learning.resources.MemoryGrowth` and raises a ``memory_growth`` trigger for a
+replica whose memory is forecast to reach the limit within the hour: a leak is healed before
+its requests fail.
+
 SLOs: every streamed request, answered or not, goes into each service's
 :class:`~healing.slo.ErrorBudget`; each step sends the orchestrator the burn-rate alerts in
 force (one key of its two-key pager, ``actors.paging``) and writes every service's burn
@@ -45,6 +51,7 @@ from healing.workflow import Trigger
 from learning.history import event_counts
 from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
+from learning.resources import MemoryGrowth
 
 from .ray_gateway import notify_orchestrator, tell_orchestrator
 from .stores.redis_conn import connect
@@ -88,7 +95,8 @@ class PredictiveMonitorActor:
                  clock: Clock | None = None, autostart: bool = False,
                  state_key: str | None = None, save_every_s: float = 30.0,
                  prevention_lead_s: float = 300.0, slo_objective: float = 0.999,
-                 slo_key: str | None = None) -> None:
+                 slo_key: str | None = None, memory_limit_mb: float | None = None,
+                 resource_interval_s: float = 10.0) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
         # What the detectors learnt (baselines, evidence, latency and multivariate models),
@@ -113,6 +121,11 @@ class PredictiveMonitorActor:
         self.prevention = ProactivePreventionEngine(lead_s=prevention_lead_s)
         self.budget = ErrorBudget(SLO(slo_objective))
         self.slo_key = slo_key
+        self.memory_limit_mb, self.resource_interval_s = memory_limit_mb, resource_interval_s
+        self.memory = MemoryGrowth()
+        self._memory_read = float("-inf")
+        self._memory_seen: dict[str, dict[str, Any]] = {}
+        self._memory_alerts: deque[dict[str, Any]] = deque(maxlen=1000)
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
@@ -238,7 +251,40 @@ class PredictiveMonitorActor:
             self._tell(a.service, a.detail)
         self._prevent(now)
         self._slo(now - self.settle_s)
+        if self.memory_limit_mb is not None and \
+                self.clock.now() - self._memory_read >= self.resource_interval_s:
+            self._memory_read = self.clock.now()
+            await self.read_memory(now)
         return raised
+
+    async def read_memory(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Read this node's replicas' memory now; returns the memory alerts raised (each
+        also a ``memory_growth`` trigger to the orchestrator)."""
+        from .resource_signals import replica_memory  # noqa: PLC0415
+
+        now = self.clock.wall() if now is None else now
+        limit = (self.memory_limit_mb or 0.0) * 1024 * 1024
+        seen = {m.target: m for m in replica_memory(limit)}
+        for gone in set(self._memory_seen) - set(seen):  # a replaced replica
+            self.memory.forget(gone)
+        self._memory_seen = {t: {"service": m.service, "rss_mb": m.rss_bytes / 2 ** 20,
+                                 "limit_mb": m.limit_bytes / 2 ** 20}
+                             for t, m in seen.items()}
+        for m in seen.values():
+            self.memory.observe(m.target, m.service, now, m.rss_bytes, m.limit_bytes)
+        raised = []
+        for alert in self.memory.check(now):
+            record = {"target": alert.target, "service": alert.service, "at": alert.at,
+                      "detail": alert.describe()}
+            self._memory_alerts.append(record)
+            raised.append(record)
+            tell_orchestrator(self.orchestrator, TriggerEvent(
+                Trigger.MEMORY_GROWTH, alert.service, alert.describe()))
+        return raised
+
+    async def memory_state(self) -> dict[str, Any]:
+        """The replicas last read (memory and limit in MiB) and the memory alerts raised."""
+        return {"replicas": dict(self._memory_seen), "alerts": list(self._memory_alerts)}
 
     def _slo(self, now: float) -> None:
         """Send the burn-rate alerts in force; keep every service's burn rates and budget."""

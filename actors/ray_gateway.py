@@ -20,9 +20,9 @@ from healing.errors import SelfHealError
 from healing.orchestration import TriggerEvent
 
 __all__ = ["NAMESPACE", "ActorUnavailable", "LocalCluster", "actor_node", "as_completed",
-           "call_actor", "disconnect", "find_actor", "get", "init_ray", "kill", "named_actor",
-           "notify_orchestrator", "place_actors", "plain_actor", "restart_actor", "run_task",
-           "tell_orchestrator"]
+           "call_actor", "disconnect", "find_actor", "get", "init_ray", "kill", "live_actors",
+           "named_actor", "notify_orchestrator", "place_actors", "plain_actor", "restart_actor",
+           "run_task", "tell_orchestrator", "this_node"]
 
 NAMESPACE = "selfheal"
 
@@ -183,6 +183,22 @@ def tell_orchestrator(name: str | None, event: TriggerEvent) -> bool:
     records either way."""
     return notify_orchestrator(name, "trigger", event, what=f"{event.trigger.value} on "
                                f"{event.service}")
+
+
+def live_actors() -> list[dict[str, Any]]:
+    """Every live actor's class, name, process id and node, from Ray's actor table in the
+    GCS. (``ray.util.state.list_actors`` says the same through the dashboard's state API,
+    which selfheal's clusters run without; the table is what it reads.)"""
+    from ray._private import state  # noqa: PLC0415
+
+    return [{"class_name": a["ActorClassName"], "name": a["Name"], "pid": a["Pid"],
+             "node_id": a["Address"]["NodeID"]}
+            for a in state.actors(actor_state_name="ALIVE").values()]
+
+
+def this_node() -> str:
+    """The id of the Ray node this process runs on."""
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def notify_orchestrator(name: str | None, method: str, *args: Any, what: str = "") -> bool:

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         0.999, gt=0, lt=1, validation_alias=_alias("SELFHEAL_SLO_OBJECTIVE", "slo_objective"))
     paging: Literal["two_key", "detection", "burn", "off"] = Field(
         "two_key", validation_alias=_alias("SELFHEAL_PAGING", "paging"))
+    # the memory a Serve replica may use before it fails (Ray sets no limit on a process
+    # unless asked): the predictive monitor forecasts each replica's memory against it
+    replica_memory_limit_mb: float = Field(
+        2048.0, gt=0, validation_alias=_alias("SELFHEAL_REPLICA_MEMORY_LIMIT_MB",
+                                              "replica_memory_limit_mb"))
     # scenario files a scheduled training also learns from and replays candidates through
     # (beside the live history); empty: a leak, a slow degradation and a noisy healthy day
     training_scenarios: list[pathlib.Path] = Field(

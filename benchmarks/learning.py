@@ -7,6 +7,9 @@ exported as an event log (what ``selfheal simulate --events`` writes and what a 
 history is read as); the candidates are replayed through the three default scenarios, as a
 scheduled training does.
 
+Memory: the library's leak detected in memory ahead of its first failed request, against the
+same leak with no memory signal.
+
 Paging (``simulation.paging``): every scenario of the library and a week of noisy healthy
 days (the noisy day on seven seeds), each replayed through two-key paging, paging on every
 detection, and paging on burn-rate alerts alone: pages, and incidents that needed a human
@@ -70,8 +73,33 @@ def paging_figures() -> list[Figure]:
     ]
 
 
+def memory_figures() -> list[Figure]:
+    """The library's leak with the memory signal, and the same leak without one (memory
+    flat: a leak the monitor cannot see in memory)."""
+    import dataclasses
+
+    from simulation.engine import Simulation
+    from simulation.metrics import run_metrics
+    from simulation.scenario import SCENARIOS
+
+    sc = load_scenario(SCENARIOS / "api_memory_leak.yaml")
+    [leak] = sc.faults
+    blind = dataclasses.replace(sc, faults=(dataclasses.replace(
+        leak, params={**leak.params, "mem_growth": 0.0}),))
+    seen, unseen = Simulation(sc).run(), Simulation(blind).run()
+    m_seen, m_unseen = run_metrics(seen), run_metrics(unseen)
+    return [
+        figure("api-memory-leak: detected before its first failed request, memory signal",
+               m_seen["detected_ahead_s"] or 0.0, "s",
+               "without it: detected after its first failed request", m_unseen["mttd_s"]),
+        figure("api-memory-leak: failed calls to the API server, memory signal",
+               sum(seen.logs["api_server"].errors), "calls", "without it",
+               sum(unseen.logs["api_server"].errors)),
+    ]
+
+
 def run() -> list[Figure]:
-    return training_figures() + paging_figures()
+    return training_figures() + paging_figures() + memory_figures()
 
 
 def training_figures() -> list[Figure]:

@@ -102,7 +102,8 @@ def prepare(settings: Settings, catalogue: Catalogue | None = None) -> Settings:
     # it follows the champion model (and its patterns) that the scheduled training promotes
     predictive_monitor(settings.redis_url, "monitor", orchestrator="orchestrator",  # type: ignore[arg-type]
                        sample_rate=settings.metrics_sample_rate,
-                       model_uri=settings.mlflow_uri(), slo_objective=settings.slo_objective)
+                       model_uri=settings.mlflow_uri(), slo_objective=settings.slo_objective,
+                       memory_limit_mb=settings.replica_memory_limit_mb)
     if settings.training_schedule:
         from actors.runtime import training_scheduler  # noqa: PLC0415
         from actors.training_job import DEFAULT_SCENARIOS, LiveSource  # noqa: PLC0415

@@ -27,3 +27,22 @@ def build(redis_url: str, prefix: str):
             return "urgent" if score > 7 else "routine"
 
     return Triage.bind()
+
+
+def build_leaky(fail_after_mb: int):
+    """A replica that keeps what each call allocates (``mb`` megabytes, written so that it
+    is resident) and fails every call once it holds more than ``fail_after_mb``: a leak."""
+
+    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0},
+                      graceful_shutdown_timeout_s=1)
+    class Leaky:
+        def __init__(self) -> None:
+            self.hoard: list[bytes] = []
+
+        async def __call__(self, mb: int) -> str:
+            if len(self.hoard) >= fail_after_mb:
+                raise MemoryError("replica out of memory")
+            self.hoard += [b"x" * (1 << 20) for _ in range(mb)]
+            return "ok"
+
+    return Leaky.bind()

@@ -65,3 +65,9 @@ class LearningReads:
         found = json.loads(raw) if raw else {"at": None, "services": {}}
         return {**found, "paging": self.settings.paging,
                 "notices": self.orchestrator_state.items("notices")}
+
+    def resources(self, monitor: str = "monitor") -> dict[str, Any]:
+        """The Serve replicas' memory as the monitor last read it (MiB, against their limit)
+        and the memory alerts it raised."""
+        raw = self.redis.get(f"selfheal:{monitor}:memory")
+        return json.loads(raw) if raw else {"at": None, "replicas": {}, "alerts": []}

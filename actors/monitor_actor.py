@@ -96,6 +96,7 @@ class PredictiveMonitorActor:
                  state_key: str | None = None, save_every_s: float = 30.0,
                  prevention_lead_s: float = 300.0, slo_objective: float = 0.999,
                  slo_key: str | None = None, memory_limit_mb: float | None = None,
+                 memory_key: str | None = None,
                  resource_interval_s: float = 10.0) -> None:
         self.clock = clock or SystemClock()
         self.client = connect(redis_url)
@@ -122,6 +123,7 @@ class PredictiveMonitorActor:
         self.budget = ErrorBudget(SLO(slo_objective))
         self.slo_key = slo_key
         self.memory_limit_mb, self.resource_interval_s = memory_limit_mb, resource_interval_s
+        self.memory_key = memory_key  # where the replicas' memory is kept for the API
         self.memory = MemoryGrowth()
         self._memory_read = float("-inf")
         self._memory_seen: dict[str, dict[str, Any]] = {}
@@ -280,6 +282,8 @@ class PredictiveMonitorActor:
             raised.append(record)
             tell_orchestrator(self.orchestrator, TriggerEvent(
                 Trigger.MEMORY_GROWTH, alert.service, alert.describe()))
+        if self.memory_key is not None:
+            self.client.set(self.memory_key, json.dumps({"at": now, **await self.memory_state()}))
         return raised
 
     async def memory_state(self) -> dict[str, Any]:

@@ -54,6 +54,7 @@ def predictive_monitor(redis_url: str, name: str = "monitor",
     # its detectors had learnt (saved under selfheal:{name}:detectors)
     kwargs.setdefault("state_key", f"selfheal:{name}:detectors")
     kwargs.setdefault("slo_key", f"selfheal:{name}:slo")
+    kwargs.setdefault("memory_key", f"selfheal:{name}:memory")
     return named_actor(PredictiveMonitorActor, name, redis_url, orchestrator,
                        max_task_retries=-1, max_concurrency=100, autostart=start, **kwargs)
 

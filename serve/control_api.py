@@ -274,6 +274,13 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         page goes out: two_key, only when a burn-rate alert and a detection agree)."""
         return backend.slo()
 
+    @app.get("/api/v1/resources", tags=["alerts"])
+    def resources(_: Reader) -> dict[str, Any]:
+        """Each Serve replica's resident memory against its limit (MiB) as the predictive
+        monitor last read it on its node, and the memory alerts raised: a replica whose
+        memory is forecast to reach its limit within the hour."""
+        return backend.resources()
+
     @app.get("/api/v1/alerts", tags=["alerts"])
     def alerts(_: Reader, active: bool = False) -> list[dict[str, Any]]:
         found = backend.alerts()

@@ -7,6 +7,7 @@ between readings, nothing waits for them."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -15,6 +16,7 @@ import ray
 from actors.resource_signals import replica_memory
 from actors.runtime import orchestrator, predictive_monitor
 from actors.serve_control import delete_app, run_app
+from actors.stores.redis_conn import connect
 from healing import ClinicalContext
 from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
 from tests.actors.serve_app import build_leaky
@@ -72,7 +74,13 @@ def test_a_leaking_replica_is_restarted_before_any_request_fails(ray_cluster):
         [(replica, now)] = ray.get(mon.memory_state.remote())["replicas"].items()
         assert replica != alert["target"]  # another process
         assert now["rss_mb"] < baseline.rss_bytes / 2 ** 20 + 100
+        # what the control API shows (GET /api/v1/resources) is kept in Redis
+        kept = json.loads(connect(REDIS_URL).get(f"selfheal:monitor-mem-{uid}:memory"))
+        assert [a["target"] for a in kept["alerts"]] == [alert["target"]]
     finally:
         ray.kill(mon)
         ray.kill(orch)
         delete_app(app)
+        client = connect(REDIS_URL)
+        for key in client.scan_iter(f"selfheal:monitor-mem-{uid}:*"):
+            client.delete(key)

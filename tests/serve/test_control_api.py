@@ -429,6 +429,14 @@ def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack)
         assert burn and 5 < burn[0].value < 20
         assert any(x.labels == {"service": service} for x in
                    families["selfheal_slo_error_budget_remaining"].samples)
+        # the monitor reads the memory of this node's Serve replicas: the API's own too
+        assert _get(state, "/api/v1/resources").status_code == 401
+        deadline = time.monotonic() + 60
+        replicas = {}
+        while time.monotonic() < deadline and not replicas:
+            replicas = _get(state, "/api/v1/resources", tokens["viewer"]).json()["replicas"]
+        mine = [r for target, r in replicas.items() if target.startswith("selfheal/")]
+        assert mine and all(0 < r["rss_mb"] < r["limit_mb"] == 2048 for r in mine), replicas
     finally:
         recorder.close()
         connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")

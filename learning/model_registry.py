@@ -149,30 +149,27 @@ def previous_champion(uri: str) -> str:
     return earlier[0]
 
 
-def champion(uri: str) -> tuple[str, MonitorModel] | None:
-    """The champion's version and model, or None if nothing was promoted yet."""
+def _champion_artifact(uri: str, path: str) -> tuple[str, str] | None:
+    """The champion's version and the text of one artifact of its training run."""
     client = MlflowClient(uri)
     try:
         mv = client.get_model_version_by_alias(MODEL_NAME, ALIAS)
     except mlflow.exceptions.MlflowException:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id,
-                                                    artifact_path="monitor_model.json",
+        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=path,
                                                     dst_path=tmp, tracking_uri=uri)
-        return str(mv.version), MonitorModel.from_json(Path(local).read_text())
+        return str(mv.version), Path(local).read_text()
+
+
+def champion(uri: str) -> tuple[str, MonitorModel] | None:
+    """The champion's version and model, or None if nothing was promoted yet."""
+    found = _champion_artifact(uri, "monitor_model.json")
+    return None if found is None else (found[0], MonitorModel.from_json(found[1]))
 
 
 def champion_patterns(uri: str) -> tuple[str, list[dict[str, Any]]] | None:
     """The champion's version and the recurring-failure patterns its training found (the
     rows of ``patterns.json``), or None if nothing was promoted yet."""
-    client = MlflowClient(uri)
-    try:
-        mv = client.get_model_version_by_alias(MODEL_NAME, ALIAS)
-    except mlflow.exceptions.MlflowException:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id,
-                                                    artifact_path="patterns.json",
-                                                    dst_path=tmp, tracking_uri=uri)
-        return str(mv.version), json.loads(Path(local).read_text())["patterns"]
+    found = _champion_artifact(uri, "patterns.json")
+    return None if found is None else (found[0], json.loads(found[1])["patterns"])

@@ -131,6 +131,11 @@ def test_a_learnt_recurring_failure_is_predicted_and_prevented_live(ray_cluster,
         # A monitor restarted meanwhile remembers the occurrence it acted on: no second
         # restart for it.
         ray.kill(mon, no_restart=False)
+        # the kill is asynchronous: until the new instance answers, the old one may
+        # (it remembers its prediction; the new one starts with none)
+        deadline = time.monotonic() + 30
+        while ray.get(mon.predictions.remote()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert ray.get(mon.step.remote(now=at(1, 13, 59))) == []
         assert ray.get(mon.predictions.remote()) == []
         assert ray.get(mon.state.remote())["patterns"] == [found]

@@ -7,25 +7,9 @@ import uuid
 import pytest
 
 from actors.settings import Settings
+from tests.actors.test_scheduler_actor import LEAK
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-SMALL_LEAK = """\
-name: small-leak
-duration: 40m
-seed: 1
-services:
-  api_server:
-    rps: 10
-    latency_ms: {p50: 50, p99: 400}
-    error_rate: 0.001
-    providers: [api_server]
-    operation: administrative
-faults:
-  - service: api_server
-    kind: memory_leak
-    at: 25m
-    params: {growth: 0.02}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +29,7 @@ def stack(ray_cluster, tmp_path_factory):
     pagerduty = WebhookReceiver()  # PagerDuty's Events API, on loopback
     # a scheduled training that never fires by itself during the tests (1 January), on a
     # small scenario: a test ticks the scheduler at its fire time
-    (data / "small-leak.yaml").write_text(SMALL_LEAK)
+    (data / "small-leak.yaml").write_text(LEAK.format(seed=1))
     settings = Settings(data_dir=data, redis_url=REDIS_URL,
                         database_url=f"postgresql://postgres@127.0.0.1:5432/{db}",
                         api_port=8000, pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",

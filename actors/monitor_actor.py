@@ -19,7 +19,8 @@ both. What was predicted is kept in :meth:`predictions`, and the occurrences alr
 on are saved with the detectors' state, so a restarted monitor does not act twice.
 
 Memory: with ``memory_limit_mb``, every ``resource_interval_s`` the monitor reads the resident
-memory of this node's Serve replicas (:mod:`actors.resource_signals`) into
+memory and CPU of this node's named actors (:mod:`actors.resource_signals`); the Serve
+replicas' memory goes into
 :class:`~learning.resources.MemoryGrowth` and raises a ``memory_growth`` trigger for a
 replica whose memory is forecast to reach the limit within the hour: a leak is healed before
 its requests fail.
@@ -127,6 +128,8 @@ class PredictiveMonitorActor:
         self.memory = MemoryGrowth()
         self._memory_read = float("-inf")
         self._memory_seen: dict[str, dict[str, Any]] = {}
+        self._actors_seen: dict[str, dict[str, Any]] = {}
+        self._reader: Any = None  # actors.resource_signals.ProcessReader, on first reading
         self._memory_alerts: deque[dict[str, Any]] = deque(maxlen=1000)
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
@@ -260,20 +263,26 @@ class PredictiveMonitorActor:
         return raised
 
     async def read_memory(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Read this node's replicas' memory now; returns the memory alerts raised (each
-        also a ``memory_growth`` trigger to the orchestrator)."""
-        from .resource_signals import replica_memory  # noqa: PLC0415
+        """Read this node's processes now (memory, CPU); returns the memory alerts raised
+        for Serve replicas (each also a ``memory_growth`` trigger to the orchestrator)."""
+        if self._reader is None:
+            from .resource_signals import ProcessReader  # noqa: PLC0415
 
+            self._reader = ProcessReader()
         now = self.clock.wall() if now is None else now
         limit = (self.memory_limit_mb or 0.0) * 1024 * 1024
-        seen = {m.target: m for m in replica_memory(limit)}
+        read = self._reader.read(limit)
+        seen = {u.target: u for u in read if u.service is not None}
         for gone in set(self._memory_seen) - set(seen):  # a replaced replica
             self.memory.forget(gone)
-        self._memory_seen = {t: {"service": m.service, "rss_mb": m.rss_bytes / 2 ** 20,
-                                 "limit_mb": m.limit_bytes / 2 ** 20}
-                             for t, m in seen.items()}
-        for m in seen.values():
-            self.memory.observe(m.target, m.service, now, m.rss_bytes, m.limit_bytes)
+        self._memory_seen = {t: {"service": u.service, "rss_mb": u.rss_bytes / 2 ** 20,
+                                 "limit_mb": u.limit_bytes / 2 ** 20,
+                                 "cpu_percent": u.cpu_percent} for t, u in seen.items()}
+        self._actors_seen = {u.target: {"rss_mb": u.rss_bytes / 2 ** 20,
+                                        "cpu_percent": u.cpu_percent}
+                             for u in read if u.service is None}
+        for u in seen.values():
+            self.memory.observe(u.target, u.service or "", now, u.rss_bytes, u.limit_bytes)
         raised = []
         for alert in self.memory.check(now):
             record = {"target": alert.target, "service": alert.service, "at": alert.at,
@@ -287,8 +296,10 @@ class PredictiveMonitorActor:
         return raised
 
     async def memory_state(self) -> dict[str, Any]:
-        """The replicas last read (memory and limit in MiB) and the memory alerts raised."""
-        return {"replicas": dict(self._memory_seen), "alerts": list(self._memory_alerts)}
+        """The Serve replicas last read (memory and limit in MiB, CPU in % of a core), the
+        other named actors (memory, CPU), and the memory alerts raised."""
+        return {"replicas": dict(self._memory_seen), "actors": dict(self._actors_seen),
+                "alerts": list(self._memory_alerts)}
 
     def _slo(self, now: float) -> None:
         """Send the burn-rate alerts in force; keep every service's burn rates and budget."""

@@ -1,13 +1,15 @@
 """What the processes serving selfheal's services use, read live: which actor lives in which
-process comes from Ray's own actor table, each process's resident memory from this node's
-operating system (psutil).
+process comes from Ray's own actor table, each process's resident memory and CPU from this
+node's operating system (psutil).
 
 A Serve replica is the named actor ``SERVE_REPLICA::{app}#{deployment}#{id}``; the service it
-serves is ``{app}/{deployment}``, the target a ``restart`` or ``scale`` step names. Only
-processes on this node can be read: a monitor reads its own node's replicas (``selfheal up``
-starts one; one per node would cover a larger cluster). A replica's limit is the memory it
-may use before it fails (``replica_memory_limit_mb``): Ray sets none on a process unless
-asked, so the operator says what their replicas get.
+serves is ``{app}/{deployment}``, the target a ``restart`` or ``scale`` step names. Every other
+named actor (selfheal's own: the orchestrator, the monitors, the circuits; Serve's controller
+and proxies) is read too, for the operator to see, but serves no service. Only processes on
+this node can be read: a monitor reads its own node's (``selfheal up`` starts one; one per
+node would cover a larger cluster). A process's limit is the memory it may use before it
+fails (``replica_memory_limit_mb``): Ray sets none on a process unless asked, so the operator
+says what their replicas get.
 """
 
 from __future__ import annotations
@@ -18,33 +20,47 @@ import psutil
 
 from .ray_gateway import live_actors, this_node
 
-__all__ = ["ProcessMemory", "replica_memory"]
+__all__ = ["ProcessReader", "ProcessUsage"]
 
 REPLICA = "SERVE_REPLICA::"
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessMemory:
-    target: str  # "{app}/{deployment}/{pid}": one replica
-    service: str
+class ProcessUsage:
+    target: str  # a replica "{app}/{deployment}/{pid}", an actor "{name}/{pid}"
+    service: str | None  # a replica's "{app}/{deployment}"; None for other actors
     rss_bytes: float
     limit_bytes: float
+    cpu_percent: float  # of one core, since the previous reading (0.0 at the first)
 
 
-def replica_memory(limit_bytes: float) -> list[ProcessMemory]:
-    """The resident memory of every Serve replica on this node."""
-    node = this_node()
-    out = []
-    for actor in live_actors():
-        name = actor["name"] or ""
-        if not name.startswith(REPLICA) or actor["node_id"] != node or not actor["pid"]:
-            continue
-        app, deployment, *_ = name[len(REPLICA):].split("#")
-        try:
-            rss = psutil.Process(actor["pid"]).memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone since the table was read
-            continue
-        service = f"{app}/{deployment}"
-        out.append(ProcessMemory(f"{service}/{actor['pid']}", service, float(rss),
-                                 limit_bytes))
-    return out
+class ProcessReader:
+    """Reads this node's named actors' processes; keeps each process between readings, as
+    CPU use is measured from one reading to the next."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def read(self, limit_bytes: float) -> list[ProcessUsage]:
+        node = this_node()
+        out, alive = [], {}
+        for actor in live_actors():
+            name, pid = actor["name"] or "", actor["pid"]
+            if not name or not pid or actor["node_id"] != node:
+                continue
+            try:
+                proc = self._procs.get(pid) or psutil.Process(pid)
+                with proc.oneshot():
+                    rss, cpu = proc.memory_info().rss, proc.cpu_percent(interval=None)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone since the table
+                continue
+            alive[pid] = proc
+            if name.startswith(REPLICA):
+                app, deployment, *_ = name[len(REPLICA):].split("#")
+                service: str | None = f"{app}/{deployment}"
+                target = f"{service}/{pid}"
+            else:
+                service, target = None, f"{name}/{pid}"
+            out.append(ProcessUsage(target, service, float(rss), limit_bytes, float(cpu)))
+        self._procs = alive
+        return out

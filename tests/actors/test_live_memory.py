@@ -13,7 +13,7 @@ import uuid
 
 import ray
 
-from actors.resource_signals import replica_memory
+from actors.resource_signals import ProcessReader
 from actors.runtime import orchestrator, predictive_monitor
 from actors.serve_control import delete_app, run_app
 from actors.stores.redis_conn import connect
@@ -44,7 +44,7 @@ def test_a_leaking_replica_is_restarted_before_any_request_fails(ray_cluster):
     orch = orchestrator(f"orch-mem-{uid}", workflows=[restart])
     assert handle.remote(0).result(timeout_s=30) == "ok"
     # the limit: what the replica uses now and the 400 MB after which it fails
-    [baseline] = [m for m in replica_memory(1.0) if m.service == target]
+    [baseline] = [m for m in ProcessReader().read(1.0) if m.service == target]
     limit_mb = baseline.rss_bytes / 2 ** 20 + 400
     mon = predictive_monitor(REDIS_URL, f"monitor-mem-{uid}", f"orch-mem-{uid}", start=False,
                              prefix=f"none{uid}", memory_limit_mb=limit_mb)

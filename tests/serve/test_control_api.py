@@ -437,6 +437,11 @@ def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack)
             replicas = _get(state, "/api/v1/resources", tokens["viewer"]).json()["replicas"]
         mine = [r for target, r in replicas.items() if target.startswith("selfheal/")]
         assert mine and all(0 < r["rss_mb"] < r["limit_mb"] == 2048 for r in mine), replicas
+        assert all(r["cpu_percent"] >= 0 for r in mine)
+        # and selfheal's own actors, for the operator to see: the orchestrator among them
+        actors = _get(state, "/api/v1/resources", tokens["viewer"]).json()["actors"]
+        assert any(t.startswith("orchestrator/") and a["rss_mb"] > 0
+                   for t, a in actors.items()), actors
     finally:
         recorder.close()
         connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")

@@ -16,7 +16,8 @@ Each step asks :class:`~learning.patterns.ProactivePreventionEngine` (the simula
 which are due within ``prevention_lead_s`` and raises a ``predicted`` trigger for each, once
 per expected occurrence; the orchestrator runs the service's prevention workflow and audits
 both. What was predicted is kept in :meth:`predictions`, and the occurrences already acted
-on are saved with the detectors' state, so a restarted monitor does not act twice.
+on are saved with the detectors' state (as are the error budgets), so a restarted monitor
+does not act twice nor forget the budget spent.
 
 Memory: with ``memory_limit_mb``, every ``resource_interval_s`` the monitor reads the resident
 memory and CPU of this node's named actors (:mod:`actors.resource_signals`); the Serve
@@ -52,7 +53,6 @@ from healing.workflow import Trigger
 from learning.history import event_counts
 from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
-from learning.resources import MemoryGrowth
 
 from .ray_gateway import notify_orchestrator, tell_orchestrator
 from .stores.redis_conn import connect
@@ -121,16 +121,12 @@ class PredictiveMonitorActor:
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=1000)
         self._predictions: deque[dict[str, Any]] = deque(maxlen=1000)
         self.prevention = ProactivePreventionEngine(lead_s=prevention_lead_s)
-        self.budget = ErrorBudget(SLO(slo_objective))
+        self.budget = self._restored_budget(SLO(slo_objective))
         self.slo_key = slo_key
         self.memory_limit_mb, self.resource_interval_s = memory_limit_mb, resource_interval_s
         self.memory_key = memory_key  # where the replicas' memory is kept for the API
-        self.memory = MemoryGrowth()
+        self._memory: Any = None  # actors.resource_signals.MemoryWatch, on first reading
         self._memory_read = float("-inf")
-        self._memory_seen: dict[str, dict[str, Any]] = {}
-        self._actors_seen: dict[str, dict[str, Any]] = {}
-        self._reader: Any = None  # actors.resource_signals.ProcessReader, on first reading
-        self._memory_alerts: deque[dict[str, Any]] = deque(maxlen=1000)
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
@@ -170,9 +166,24 @@ class PredictiveMonitorActor:
         if self.state_key is None:
             return False
         self.client.set(self.state_key, pickle.dumps(self.monitor))
+        # the error budgets too: the streams' events, once read, are not read again
+        self.client.set(f"{self.state_key}:budget", pickle.dumps(self.budget))
         self._save_acted()
         self._saved_at = self.clock.now()
         return True
+
+    def _restored_budget(self, slo: SLO) -> ErrorBudget:
+        """The error budgets saved before a restart, if they were kept for this SLO."""
+        if self.state_key is not None:
+            try:
+                raw = self.client.get(f"{self.state_key}:budget")
+                saved = None if raw is None else pickle.loads(raw)
+            except Exception:  # unreadable: start counting again
+                _log.warning("error budgets not restored", exc_info=True)
+                saved = None
+            if isinstance(saved, ErrorBudget) and saved.slo == slo:
+                return saved
+        return ErrorBudget(slo)
 
     def _save_acted(self) -> None:
         if self.state_key is not None:
@@ -265,41 +276,24 @@ class PredictiveMonitorActor:
     async def read_memory(self, now: float | None = None) -> list[dict[str, Any]]:
         """Read this node's processes now (memory, CPU); returns the memory alerts raised
         for Serve replicas (each also a ``memory_growth`` trigger to the orchestrator)."""
-        if self._reader is None:
-            from .resource_signals import ProcessReader  # noqa: PLC0415
+        if self._memory is None:
+            from .resource_signals import MemoryWatch  # noqa: PLC0415 - psutil, on first use
 
-            self._reader = ProcessReader()
+            self._memory = MemoryWatch(self.memory_limit_mb or 0.0)
         now = self.clock.wall() if now is None else now
-        limit = (self.memory_limit_mb or 0.0) * 1024 * 1024
-        read = self._reader.read(limit)
-        seen = {u.target: u for u in read if u.service is not None}
-        for gone in set(self._memory_seen) - set(seen):  # a replaced replica
-            self.memory.forget(gone)
-        self._memory_seen = {t: {"service": u.service, "rss_mb": u.rss_bytes / 2 ** 20,
-                                 "limit_mb": u.limit_bytes / 2 ** 20,
-                                 "cpu_percent": u.cpu_percent} for t, u in seen.items()}
-        self._actors_seen = {u.target: {"rss_mb": u.rss_bytes / 2 ** 20,
-                                        "cpu_percent": u.cpu_percent}
-                             for u in read if u.service is None}
-        for u in seen.values():
-            self.memory.observe(u.target, u.service or "", now, u.rss_bytes, u.limit_bytes)
-        raised = []
-        for alert in self.memory.check(now):
-            record = {"target": alert.target, "service": alert.service, "at": alert.at,
-                      "detail": alert.describe()}
-            self._memory_alerts.append(record)
-            raised.append(record)
+        raised = self._memory.read(now)
+        for alert in raised:
             tell_orchestrator(self.orchestrator, TriggerEvent(
                 Trigger.MEMORY_GROWTH, alert.service, alert.describe()))
         if self.memory_key is not None:
-            self.client.set(self.memory_key, json.dumps({"at": now, **await self.memory_state()}))
-        return raised
+            self.client.set(self.memory_key, json.dumps({"at": now, **self._memory.state()}))
+        return [{"target": a.target, "service": a.service, "at": a.at,
+                 "detail": a.describe()} for a in raised]
 
     async def memory_state(self) -> dict[str, Any]:
-        """The Serve replicas last read (memory and limit in MiB, CPU in % of a core), the
-        other named actors (memory, CPU), and the memory alerts raised."""
-        return {"replicas": dict(self._memory_seen), "actors": dict(self._actors_seen),
-                "alerts": list(self._memory_alerts)}
+        """What the last reading found (``actors.resource_signals.MemoryWatch.state``)."""
+        return self._memory.state() if self._memory is not None else \
+            {"replicas": {}, "actors": {}, "alerts": []}
 
     def _slo(self, now: float) -> None:
         """Send the burn-rate alerts in force; keep every service's burn rates and budget."""

@@ -14,13 +14,17 @@ says what their replicas get.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
+from learning.resources import MemoryAlert, MemoryGrowth
+
 from .ray_gateway import live_actors, this_node
 
-__all__ = ["ProcessReader", "ProcessUsage"]
+__all__ = ["MemoryWatch", "ProcessReader", "ProcessUsage"]
 
 REPLICA = "SERVE_REPLICA::"
 
@@ -64,3 +68,40 @@ class ProcessReader:
             out.append(ProcessUsage(target, service, float(rss), limit_bytes, float(cpu)))
         self._procs = alive
         return out
+
+
+class MemoryWatch:
+    """Each reading of this node's processes: the Serve replicas' memory into
+    :class:`~learning.resources.MemoryGrowth` (a replaced replica's samples dropped), and what
+    was read, for the operator."""
+
+    def __init__(self, limit_mb: float) -> None:
+        self.limit_bytes = limit_mb * 1024 * 1024
+        self.growth = MemoryGrowth()
+        self.reader = ProcessReader()
+        self.replicas: dict[str, dict[str, Any]] = {}
+        self.actors: dict[str, dict[str, Any]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=1000)
+
+    def read(self, now: float) -> list[MemoryAlert]:
+        read = self.reader.read(self.limit_bytes)
+        seen = {u.target: u for u in read if u.service is not None}
+        for gone in set(self.replicas) - set(seen):
+            self.growth.forget(gone)
+        self.replicas = {t: {"service": u.service, "rss_mb": u.rss_bytes / 2 ** 20,
+                             "limit_mb": u.limit_bytes / 2 ** 20, "cpu_percent": u.cpu_percent}
+                         for t, u in seen.items()}
+        self.actors = {u.target: {"rss_mb": u.rss_bytes / 2 ** 20, "cpu_percent": u.cpu_percent}
+                       for u in read if u.service is None}
+        for u in seen.values():
+            self.growth.observe(u.target, u.service or "", now, u.rss_bytes, u.limit_bytes)
+        raised = self.growth.check(now)
+        self.alerts.extend({"target": a.target, "service": a.service, "at": a.at,
+                            "detail": a.describe()} for a in raised)
+        return raised
+
+    def state(self) -> dict[str, Any]:
+        """The Serve replicas last read (memory and limit in MiB, CPU in % of a core), the
+        other named actors (memory, CPU), and the memory alerts raised."""
+        return {"replicas": dict(self.replicas), "actors": dict(self.actors),
+                "alerts": list(self.alerts)}

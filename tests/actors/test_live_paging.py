@@ -85,6 +85,16 @@ def test_a_detection_alone_is_a_ticket_and_a_burning_budget_with_it_pages(ray_cl
         assert "error budget burning" in pages[0]["payload"]["summary"]
         # the quiet service, whose budget never burned, was never paged
         assert not [b for p, b in receiver.received if p == "/pd" and quiet in str(b)]
+        # A restarted monitor keeps the budget spent: the streams' events are not read twice
+        ray.get(mon.save_state.remote())
+        ray.kill(mon, no_restart=False)
+        deadline = time.monotonic() + 30
+        while ray.get(mon.state.remote())["events_read"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the kill is asynchronous: wait for the new instance
+        client.delete(f"selfheal:monitor-{uid}:slo")
+        ray.get(mon.step.remote(now=t0 + 4800))
+        again = ray.get(mon.slo.remote())["services"][burning]
+        assert again["burn_rates"]["3600"] == slo["burn_rates"]["3600"]
     finally:
         ray.kill(mon)
         ray.kill(orch)

@@ -144,6 +144,9 @@ class AlertManager:
                 alert = ActiveAlert(key, service, severity, summary,
                                     tuple(n for n, _ in targets), triggered_at=now)
                 self._active[key] = alert
+            else:  # raised again, perhaps higher (a ticket become a page): say what it is now
+                alert.severity, alert.summary = severity, summary
+                alert.channels = tuple(sorted({*alert.channels, *(n for n, _ in targets)}))
             alert.status, alert.updated_at = "triggered", now
         self._changed(alert)
         return alert

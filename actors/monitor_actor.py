@@ -367,8 +367,9 @@ class PredictiveMonitorActor:
                 _log.error("malformed metric event for %s skipped", service)
                 continue
             at, latency, ok, error_kind, answered = parsed
-            # the SLO counts every request as the patient saw it: answered or not
-            weight = 1.0 / self.sample_rate if ok else 1.0
+            # the SLO counts every request as the patient saw it: answered or not. Only the
+            # primary's plain successes are sampled; a fallback's answer is always streamed
+            weight = 1.0 / self.sample_rate if ok and error_kind is None else 1.0
             self.budget.observe(service, at, weight, 0.0 if answered else weight)
             seen = event_counts(ok, error_kind, self.sample_rate)
             if seen is not None:

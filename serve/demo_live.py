@@ -193,7 +193,7 @@ class _Narrator:
         self.states: dict[str, str] = {}
         self.started: set[str] = set()  # recovery runs told as started
         self.finished: set[str] = set()  # and as ended
-        self.alerts: set[str] = set()
+        self.alerts: dict[str, str] = {}  # dedup key: the severity last told
         self.events: list[str] = []
 
     def _tell(self, now: float, text: str) -> None:
@@ -221,9 +221,9 @@ class _Narrator:
                 self.finished.add(r["run_id"])
                 verdict = "succeeded" if r["succeeded"] else r["ended"]
                 self._tell(now, f"recovery: {r['workflow']} {verdict}")
-        for a in alerts:
-            if a["dedup_key"] not in self.alerts:
-                self.alerts.add(a["dedup_key"])
+        for a in alerts:  # new, or raised again higher (a ticket become a page)
+            if self.alerts.get(a["dedup_key"]) != a["severity"]:
+                self.alerts[a["dedup_key"]] = a["severity"]
                 self._tell(now, f"alert [{a['severity']}] {a['service']}: {a['summary']}")
 
     def reset(self, circuit: str, reason: str) -> None:

@@ -83,6 +83,11 @@ def test_a_detection_alone_is_a_ticket_and_a_burning_budget_with_it_pages(ray_cl
         assert pages and pages[0]["event_action"] == "trigger"
         assert pages[0]["payload"]["severity"] == "critical"
         assert "error budget burning" in pages[0]["payload"]["summary"]
+        # the alert the operator sees is the page now, not the ticket it started as
+        [shown] = [a for a in ray.get(orch.active_alerts.remote())
+                   if a["dedup_key"] == f"slo-{burning}"]
+        assert shown["severity"] == "critical" and shown["summary"].startswith("page:")
+        assert "pager" in shown["channels"]
         # the quiet service, whose budget never burned, was never paged
         assert not [b for p, b in receiver.received if p == "/pd" and quiet in str(b)]
         # A restarted monitor keeps the budget spent: the streams' events are not read twice

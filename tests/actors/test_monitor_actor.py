@@ -10,6 +10,8 @@ import random
 import time
 import uuid
 
+import pytest
+
 from actors.monitor_actor import PredictiveMonitorActor
 from actors.runtime import orchestrator, predictive_monitor
 from actors.stores.metric_stream import MetricRecorder
@@ -176,3 +178,17 @@ def test_a_saved_state_comes_back_and_one_from_another_version_does_not():
         assert "api_server" not in fresh.monitor.services
     finally:
         client.delete(key)
+
+
+def test_the_error_budget_counts_every_request_once_whatever_was_sampled():
+    """Plain successes are streamed one in ten (each stands for ten); a fallback's answer and
+    an unanswered request are always streamed (each stands for one)."""
+    mon = PredictiveMonitorActor(REDIS_URL, None, sample_rate=0.1)
+    now = time.time()
+    events = [[now - 60 + k, 0.01, 1, None, "primary", "p"] for k in range(9)]  # 90 calls
+    events += [[now - 50 + k, 0.02, 1, "ConnectionError", "alternative_provider:b", "p"]
+               for k in range(10)]  # answered by a fallback
+    events.append([now - 30, 0.5, 0, "ConnectionError", "none", "p"])  # unanswered
+    mon._count("svc", {b"events": json.dumps(events).encode()})
+    # 1 unanswered of 101 requests, against a budget of 0.1 %
+    assert mon.budget.burn("svc", 300.0, now) == pytest.approx(1 / 101 / 0.001)

@@ -460,8 +460,14 @@ def test_scheduled_trainings_are_visible_with_their_phases(stack, ray_cluster):
     # `selfheal up` started the scheduler: at its fire time it trains on the live stores
     scheduler = find_actor("training-scheduler")
     assert ray_cluster.get(scheduler.tick.remote(body["next_at"] + 1)) == body["next_at"]
+    # the next fire time (a year on) comes while that training still runs: missed, and said
+    later = body["next_at"] + 366 * 86400
+    assert ray_cluster.get(scheduler.tick.remote(later)) is None
     assert ray_cluster.get(scheduler.wait_idle.remote(600))
-    [run] = _get(state, "/api/v1/training", tokens["viewer"]).json()["runs"]
+    runs = _get(state, "/api/v1/training", tokens["viewer"]).json()["runs"]
+    missed = [r for r in runs if r["status"] == "missed"]
+    assert len(missed) == 1 and "still running" in missed[0]["detail"]
+    [run] = [r for r in runs if r["status"] != "missed"]
     assert run["status"] == "succeeded", run
     assert run["scheduled_for"] == body["next_at"] and set(run["phases_s"]) == set(PHASES)
     assert run["version"] in {v["version"] for v in

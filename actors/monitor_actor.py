@@ -287,8 +287,7 @@ class PredictiveMonitorActor:
                 Trigger.MEMORY_GROWTH, alert.service, alert.describe()))
         if self.memory_key is not None:
             self.client.set(self.memory_key, json.dumps({"at": now, **self._memory.state()}))
-        return [{"target": a.target, "service": a.service, "at": a.at,
-                 "detail": a.describe()} for a in raised]
+        return [a.as_dict() for a in raised]
 
     async def memory_state(self) -> dict[str, Any]:
         """What the last reading found (``actors.resource_signals.MemoryWatch.state``)."""

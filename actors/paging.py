@@ -5,7 +5,8 @@ the orchestrator its burn-rate alerts each step (:meth:`LivePager.burning`); eve
 that reaches the orchestrator other than an operator's own is the detection key
 (:meth:`LivePager.detected`). When :class:`~healing.slo.Pager` opens an incident or raises
 it to a page, the notice goes out through the alert channels: a page to ``pager`` (PagerDuty)
-as critical, a ticket to ``slack``, one alert per service (dedup key ``slo-{service}``).
+as critical, a ticket to ``slack``, one alert per service (dedup key ``slo-{service}``), sent
+from a thread of its own so that no trigger waits on a webhook.
 
 Workflow alert steps obey the same rule (:meth:`LivePager.gate`): an alert meant to page (the
 ``pager`` channel, or critical, which escalates to it) goes out as a ticket on ``slack``
@@ -15,8 +16,10 @@ gated: whoever asked is awake.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from healing.clock import Clock
@@ -39,6 +42,7 @@ class LivePager:
         self.alerts, self.clock = alerts, clock
         self.record = record  # told of every notice (to keep it in the actor's state)
         self._burning: dict[str, tuple[list[BurnAlert], float]] = {}
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pager")
 
     def detected(self, service: str) -> Notice | None:
         self.pager.detected(service, self.clock.wall())
@@ -57,16 +61,26 @@ class LivePager:
         if self.record is not None:
             self.record(dataclasses.asdict(notice))
         if self.alerts is not None:
-            page = notice.level == "page"
+            # off the caller's event loop (a trigger must not wait on Slack), one at a time
+            # so that a ticket and the page it becomes arrive in that order
             try:
-                self.alerts.trigger(service, "critical" if page else "medium",
-                                    "pager" if page else "slack",
-                                    f"{notice.level}: {notice.why}"[:500],
-                                    dedup_key=f"slo-{service}",
-                                    details={"level": notice.level})
-            except AlertError:  # the notice is kept; the channel's failure is logged
-                _log.warning("%s for %s not delivered", notice.level, service, exc_info=True)
+                asyncio.get_running_loop().run_in_executor(self._sender, self._send, notice)
+            except RuntimeError:  # no loop: a plain object in a test
+                self._send(notice)
         return notice
+
+    def _send(self, notice: Notice) -> None:
+        assert self.alerts is not None
+        page = notice.level == "page"
+        try:
+            self.alerts.trigger(notice.service, "critical" if page else "medium",
+                                "pager" if page else "slack",
+                                f"{notice.level}: {notice.why}"[:500],
+                                dedup_key=f"slo-{notice.service}",
+                                details={"level": notice.level})
+        except AlertError:  # the notice is kept; the channel's failure is logged
+            _log.warning("%s for %s not delivered", notice.level, notice.service,
+                         exc_info=True)
 
     def gate(self, effect: SendAlert) -> SendAlert:
         """``effect`` as it may go out: a page only for an incident the pager paged."""

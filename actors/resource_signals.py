@@ -96,8 +96,7 @@ class MemoryWatch:
         for u in seen.values():
             self.growth.observe(u.target, u.service or "", now, u.rss_bytes, u.limit_bytes)
         raised = self.growth.check(now)
-        self.alerts.extend({"target": a.target, "service": a.service, "at": a.at,
-                            "detail": a.describe()} for a in raised)
+        self.alerts.extend(a.as_dict() for a in raised)
         return raised
 
     def state(self) -> dict[str, Any]:

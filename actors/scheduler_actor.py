@@ -15,13 +15,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from healing.clock import Clock, SystemClock
 from learning.schedule import CronSchedule, TrainingScheduler
 
 from .stores.redis_conn import connect
-from .training_job import LiveSource
+
+if TYPE_CHECKING:  # the training job pulls in the simulator: only the run task needs it
+    from .training_job import LiveSource
 
 __all__ = ["RUNS_KEY", "TrainingSchedulerActor", "read_runs"]
 

@@ -67,15 +67,17 @@ def calibrate_thresholds(segments: dict[str, list[list[Bucket]]],
 
 
 def tune_thresholds(orchestrator: Any, segments: dict[str, list[list[Bucket]]],
-                    window_s: float = 60.0, min_calls: float = 20.0) -> list[dict[str, Any]]:
+                    window_s: float = 60.0, min_calls: float = 20.0,
+                    choices: list[Choice] | None = None) -> list[dict[str, Any]]:
     """Put in force, through the orchestrator (which audits each change and can revert it),
-    the thresholds :func:`calibrate_thresholds` chooses that move by more than 20 %. Bucket
-    rates are noisier than the orchestrator's longer window, so a threshold chosen on them
-    errs on the side of fewer alarms."""
+    the thresholds :func:`calibrate_thresholds` chooses (or ``choices``, when the caller
+    already has them) that move by more than 20 %. Bucket rates are noisier than the
+    orchestrator's longer window, so a threshold chosen on them errs on the side of fewer
+    alarms."""
     current = get(orchestrator.thresholds.remote())
     manager = AdaptiveThresholdManager(current={s: t[0] for s, t in current.items()})
     applied = []
-    for choice in calibrate_thresholds(segments, min_calls):
+    for choice in choices if choices is not None else calibrate_thresholds(segments, min_calls):
         change = manager.apply(choice)
         if change is not None:
             applied.append(get(orchestrator.adopt_threshold.remote(
@@ -181,7 +183,8 @@ def run_training(uri: str, history: Sequence[Scenario], replay_on: Sequence[Scen
     if promoted and promote:
         set_champion(uri, version, reasons)
     lap("register")
-    thresholds = tune_thresholds(orchestrator, segments) if orchestrator is not None else []
+    thresholds = tune_thresholds(orchestrator, segments, choices=calibrated) \
+        if orchestrator is not None else []
     return {"run_id": run_id, "version": version, "promoted": promoted and promote,
             "thresholds": thresholds, "phases_s": phases,
             "against": f"version {current[0]}" if current else "the default policy",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import statistics
 import timeit
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 RESULTS = pathlib.Path(__file__).with_name("results.json")
 
@@ -76,3 +78,37 @@ def regenerate(doc: pathlib.Path, start: str, end: str, body: str) -> None:
     """Replace ``doc``'s block between the markers with ``body`` between them."""
     text = doc.read_text()
     doc.write_text(text.replace(between(text, start, end), f"{start}\n{body}\n{end}"))
+
+
+@dataclass(frozen=True)
+class GeneratedBlock:
+    """A generated part of a document, between two markers: ``render`` makes its body from
+    results.json's figures. The README's Measured table and docs/learning.md's tables are
+    such blocks; ``make bench`` rewrites them and tests check they match."""
+
+    doc: pathlib.Path
+    start: str
+    end: str
+    render: Callable[[list[dict[str, Any]]], str]
+
+    def block(self, results: list[dict[str, Any]]) -> str:
+        return f"{self.start}\n{self.render(results)}\n{self.end}"
+
+    def current(self, text: str) -> str:
+        """The block as ``text`` holds it now."""
+        return between(text, self.start, self.end)
+
+    def update(self, doc: pathlib.Path | None = None, results: pathlib.Path = RESULTS) -> None:
+        regenerate(doc or self.doc, self.start, self.end,
+                   self.render(json.loads(results.read_text())))
+
+
+def number(v: float) -> str:
+    """A figure as the generated tables show it: three significant places or so."""
+    if math.isnan(v):
+        return "n/a"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from healing.config import check_count, check_positive, check_ratio
 
@@ -38,6 +39,11 @@ class MemoryAlert:
     service: str
     at: float
     forecast: Forecast
+
+    def as_dict(self) -> dict[str, Any]:
+        """What is kept and shown of it: the replica, its service, when, and why."""
+        return {"target": self.target, "service": self.service, "at": self.at,
+                "detail": self.describe()}
 
     def describe(self) -> str:
         f = self.forecast

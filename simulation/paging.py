@@ -49,7 +49,7 @@ def paging(result: RunResult, mode: PagingMode | str, slo: SLO | None = None) ->
     """Replay ``result`` minute by minute through a pager in ``mode``."""
     slo = slo or SLO()
     budget, pager = ErrorBudget(slo, finest_s=STEP_S), Pager(mode)
-    out = PagingOutcome(PagingMode(mode).value if isinstance(mode, str) else mode.value)
+    out = PagingOutcome(PagingMode(mode).value)
     detections = sorted(result.detections, key=lambda d: d.at)
     duration = int(result.scenario.duration_s)
     k = 0

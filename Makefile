@@ -35,7 +35,7 @@ $(STAMP): $(DEPS)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,notebooks]'
 	touch $(STAMP)
 
 # The test suite talks to a real Redis and a real PostgreSQL on 127.0.0.1; start them when

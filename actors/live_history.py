@@ -12,12 +12,12 @@ trail's failures (one per service, kind and minute) and circuits opening.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 from sqlalchemy import Integer, cast, func, select
 
-from healing.audit import AuditKind
 from learning.history import buckets_from_events
 from learning.patterns import FailureEvent
 from learning.training import Bucket
@@ -25,27 +25,42 @@ from learning.training import Bucket
 from .stores.audit_sql import AuditStore, circuit_transitions, failure_events
 from .stores.metric_stream import read_events
 
-__all__ = ["live_history", "recorded_failures", "stream_services", "trouble_from_audit"]
+__all__ = ["live_history", "read_transitions", "recorded_failures", "stream_services",
+           "trouble_spans"]
 
 _OPEN = ("OPEN", "FORCED_OPEN")
 
 
-def trouble_from_audit(records: Any, until: float) -> dict[str, list[tuple[float, float]]]:
-    """Per service, the spans during which one of its circuits stood open."""
+def trouble_spans(transitions: Iterable[tuple[float, str, str, str]], until: float
+                  ) -> dict[str, list[tuple[float, float]]]:
+    """Per service, the spans during which one of its circuits stood open or half-open
+    (from opening until closed again), from circuit transitions ``(at, service, circuit,
+    to_state)``; a circuit still open is open until ``until``."""
     opened: dict[str, float] = {}  # circuit -> since
     spans: dict[str, list[tuple[float, float]]] = {}
-    transitions = sorted((r for r in records if r.kind is AuditKind.CIRCUIT_TRANSITION),
-                         key=lambda r: r.at)
-    for r in transitions:
-        circuit = str(r.data.get("circuit", "")).split(" (process", 1)[0]
-        to = r.data.get("to_state")
+    for at, service, name, to in sorted(transitions, key=lambda t: t[0]):
+        circuit = name.split(" (process", 1)[0]  # a process's view is its circuit's
         if to in _OPEN:
-            opened.setdefault(circuit, r.at)
-        elif circuit in opened:
-            spans.setdefault(r.service, []).append((opened.pop(circuit), r.at))
+            opened.setdefault(circuit, at)
+        elif to != "HALF_OPEN" and circuit in opened:  # trial calls: still in trouble
+            spans.setdefault(service, []).append((opened.pop(circuit), at))
     for circuit, since in opened.items():
         spans.setdefault(circuit.split(":", 1)[0], []).append((since, until))
     return spans
+
+
+def read_transitions(store: AuditStore, since: float | None = None,
+                     until: float | None = None) -> list[tuple[float, str, str, str]]:
+    """The audit trail's circuit transitions ``(at, service, circuit, to_state)`` between
+    ``since`` and ``until`` (None: unbounded), from their table, not the whole ledger."""
+    c = circuit_transitions
+    q = select(c.c.at, c.c.service, c.c.circuit, c.c.to_state)
+    if since is not None:
+        q = q.where(c.c.at >= since)
+    if until is not None:
+        q = q.where(c.c.at <= until)
+    with store.engine.connect() as conn:
+        return [(float(at), s, circ, to) for at, s, circ, to in conn.execute(q)]
 
 
 def stream_services(client: redis.Redis, prefix: str = "metrics") -> list[str]:
@@ -68,7 +83,7 @@ def live_history(client: redis.Redis, audit_url: str, services: list[str],
     until = max((e[0] for e in events), default=0.0)
     store = AuditStore(audit_url)
     try:
-        trouble = trouble_from_audit(store.records(), until)
+        trouble = trouble_spans(read_transitions(store), until)
     finally:
         store.dispose()
     return buckets_from_events(events, trouble, sample_rate)
@@ -79,8 +94,7 @@ def recorded_failures(store: AuditStore, since: float, until: float) -> list[Fai
     service, error kind and minute (a burst of a thousand errors is one occurrence), and
     each circuit opening (kind ``circuit_open``)."""
     f, c = failure_events, circuit_transitions
-    minute_f = cast(f.c.at / 60, Integer)
-    minute_c = cast(c.c.at / 60, Integer)
+    minute_f, minute_c = _minute(store, f.c.at), _minute(store, c.c.at)
     qf = (select(f.c.service, f.c.error_kind, func.min(f.c.at))
           .where(f.c.at >= since, f.c.at <= until)
           .group_by(f.c.service, f.c.error_kind, minute_f))
@@ -92,3 +106,11 @@ def recorded_failures(store: AuditStore, since: float, until: float) -> list[Fai
         events = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
         events += [FailureEvent(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
     return events
+
+
+def _minute(store: AuditStore, at: Any) -> Any:
+    """The minute an epoch time falls in: floor, as :mod:`actors.frames` counts it
+    (PostgreSQL's cast to integer rounds; SQLite's truncates, which is floor here)."""
+    if store.dialect == "postgresql":
+        return func.floor(at / 60)
+    return cast(at / 60, Integer)

@@ -49,7 +49,7 @@ from learning.patterns import FailureEvent, PatternRecognizer, ProactivePreventi
 from learning.resources import MemoryGrowth
 
 from .policy import Policy, default_policy
-from .records import Detection, OutcomeCounter, RunAudit, RunResult, ServiceLog
+from .records import SAMPLE_RATE, Detection, OutcomeCounter, RunAudit, RunResult, ServiceLog
 from .recovery_actions import WorkflowRun
 from .scenario import Scenario
 from .world import ProviderError, World, good_answer
@@ -105,7 +105,7 @@ class Simulation:
         self._random = self.rng.random
         self._rules = {name: self.policy.error_rule(name) for name in scenario.services}
         self.recorder = OutcomeCounter(self.logs, random.Random(f"{self.seed}:sample")
-                                  if event_log else None, 0.1)
+                                  if event_log else None, SAMPLE_RATE)
         self.audit = RunAudit(keep=event_log)
         self._steps_expected = 0
         # What each service's answers must pass: its strategy's integrity check. A service

@@ -4,16 +4,24 @@ Four files in one directory per run:
 
 * ``outcomes.parquet``: the guard's outcomes as the live metric streams keep them (every
   error and a 10 % sample of successes): ``at, service, latency_s, ok, error_kind, tier,
-  provider``;
+  provider`` (``ok``: the request was answered, by the primary when ``error_kind`` is
+  null, else by the fallback ``tier``);
 * ``audit.parquet``: the audit trail's records: ``id, kind, at, service, data`` (data as JSON);
 * ``detections.parquet``: ``at, service, signal, detail`` (simulated seconds from the start);
 * ``steps.parquet``: every recovery step: ``at, run, workflow, service, step, action,
   status, duration_s, rollback, error``;
 * ``trouble.parquet``: the ground truth, when each service was really in trouble (a fault
   that was not prevented acting on it or on one it depends on): ``service, start, end``, UTC
-  epoch seconds. It is what training labels its buckets with.
+  epoch seconds. It is what training labels its buckets with;
+* ``runs.parquet``: every recovery workflow run, as the live orchestrator summarises its
+  own: ``run_id, workflow, service, trigger, started_at, ended_at, succeeded, ended`` (UTC
+  epoch seconds; a run still going at the end has no ``ended_at``);
+* ``run.json``: what the run was: ``scenario, file, seed, start`` (UTC epoch seconds of
+  simulated second 0, to place ``detections`` and ``steps`` on the wall clock),
+  ``duration_s, sample_rate, services``.
 
 ``at`` is UTC epoch seconds (the scenario's simulated wall clock) in the first two, as live.
+``actors.frames`` reads all of it as pandas DataFrames, on the wall clock.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import pyarrow.parquet as pq
 
 from learning.history import buckets_from_events
 from learning.training import Bucket
+
+from .records import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from .records import RunResult
@@ -81,10 +91,26 @@ def write_event_log(result: RunResult, directory: str | pathlib.Path) -> pathlib
         "start": pa.array([s[1] for s in spans], pa.float64()),
         "end": pa.array([s[2] for s in spans], pa.float64()),
     }), out / "trouble.parquet")
+    runs = result.runs
+    pq.write_table(pa.table({
+        "run_id": pa.array([r["run_id"] for r in runs], pa.string()),
+        "workflow": pa.array([r["workflow"] for r in runs], pa.string()),
+        "service": pa.array([r["service"] for r in runs], pa.string()),
+        "trigger": pa.array([r["trigger"] for r in runs], pa.string()),
+        "started_at": pa.array([wall + r["started_s"] for r in runs], pa.float64()),
+        "ended_at": pa.array([wall + r["ended_s"] if "ended_s" in r else None for r in runs],
+                             pa.float64()),
+        "succeeded": pa.array([r.get("succeeded") for r in runs], pa.bool_()),
+        "ended": pa.array([r.get("ended") for r in runs], pa.string()),
+    }), out / "runs.parquet")
+    (out / "run.json").write_text(json.dumps({
+        "scenario": sc.name, "file": sc.source, "seed": result.seed, "start": wall,
+        "duration_s": sc.duration_s, "sample_rate": SAMPLE_RATE,
+        "services": sorted(sc.services)}, indent=1) + "\n")
     return out
 
 
-def read_training_history(directory: str | pathlib.Path, sample_rate: float = 0.1,
+def read_training_history(directory: str | pathlib.Path, sample_rate: float = SAMPLE_RATE,
                           bucket_s: float = 10.0) -> dict[str, list[Bucket]]:
     """An exported event log as labelled buckets (see :mod:`learning.history`)."""
     d = pathlib.Path(directory)

@@ -15,7 +15,11 @@ from healing.outcome import NOT_CALLED, OutcomeRecord
 from .scenario import Scenario
 from .world import FaultInstance
 
-__all__ = ["Detection", "OutcomeCounter", "RunAudit", "RunResult", "ServiceLog"]
+__all__ = ["SAMPLE_RATE", "Detection", "OutcomeCounter", "RunAudit", "RunResult",
+           "ServiceLog"]
+
+# the share of successes an event log keeps (every error is kept), as the live streams do
+SAMPLE_RATE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,10 @@ class OutcomeCounter:
                 log.calls[self.sec] += 1
                 log.errors[self.sec] += 1
         if self.rng is not None and (kind is not None or self.rng.random() < self.sample_rate):
-            # the live metric stream's event: [at, latency_s, ok, error_kind, tier, provider]
-            self.sampled.append((o.at, o.service, o.latency_s, o.success and kind is None,
-                                 kind, o.tier, o.provider))
+            # the live metric stream's event: [at, latency_s, answered, error_kind, tier,
+            # provider]; answered by the primary when error_kind is None
+            self.sampled.append((o.at, o.service, o.latency_s, o.success, kind, o.tier,
+                                 o.provider))
 
 
 class RunAudit:

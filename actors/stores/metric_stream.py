@@ -7,7 +7,9 @@ background thread flushes the buffer: one atomic Lua call per flush does the ``H
 and the ``XADD metrics:{service} MAXLEN ~ N``s.
 
 Stream entries carry a batch of events each (field ``events``: a JSON list of
-``[at, latency_s, ok, error_kind, tier, provider]``; field ``n``: how many). Batching is
+``[at, latency_s, ok, error_kind, tier, provider]``; field ``n``: how many). An entry's id is
+its latest event's time (or just after the stream's newest id, when that is later), not the
+time Redis received it, so a time range of events is a range of ids. Batching is
 what lets one Python process deliver 100k events/s: redis-py costs ~20 µs a command, so
 single-event entries top out near 50k/s.
 
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +42,15 @@ __all__ = ["MetricRecorder", "RecorderStats"]
 _log = logging.getLogger("selfheal.metrics")
 
 EVENTS_PER_ENTRY = 200
+ENTRY_SPAN_S = 10.0  # the longest stretch of time one entry's events cover
 FLUSH_ID_TTL_S = 3600
 
 # KEYS: [flush-id key, stream_1, counts_1, stream_2, counts_2, ...]
 # ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, [entry, ...]], ...]]
+# An entry is [n, events JSON, its latest event's time in ms]. Its stream id is that time, or
+# just after the stream's newest id if that is later (ids only grow): so every event of an
+# entry happened at or before the entry's id, and a time range is read from its start
+# (actors.frames). Explicit ids, as Redis 6.2 (the embedded server) has no "ms-*".
 _FLUSH_SCRIPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local services = cjson.decode(ARGV[3])
@@ -50,8 +59,19 @@ for i, s in ipairs(services) do
   if s[1] > 0 then redis.call('HINCRBY', counts, 'total', s[1]) end
   if s[2] > 0 then redis.call('HINCRBY', counts, 'errors', s[2]) end
   if s[3] > 0 then redis.call('HINCRBY', counts, 'fallbacks', s[3]) end
+  local top_ms, top_seq = -1, 0
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if top[1] then
+    local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
+    top_ms, top_seq = tonumber(a), tonumber(b)
+  end
   for _, entry in ipairs(s[4]) do
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', 'n', entry[1], 'events', entry[2])
+    local ms, seq = entry[3], 0
+    if ms <= top_ms then ms, seq = top_ms, top_seq + 1 end
+    if ms == 0 and seq == 0 then seq = 1 end  -- 0-0 is not a valid id
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], string.format('%d-%d', ms, seq),
+               'n', entry[1], 'events', entry[2])
+    top_ms, top_seq = ms, seq
   end
 end
 return 1
@@ -185,9 +205,9 @@ class MetricRecorder:
             keys += [f"{self.prefix}:{svc}", f"{self.prefix}:{svc}:count"]
             evs = by_service.get(svc, [])
             entries = [[len(chunk), json.dumps([_event(e) for e in chunk],
-                                               separators=(",", ":"))]
-                       for chunk in (evs[i:i + EVENTS_PER_ENTRY]
-                                     for i in range(0, len(evs), EVENTS_PER_ENTRY))]
+                                               separators=(",", ":")),
+                        max(0, math.ceil(max(e.at for e in chunk) * 1000))]
+                       for chunk in _chunks(evs)]
             total, errors, fallbacks = counts.get(svc, (0, 0, 0))
             payload.append([total, errors, fallbacks, entries])
         self._flush_seq += 1
@@ -215,6 +235,25 @@ class MetricRecorder:
                     continue
             except redis.RedisError as exc:
                 _log.warning("metrics left unsent at close: %s", exc)
+
+
+def _chunks(events: list[OutcomeRecord]) -> Iterator[list[OutcomeRecord]]:
+    """Entries of at most EVENTS_PER_ENTRY events spanning at most ENTRY_SPAN_S: a flush
+    after Redis was away holds minutes of events, and an entry's id (its latest event) must
+    stay close to each of its events for a time range to be read by ids."""
+    chunk: list[OutcomeRecord] = []
+    lo = hi = 0.0
+    for e in events:
+        if chunk and (len(chunk) >= EVENTS_PER_ENTRY
+                      or max(hi, e.at) - min(lo, e.at) > ENTRY_SPAN_S):
+            yield chunk
+            chunk = []
+        if not chunk:
+            lo = hi = e.at
+        chunk.append(e)
+        lo, hi = min(lo, e.at), max(hi, e.at)
+    if chunk:
+        yield chunk
 
 
 def _event(o: OutcomeRecord) -> list[Any]:

@@ -1,0 +1,432 @@
+"""Everything selfheal records, as pandas DataFrames: the analysts' one interface.
+
+Two kinds of source give the same frames, with the same columns and types:
+
+* :class:`LiveFrames` reads a running service's stores (or those a stopped one left in its
+  data directory): the Redis metric streams, the SQL audit trail, the orchestrator's state in
+  Redis, and MLflow;
+* :class:`EventLogFrames` reads simulation event logs (``selfheal simulate --events DIR``:
+  one folder of Parquet files per run), and MLflow when given its URI.
+
+:func:`open_frames` picks one from what it is given. Every loader takes ``start`` and
+``end`` (UTC: epoch seconds, ISO text, ``datetime`` or ``pandas.Timestamp``; a time without a
+zone is UTC) and ``services`` (a name or a list; None: all), and reads only that: a time
+range of each Redis stream, a ``WHERE`` on the SQL tables, Parquet filters. Times come back
+as ``datetime64[ns, UTC]``. Every frame has a ``run`` column: the event log's folder name,
+or ``"live"``. Patients, clinicians and operators appear only as the pseudonyms the stores
+keep. The columns are listed in docs/data.md; the derived frames (``metrics``, ``history``,
+``patterns``) are built in :mod:`actors.frames_build`, the same way for both sources.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import redis
+from sqlalchemy import select
+
+from healing.audit import AuditKind, AuditRecord
+from healing.clock import Clock, SystemClock
+from healing.errors import SelfHealError
+
+from . import frames_build as build
+from .frames_build import COLUMNS, TimeLike, as_epoch, frame, service_list
+from .live_history import read_transitions, stream_services, trouble_spans
+from .settings import Settings
+from .stores.actor_state import ActorState
+from .stores.audit_sql import PROJECTIONS, AuditStore
+from .stores.embedded_redis import EmbeddedRedis
+
+__all__ = ["COLUMNS", "EventLogFrames", "Frames", "FramesError", "LiveFrames", "open_frames",
+           "to_segments"]
+
+to_segments = build.to_segments
+
+# A stream entry's id is at or after each of its events, and at most ENTRY_SPAN_S after
+# (actors.stores.metric_stream), so a range is read from ``start``'s id. Past ``end``, a
+# writer's entry can carry earlier events when another writer's newer entry came first (its
+# id is then just after that one): read this much further; an entry that lagged longer than
+# that (clocks apart by more, say) is not seen.
+FLUSH_SLACK_S = 300.0
+# how far before ``start`` circuit transitions are read, to know what was already open
+TROUBLE_LOOKBACK_S = 86400.0
+
+
+class FramesError(SelfHealError):
+    """A source cannot be read: names the path or store, and why."""
+
+
+class Frames:
+    """The loaders both sources share; subclasses provide the raw reads."""
+
+    mlflow_uri: str | None = None
+
+    # -- raw reads, per source -----------------------------------------------------------
+
+    def _outcomes(self, start: float | None, end: float | None,
+                  services: list[str] | None) -> Iterator[tuple[str, float, pd.DataFrame]]:
+        """Per run: its name, its sample rate, and its events (``at, service, latency_s,
+        ok, error_kind, tier, provider``)."""
+        raise NotImplementedError
+
+    def _audit(self, kind: AuditKind, start: float | None, end: float | None,
+               services: list[str] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _runs(self, start: float | None, end: float | None,
+              services: list[str] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _detections(self, start: float | None, end: float | None,
+                    services: list[str] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _trouble(self, start: float | None, end: float | None,
+                 services: list[str] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    # -- the frames --------------------------------------------------------------------
+
+    def outcomes(self, start: TimeLike = None, end: TimeLike = None,
+                 services: str | list[str] | None = None) -> pd.DataFrame:
+        """Guarded calls as the metric streams keep them: every error, a sample of the
+        successes; ``weight`` is how many calls each stands for."""
+        s, e, names = _args(start, end, services)
+        parts = [build.outcome_frame(run, rate, raw) for run, rate, raw in
+                 self._outcomes(s, e, names)]
+        return build.concat(parts, "outcomes")
+
+    def metrics(self, start: TimeLike = None, end: TimeLike = None,
+                services: str | list[str] | None = None, freq: str = "1min") -> pd.DataFrame:
+        """Per run, service and ``freq`` (a minute by default): requests, errors, the error
+        rate of the primary, fallbacks, unanswered requests, latency quantiles."""
+        return build.metrics(self.outcomes(start, end, services), freq)
+
+    def failures(self, start: TimeLike = None, end: TimeLike = None,
+                 services: str | list[str] | None = None) -> pd.DataFrame:
+        """The audit trail's failure events: who was affected (pseudonyms), what failed,
+        which tier served, the integrity check, the patient impact."""
+        return self._audit_frame(AuditKind.FAILURE_EVENT, start, end, services)
+
+    def recovery_steps(self, start: TimeLike = None, end: TimeLike = None,
+                       services: str | list[str] | None = None) -> pd.DataFrame:
+        return self._audit_frame(AuditKind.RECOVERY_STEP, start, end, services)
+
+    def circuit_transitions(self, start: TimeLike = None, end: TimeLike = None,
+                            services: str | list[str] | None = None) -> pd.DataFrame:
+        return self._audit_frame(AuditKind.CIRCUIT_TRANSITION, start, end, services)
+
+    def operator_actions(self, start: TimeLike = None, end: TimeLike = None,
+                         services: str | list[str] | None = None) -> pd.DataFrame:
+        """What people (pseudonymised) and selfheal's own automation did by hand's right:
+        resets, forced opens, threshold changes, promotions, predictions acted on."""
+        return self._audit_frame(AuditKind.OPERATOR_ACTION, start, end, services)
+
+    def workflow_runs(self, start: TimeLike = None, end: TimeLike = None,
+                      services: str | list[str] | None = None) -> pd.DataFrame:
+        """Recovery workflow runs that started in the range: trigger, outcome, duration."""
+        return frame(self._runs(*_args(start, end, services)), "workflow_runs")
+
+    def detections(self, start: TimeLike = None, end: TimeLike = None,
+                   services: str | list[str] | None = None) -> pd.DataFrame:
+        """Every trigger that reached the orchestrator (or the simulated one)."""
+        return frame(self._detections(*_args(start, end, services)), "detections")
+
+    def trouble(self, start: TimeLike = None, end: TimeLike = None,
+                services: str | list[str] | None = None) -> pd.DataFrame:
+        """When each service was in trouble: the simulated faults' ground truth, or, live,
+        the spans a circuit of the service stood open."""
+        return frame(self._trouble(*_args(start, end, services)), "trouble")
+
+    def history(self, start: TimeLike = None, end: TimeLike = None,
+                services: str | list[str] | None = None, bucket_s: float = 10.0
+                ) -> pd.DataFrame:
+        """Labelled buckets, as training sees them: calls and errors of the primary per
+        ``bucket_s``, and whether the service was in trouble (:func:`to_segments` turns
+        them into ``learning`` buckets)."""
+        s, e, names = _args(start, end, services)
+        trouble = self._trouble(s, e, names)
+        parts = [build.history(run, rate, raw, trouble, bucket_s)
+                 for run, rate, raw in self._outcomes(s, e, names)]
+        return build.concat(parts, "history")
+
+    def patterns(self, start: TimeLike = None, end: TimeLike = None,
+                 services: str | list[str] | None = None, now: TimeLike = None
+                 ) -> pd.DataFrame:
+        """Recurring failures found in the range (seed 7.1), with their recommendation,
+        priority and estimated impact; ``next_expected`` after ``now`` (default: ``end``,
+        else the last failure)."""
+        failures = self.failures(start, end, services)
+        opens = self.circuit_transitions(start, end, services)
+        return build.patterns(failures, opens, as_epoch(now, "now"))
+
+    # -- MLflow ------------------------------------------------------------------------
+
+    def mlflow_runs(self, experiment: str = "selfheal-simulation", start: TimeLike = None,
+                    end: TimeLike = None, filter_string: str = "") -> pd.DataFrame:
+        """MLflow's runs of ``experiment`` that started in the range, as MLflow's own
+        ``search_runs`` frame (``params.*``, ``metrics.*``, ``tags.*`` columns);
+        ``selfheal-simulation`` holds simulated runs, ``selfheal-monitor-training`` the
+        trainings."""
+        uri = self._need_mlflow()
+        s, e, _ = _args(start, end, None)
+        terms = [filter_string] if filter_string else []
+        if s is not None:
+            terms.append(f"attributes.start_time >= {int(s * 1000)}")
+        if e is not None:
+            terms.append(f"attributes.start_time < {int(e * 1000)}")
+        return build.mlflow_runs(uri, experiment, " and ".join(terms))
+
+    def models(self) -> pd.DataFrame:
+        """Every registered version of the monitor model, newest first, with which is the
+        champion and why each was promoted."""
+        return build.models(self._need_mlflow())
+
+    def _need_mlflow(self) -> str:
+        if self.mlflow_uri is None:
+            raise FramesError("no MLflow store given: pass mlflow_uri= (for a data "
+                              "directory, sqlite:///DIR/mlflow.db)")
+        return self.mlflow_uri
+
+    def _audit_frame(self, kind: AuditKind, start: TimeLike, end: TimeLike,
+                     services: str | list[str] | None) -> pd.DataFrame:
+        return frame(self._audit(kind, *_args(start, end, services)), kind.value)
+
+    def close(self) -> None:
+        """Release connections (and an embedded Redis this object started)."""
+
+    def __enter__(self) -> Frames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LiveFrames(Frames):
+    """A running service's stores, or those a stopped one left (``Settings.embedded(DIR)``:
+    its private Redis is started on the append-only file it left, and stopped again by
+    :meth:`close`). Reads never write: the SQLite audit database is opened read-only.
+
+    Args:
+        settings: where the stores are (``actors.settings.load_settings()``).
+        orchestrator: the orchestrator actor's name (its persisted runs and detections).
+        clock: what "now" is (a circuit still open is in trouble until now).
+    """
+
+    def __init__(self, settings: Settings, orchestrator: str = "orchestrator",
+                 clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._server: EmbeddedRedis | None = None
+        url = settings.redis_url
+        if url is None:  # an embedded setup: its private Redis, running or left on disk
+            server = EmbeddedRedis(settings.data_dir / "redis")
+            was_running = server.running()
+            try:
+                server.start()
+            except SelfHealError as exc:
+                raise FramesError(f"{settings.data_dir / 'redis'}: {exc}") from None
+            url = server.url
+            if not was_running:  # ours to stop; another process's is left running
+                self._server = server
+        self.redis = redis.Redis.from_url(url, socket_timeout=10)
+        try:
+            self.store = AuditStore(settings.audit_database_url(), read_only=True)
+        except SelfHealError as exc:
+            self.close()
+            raise FramesError(str(exc)) from None
+        self.state = ActorState(self.redis, f"selfheal:{orchestrator}")
+        self.sample_rate = settings.metrics_sample_rate
+        self.mlflow_uri = settings.mlflow_tracking_uri or (
+            f"sqlite:///{settings.data_dir / 'mlflow.db'}"
+            if (settings.data_dir / "mlflow.db").exists() else None)
+
+    def _outcomes(self, start: float | None, end: float | None,
+                  services: list[str] | None) -> Iterator[tuple[str, float, pd.DataFrame]]:
+        names = services if services is not None else stream_services(self.redis)
+        lo = "-" if start is None else str(max(0, math.floor(start * 1000)))
+        hi = "+" if end is None else str(int((end + FLUSH_SLACK_S) * 1000))
+        rows: list[list[Any]] = []
+        for service in names:
+            for _id, fields in self.redis.xrange(f"metrics:{service}", lo, hi):
+                for at, latency, ok, kind, tier, provider in json.loads(fields[b"events"]):
+                    if (start is None or at >= start) and (end is None or at < end):
+                        rows.append([at, service, latency, bool(ok), kind, tier, provider])
+        yield "live", self.sample_rate, pd.DataFrame(rows, columns=build.RAW_OUTCOMES)
+
+    def _audit(self, kind: AuditKind, start: float | None, end: float | None,
+               services: list[str] | None) -> pd.DataFrame:
+        table = PROJECTIONS[kind][0]
+        q = select(table)
+        if start is not None:
+            q = q.where(table.c.at >= start)
+        if end is not None:
+            q = q.where(table.c.at < end)
+        if services is not None:
+            q = q.where(table.c.service.in_(services))
+        with self.store.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q.order_by(table.c.at))]
+        return build.audit_rows("live", rows, kind)
+
+    def _runs(self, start: float | None, end: float | None,
+              services: list[str] | None) -> pd.DataFrame:
+        rows = [r for r in self.state.table("runs").values()
+                if build.within(r["started_at"], start, end)
+                and (services is None or r["service"] in services)]
+        return build.runs_rows("live", rows)
+
+    def _detections(self, start: float | None, end: float | None,
+                    services: list[str] | None) -> pd.DataFrame:
+        # the orchestrator keeps the newest thousand (GET /api/v1/detections reads the same)
+        rows = [{"run": "live", **d} for d in self.state.items("detections")
+                if build.within(d["at"], start, end)
+                and (services is None or d["service"] in services)]
+        return build.detection_rows(rows)
+
+    def _trouble(self, start: float | None, end: float | None,
+                 services: list[str] | None) -> pd.DataFrame:
+        since = None if start is None else start - TROUBLE_LOOKBACK_S
+        found = read_transitions(self.store, since, end)
+        spans = trouble_spans(found, end if end is not None else self.clock.wall())
+        return build.trouble_rows("live", spans, start, end, services)
+
+    def close(self) -> None:
+        if getattr(self, "store", None) is not None:
+            self.store.dispose()
+        if getattr(self, "redis", None) is not None:
+            self.redis.close()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+class EventLogFrames(Frames):
+    """Simulation event logs: a run's folder, or a folder of them (one level down).
+
+    Args:
+        path: the folder ``selfheal simulate --events`` was given, or one run's folder.
+        mlflow_uri: the MLflow store the simulations were logged to, if any.
+    """
+
+    def __init__(self, path: str | pathlib.Path, mlflow_uri: str | None = None) -> None:
+        root = pathlib.Path(path)
+        if not root.is_dir():
+            raise FramesError(f"{root}: no such folder")
+        dirs = [root] if (root / "outcomes.parquet").exists() else sorted(
+            d for d in root.iterdir() if (d / "outcomes.parquet").exists())
+        if not dirs:
+            raise FramesError(f"{root}: no event log here (a run's folder holds "
+                              "outcomes.parquet; selfheal simulate --events DIR writes them)")
+        self.runs: dict[str, dict[str, Any]] = {}
+        self._dirs: dict[str, pathlib.Path] = {}
+        for d in dirs:
+            meta = d / "run.json"
+            try:
+                self.runs[d.name] = json.loads(meta.read_text())
+            except FileNotFoundError:
+                raise FramesError(f"{meta}: missing (an event log from before run.json was "
+                                  "written: simulate it again)") from None
+            except json.JSONDecodeError as exc:
+                raise FramesError(f"{meta}: not JSON ({exc})") from None
+            self._dirs[d.name] = d
+        self.mlflow_uri = mlflow_uri
+
+    def _read(self, run: str, name: str, start: float | None, end: float | None,
+              services: list[str] | None, at: str = "at") -> pd.DataFrame:
+        filters: list[tuple[str, str, Any]] = []
+        if start is not None:
+            filters.append((at, ">=", start))
+        if end is not None:
+            filters.append((at, "<", end))
+        if services is not None:
+            filters.append(("service", "in", services))
+        path = self._dirs[run] / name
+        try:
+            table = pq.read_table(path, filters=filters or None)
+        except (OSError, ValueError) as exc:
+            raise FramesError(f"{path}: cannot read ({exc})") from None
+        return table.to_pandas()
+
+    def _outcomes(self, start: float | None, end: float | None,
+                  services: list[str] | None) -> Iterator[tuple[str, float, pd.DataFrame]]:
+        for run, meta in self.runs.items():
+            raw = self._read(run, "outcomes.parquet", start, end, services)
+            yield run, float(meta["sample_rate"]), raw[build.RAW_OUTCOMES]
+
+    def _audit(self, kind: AuditKind, start: float | None, end: float | None,
+               services: list[str] | None) -> pd.DataFrame:
+        parts = []
+        for run in self.runs:
+            raw = self._read(run, "audit.parquet", start, end, services)
+            raw = raw[raw["kind"] == kind.value]
+            project = PROJECTIONS[kind][1]
+            rows = [project(AuditRecord(r.id, kind, r.at, r.service, json.loads(r.data),
+                                        "", 0, "", "")) for r in raw.itertuples()]
+            parts.append(build.audit_rows(run, rows, kind))
+        return build.concat(parts, kind.value)
+
+    def _runs(self, start: float | None, end: float | None,
+              services: list[str] | None) -> pd.DataFrame:
+        parts = [build.runs_rows(run, self._read(run, "runs.parquet", start, end, services,
+                                                 at="started_at").to_dict("records"))
+                 for run in self.runs]
+        return build.concat(parts, "workflow_runs")
+
+    def _detections(self, start: float | None, end: float | None,
+                    services: list[str] | None) -> pd.DataFrame:
+        rows = []
+        for run, meta in self.runs.items():
+            zero = float(meta["start"])  # detections are kept in simulated seconds
+            raw = self._read(run, "detections.parquet",
+                             None if start is None else start - zero,
+                             None if end is None else end - zero, services)
+            rows += [{"run": run, "at": zero + r.at, "service": r.service,
+                      "trigger": r.signal, "detail": r.detail, "admitted": None}
+                     for r in raw.itertuples()]
+        return build.detection_rows(rows)
+
+    def _trouble(self, start: float | None, end: float | None,
+                 services: list[str] | None) -> pd.DataFrame:
+        parts = []
+        for run in self.runs:
+            raw = self._read(run, "trouble.parquet", None, None, services)
+            spans: dict[str, list[tuple[float, float]]] = {}
+            for r in raw.itertuples():
+                spans.setdefault(r.service, []).append((r.start, r.end))
+            parts.append(build.trouble_rows(run, spans, start, end, services))
+        return build.concat(parts, "trouble")
+
+
+def open_frames(source: Settings | str | pathlib.Path | None = None,
+                mlflow_uri: str | None = None) -> Frames:
+    """The frames of ``source``: settings (a running service); a folder of event logs, or
+    a data directory holding ``events/`` (event logs) or ``audit.db`` (a stopped embedded
+    service); None: the settings of this environment (``selfheal.toml``, ``SELFHEAL_*``)."""
+    if source is None:
+        from .settings import load_settings  # noqa: PLC0415
+
+        return LiveFrames(load_settings())
+    if isinstance(source, Settings):
+        return LiveFrames(source)
+    root = pathlib.Path(source)
+    mlflow = mlflow_uri or (f"sqlite:///{root / 'mlflow.db'}"
+                            if (root / "mlflow.db").exists() else None)
+    if (root / "events").is_dir():
+        return EventLogFrames(root / "events", mlflow)
+    if (root / "audit.db").exists():
+        return LiveFrames(Settings.embedded(root))
+    return EventLogFrames(root, mlflow)
+
+
+def _args(start: TimeLike, end: TimeLike, services: str | list[str] | None
+          ) -> tuple[float | None, float | None, list[str] | None]:
+    s, e = as_epoch(start, "start"), as_epoch(end, "end")
+    if s is not None and e is not None and e <= s:
+        raise FramesError(f"end ({end}) must be after start ({start})")
+    return s, e, service_list(services)

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import redis
 
-from actors.frames import COLUMNS, EventLogFrames, FramesError, LiveFrames, open_frames, \
-    to_segments
+from actors.frames import COLUMNS, EventLogFrames, FramesError, LiveFrames, open_frames, to_segments
 from actors.live_history import live_history, recorded_failures
 from actors.orchestrator_actor import RecoveryOrchestratorActor
 from actors.settings import Settings
@@ -121,7 +120,8 @@ def live(tmp_path, pg_url):
                "transitions": transitions, "store": store, "trail": trail, "clock": clock,
                "recorder": recorder}
     finally:
-        for key in [*client.scan_iter(f"metrics:{service}*"), *client.scan_iter(f"selfheal:{orch}*")]:
+        for key in [*client.scan_iter(f"metrics:{service}*"),
+                    *client.scan_iter(f"selfheal:{orch}*")]:
             client.delete(key)
         recorder.close(flush=False)
         trail.close()

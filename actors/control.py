@@ -238,6 +238,20 @@ class ControlBackend(LearningReads):
         set_champion(uri, target, [f"{action.split('_', 1)[1]} by {who}: {reason}"])
         return self.models()
 
+    def set_threshold(self, service: str, threshold: float, window_s: float, who: str,
+                      reason: str) -> dict[str, Any]:
+        orch = self._orchestrator()
+        try:
+            known = service in call_actor(orch, "thresholds") or self.redis.exists(
+                f"metrics:{service}")
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        if not known:  # a typo would watch nothing, silently
+            raise NotFound(f"no service {service!r}: it has no metric stream yet")
+        self._audit(service, who, "error_threshold_change_requested",
+                    {"threshold": threshold, "window_s": window_s, "reason": reason})
+        return call_actor(orch, "adopt_threshold", service, threshold, window_s, reason, who)
+
     def revert_threshold(self, service: str, who: str) -> dict[str, Any]:
         orch = self._orchestrator()
         if service not in call_actor(orch, "thresholds"):

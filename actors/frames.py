@@ -160,11 +160,19 @@ class Frames:
                  services: str | list[str] | None = None, now: TimeLike = None
                  ) -> pd.DataFrame:
         """Recurring failures found in the range (seed 7.1), with their recommendation,
-        priority and estimated impact; ``next_expected`` after ``now`` (default: ``end``,
-        else the last failure)."""
-        failures = self.failures(start, end, services)
+        priority and estimated impact: learnt from the incidents (circuits opening, recovery
+        runs starting) with their failures' cause, as the control API and the scheduled
+        training learn them. ``next_expected`` is after ``now`` (default: ``end``, else the
+        last incident)."""
+        s, e, names = _args(start, end, services)
+        around = build.INCIDENT_AROUND_S  # an incident's cause: the failures around it
+        failures = frame(self._audit(AuditKind.FAILURE_EVENT,
+                                     None if s is None else s - around,
+                                     None if e is None else e + around, names), "failure_event")
         opens = self.circuit_transitions(start, end, services)
-        return build.patterns(failures, opens, as_epoch(now, "now"))
+        steps = self.recovery_steps(start, end, services)
+        when = as_epoch(now, "now")
+        return build.patterns(failures, opens, steps, e if when is None else when)
 
     # -- MLflow ------------------------------------------------------------------------
 

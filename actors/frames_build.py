@@ -19,9 +19,10 @@ from healing.audit import AuditKind
 from healing.errors import ConfigError
 from healing.outcome import NOT_CALLED
 from learning.history import buckets_from_events
-from learning.patterns import FailureEvent, PatternRecognizer
+from learning.patterns import FailureEvent, PatternRecognizer, incidents
 from learning.training import Bucket
 
+from .live_history import INCIDENT_AROUND_S, workflow_of
 from .stores.audit_sql import PROJECTIONS
 
 __all__ = ["COLUMNS", "TimeLike", "as_epoch", "frame", "service_list", "to_segments"]
@@ -216,32 +217,37 @@ def to_segments(history: pd.DataFrame) -> dict[str, list[list[Bucket]]]:
     return out
 
 
-def patterns(failures: pd.DataFrame, transitions: pd.DataFrame,
+def patterns(failures: pd.DataFrame, transitions: pd.DataFrame, steps: pd.DataFrame,
              now: float | None) -> pd.DataFrame:
-    """Recurring failures by time, learnt as the control API and training learn them: one
-    occurrence per service, kind and minute, and every circuit opening."""
+    """Recurring failures by time, learnt as the control API and training learn them
+    (:func:`actors.live_history.recorded_failures`, in SQL): from the incidents, circuits
+    opening and recovery runs starting, each with its failures' cause."""
     events: list[FailureEvent] = []
     if len(failures):
         f = failures.assign(at=seconds(failures["time"]))
         f["slot"] = (f["at"] // OCCURRENCE_S).astype(int)
         first = f.groupby(["service", "error_kind", "slot"])["at"].min().reset_index()
-        events += [FailureEvent(s, float(a), k) for s, k, a in
-                   zip(first["service"], first["error_kind"], first["at"], strict=True)]
+        events = [FailureEvent(s, float(a), k) for s, k, a in
+                  zip(first["service"], first["error_kind"], first["at"], strict=True)]
+    signals: list[tuple[str, float, str]] = []
     opened = transitions[transitions["to_state"].isin(("OPEN", "FORCED_OPEN"))]
-    if len(opened):
-        o = opened.assign(at=seconds(opened["time"]))
-        o["slot"] = (o["at"] // OCCURRENCE_S).astype(int)
-        first = o.groupby(["service", "slot"])["at"].min().reset_index()
-        events += [FailureEvent(s, float(a), "circuit_open")
-                   for s, a in zip(first["service"], first["at"], strict=True)]
+    signals += [(s, float(a), "circuit_open") for s, a in
+                zip(opened["service"], seconds(opened["time"]), strict=True)]
+    runs = steps[~steps["workflow_id"].str.startswith("prevent:")]
+    if len(runs):
+        first = runs.assign(at=seconds(runs["time"])).groupby(
+            ["service", "workflow_id"])["at"].min().reset_index()
+        signals += [(s, float(a), workflow_of(w)) for s, w, a in
+                    zip(first["service"], first["workflow_id"], first["at"], strict=True)]
+    found = incidents(events, signals, INCIDENT_AROUND_S)
     if now is None:
-        now = max((e.at for e in events), default=0.0)
+        now = max((e.at for e in found), default=0.0)
     rows = [{"service": p.service, "frequency": p.frequency, "description": p.describe(),
              "typical_cause": p.typical_cause, "occurrences": p.occurrences,
              "periods_observed": p.periods_observed, "last_occurrence": p.last_occurrence,
              "next_expected": p.next_after(now), "recommended_action": p.recommended_action,
              "priority": p.priority, "estimated_impact": p.estimated_impact}
-            for p in PatternRecognizer().fit(events)]
+            for p in PatternRecognizer().fit(found)]
     return frame(rows, "patterns")
 
 

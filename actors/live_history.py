@@ -7,11 +7,12 @@ did, until the last outcome seen. :func:`learning.history.buckets_from_events` t
 into labelled buckets, the same as for exported simulation event logs.
 
 :func:`recorded_failures` reads what recurring-failure patterns are learnt from: the audit
-trail's failures (one per service, kind and minute) and circuits opening.
+trail's incidents (circuits opening, recovery runs starting), each with its failures' cause.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,16 +20,18 @@ import redis
 from sqlalchemy import Integer, cast, func, select
 
 from learning.history import buckets_from_events
-from learning.patterns import FailureEvent
+from learning.patterns import FailureEvent, incidents
 from learning.training import Bucket
 
-from .stores.audit_sql import AuditStore, circuit_transitions, failure_events
+from .stores.audit_sql import AuditStore, circuit_transitions, failure_events, recovery_steps
 from .stores.metric_stream import read_events
 
-__all__ = ["live_history", "read_transitions", "recorded_failures", "stream_services",
-           "trouble_spans"]
+__all__ = ["INCIDENT_AROUND_S", "live_history", "read_transitions", "recorded_failures",
+           "stream_services", "trouble_spans", "workflow_of"]
 
 _OPEN = ("OPEN", "FORCED_OPEN")
+_RUN_SUFFIX = re.compile(r"(-[0-9a-f]{8}|#[0-9]+)$")
+INCIDENT_AROUND_S = 120.0  # an incident's cause: the failures this close to it
 
 
 def trouble_spans(transitions: Iterable[tuple[float, str, str, str]], until: float
@@ -90,22 +93,33 @@ def live_history(client: redis.Redis, audit_url: str, services: list[str],
 
 
 def recorded_failures(store: AuditStore, since: float, until: float) -> list[FailureEvent]:
-    """The failures in the audit trail between ``since`` and ``until``, one event per
-    service, error kind and minute (a burst of a thousand errors is one occurrence), and
-    each circuit opening (kind ``circuit_open``)."""
-    f, c = failure_events, circuit_transitions
-    minute_f, minute_c = _minute(store, f.c.at), _minute(store, c.c.at)
+    """The incidents in the audit trail between ``since`` and ``until`` that recurring
+    patterns are learnt from (:func:`learning.patterns.incidents`): each circuit opening and
+    each recovery run that was not itself preventive, with the cause seen most among the
+    service's failures around it (failures read one per service, error kind and minute: a
+    burst of a thousand errors is one)."""
+    f, c, r = failure_events, circuit_transitions, recovery_steps
+    minute_f = _minute(store, f.c.at)
     qf = (select(f.c.service, f.c.error_kind, func.min(f.c.at))
-          .where(f.c.at >= since, f.c.at <= until)
+          .where(f.c.at >= since - INCIDENT_AROUND_S, f.c.at <= until + INCIDENT_AROUND_S)
           .group_by(f.c.service, f.c.error_kind, minute_f))
-    qc = (select(c.c.service, func.min(c.c.at))
+    qc = (select(c.c.service, c.c.at)
           .where(c.c.at >= since, c.c.at <= until,
-                 c.c.to_state.in_(("OPEN", "FORCED_OPEN")))
-          .group_by(c.c.service, minute_c))
+                 c.c.to_state.in_(("OPEN", "FORCED_OPEN"))))
+    qr = (select(r.c.service, r.c.workflow_id, func.min(r.c.at))
+          .where(r.c.at >= since, r.c.at <= until, r.c.workflow_id.not_like("prevent:%"))
+          .group_by(r.c.service, r.c.workflow_id))
     with store.engine.connect() as conn:
-        events = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
-        events += [FailureEvent(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
-    return events
+        failures = [FailureEvent(s, float(at), kind) for s, kind, at in conn.execute(qf)]
+        signals = [(s, float(at), "circuit_open") for s, at in conn.execute(qc)]
+        signals += [(s, float(at), workflow_of(run)) for s, run, at in conn.execute(qr)]
+    return incidents(failures, signals, INCIDENT_AROUND_S)
+
+
+def workflow_of(run_id: str) -> str:
+    """A recovery run's workflow: the live orchestrator names runs ``{workflow}-{8 hex}``,
+    the simulator ``{workflow}#{n}``."""
+    return _RUN_SUFFIX.sub("", run_id)
 
 
 def _minute(store: AuditStore, at: Any) -> Any:

@@ -18,6 +18,7 @@ Pure: times are UTC epoch seconds given by the caller.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from healing.config import check_count, check_positive
+from healing.outcome import NOT_CALLED
 
 __all__ = ["CoFailure", "FailureEvent", "Pattern", "PatternRecognizer", "PreventiveAction",
-           "ProactivePreventionEngine"]
+           "ProactivePreventionEngine", "incidents"]
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -42,6 +44,34 @@ class FailureEvent:
     service: str
     at: float  # UTC epoch seconds
     kind: str  # what was seen: a detection signal, an error kind...
+
+
+def incidents(failures: Iterable[FailureEvent], signals: Iterable[tuple[str, float, str]],
+              around_s: float = 120.0) -> list[FailureEvent]:
+    """What recurring patterns are learnt from in an audit trail: each moment selfheal saw
+    an incident — a circuit opening, a recovery run starting (``signals``: service, time,
+    what) — dated from the first of the service's failures in the ``around_s`` before it,
+    with the cause seen most among its failures within ``around_s`` of it (else what the
+    signal was). Failures alone are not incidents: a healthy service has a
+    few at any hour, and a pattern learnt from those would restart it at a random time every
+    day. (The simulator learns from its detections, which are such signals already.)"""
+    by_service: dict[str, list[FailureEvent]] = defaultdict(list)
+    for f in failures:
+        if f.kind not in NOT_CALLED:  # refused by an open circuit: says nothing of the cause
+            by_service[f.service].append(f)
+    times: dict[str, list[float]] = {}
+    for service, fs in by_service.items():
+        fs.sort(key=lambda f: f.at)
+        times[service] = [f.at for f in fs]
+    out = []
+    for service, at, what in signals:
+        fs, ts = by_service.get(service, []), times.get(service, [])
+        near = fs[bisect.bisect_left(ts, at - around_s):bisect.bisect_right(ts, at + around_s)]
+        kind = Counter(f.kind for f in near).most_common(1)[0][0] if near else what
+        # it began with the failures that led to the signal, not when the signal came
+        began = min((f.at for f in near if f.at <= at), default=at)
+        out.append(FailureEvent(service, began, kind))
+    return sorted(out, key=lambda e: (e.at, e.service))
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,13 @@ class TriggerRequest(BaseModel):
     reason: str = Field("", max_length=500)
 
 
+class ThresholdRequest(BaseModel):
+    threshold: float = Field(gt=0, le=1, description="the error rate (0-1] over which the "
+                             "service's recovery starts (an error_threshold trigger)")
+    window_s: float = Field(60.0, ge=5, le=3600, description="over this many seconds")
+    reason: str = Field("", max_length=500, description="why; kept in the audit trail")
+
+
 class TokenRequest(BaseModel):
     role: Literal["viewer", "operator", "auditor", "admin"]
     name: str = Field(min_length=1, max_length=100,
@@ -354,6 +361,14 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
     def rollback(body: Reason, who: Operator) -> dict[str, Any]:
         """Go back to the champion before the current one."""
         return backend.promote_model(None, who.who, body.reason)
+
+    @app.post("/api/v1/thresholds/{service}", tags=["models"])
+    def set_threshold(service: Annotated[str, _name()], body: ThresholdRequest,
+                      who: Operator) -> dict[str, Any]:
+        """Put an error threshold in force for a service that has a metric stream (the one
+        notebooks/threshold_tuning chooses, say); audited with who, undone by revert."""
+        return backend.set_threshold(service, body.threshold, body.window_s, who.who,
+                                     body.reason)
 
     @app.post("/api/v1/thresholds/{service}/revert", tags=["models"])
     def revert_threshold(service: Annotated[str, _name()], who: Operator) -> dict[str, Any]:

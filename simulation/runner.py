@@ -121,7 +121,8 @@ def simulate(scenarios: Sequence[Scenario], *, runs: int = 1, seed: int | None =
 
         done = [(spec, r) for spec, r in zip(specs, results, strict=True) if r is not None]
         if done:
-            log_runs(mlflow_uri, [d[0] for d in done], [d[1] for d in done])
+            log_runs(mlflow_uri, [d[0] for d in done], [d[1] for d in done],
+                     "shipped" if catalogue is None else catalogue.source)
     if interrupted:
         raise SimulationInterrupted(reports, sum(r is not None for r in results), len(specs))
     return reports

@@ -19,7 +19,7 @@ from actors.runtime import orchestrator, predictive_monitor
 from actors.stores.audit_sql import AuditStore
 from actors.training_job import run_training
 from healing import ClinicalContext
-from healing.audit import PatientImpact, chain, failure_event
+from healing.audit import PatientImpact, chain, circuit_transition, failure_event
 from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
 from learning.model_registry import set_champion
 from tests.conftest import REDIS_URL
@@ -54,7 +54,8 @@ def traffic(pool, start, end, every_s=10.0):
 
 
 def record_deadlocks(store, service, days):
-    """What the guard writes for each failed call, a few per minute from 14:00 on each day."""
+    """What the guard writes for each failed call, a few per minute from 14:00 on each day,
+    and the circuit opening a minute in (an incident: failures alone are not one)."""
     prev, records = "", []
     for seq, t in enumerate(at(d, 14, 0, s) for d in days for s in range(20, 300, 20)):
         r = chain(failure_event(service=service, at=t, context=ADMIN,
@@ -64,6 +65,13 @@ def record_deadlocks(store, service, days):
                                 clinician_notified=False,
                                 patient_impact=PatientImpact.SERVICE_UNAVAILABLE),
                   "guard-1", seq, prev)
+        prev = r.hash
+        records.append(r)
+    prev = ""
+    for seq, d in enumerate(days):
+        r = chain(circuit_transition(service=service, at=at(d, 14, 1), circuit=f"{service}:db",
+                                     from_state="CLOSED", to_state="OPEN", reason="failures"),
+                  "guard-2", seq, prev)
         prev = r.hash
         records.append(r)
     store.insert(records)

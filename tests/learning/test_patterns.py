@@ -96,3 +96,28 @@ def test_prevention_is_due_once_per_occurrence_within_the_lead_time():
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         PatternRecognizer(**{field: value})
+
+
+def test_incidents_are_signals_with_their_failures_cause_and_background_errors_are_none():
+    from learning.patterns import FailureEvent, PatternRecognizer, incidents
+
+    day = 86400.0
+    failures = [FailureEvent("db", d * day + 14 * 3600 + s, "Deadlock")
+                for d in range(5) for s in (0, 30, 60)]
+    # calls an open circuit refused are no cause, however many
+    failures += [FailureEvent("db", d * day + 14 * 3600 + 50 + s, "rejected")
+                 for d in range(5) for s in range(10)]
+    # a background error every day at about 03:00: on its own, it would look recurrent
+    failures += [FailureEvent("db", d * day + 3 * 3600 + 60 * d, "Timeout") for d in range(5)]
+    assert [round(p.seconds_of_period / 3600) for p in PatternRecognizer().fit(
+        [f for f in failures if f.kind != "rejected"])] == [3, 14]
+    signals = [("db", d * day + 14 * 3600 + 45, "circuit_open") for d in range(5)]
+    signals.append(("db", 6 * day, "database-connection-lost"))  # no failures around it
+    found = incidents(failures, signals, around_s=120)
+    # each dated from the first failure before its signal
+    assert [(e.at, e.kind) for e in found] == [
+        *[(d * day + 14 * 3600, "Deadlock") for d in range(5)],
+        (6 * day, "database-connection-lost")]
+    [p] = PatternRecognizer().fit(found)
+    assert p.seconds_of_period == 14 * 3600 and p.typical_cause == "Deadlock"
+    assert incidents(failures, []) == []

@@ -307,11 +307,18 @@ def test_killed_actors_come_back_with_every_run_alert_check_and_threshold(stack)
 
 
 def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
-    """Failures of one service at about 14:00 UTC on six days running, written through the
-    audit trail as the guard writes them: a daily pattern, with its priority and impact."""
+    """Failures of one service at about 14:00 UTC on six days running, its circuit opening
+    each time, written through the audit trail as the guard writes them: a daily pattern,
+    with its priority and impact. Failures at other hours, with no circuit opening, are the
+    background errors every service has: no pattern."""
     from actors.stores.audit_trail import AuditTrail
-    from healing.audit import PatientImpact, failure_event
+    from healing.audit import PatientImpact, circuit_transition, failure_event
     from healing.safety import ClinicalContext
+
+    def opened(service, t):
+        trail.append(circuit_transition(service=service, at=t, circuit=f"{service}:db",
+                                        from_state="CLOSED", to_state="OPEN",
+                                        reason="failure rate"))
 
     state, settings, tokens = stack
     today = time.time() // 86400 * 86400
@@ -326,7 +333,17 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
                     error="deadlock", provider="billing_db", recovery_actions=[],
                     served_by=None, integrity=None, clinician_notified=False,
                     patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+            opened("billing_lookup", today - day * 86400 + 14 * 3600 + 10)
+            for hour in (3, 9, 20):  # a background error now and then: no incident
+                trail.append(failure_event(
+                    service="billing_lookup", at=today - day * 86400 + hour * 3600 + day * 60,
+                    context=ClinicalContext("administrative", "low"),
+                    pseudonymize=trail.pseudonymize, error_kind="TimeoutError",
+                    error="one slow query", provider="billing_db", recovery_actions=[],
+                    served_by=None, integrity=None, clinician_notified=False,
+                    patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
             # the gateway in front of it fails half a minute later, every time
+            opened("billing_gateway", today - day * 86400 + 14 * 3600 + 40)
             trail.append(failure_event(
                 service="billing_gateway", at=today - day * 86400 + 14 * 3600 + 30,
                 context=ClinicalContext("administrative", "low"),
@@ -388,6 +405,44 @@ def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
     assert [(a["action"], a["details"]["version"]) for a in actions
             if a["action"].startswith("model_")][-3:] == [
         ("model_promoted", first), ("model_promoted", second), ("model_rolled_back", first)]
+
+
+def test_an_operator_sets_an_error_threshold_and_undoes_it(stack):
+    """What the threshold-tuning notebook ends with: a threshold put in force through the
+    API, audited with who and why, in force at once, and undone by revert."""
+    import redis
+
+    state, settings, tokens = stack
+    service = f"tuned{uuid.uuid4().hex[:6]}"
+    path = f"/api/v1/thresholds/{service}"
+    body = {"threshold": 0.15, "window_s": 30, "reason": "notebook: 2 % false positives"}
+    # a service nothing has recorded is refused: a typo would watch nothing
+    assert _post(state, path, tokens["operator"], body).status_code == 404
+    client = redis.Redis.from_url(REDIS_URL)
+    client.xadd(f"metrics:{service}", {"n": 0, "events": "[]"})
+    try:
+        assert _post(state, path, tokens["viewer"], body).status_code == 403
+        for bad in ({"threshold": 0}, {"threshold": 1.5}, {"threshold": 0.1, "window_s": 1},
+                    {"threshold": "high"}):
+            assert _post(state, path, tokens["operator"], bad).status_code == 422, bad
+        listed = _get(state, "/api/v1/models", tokens["viewer"]).json()["thresholds"]
+        assert service not in listed  # nothing above changed anything
+        done = _post(state, path, tokens["operator"], body)
+        assert done.status_code == 200 and done.json()["new"] == [0.15, 30.0], done.text
+        listed = _get(state, "/api/v1/models", tokens["viewer"]).json()["thresholds"]
+        assert listed[service] == [0.15, 30.0]
+        undone = _post(state, path + "/revert", tokens["operator"])
+        assert undone.status_code == 200 and undone.json()["new"] is None, undone.text
+        assert service not in _get(state, "/api/v1/models", tokens["viewer"]).json()[
+            "thresholds"]
+        actions = _actions_when(settings, lambda a: sum(
+            x["action"].startswith("error_threshold") and service in json.dumps(x)
+            for x in a) >= 1)
+        requested = [a for a in actions if a["action"] == "error_threshold_change_requested"
+                     and a["details"]["reason"] == body["reason"]]
+        assert len(requested) == 1 and "operator" in requested[0]["operator"]
+    finally:
+        client.delete(f"metrics:{service}")
 
 
 def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack):

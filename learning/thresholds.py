@@ -3,7 +3,9 @@
 :class:`AdaptiveThresholdManager` takes, per service, samples of a signal (an error rate per
 bucket, an anomaly score...) each labelled with whether the service was really in trouble,
 and chooses the threshold that meets the false-positive target (at most 5 % of healthy
-samples over it) and the false-negative target (at most 1 % missed). Misses are counted by
+samples over it and, on ordered history, at most 5 % of the alarms false: a run of healthy
+buckets over the threshold is one false alarm) and the false-negative target (at most 1 %
+missed). Misses are counted by
 **episode** when the troubled stretches are given (an incident is caught if any of its
 buckets is over the threshold: the first minutes of a slow fault are meant to be under it),
 by troubled sample otherwise. When both cannot hold, it keeps the false-positive target and
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from healing.config import _check, check_positive
 
@@ -43,14 +47,21 @@ class Choice:
     # and the false-positive rate it would cost
     fnr_threshold: float | None = None
     fnr_threshold_fpr: float | None = None
+    # on ordered history: alarms (stretches over the threshold) that came while healthy, and
+    # the share of all alarms they are
+    false_alarms: int | None = None
+    false_alarm_share: float | None = None
 
     def describe(self) -> str:
         unit = f"{self.episodes} episodes" if self.episodes else \
             f"{self.troubled} troubled buckets"
         misses = f"false negatives {self.false_negative_rate:.1%} of {unit}" \
             if self.episodes or self.troubled else "no trouble in the history to miss"
+        alarms = "" if self.false_alarms is None else \
+            f" ({self.false_alarms} false alarms, {self.false_alarm_share:.0%} of alarms)"
         out = (f"{self.service}: threshold {self.threshold:.4g}: false positives "
-               f"{self.false_positive_rate:.1%} of {self.healthy} healthy buckets, {misses}")
+               f"{self.false_positive_rate:.1%} of {self.healthy} healthy buckets{alarms}, "
+               f"{misses}")
         if self.meets_targets:
             return out + ": both targets hold"
         if self.fnr_threshold is not None:
@@ -83,10 +94,15 @@ class AdaptiveThresholdManager:
         check_positive("min_change", self.min_change)
 
     def choose(self, service: str, samples: Iterable[tuple[float, bool]],
-               episodes: Iterable[float] | None = None) -> Choice:
+               episodes: Iterable[float] | None = None,
+               healthy_runs: Sequence[Sequence[float]] | None = None) -> Choice:
         """The threshold for ``service`` from ``(value, troubled)`` samples: alarm when the
         value is at or above it. With ``episodes`` (each troubled stretch's highest value),
-        misses are counted by episode."""
+        misses are counted by episode. With ``healthy_runs`` (the healthy values in time
+        order, one list per healthy stretch), false positives are bounded by alarm too: a
+        run of healthy values over the threshold is one false alarm, and false alarms may be
+        at most ``max_fpr`` of all alarms. Without it, a service with no errors in most
+        buckets gets a threshold just above zero: one stray error would start a recovery."""
         pairs = list(samples)
         healthy = sorted(v for v, bad in pairs if not bad)
         troubled = sorted(v for v, bad in pairs if bad)
@@ -105,8 +121,13 @@ class AdaptiveThresholdManager:
         # strictly above the healthy values it must not flag
         allowed = int(self.max_fpr * len(healthy))
         threshold = math.nextafter(healthy[len(healthy) - allowed - 1], math.inf)
+        false_alarms = share = None
+        if healthy_runs is not None:
+            threshold, false_alarms, share = self._fewer_false_alarms(
+                threshold, healthy, healthy_runs, peaks if peaks is not None else troubled)
         fpr, fnr = fpr_at(threshold), fnr_at(threshold)
-        meets = fpr <= self.max_fpr and fnr <= self.max_fnr + 1e-12
+        meets = fpr <= self.max_fpr and fnr <= self.max_fnr + 1e-12 and (
+            share is None or share <= self.max_fpr)
         alt = alt_fpr = None
         if not meets and missed:
             # the highest threshold that still misses at most max_fnr: at most that many
@@ -115,15 +136,35 @@ class AdaptiveThresholdManager:
             alt = missed[may_miss]
             alt_fpr = fpr_at(alt)
         return Choice(service, threshold, fpr, fnr, meets, len(healthy), len(troubled),
-                      len(peaks) if peaks is not None else 0, alt, alt_fpr)
+                      len(peaks) if peaks is not None else 0, alt, alt_fpr, false_alarms,
+                      share)
+
+    def _fewer_false_alarms(self, lowest: float, healthy: list[float],
+                            runs: Sequence[Sequence[float]], caught: list[float]
+                            ) -> tuple[float, int, float]:
+        """The lowest threshold from ``lowest`` up at which false alarms are at most
+        ``max_fpr`` of all alarms (above every healthy value, there are none)."""
+        # the runs end to end, a NaN between two (never over a threshold: they stay apart)
+        values = np.concatenate([np.append(np.asarray(r, float), np.nan) for r in runs]) \
+            if runs else np.array([np.nan])
+        caught_sorted = np.sort(np.asarray(caught, float))
+        for t in [lowest, *(math.nextafter(v, math.inf)
+                            for v in sorted({h for h in healthy if h >= lowest}))]:
+            over = values >= t
+            false = int(over[0]) + int(np.count_nonzero(over[1:] & ~over[:-1]))
+            true = len(caught_sorted) - int(np.searchsorted(caught_sorted, t, "left"))
+            if false <= self.max_fpr * (false + true):
+                return t, false, false / (false + true) if false + true else 0.0
+        raise AssertionError("unreachable: above every healthy value there is no false alarm")
 
     def choose_on_history(self, service: str, segments: Iterable[Iterable[Any]],
                           min_calls: float = 20.0) -> Choice | None:
         """:meth:`choose` on labelled buckets (``calls``, ``errors``, ``troubled``: one
-        list per stretch of history), their error rates as the signal, misses counted by
-        episode; None without a healthy bucket of ``min_calls``."""
+        list per stretch of history), their error rates as the signal, misses and false
+        alarms counted by episode; None without a healthy bucket of ``min_calls``."""
         samples: list[tuple[float, bool]] = []
         peaks: list[float] = []
+        runs: list[list[float]] = [[]]  # healthy stretches, in time order
         for seg in segments:
             peak = None
             for b in seg:
@@ -132,17 +173,22 @@ class AdaptiveThresholdManager:
                     if rate is not None:
                         peak = rate if peak is None else max(peak, rate)
                         samples.append((rate, True))
+                    if runs[-1]:
+                        runs.append([])
                     continue
                 if peak is not None:
                     peaks.append(peak)
                     peak = None
                 if rate is not None:
                     samples.append((rate, False))
+                    runs[-1].append(rate)
             if peak is not None:
                 peaks.append(peak)
+            if runs[-1]:
+                runs.append([])
         if not any(not bad for _, bad in samples):
             return None
-        return self.choose(service, samples, peaks)
+        return self.choose(service, samples, peaks, [r for r in runs if r])
 
     def apply(self, choice: Choice) -> ThresholdChange | None:
         """Adopt ``choice`` if it moves the threshold by more than ``min_change``."""

@@ -87,3 +87,34 @@ def test_where_both_cannot_hold_the_trade_off_is_reported():
     assert c.fnr_threshold_fpr > 0.05  # holding the misses would cost the false positives
     assert sum(p < c.fnr_threshold for p in peaks) / len(peaks) <= 0.01
     assert "both cannot hold: misses under 1 % need" in c.describe()
+
+
+def test_a_service_with_no_errors_most_of_the_time_gets_no_hair_trigger():
+    """Most buckets of a healthy database have no error at all, some one stray error: the
+    lowest threshold with 5 % of healthy buckets over it is just above zero, which would start
+    a recovery at every stray error. Counted by alarm, the stray errors are hundreds of false
+    alarms against two true ones: the threshold goes above them."""
+    from learning.training import Bucket
+
+    rng = random.Random(6)
+
+    def day(outage_at):
+        out = []
+        for i in range(2000):
+            t = 10.0 * i
+            if outage_at <= i < outage_at + 30:
+                out.append(Bucket(t, 20, 12, True))  # 60 % errors
+            else:
+                out.append(Bucket(t, 20, 1 if rng.random() < 0.02 else 0, False))
+        return out
+
+    m = AdaptiveThresholdManager()
+    c = m.choose_on_history("database", [day(700), day(1500)])
+    assert c.threshold > 1 / 20  # above what one stray error in a bucket makes
+    assert c.false_alarms == 0 and c.false_alarm_share == 0.0
+    assert c.false_negative_rate == 0.0 and c.meets_targets
+    assert "0 false alarms, 0% of alarms" in c.describe()
+    # counted by bucket only, the same history gives the hair trigger
+    by_sample = m.choose("database", [(b.errors / b.calls, b.troubled)
+                                      for d in (day(700), day(1500)) for b in d])
+    assert by_sample.threshold < 1e-9

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reinstall when the project's declared dependencies change.
 DEPS := pyproject.toml
 
-.PHONY: demo test bench chaos lint services venv clean
+.PHONY: demo test bench chaos lint services venv clean notebooks
 
 demo: $(STAMP)
 	$(VENV)/bin/selfheal demo
@@ -24,8 +24,13 @@ bench: $(STAMP) services
 chaos: $(STAMP)
 	$(PY) -m benchmarks.chaos
 
+# Run the analysts' notebooks (notebooks/*.py) and keep their rendered copies (*.ipynb, and
+# the README's pictures in docs/notebooks/); make test runs them too.
+notebooks: $(STAMP)
+	cd notebooks && ../$(PY) render.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check healing learning simulation actors serve tests benchmarks
+	$(VENV)/bin/ruff check healing learning simulation actors serve tests benchmarks notebooks
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
 

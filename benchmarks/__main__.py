@@ -13,6 +13,7 @@ from . import (
     api,
     audit,
     core,
+    data,
     detection_table,
     learning,
     live_loop_table,
@@ -25,7 +26,7 @@ from .harness import RESULTS, table, write
 
 SUITES = {"core": core.run, "runtime": runtime.run, "audit": audit.run,
           "simulation": simulation.run, "nab": nab.run, "api": api.run,
-          "learning": learning.run}
+          "learning": learning.run, "data": data.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,8 @@ ROWS = [
      "/metrics scrape, 1,000 circuits, through Serve"),
     ("training on a day of history for 10 services (Ray fan-out; target 5 min)",
      "training on a day of history, 10 services, Ray fan-out (target 300 s)"),
+    ("an hour of per-minute metrics out of a day's metric stream, for a notebook",
+     "an hour of per-minute metrics out of a day's stream (actors.frames)"),
     ("NAB score, standard", "NAB standard: selfheal detect vs rolling zscore"),
     ("score on the generated service-telemetry corpus, standard",
      "service corpus standard: selfheal detect vs rolling zscore"),

@@ -57,6 +57,13 @@ COLUMNS: dict[str, list[str]] = {
 }
 TIMES = {"time", "start", "end", "started", "finished", "last_occurrence", "next_expected",
          "created"}
+# the other typed columns (docs/data.md); the rest are strings, or Python objects for JSON
+# and for the booleans that may be missing (succeeded, integrity_passed)
+FLOATS = {"latency_s", "weight", "requests", "primary_calls", "errors", "error_rate",
+          "fallbacks", "unanswered", "p50_latency_s", "p95_latency_s", "calls", "duration_s",
+          "failure_rate", "slow_call_rate"}
+INTS = {"events", "step", "occurrences", "periods_observed"}
+BOOLS = {"answered", "troubled", "integrity_performed", "clinician_notified"}
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
@@ -103,6 +110,10 @@ def frame(data: pd.DataFrame | list[dict[str, Any]] | None, name: str) -> pd.Dat
     for c in cols:
         if c in TIMES and not isinstance(df[c].dtype, pd.DatetimeTZDtype):
             df[c] = pd.to_datetime(pd.to_numeric(df[c]), unit="s", utc=True)
+        elif c in FLOATS:
+            df[c] = pd.to_numeric(df[c]).astype("float64")
+        elif c in INTS | BOOLS and not df[c].isna().any():  # (an empty frame too)
+            df[c] = df[c].astype("int64" if c in INTS else bool)
     return df.reset_index(drop=True)
 
 

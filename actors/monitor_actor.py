@@ -55,6 +55,7 @@ from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
 
 from .ray_gateway import notify_orchestrator, tell_orchestrator
+from .stores.metric_stream import read_new
 from .stores.redis_conn import connect
 
 __all__ = ["GROUP", "PredictiveMonitorActor"]
@@ -246,8 +247,8 @@ class PredictiveMonitorActor:
                 _log.warning("monitor model not refreshed", exc_info=True)
         self._discover()
         if self._streams:
-            batches = self.client.xreadgroup(GROUP, self.consumer,
-                                             dict.fromkeys(self._streams, ">"), count=1000)
+            batches, self._streams = read_new(self.client, GROUP, self.consumer,
+                                              self._streams)
             for stream, entries in batches or []:  # type: ignore[union-attr]
                 name = stream.decode() if isinstance(stream, bytes) else stream
                 service = name[len(self.prefix) + 1:]

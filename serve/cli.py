@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +26,14 @@ def _demo(args: argparse.Namespace) -> int:
             duration = parse_duration(args.duration, "--duration")
         except ValueError as exc:
             return _fail(exc)
-        run_live_demo(out=sys.stdout, duration_s=duration)
+        keep = pathlib.Path(args.keep) if args.keep else None
+        if keep is not None and keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+            return _fail(ValueError(f"--keep {keep}: holds files already; give a new or "
+                                    "empty folder"))
+        run_live_demo(out=sys.stdout, duration_s=duration, keep=keep)
         return 0
+    if args.keep:
+        return _fail(ValueError("--keep: only with --live"))
 
     run_demo(out=sys.stdout, color=args.color)
     if args.core_only:
@@ -251,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "and watch them on the dashboard")
     demo.add_argument("--duration", default="150s",
                       help="how long --live runs (default 150s; Ctrl-C stops it sooner)")
+    demo.add_argument("--keep", metavar="DIR",
+                      help="with --live: keep the state in DIR (a new or empty folder), to "
+                           "read afterwards with actors.frames.open_frames(DIR)")
     demo.add_argument("--core-only", action="store_true",
                       help="only the in-process stories (no Ray, no Redis)")
     demo.set_defaults(func=_demo)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pathlib
 import random
 import socket
 import sys
@@ -28,6 +29,7 @@ from actors.process import GuardProcess
 from actors.ray_gateway import init_ray
 from actors.serve_control import delete_app, serve_http
 from actors.settings import Settings
+from actors.stores.embedded_redis import EmbeddedRedis
 from healing import CircuitConfig, ClinicalContext, WindowType
 from healing.errors import SelfHealError
 
@@ -108,14 +110,16 @@ def _free_port(preferred: int) -> int:
 def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
                   port: int = 8000, rate_per_s: float = 15.0,
                   script: list[tuple[float, str | None, bool, str]] | None = None,
-                  ) -> dict[str, Any]:
+                  keep: pathlib.Path | None = None) -> dict[str, Any]:
     """Run the live story (``script``: the outages, default ``SCRIPT``); returns what the
-    narrator saw (for tests)."""
+    narrator saw (for tests). With ``keep`` (a new or empty folder), the state stays there
+    afterwards, for ``actors.frames.open_frames(keep)``."""
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     say = out.write
-    tmp = tempfile.TemporaryDirectory(prefix="selfheal-live-")
+    tmp = tempfile.TemporaryDirectory(prefix="selfheal-live-") if keep is None else None
+    data_dir = pathlib.Path(tmp.name) if tmp is not None else keep
     hook = LocalWebhook()  # Slack, on loopback
-    settings = Settings.embedded(tmp.name).model_copy(update={
+    settings = Settings.embedded(data_dir).model_copy(update={
         "api_port": _free_port(port), "slack_webhook_url": hook.url})
     say("\n── The running service, live " + "─" * 44 + "\n")
     say("   Starting Ray, the stores, the actors and the control API (about 15 s)...\n")
@@ -126,9 +130,9 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     first_admin_token(settings)
     viewer, _ = create_token(settings, "viewer", "demo-viewer")
     operator, _ = create_token(settings, "operator", "demo-operator")
+    kept = f"is kept in {keep}" if keep is not None else "is private and goes with it"
     say(f"\n   Dashboard: {url}/dashboard/\n   viewer token:   {viewer}\n"
-        f"   operator token: {operator}\n   (Ctrl-C stops the demo; the state is "
-        "private and goes with it.)\n\n")
+        f"   operator token: {operator}\n   (Ctrl-C stops the demo; the state {kept}.)\n\n")
     cfg = CircuitConfig(window_type=WindowType.TIME, window_size=30,
                         minimum_number_of_calls=10, wait_in_open_s=15.0)
     faults, stop = Faults(), threading.Event()
@@ -178,8 +182,15 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         with contextlib.suppress(Exception):
             stop_actors([f"{s}:{p}" for s, p, _, _ in WORKLOAD])
         hook.close()
-        tmp.cleanup()
+        # the embedded Redis outlives the processes that used it (as `selfheal up`'s does)
+        with contextlib.suppress(Exception):
+            EmbeddedRedis(data_dir / "redis").shutdown()
+        if tmp is not None:
+            tmp.cleanup()
     say(f"   {seen.summary()}\n")
+    if keep is not None:
+        say(f"   The state is kept in {keep}: read it with "
+            f"actors.frames.open_frames({str(keep)!r}) (docs/data.md).\n")
     return {"events": seen.events, "url": url}
 
 

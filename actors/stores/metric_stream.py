@@ -269,6 +269,30 @@ def read_events(client: redis.Redis, service: str, prefix: str = "metrics") -> l
     return out
 
 
+def read_new(client: redis.Redis, group: str, consumer: str, streams: set[str],
+             count: int = 1000) -> tuple[Any, set[str]]:
+    """What is new in ``streams`` for ``consumer`` of ``group`` (XREADGROUP), and the streams
+    still there. A stream deleted since its group was made fails the read of every stream
+    (NOGROUP): it is left out (its reader finds it again if it comes back), the rest read."""
+    try:
+        return client.xreadgroup(group, consumer, dict.fromkeys(streams, ">"),
+                                 count=count), streams
+    except redis.ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+    left = {s for s in streams if _has_group(client, s, group)}
+    if not left:
+        return [], left
+    return client.xreadgroup(group, consumer, dict.fromkeys(left, ">"), count=count), left
+
+
+def _has_group(client: redis.Redis, stream: str, group: str) -> bool:
+    try:
+        return any(g["name"] in (group, group.encode()) for g in client.xinfo_groups(stream))
+    except redis.ResponseError:  # no such key
+        return False
+
+
 def read_counts(client: redis.Redis, service: str, prefix: str = "metrics") -> dict[str, int]:
     raw = client.hgetall(f"{prefix}:{service}:count")
     return {k.decode(): int(v) for k, v in raw.items()}

@@ -306,6 +306,34 @@ def test_event_log_frames_match_the_run(event_logs):
     assert f.mlflow_runs(start="2001-01-01", end="2002-01-01").empty
 
 
+def test_every_frame_has_its_documented_columns_and_types(event_logs, tmp_path):
+    """docs/data.md's types, on frames with rows and on empty ones."""
+    from actors.frames_build import BOOLS, FLOATS, INTS, TIMES
+
+    full = open_frames(event_logs[0])
+    empty_range = ("2001-01-01", "2001-01-02")
+    names = {"outcomes": "outcomes", "metrics": "metrics", "failures": "failure_event",
+             "recovery_steps": "recovery_step", "circuit_transitions": "circuit_transition",
+             "operator_actions": "operator_action", "workflow_runs": "workflow_runs",
+             "detections": "detections", "trouble": "trouble", "history": "history",
+             "patterns": "patterns"}
+    for method, name in names.items():
+        for df in (getattr(full, method)(), getattr(full, method)(*empty_range)):
+            assert list(df.columns) == COLUMNS[name], method
+            for c in df.columns:
+                kind = df[c].dtype
+                if c in TIMES:
+                    assert isinstance(kind, pd.DatetimeTZDtype) and str(kind.tz) == "UTC"
+                elif c in FLOATS:
+                    assert kind == "float64", (method, c, kind)
+                elif c in INTS:
+                    assert kind == "int64", (method, c, kind)
+                elif c in BOOLS:
+                    assert kind == "bool", (method, c, kind)
+                elif len(df) and c in ("service", "run", "error_kind", "action", "trigger"):
+                    assert pd.api.types.is_string_dtype(kind), (method, c, kind)
+
+
 def test_registered_models_are_a_frame(event_logs, tmp_path):
     from actors.training_job import run_training
     from learning.model_registry import versions

@@ -192,3 +192,33 @@ def test_the_error_budget_counts_every_request_once_whatever_was_sampled():
     mon._count("svc", {b"events": json.dumps(events).encode()})
     # 1 unanswered of 101 requests, against a budget of 0.1 %
     assert mon.budget.burn("svc", 300.0, now) == pytest.approx(1 / 101 / 0.001)
+
+
+def test_a_stream_deleted_under_the_monitor_does_not_stop_it_reading_the_others():
+    """Found, then deleted (by an operator, a test): reading every stream in one call failed
+    on it ever after (NOGROUP), and no service was watched any more."""
+    prefix = f"gone{uuid.uuid4().hex[:6]}"
+    client = connect(REDIS_URL)
+    now = time.time()
+
+    def add(service, k):
+        client.xadd(f"{prefix}:{service}", {"n": 1, "events": json.dumps(
+            [[now - 30 + k, 0.1, 1, None, "primary", "api"]])})
+
+    mon = PredictiveMonitorActor(REDIS_URL, None, prefix=prefix, sample_rate=1.0,
+                                 settle_s=0.0)
+    try:
+        add("kept", 0)
+        add("deleted", 0)
+        asyncio.run(mon.step(now=now))
+        assert asyncio.run(mon.state())["events_read"] == 2
+        client.delete(f"{prefix}:deleted")
+        add("kept", 1)
+        asyncio.run(mon.step(now=now))
+        state = asyncio.run(mon.state())
+        assert state["events_read"] == 3 and state["streams"] == [f"{prefix}:kept"]
+        add("deleted", 2)  # back again: found again, with a new group
+        asyncio.run(mon.step(now=now))
+        assert asyncio.run(mon.state())["events_read"] == 4
+    finally:
+        client.delete(f"{prefix}:kept", f"{prefix}:deleted")

@@ -130,10 +130,12 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     from serve.demo_live import run_live_demo
 
     out = io.StringIO()
+    kept = tmp_path / "kept"
     seen = run_live_demo(out=out, duration_s=40, port=0, rate_per_s=30, script=[
         (2, "clinical_reasoning:gemini:pro", True, "gemini:pro goes down"),
         (30, "clinical_reasoning:gemini:pro", False, "gemini:pro is back"),
-        (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer")])
+        (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer")],
+        keep=kept)
     text = out.getvalue()
     assert "/dashboard/" in text and "operator token: shk_" in text
     events = "\n".join(seen["events"])
@@ -142,3 +144,33 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     assert "alert [high] clinical_reasoning" in events
     assert "→ closed" in events.split("gemini:pro: closed →", 1)[1]  # reset, or recovered
     assert "patient-" not in text  # identifiers never reach the terminal
+    # the state it kept reads as data frames, as a stopped service's would; the embedded
+    # Redis it started is not left running
+    from actors.frames import LiveFrames, open_frames
+    from actors.stores.embedded_redis import EmbeddedRedis
+
+    assert f"The state is kept in {kept}" in text
+    assert not EmbeddedRedis(kept / "redis").running()
+    with open_frames(kept) as frames:
+        assert isinstance(frames, LiveFrames)
+        failures = frames.failures(services="clinical_reasoning")
+        assert len(failures) > 0 and not failures["patient_pseudonym"].str.startswith(
+            "patient-").any()
+        opened = frames.circuit_transitions(services="clinical_reasoning")
+        assert "OPEN" in set(opened["to_state"])
+        runs = frames.workflow_runs(services="clinical_reasoning")
+        assert "ai-service-failure" in set(runs["workflow"])
+        m = frames.metrics(services="clinical_reasoning")
+        assert m["requests"].sum() > 100 and m["errors"].sum() > 0
+    assert not EmbeddedRedis(kept / "redis").running()
+
+
+def test_demo_keep_is_checked_before_anything_starts(tmp_path, capsys):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("mine")
+    assert main(["demo", "--live", "--keep", str(full)]) == 2
+    assert "holds files already" in capsys.readouterr().err
+    assert main(["demo", "--keep", str(tmp_path / "new")]) == 2
+    assert "only with --live" in capsys.readouterr().err
+    assert (full / "x").read_text() == "mine" and not (tmp_path / "new").exists()

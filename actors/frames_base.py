@@ -82,8 +82,8 @@ class Frames:
 
     def operator_actions(self, start: TimeLike = None, end: TimeLike = None,
                          services: str | list[str] | None = None) -> pd.DataFrame:
-        """What people (pseudonymised) and selfheal's own automation did by hand's right:
-        resets, forced opens, threshold changes, promotions, predictions acted on."""
+        """Changes made by people (as pseudonyms) and by selfheal's own automation: resets,
+        forced opens, threshold changes, promotions, predictions acted on."""
         return self._audit_frame(AuditKind.OPERATOR_ACTION, start, end, services)
 
     def workflow_runs(self, start: TimeLike = None, end: TimeLike = None,
@@ -138,7 +138,7 @@ class Frames:
                     end: TimeLike = None, filter_string: str = "") -> pd.DataFrame:
         """MLflow's runs of ``experiment`` that started in the range, as MLflow's own
         ``search_runs`` frame (``params.*``, ``metrics.*``, ``tags.*`` columns);
-        ``selfheal-simulation`` holds simulated runs, ``selfheal-monitor-training`` the
+        ``selfheal-simulation`` holds simulated runs, ``selfheal-training`` the
         trainings."""
         uri = self._need_mlflow()
         s, e, _ = args(start, end, None)
@@ -175,7 +175,8 @@ class Frames:
 
 
 def args(start: TimeLike, end: TimeLike, services: str | list[str] | None
-          ) -> tuple[float | None, float | None, list[str] | None]:
+         ) -> tuple[float | None, float | None, list[str] | None]:
+    """The loaders' arguments as epoch seconds and a list of names, checked."""
     s, e = as_epoch(start, "start"), as_epoch(end, "end")
     if s is not None and e is not None and e <= s:
         raise FramesError(f"end ({end}) must be after start ({start})")

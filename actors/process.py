@@ -75,7 +75,8 @@ class GuardProcess:
         self.breakers = CircuitBreakerRegistry(clock, circuit)
         self.recorder = MetricRecorder(
             connect(redis_url), sample_rate=settings.metrics_sample_rate,
-            maxlen=settings.metrics_stream_maxlen, buffer_max=settings.metrics_buffer_max)
+            maxlen=settings.metrics_stream_maxlen, buffer_max=settings.metrics_buffer_max,
+            retention_s=settings.metrics_stream_retention_s)
         audit_cfg = settings.audit_config()
         self.audit = AuditTrail.from_config(audit_cfg, settings.pseudonym_key_bytes())
         # One pseudonym key across the cluster, so a shared cached answer keys the same

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     metrics_stream_maxlen: int = Field(
         10_000, ge=100,
         validation_alias=_alias("SELFHEAL_METRICS_STREAM_MAXLEN", "metrics_stream_maxlen"))
+    # keep stream entries for this long too (by their events' time; None: only the newest
+    # metrics_stream_maxlen entries). Both bound what is kept: a day of a busy service needs
+    # a larger maxlen as well (docs/data.md)
+    metrics_stream_retention_s: float | None = Field(
+        None, gt=0, validation_alias=_alias("SELFHEAL_METRICS_STREAM_RETENTION_S",
+                                            "metrics_stream_retention_s"))
     metrics_buffer_max: int = Field(
         100_000, ge=1_000,
         validation_alias=_alias("SELFHEAL_METRICS_BUFFER_MAX", "metrics_buffer_max"))

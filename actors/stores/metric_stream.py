@@ -46,7 +46,8 @@ ENTRY_SPAN_S = 10.0  # the longest stretch of time one entry's events cover
 FLUSH_ID_TTL_S = 3600
 
 # KEYS: [flush-id key, stream_1, counts_1, stream_2, counts_2, ...]
-# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, [entry, ...]], ...]]
+# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, [entry, ...]], ...],
+#        retention in ms (0: none)]
 # An entry is [n, events JSON, its latest event's time in ms]. Its stream id is that time, or
 # just after the stream's newest id if that is later (ids only grow): so every event of an
 # entry happened at or before the entry's id, and a time range is read from its start
@@ -73,6 +74,10 @@ for i, s in ipairs(services) do
                'n', entry[1], 'events', entry[2])
     top_ms, top_seq = ms, seq
   end
+  local keep = tonumber(ARGV[4])
+  if keep > 0 and top_ms >= keep then  -- by age too: exact, it only removes the oldest
+    redis.call('XTRIM', stream, 'MINID', string.format('%d', top_ms - keep))
+  end
 end
 return 1
 """
@@ -98,15 +103,21 @@ class MetricRecorder:
         buffer_max: most events held while Redis is unreachable.
         flush_interval_s: background flush period; 0 = only explicit :meth:`flush` calls.
         rng: sampling randomness (seed it for reproducible runs).
+        retention_s: also drop entries whose events are older than this, behind the
+            stream's newest (None: ``maxlen`` alone bounds the stream).
         prefix: key prefix (``metrics``): streams ``{prefix}:{service}``, counters
             ``{prefix}:{service}:count``.
     """
 
     def __init__(self, client: redis.Redis, *, sample_rate: float = 0.1, maxlen: int = 10_000,
                  buffer_max: int = 100_000, flush_interval_s: float = 0.2,
-                 rng: random.Random | None = None, prefix: str = "metrics") -> None:
+                 rng: random.Random | None = None, prefix: str = "metrics",
+                 retention_s: float | None = None) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate!r}")
+        if retention_s is not None and not retention_s > 0:
+            raise ValueError(f"retention_s must be positive, got {retention_s!r}")
+        self.retention_ms = 0 if retention_s is None else math.ceil(retention_s * 1000)
         self.client = client
         self.sample_rate = sample_rate
         self.maxlen = maxlen
@@ -168,7 +179,8 @@ class MetricRecorder:
                     break
                 _, keys, payload, events, _ = self._pending
                 try:
-                    self._script(keys=keys, args=[FLUSH_ID_TTL_S, self.maxlen, payload])
+                    self._script(keys=keys, args=[FLUSH_ID_TTL_S, self.maxlen, payload,
+                                                  self.retention_ms])
                 except redis.RedisError:
                     self.stats.failed_flushes += 1
                     raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 
@@ -106,6 +107,39 @@ def test_stream_length_is_capped(redis_client):
     # MAXLEN ~ trims whole 100-entry nodes: at most maxlen plus one node remains.
     assert client.xlen(f"{prefix}:billing") <= 200
     assert read_counts(client, "billing", prefix)["total"] == 400  # counters are not capped
+
+
+def test_entry_ids_are_event_times_and_age_trims_by_them(redis_client):
+    """Ids are the entry's latest event time (never behind the stream's newest id), an entry
+    spans at most 10 s, and with retention_s the stream keeps only the newest minute."""
+    from healing.outcome import OutcomeRecord
+    from healing.safety import Criticality, OperationType
+
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix,
+                         retention_s=60)
+    t0 = 1_900_000_000.0
+
+    def outcome(at):
+        return OutcomeRecord("billing", "p", True, 0.01, None, "primary", None,
+                             OperationType.ADMINISTRATIVE, Criticality.MEDIUM, at)
+    for i in range(400):  # one a second, flushed at once: entries of at most 10 s
+        rec.record(outcome(t0 + i))
+    rec.flush()
+    entries = client.xrange(f"{prefix}:billing")
+    ids = [int(e[0].split(b"-")[0]) for e in entries]
+    assert ids[-1] == (t0 + 399) * 1000 and ids == sorted(ids)
+    kept = read_events(client, "billing", prefix)
+    assert t0 + 399 - 70 <= kept[0][0] <= t0 + 399 - 50  # the newest minute, whole entries
+    assert all(max(e[0] for e in evs) - min(e[0] for e in evs) <= 10 for evs in (
+        [json.loads(f[b"events"])][0] for _, f in entries))
+    # an event older than the stream's newest gets an id just after it: ids only grow
+    rec.record(outcome(t0 + 5))
+    rec.flush()
+    last = client.xrevrange(f"{prefix}:billing", count=1)[0][0]
+    assert last == f"{int((t0 + 399) * 1000)}-1".encode()
+    with pytest.raises(ValueError, match="retention_s must be positive"):
+        MetricRecorder(client, flush_interval_s=0, retention_s=0)
 
 
 def test_redis_down_and_back_guard_unaffected_counters_exact(tmp_path):

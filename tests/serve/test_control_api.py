@@ -320,37 +320,29 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
                                         from_state="CLOSED", to_state="OPEN",
                                         reason="failure rate"))
 
+    def failed(service, t, kind, error, provider="billing_db"):
+        trail.append(failure_event(
+            service=service, at=t, context=ClinicalContext("administrative", "low"),
+            pseudonymize=trail.pseudonymize, error_kind=kind, error=error, provider=provider,
+            recovery_actions=[], served_by=None, integrity=None, clinician_notified=False,
+            patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+
     state, settings, tokens = stack
     today = time.time() // 86400 * 86400
     trail = AuditTrail.from_config(settings.audit_config(), b"k" * 32)
     try:
         for day in range(1, 7):
+            at_14 = today - day * 86400 + 14 * 3600
             for minute in range(3):  # a few failures each time: one event per minute
-                trail.append(failure_event(
-                    service="billing_lookup", at=today - day * 86400 + 14 * 3600 + 60 * minute,
-                    context=ClinicalContext("administrative", "low"),
-                    pseudonymize=trail.pseudonymize, error_kind="TimeoutError",
-                    error="deadlock", provider="billing_db", recovery_actions=[],
-                    served_by=None, integrity=None, clinician_notified=False,
-                    patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
-            opened("billing_lookup", today - day * 86400 + 14 * 3600 + 10)
+                failed("billing_lookup", at_14 + 60 * minute, "TimeoutError", "deadlock")
+            opened("billing_lookup", at_14 + 10)
             for hour in (3, 9, 20):  # a background error now and then: no incident
-                trail.append(failure_event(
-                    service="billing_lookup", at=today - day * 86400 + hour * 3600 + day * 60,
-                    context=ClinicalContext("administrative", "low"),
-                    pseudonymize=trail.pseudonymize, error_kind="TimeoutError",
-                    error="one slow query", provider="billing_db", recovery_actions=[],
-                    served_by=None, integrity=None, clinician_notified=False,
-                    patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+                failed("billing_lookup", today - day * 86400 + hour * 3600 + day * 60,
+                       "TimeoutError", "one slow query")
             # the gateway in front of it fails half a minute later, every time
-            opened("billing_gateway", today - day * 86400 + 14 * 3600 + 40)
-            trail.append(failure_event(
-                service="billing_gateway", at=today - day * 86400 + 14 * 3600 + 30,
-                context=ClinicalContext("administrative", "low"),
-                pseudonymize=trail.pseudonymize, error_kind="UpstreamError",
-                error="billing lookup failed", provider=None, recovery_actions=[],
-                served_by=None, integrity=None, clinician_notified=False,
-                patient_impact=PatientImpact.SERVICE_UNAVAILABLE))
+            opened("billing_gateway", at_14 + 40)
+            failed("billing_gateway", at_14 + 30, "UpstreamError", "billing lookup failed",
+                   provider=None)
         trail.flush()
     finally:
         trail.close()

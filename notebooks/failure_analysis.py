@@ -44,9 +44,9 @@ print(f"{len(failures):,} failure events, {outcomes['weight'].sum():,.0f} reques
 # %% [markdown]
 # ## When and where it fails
 #
-# Failures by hour of the day (UTC) and service. Each scenario starts at midnight, so the
-# early hours hold most outages; the 14:00 column is a deadlock that recurs every day for a
-# week.
+# Failures by hour of the day (UTC) and service. Most scenarios start at midnight (the AI
+# provider outage at 08:00), so the early hours hold most outages; the 14:00 column is a
+# deadlock that recurs every day for a week.
 
 # %%
 by_hour = failures.assign(hour=failures["time"].dt.hour).pivot_table(

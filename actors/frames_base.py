@@ -3,6 +3,7 @@ source provides (a running service's stores, simulation event logs)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 import pandas as pd
@@ -20,34 +21,40 @@ class FramesError(SelfHealError):
     """A source cannot be read: names the path or store, and why."""
 
 
-class Frames:
-    """The loaders both sources share; subclasses provide the raw reads."""
+class Frames(ABC):
+    """The loaders both sources share; each source provides the raw reads."""
 
     mlflow_uri: str | None = None
 
     # -- raw reads, per source -----------------------------------------------------------
 
+    @abstractmethod
     def _outcomes(self, start: float | None, end: float | None,
                   services: list[str] | None) -> Iterator[tuple[str, float, pd.DataFrame]]:
         """Per run: its name, its sample rate, and its events (``at, service, latency_s,
         ok, error_kind, tier, provider``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _audit(self, kind: AuditKind, start: float | None, end: float | None,
                services: list[str] | None) -> pd.DataFrame:
-        raise NotImplementedError
+        """The audit records of ``kind`` as their typed table's rows (``record_id, at, ...``,
+        with ``run``)."""
 
+    @abstractmethod
     def _runs(self, start: float | None, end: float | None,
               services: list[str] | None) -> pd.DataFrame:
-        raise NotImplementedError
+        """Workflow run summaries (``run_id, workflow, service, trigger, started_at, ...``)
+        that started in the range."""
 
+    @abstractmethod
     def _detections(self, start: float | None, end: float | None,
                     services: list[str] | None) -> pd.DataFrame:
-        raise NotImplementedError
+        """Triggers in the range (``run, at, service, trigger, detail, admitted``)."""
 
+    @abstractmethod
     def _trouble(self, start: float | None, end: float | None,
                  services: list[str] | None) -> pd.DataFrame:
-        raise NotImplementedError
+        """Trouble spans overlapping the range, cut to it (``run, service, start, end``)."""
 
     # -- the frames --------------------------------------------------------------------
 

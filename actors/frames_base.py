@@ -171,7 +171,7 @@ class Frames(ABC):
                      services: str | list[str] | None) -> pd.DataFrame:
         return frame(self._audit(kind, *args(start, end, services)), kind.value)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - event logs hold nothing open
         """Release connections (and an embedded Redis this object started)."""
 
     def __enter__(self) -> Frames:

@@ -218,8 +218,8 @@ class MetricRecorder:
             evs = by_service.get(svc, [])
             entries = [[len(chunk), json.dumps([_event(e) for e in chunk],
                                                separators=(",", ":")),
-                        max(0, math.ceil(max(e.at for e in chunk) * 1000))]
-                       for chunk in _chunks(evs)]
+                        max(0, math.ceil(latest * 1000))]
+                       for chunk, latest in _chunks(evs)]
             total, errors, fallbacks = counts.get(svc, (0, 0, 0))
             payload.append([total, errors, fallbacks, entries])
         self._flush_seq += 1
@@ -249,23 +249,24 @@ class MetricRecorder:
                 _log.warning("metrics left unsent at close: %s", exc)
 
 
-def _chunks(events: list[OutcomeRecord]) -> Iterator[list[OutcomeRecord]]:
-    """Entries of at most EVENTS_PER_ENTRY events spanning at most ENTRY_SPAN_S: a flush
-    after Redis was away holds minutes of events, and an entry's id (its latest event) must
-    stay close to each of its events for a time range to be read by ids."""
+def _chunks(events: list[OutcomeRecord]) -> Iterator[tuple[list[OutcomeRecord], float]]:
+    """Entries of at most EVENTS_PER_ENTRY events spanning at most ENTRY_SPAN_S, each with
+    its latest event's time: a flush after Redis was away holds minutes of events, and an
+    entry's id (its latest event) must stay close to each of its events for a time range to
+    be read by ids."""
     chunk: list[OutcomeRecord] = []
     lo = hi = 0.0
     for e in events:
         if chunk and (len(chunk) >= EVENTS_PER_ENTRY
                       or max(hi, e.at) - min(lo, e.at) > ENTRY_SPAN_S):
-            yield chunk
+            yield chunk, hi
             chunk = []
         if not chunk:
             lo = hi = e.at
         chunk.append(e)
         lo, hi = min(lo, e.at), max(hi, e.at)
     if chunk:
-        yield chunk
+        yield chunk, hi
 
 
 def _event(o: OutcomeRecord) -> list[Any]:

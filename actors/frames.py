@@ -28,7 +28,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-import redis
 from sqlalchemy import select
 
 from healing.audit import AuditKind, AuditRecord
@@ -43,6 +42,8 @@ from .settings import Settings
 from .stores.actor_state import ActorState
 from .stores.audit_sql import PROJECTIONS, AuditStore
 from .stores.embedded_redis import EmbeddedRedis
+from .stores.metric_stream import read_events
+from .stores.redis_conn import connect
 
 __all__ = ["COLUMNS", "EventLogFrames", "Frames", "FramesError", "LiveFrames", "open_frames",
            "to_segments"]
@@ -86,7 +87,7 @@ class LiveFrames(Frames):
             url = server.url
             if not was_running:  # ours to stop; another process's is left running
                 self._server = server
-        self.redis = redis.Redis.from_url(url, socket_timeout=10)
+        self.redis = connect(url, timeout_s=10.0)  # a day of a stream is a large reply
         try:
             self.store = AuditStore(settings.audit_database_url(), read_only=True)
         except SelfHealError as exc:
@@ -103,12 +104,11 @@ class LiveFrames(Frames):
         names = services if services is not None else stream_services(self.redis)
         lo = "-" if start is None else str(max(0, math.floor(start * 1000)))
         hi = "+" if end is None else str(int((end + FLUSH_SLACK_S) * 1000))
-        rows: list[list[Any]] = []
-        for service in names:
-            for _id, fields in self.redis.xrange(f"metrics:{service}", lo, hi):
-                for at, latency, ok, kind, tier, provider in json.loads(fields[b"events"]):
-                    if (start is None or at >= start) and (end is None or at < end):
-                        rows.append([at, service, latency, bool(ok), kind, tier, provider])
+        rows = [[at, service, latency, bool(ok), kind, tier, provider]
+                for service in names
+                for at, latency, ok, kind, tier, provider in read_events(
+                    self.redis, service, first=lo, last=hi)
+                if build.within(at, start, end)]
         yield "live", self.sample_rate, pd.DataFrame(rows, columns=build.RAW_OUTCOMES)
 
     def _audit(self, kind: AuditKind, start: float | None, end: float | None,

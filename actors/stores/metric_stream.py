@@ -274,10 +274,12 @@ def _event(o: OutcomeRecord) -> list[Any]:
             o.provider]
 
 
-def read_events(client: redis.Redis, service: str, prefix: str = "metrics") -> list[list[Any]]:
-    """Every event in ``service``'s stream, oldest first (for tests, notebooks, the monitor)."""
+def read_events(client: redis.Redis, service: str, prefix: str = "metrics",
+                first: str = "-", last: str = "+") -> list[list[Any]]:
+    """The events in ``service``'s stream, oldest first; ``first`` and ``last`` bound the
+    entry ids read (their events' time in ms, see the module doc), every entry by default."""
     out: list[list[Any]] = []
-    for _id, fields in client.xrange(f"{prefix}:{service}"):
+    for _id, fields in client.xrange(f"{prefix}:{service}", first, last):
         out += json.loads(fields[b"events"])
     return out
 

@@ -12,6 +12,8 @@ from typing import Any
 
 __all__ = [
     "CallRejected",
+    "CallShed",
+    "CallTimedOut",
     "CircuitOpenError",
     "ClinicalSafetyError",
     "ConfigError",
@@ -82,6 +84,27 @@ class RoutedAway(CallRejected):
     def __init__(self, service: str, tier: str, reason: str) -> None:
         self.service, self.tier, self.reason = service, tier, reason
         super().__init__(f"traffic for {service!r} is routed to {tier!r}: {reason}")
+
+
+class CallShed(CallRejected):
+    """Admission refused the call: the provider's concurrency limit is full for this request's
+    acuity (or its queue wait ran out, or its deadline had passed)."""
+
+    def __init__(self, service: str, provider: str | None, acuity: str, reason: str) -> None:
+        self.service, self.provider, self.acuity, self.reason = service, provider, acuity, reason
+        where = f"{service}:{provider}" if provider else service
+        super().__init__(f"{acuity} call to {where!r} not admitted: {reason}")
+
+
+class CallTimedOut(SelfHealError, TimeoutError):
+    """The call took longer than it was given. A synchronous call cannot be interrupted in
+    Python: its thread runs on, unwaited for, and keeps its place in the bulkhead until it
+    ends, so hung calls can never hold more than the provider's limit."""
+
+    def __init__(self, service: str, provider: str | None, timeout_s: float) -> None:
+        self.service, self.provider, self.timeout_s = service, provider, timeout_s
+        where = f"{service}:{provider}" if provider else service
+        super().__init__(f"call to {where!r} gave no answer within {timeout_s:.3g} s")
 
 
 class ClinicalSafetyError(SelfHealError):

@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 from .cache import FallbackCache
 from .clock import Clock
 from .config import FallbackTier, TierMethod, _check
-from .errors import ConfigError, FallbackExhausted, TierFailure
+from .admission import ADMITTED
+from .errors import CallTimedOut, ConfigError, FallbackExhausted, TierFailure
 from .integrity import IntegrityCheck, Predicate
+from .limits import CallGate, Lane, abounded, bounded
 from .outcome import Outcome
 from .registry import CircuitBreakerRegistry
 from .safety import ClinicalContext, ClinicalSafetyValidator, Criticality, OperationType
@@ -176,6 +178,11 @@ class _Call(NamedTuple):
     fn: Handler
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
+    # A bounded provider's call: the plan took its bulkhead place, the driver runs it within
+    # ``timeout`` and frees the place when it really ends.
+    lane: Lane | None = None
+    timeout: float | None = None
+    in_flight: int = 0
 
 
 Plan = Generator[_Call, Outcome, FallbackResult]
@@ -185,10 +192,11 @@ def plan_fallback(
     strategy: FallbackStrategy, *, context: ClinicalContext, registry: FallbackStrategyRegistry,
     breakers: CircuitBreakerRegistry, cache: FallbackCache, clock: Clock,
     cache_key: str | None, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-    start: int = 0,
+    start: int = 0, gate: CallGate | None = None, deadline: float | None = None,
 ) -> Plan:
     """Try ``strategy``'s tiers in order, from the ``start``-th; return the first servable
-    answer.
+    answer. With a ``gate``, an alternative provider is bounded by its call policy and
+    passed over when the request's ``deadline`` leaves it too little time.
 
     Raises:
         FallbackExhausted: no tier produced a servable answer; lists each tier's failure.
@@ -217,15 +225,32 @@ def plan_fallback(
             if fn is None:
                 fail(tier, "no provider registered under that name")
                 continue
-            breaker = breakers.get(service, tier.provider)
+            lane = gate.lane(service, tier.provider) if gate is not None else None
             t0 = clock.now()
+            if lane is None and deadline is not None and deadline <= t0:
+                fail(tier, "the request's deadline has passed")
+                continue
+            if lane is not None and lane.too_late(t0, deadline):
+                fail(tier, f"cannot answer before the request's deadline (typically takes "
+                           f"{lane.typical_s:.3g} s)")
+                continue
+            breaker = breakers.get(service, tier.provider)
             permit = breaker.allow(t0)
             if not permit.allowed:
                 after = permit.retry_after_s(t0)  # type: ignore[union-attr]
                 fail(tier, "its circuit is open" + (f"; retry after {after:.1f} s"
                                                      if after is not None else ""))
                 continue
-            outcome = yield _Call(fn, args, kwargs)
+            if lane is None:
+                outcome = yield _Call(fn, args, kwargs)
+            else:
+                verdict = lane.acquire(context.acuity, deadline, queue=False)  # type: ignore[arg-type]
+                if verdict != ADMITTED:
+                    breaker.release(permit)  # type: ignore[arg-type]
+                    fail(tier, f"not admitted: {verdict}")
+                    continue
+                outcome = yield _Call(fn, args, kwargs, lane, lane.timeout(t0, deadline),
+                                      lane.in_flight)
             t1 = clock.now()
             if outcome.error is not None:
                 breaker.on_exception(permit, outcome.error, t1 - t0, t1)  # type: ignore[arg-type]
@@ -287,13 +312,61 @@ def run_plan(plan: Plan) -> FallbackResult:
     try:
         call = next(plan)
         while True:
-            try:
-                outcome = Outcome(call.fn(*call.args, **call.kwargs), None, 0.0)
-            except Exception as exc:
-                outcome = Outcome(None, exc, 0.0)
+            if call.lane is not None:
+                outcome = _run_bounded(call)
+            else:
+                try:
+                    outcome = Outcome(call.fn(*call.args, **call.kwargs), None, 0.0)
+                except Exception as exc:
+                    outcome = Outcome(None, exc, 0.0)
             call = plan.send(outcome)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+def _run_bounded(call: _Call) -> Outcome:
+    lane = call.lane
+    clock = lane.clock  # type: ignore[union-attr]
+    t0 = clock.now()
+    try:
+        if call.timeout is None:
+            try:
+                value = call.fn(*call.args, **call.kwargs)
+            finally:
+                lane.release()  # type: ignore[union-attr]
+        else:
+            value = bounded(lane, call.fn, call.args, call.kwargs, call.timeout,  # type: ignore[arg-type]
+                            lane.release)  # type: ignore[union-attr]
+    except Exception as exc:
+        t1 = clock.now()
+        lane.observe(call.timeout if isinstance(exc, CallTimedOut) else t1 - t0,  # type: ignore[union-attr,arg-type]
+                     call.in_flight, False, t1)
+        return Outcome(None, exc, t1 - t0)
+    t1 = clock.now()
+    lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]
+    return Outcome(value, None, t1 - t0)
+
+
+async def _arun_bounded(call: _Call) -> Outcome:
+    lane = call.lane
+    clock = lane.clock  # type: ignore[union-attr]
+    t0 = clock.now()
+    try:
+        try:
+            value = call.fn(*call.args, **call.kwargs)
+            if inspect.isawaitable(value):
+                value = await (value if call.timeout is None
+                               else abounded(lane, value, call.timeout))  # type: ignore[arg-type]
+        finally:
+            lane.release()  # type: ignore[union-attr]
+    except Exception as exc:
+        t1 = clock.now()
+        lane.observe(call.timeout if isinstance(exc, CallTimedOut) else t1 - t0,  # type: ignore[union-attr,arg-type]
+                     call.in_flight, False, t1)
+        return Outcome(None, exc, t1 - t0)
+    t1 = clock.now()
+    lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]
+    return Outcome(value, None, t1 - t0)
 
 
 async def arun_plan(plan: Plan) -> FallbackResult:
@@ -301,6 +374,10 @@ async def arun_plan(plan: Plan) -> FallbackResult:
     try:
         call = next(plan)
         while True:
+            if call.lane is not None:
+                outcome = await _arun_bounded(call)
+                call = plan.send(outcome)
+                continue
             try:
                 value = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(value):

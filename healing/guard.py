@@ -17,8 +17,10 @@ Decorator form (sync or async functions alike)::
     @guard.protect("care_locator", cache_key=lambda postcode: postcode)
     async def find_care(postcode): ...
 
-``context``, ``provider`` and ``cache_key`` are the guard's own keywords; every other
-argument goes to the operation. The result is always a :class:`FallbackResult`, so the caller
+``context``, ``provider``, ``cache_key`` and ``deadline`` are the guard's own keywords;
+every other argument goes to the operation. With a :class:`~healing.limits.CallGate`, calls
+are bounded by their provider's call policy (timeouts, bulkheads, adaptive limits, budgeted
+retries: :mod:`healing.limited`). The result is always a :class:`FallbackResult`, so the caller
 always sees which tier answered and the warning that must go with it. Failures raise
 :class:`ClinicalSafetyError` (critical services, life-critical requests: never a fallback),
 :class:`FallbackExhausted` (every tier failed), :class:`CircuitOpenError` or the operation's
@@ -54,6 +56,8 @@ from .fallback import (
     run_plan,
 )
 from .outcome import NOT_CALLED, InMemorySink, OutcomeRecord, OutcomeSink
+from .limited import acall_limited, call_limited
+from .limits import CallGate
 from .registry import CircuitBreakerRegistry
 from .routing import RouteTable
 from .safety import (
@@ -88,6 +92,8 @@ class Guard:
         sink: where outcome records go.
         audit: where failure events go, durably, before the call returns (None: nowhere).
         routes: cluster-wide routes to a fallback tier (see :mod:`healing.routing`).
+        gate: call policies (timeouts, bulkheads, adaptive limits, retries; see
+            :mod:`healing.limited`); None: calls are not bounded.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class Guard:
         fallbacks: FallbackStrategyRegistry | None = None, cache: FallbackCache | None = None,
         validator: ClinicalSafetyValidator | None = None, sink: OutcomeSink | None = None,
         audit: AuditSink | None = None, routes: RouteTable | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.clock = clock if clock is not None else SystemClock()
         self.validator = validator if validator is not None else ClinicalSafetyValidator()
@@ -105,14 +112,23 @@ class Guard:
         self.sink = sink if sink is not None else InMemorySink()
         self.audit = audit
         self.routes = routes if routes is not None else RouteTable()
+        self.gate = gate
         self.audit_failures = 0  # records the audit sink could not make durable
 
     # -- call forms --------------------------------------------------------------------
 
     def call(self, service: str, fn: Callable[..., Any], *args: Any,
              context: ClinicalContext = INFORMATIONAL_CONTEXT, provider: str | None = None,
-             cache_key: str | None = None, **kwargs: Any) -> FallbackResult:
-        """Run ``fn(*args, **kwargs)`` as a guarded call to ``service``."""
+             cache_key: str | None = None, deadline: float | None = None,
+             **kwargs: Any) -> FallbackResult:
+        """Run ``fn(*args, **kwargs)`` as a guarded call to ``service``; ``deadline`` is the
+        time (on this guard's clock, see :meth:`deadline_in`) the answer is needed by."""
+        gate = self.gate
+        if gate is not None or deadline is not None:
+            lane = gate.lane(service, provider) if gate is not None else None
+            if lane is not None or deadline is not None:
+                return call_limited(self, lane, service, fn, args, kwargs, context, provider,
+                                    cache_key, deadline)
         clock = self.clock
         t0 = clock.now()
         if self.routes.routes:
@@ -149,8 +165,14 @@ class Guard:
     async def acall(self, service: str, fn: Callable[..., Any], *args: Any,
                     context: ClinicalContext = INFORMATIONAL_CONTEXT,
                     provider: str | None = None, cache_key: str | None = None,
-                    **kwargs: Any) -> FallbackResult:
+                    deadline: float | None = None, **kwargs: Any) -> FallbackResult:
         """The async form of :meth:`call`; ``fn`` may return an awaitable or a value."""
+        gate = self.gate
+        if gate is not None or deadline is not None:
+            lane = gate.lane(service, provider) if gate is not None else None
+            if lane is not None or deadline is not None:
+                return await acall_limited(self, lane, service, fn, args, kwargs, context,
+                                           provider, cache_key, deadline)
         clock = self.clock
         t0 = clock.now()
         if self.routes.routes:
@@ -185,10 +207,11 @@ class Guard:
                                       served, "integrity", t0)
 
     def protect(self, service: str, *, context: ClinicalContext = INFORMATIONAL_CONTEXT,
-                provider: str | None = None,
-                cache_key: Callable[..., str] | None = None) -> Callable[[Callable[..., Any]],
-                                                                          Callable[..., Any]]:
-        """Decorator form. ``cache_key`` derives the key from the call's arguments."""
+                provider: str | None = None, cache_key: Callable[..., str] | None = None,
+                deadline_s: float | None = None) -> Callable[[Callable[..., Any]],
+                                                             Callable[..., Any]]:
+        """Decorator form. ``cache_key`` derives the key from the call's arguments;
+        ``deadline_s`` gives every call a deadline that many seconds after it starts."""
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             if inspect.iscoroutinefunction(fn):
@@ -196,17 +219,25 @@ class Guard:
                 async def async_wrapper(*args: Any, **kwargs: Any) -> FallbackResult:
                     key = cache_key(*args, **kwargs) if cache_key is not None else None
                     return await self.acall(service, fn, *args, context=context,
-                                            provider=provider, cache_key=key, **kwargs)
+                                            provider=provider, cache_key=key,
+                                            deadline=self._deadline(deadline_s), **kwargs)
                 return async_wrapper
 
             @functools.wraps(fn)
             def wrapper(*args: Any, **kwargs: Any) -> FallbackResult:
                 key = cache_key(*args, **kwargs) if cache_key is not None else None
                 return self.call(service, fn, *args, context=context, provider=provider,
-                                 cache_key=key, **kwargs)
+                                 cache_key=key, deadline=self._deadline(deadline_s), **kwargs)
             return wrapper
 
         return decorate
+
+    def deadline_in(self, seconds: float) -> float:
+        """The deadline ``seconds`` from now, on this guard's clock."""
+        return self.clock.now() + seconds
+
+    def _deadline(self, seconds: float | None) -> float | None:
+        return None if seconds is None else self.clock.now() + seconds
 
     # The seed's names for the same entry point (2.3, 5.3): both apply every rule above.
     with_fallback = call
@@ -267,7 +298,8 @@ class Guard:
 
     def _failure_plan(self, service: str, provider: str | None, context: ClinicalContext,
                       cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      error: BaseException, kind: str, t0: float, start: int = 0) -> Plan:
+                      error: BaseException, kind: str, t0: float, start: int = 0,
+                      deadline: float | None = None) -> Plan:
         """Safety's verdict on a failed call: a fallback plan, or the error to raise."""
         if service in self.validator.critical_services or context.criticality is _LIFE_CRITICAL:
             self._record_failure(service, provider, context, kind, t0)
@@ -281,15 +313,16 @@ class Guard:
             raise error
         return plan_fallback(strategy, context=context, registry=self.fallbacks,
                              breakers=self.breakers, cache=self.cache, clock=self.clock,
-                             cache_key=cache_key, args=args, kwargs=kwargs, start=start)
+                             cache_key=cache_key, args=args, kwargs=kwargs, start=start,
+                             gate=self.gate, deadline=deadline)
 
     def _fail_sync(self, service: str, provider: str | None, context: ClinicalContext,
                    cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                    error: BaseException, kind: str, t0: float,
-                   start: int = 0) -> FallbackResult:
+                   start: int = 0, *, deadline: float | None = None) -> FallbackResult:
         try:
             plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
-                                      error, kind, t0, start)
+                                      error, kind, t0, start, deadline)
             served = run_plan(plan)
         except BaseException as final:
             self._audit_sync(self._failure_record(service, provider, context, kind, error,
@@ -304,10 +337,10 @@ class Guard:
     async def _fail_async(self, service: str, provider: str | None, context: ClinicalContext,
                           cache_key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                           error: BaseException, kind: str, t0: float,
-                   start: int = 0) -> FallbackResult:
+                          start: int = 0, *, deadline: float | None = None) -> FallbackResult:
         try:
             plan = self._failure_plan(service, provider, context, cache_key, args, kwargs,
-                                      error, kind, t0, start)
+                                      error, kind, t0, start, deadline)
             served = await arun_plan(plan)
         except BaseException as final:
             await self._audit_async(self._failure_record(service, provider, context, kind,

@@ -14,9 +14,10 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["NOT_CALLED", "InMemorySink", "Outcome", "OutcomeRecord", "OutcomeSink"]
 
-# Error kinds of outcomes whose primary was never called: an open circuit refused it, or a
-# route sent the request straight to a fallback tier. They say nothing of the primary's health.
-NOT_CALLED = frozenset({"rejected", "routed"})
+# Error kinds of outcomes whose primary was never called: an open circuit refused it, a
+# route sent the request straight to a fallback tier, admission shed it, or its deadline had
+# passed. They say nothing of whether the primary answers.
+NOT_CALLED = frozenset({"rejected", "routed", "shed", "deadline"})
 
 
 class Outcome(NamedTuple):

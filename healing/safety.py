@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .fallback import FallbackStrategy
 
 __all__ = [
+    "Acuity",
     "CLINICAL_GUIDANCE",
     "CRITICAL_SERVICES",
     "ClinicalContext",
@@ -52,6 +53,28 @@ class Criticality(enum.Enum):
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
+
+
+class Acuity(enum.IntEnum):
+    """How urgently a request needs its answer: the order admission sheds in (batch first).
+
+    Lower is more urgent. A request's acuity defaults from its criticality (life-critical →
+    ``LIFE_CRITICAL``, high → ``URGENT``, otherwise ``ROUTINE``); ``BATCH`` is only ever
+    chosen by the caller (nightly re-analysis, report generation).
+    """
+
+    LIFE_CRITICAL = 0
+    URGENT = 1
+    ROUTINE = 2
+    BATCH = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+_ACUITY_OF = {Criticality.LIFE_CRITICAL: Acuity.LIFE_CRITICAL, Criticality.HIGH: Acuity.URGENT,
+              Criticality.MEDIUM: Acuity.ROUTINE, Criticality.LOW: Acuity.ROUTINE}
 
 
 class RecoveryAction(enum.Enum):
@@ -116,12 +139,31 @@ class ClinicalContext:
     patient_id: str | None = field(default=None, repr=False)
     clinician_id: str | None = field(default=None, repr=False)
     requires_audit: bool = True
+    acuity: Acuity | None = None  # None: from the criticality
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation_type",
                            as_enum(OperationType, self.operation_type, "operation_type"))
-        object.__setattr__(self, "criticality",
-                           as_enum(Criticality, self.criticality, "criticality"))
+        criticality = as_enum(Criticality, self.criticality, "criticality")
+        object.__setattr__(self, "criticality", criticality)
+        if self.acuity is None:
+            object.__setattr__(self, "acuity", _ACUITY_OF[criticality])
+        else:
+            acuity = self.acuity
+            if isinstance(acuity, str):
+                try:
+                    acuity = Acuity[acuity.upper()]
+                except KeyError:
+                    acuity = None
+            if not isinstance(acuity, Acuity):
+                raise ConfigError("acuity", self.acuity,
+                                  f"must be one of {[a.label for a in Acuity]}")
+            # Admission never sheds life-critical requests: only life-critical requests may
+            # claim that, and every life-critical request does.
+            if (acuity is Acuity.LIFE_CRITICAL) != (criticality is Criticality.LIFE_CRITICAL):
+                raise ConfigError("acuity", acuity.label,
+                                  "is life_critical exactly when the criticality is")
+            object.__setattr__(self, "acuity", acuity)
         for name in ("patient_id", "clinician_id"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, str) and v):
@@ -135,6 +177,7 @@ class ClinicalContext:
             "has_patient": self.patient_id is not None,
             "has_clinician": self.clinician_id is not None,
             "requires_audit": self.requires_audit,
+            "acuity": self.acuity.label,  # type: ignore[union-attr]
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from healing import (
@@ -26,7 +27,9 @@ from healing import (
     SystemClock,
 )
 from healing.audit import circuit_transition
+from healing.catalogue import SHIPPED, load_catalogue
 from healing.cluster import ClusterPolicy
+from healing.limits import CallGate, CallPolicy
 
 from .cluster_agent import ClusterAgent
 from .cluster_control import ControlListener
@@ -65,7 +68,8 @@ class GuardProcess:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  process_id: str | None = None, circuit: CircuitConfig | None = None,
                  policy: ClusterPolicy | None = None,
-                 orchestrator: str | None = "orchestrator") -> None:
+                 orchestrator: str | None = "orchestrator",
+                 limits: Mapping[tuple[str, str | None], CallPolicy] | None = None) -> None:
         if settings.redis_url is None:
             raise ValueError("GuardProcess needs settings.redis_url: call bootstrap() first")
         redis_url = settings.redis_url
@@ -83,8 +87,14 @@ class GuardProcess:
         # patient in every process (cache_warm) and nobody's key is random per process.
         self.cache = FallbackCache(key=settings.pseudonym_key_bytes())
         self.routes = RouteTable()
+        # Timeouts, bulkheads, adaptive limits and retry budgets: the catalogue's (the
+        # operator's, or the shipped one), unless the caller brings its own.
+        if limits is None:
+            limits = load_catalogue(settings.catalogue or SHIPPED).call_policies()
+        self.gate = CallGate(limits, clock)
         self.guard = Guard(clock=clock, breakers=self.breakers, sink=self.recorder,
-                           audit=self.audit, cache=self.cache, routes=self.routes)
+                           audit=self.audit, cache=self.cache, routes=self.routes,
+                           gate=self.gate)
         # Circuits that open tell the cluster's orchestrator (runtime.orchestrator's default
         # name), which starts the matching recovery workflow.
         self.agent = ClusterAgent(

@@ -9,11 +9,11 @@ Per window of at least ``window_s`` and ``min_window_samples`` calls, with ``sho
 window's mean latency and ``long`` an exponential average of the window means (``long_window``
 windows; the first ten a plain mean)::
 
-    if long / short > 2:        long ← 0.95 × long           (recover quickly after overload)
+    if long / short > 2:        long ← 0.95 x long           (recover quickly after overload)
     if in_flight < limit / 2:   keep the limit                (the caller is not using it)
-    gradient  = clamp(tolerance × long / short, 0.5, 1.0)
-    new       = limit × gradient + √limit
-    limit     ← clamp(limit × (1 − smoothing) + new × smoothing, min_limit, max_limit)
+    gradient  = clamp(tolerance x long / short, 0.5, 1.0)
+    new       = limit x gradient + √limit
+    limit     ← clamp(limit x (1 - smoothing) + new x smoothing, min_limit, max_limit)
 
 A timed-out call's sample is the time it was given, so hanging providers shrink the limit;
 a call shed before it ran is no sample. Pure: times are passed in.
@@ -83,8 +83,7 @@ class Gradient2:
         with self._lock:
             self._sum += latency_s
             self._n += 1
-            if in_flight > self._max_in_flight:
-                self._max_in_flight = in_flight
+            self._max_in_flight = max(self._max_in_flight, in_flight)
             cfg = self.config
             if self._n < cfg.min_window_samples or now - self._window_start < cfg.window_s:
                 return None

@@ -5,9 +5,9 @@ A provider gets at most ``limit`` calls in flight (a bulkhead; the limit may be 
 each class may only fill the limit up to its own ceiling, so the top of the limit is kept
 for the classes above it::
 
-    ceiling(urgent)  = limit × (1 − reserved[life_critical])
-    ceiling(routine) = limit × (1 − reserved[life_critical] − reserved[urgent])
-    ceiling(batch)   = limit × (1 − reserved[life_critical] − reserved[urgent] − reserved[routine])
+    ceiling(urgent)  = limit x (1 - reserved[life_critical])
+    ceiling(routine) = limit x (1 - reserved[life_critical] - reserved[urgent])
+    ceiling(batch)   = limit x (1 - reserved[life_critical] - reserved[urgent] - reserved[routine])
 
 so as load rises batch work is refused first, then routine, then urgent. Life-critical
 requests are never refused here: they are admitted past the limit (the limit protects them

@@ -6,9 +6,9 @@ against recent requests, with a small reserve per second so a quiet service can 
 retry. This is the second form, which needs no view of what is in flight: over the last
 ``window_s`` seconds a service may retry at most::
 
-    min_per_s × window_s + ratio × (requests in the window)
+    min_per_s x window_s + ratio x (requests in the window)
 
-When a provider fails every call, each request may otherwise retry ``max_attempts − 1``
+When a provider fails every call, each request may otherwise retry ``max_attempts - 1``
 times and the provider sees that many times its load exactly when it can least bear it; with
 the budget it sees at most ``1 + ratio`` times (plus the floor). Pure: times are passed in.
 """

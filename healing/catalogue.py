@@ -36,6 +36,8 @@ from .errors import ConfigError
 from .fallback import FallbackStrategy
 from .files import SourceError, YamlSource, parse_duration
 from .health import HealthPolicy
+from .limit_files import parse_limits
+from .limits import CallPolicy
 from .recovery import RecoveryPolicy
 from .safety import Criticality, OperationType
 from .strategy_files import load_strategies
@@ -70,6 +72,8 @@ class Service:
     error_rate: float = 0.0  # its normal error rate
     error_threshold: float | None = None  # None: from the normal rate (ErrorRuleSettings)
     checks: tuple[CheckDecl, ...] = ()
+    # call policies (healing.limits): the service's under None, and providers' own
+    limits: Mapping[str | None, CallPolicy] = field(default_factory=dict)
 
     @property
     def primary(self) -> str:
@@ -119,6 +123,12 @@ class Catalogue:
     def error_thresholds(self) -> dict[str, float]:
         return {n: self.errors.threshold(s) for n, s in self.services.items()}
 
+    def call_policies(self) -> dict[tuple[str, str | None], CallPolicy]:
+        """Every declared call policy by (service, provider); provider None is the service's
+        own, for its providers without one (what :class:`~healing.limits.CallGate` takes)."""
+        return {(n, p): policy for n, s in self.services.items()
+                for p, policy in s.limits.items()}
+
 
 def load_catalogue(directory: str | pathlib.Path = SHIPPED) -> Catalogue:
     """Load and cross-check a catalogue directory (see the module doc)."""
@@ -148,7 +158,7 @@ def load_catalogue(directory: str | pathlib.Path = SHIPPED) -> Catalogue:
 # -- services.yaml ----------------------------------------------------------------------------
 
 _SERVICE = {"providers", "operation", "criticality", "error_rate", "error_threshold",
-            "health_checks", "description"}
+            "health_checks", "description", "limits"}
 _CHECK = {"name", "kind", "target", "provider"}
 
 
@@ -190,8 +200,9 @@ def _services(src: YamlSource) -> dict[str, Service]:
             raise src.core_error(exc, [*at, key]) from None
         checks = tuple(_check_decl(src, c, providers, [*at, "health_checks", i])
                        for i, c in enumerate(raw.get("health_checks") or []))
+        limits = parse_limits(src, raw.get("limits"), [*at, "limits"], providers)
         out[str(name)] = Service(str(name), tuple(providers), operation, criticality,
-                                 float(rate), threshold, checks)
+                                 float(rate), threshold, checks, limits)
     return out
 
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .admission import ADMITTED
 from .cache import FallbackCache
 from .clock import Clock
 from .config import FallbackTier, TierMethod, _check
-from .admission import ADMITTED
 from .errors import CallTimedOut, ConfigError, FallbackExhausted, TierFailure
 from .integrity import IntegrityCheck, Predicate
 from .limits import CallGate, Lane, abounded, bounded

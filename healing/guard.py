@@ -55,9 +55,9 @@ from .fallback import (
     plan_fallback,
     run_plan,
 )
-from .outcome import NOT_CALLED, InMemorySink, OutcomeRecord, OutcomeSink
 from .limited import acall_limited, call_limited
 from .limits import CallGate
+from .outcome import NOT_CALLED, InMemorySink, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry
 from .routing import RouteTable
 from .safety import (

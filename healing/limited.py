@@ -9,7 +9,7 @@ or the request carries a deadline; every other call keeps the plain path in
 3. a place in the provider's bulkhead (:mod:`healing.admission`): admitted, queued for at
    most the queue timeout (and the deadline), or shed → the fallback tiers, like an open
    circuit; life-critical requests are never shed;
-4. the operation, within ``min(timeout, deadline − now)``; a timeout is a failure for the
+4. the operation, within ``min(timeout, deadline - now)``; a timeout is a failure for the
    breaker (and the latency the adaptive limit learns from);
 5. after a failure, another attempt if the policy allows retries, the service's retry budget
    has one, the breaker admits it and the deadline leaves the provider's typical latency.
@@ -48,9 +48,9 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
     """:meth:`Guard.call` with ``lane``'s policy and the request's deadline."""
     clock = g.clock
     t0 = clock.now()
-    fail = g._fail_sync  # noqa: SLF001 - this module is the guard's other half
+    fail = g._fail_sync
     if g.routes.routes:
-        routed = g._routed(service, context)  # noqa: SLF001
+        routed = g._routed(service, context)
         if routed is not None:
             return fail(service, provider, context, cache_key, args, kwargs, routed[0],
                         "routed", t0, routed[1], deadline=deadline)
@@ -114,7 +114,7 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
         if lane is not None:
             t1 = clock.now()
             lane.observe(t1 - start, in_flight, True, t1)
-        served = g._primary_result(service, provider, context, cache_key, breaker,  # noqa: SLF001
+        served = g._primary_result(service, provider, context, cache_key, breaker,
                                    permit, result, start)
         if type(served) is FallbackResult:
             return served
@@ -130,9 +130,9 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
     awaitable is cancelled (a sync ``fn`` blocks the loop and cannot be timed out here)."""
     clock = g.clock
     t0 = clock.now()
-    fail = g._fail_async  # noqa: SLF001
+    fail = g._fail_async
     if g.routes.routes:
-        routed = g._routed(service, context)  # noqa: SLF001
+        routed = g._routed(service, context)
         if routed is not None:
             return await fail(service, provider, context, cache_key, args, kwargs, routed[0],
                               "routed", t0, routed[1], deadline=deadline)
@@ -196,7 +196,7 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
         if lane is not None:
             t1 = clock.now()
             lane.observe(t1 - start, in_flight, True, t1)
-        served = g._primary_result(service, provider, context, cache_key, breaker,  # noqa: SLF001
+        served = g._primary_result(service, provider, context, cache_key, breaker,
                                    permit, result, start)
         if type(served) is FallbackResult:
             return served

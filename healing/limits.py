@@ -7,7 +7,7 @@ declares them (``limits`` in services.yaml, docs/catalogue.md); a :class:`CallGa
 :class:`Lane` of live state per (service, provider) that has a policy, and the guard asks it
 before every call (:mod:`healing.limited`).
 
-Timeouts and deadlines. An attempt gets ``min(timeout, deadline − now)``. An asyncio call is
+Timeouts and deadlines. An attempt gets ``min(timeout, deadline - now)``. An asyncio call is
 cancelled when its time is up. A synchronous call cannot be interrupted in Python: it runs in
 a worker thread, the caller stops waiting for it, and the thread runs on until the operation
 returns — keeping its place in the bulkhead, so a hanging provider holds at most its limit of
@@ -20,9 +20,11 @@ simulator decide timeouts on simulated time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +40,7 @@ __all__ = ["CallGate", "CallPolicy", "Lane", "abounded", "bounded"]
 
 # Real seconds a ManualClock gives a worker thread to finish before its wait counts as the
 # whole simulated timeout: only scheduling slack, never a modelled duration.
-_MANUAL_GRACE_S = 2.0
+_MANUAL_GRACE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,18 +256,47 @@ async def _await_future(clock: Clock, fut: asyncio.Future[Any], timeout: float) 
 
 # -- bounded calls -----------------------------------------------------------------------------
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+class _DaemonPool:
+    """Worker threads for bounded synchronous calls. Daemon threads, unlike
+    ``ThreadPoolExecutor``'s: a provider call that never returns must not stop the process
+    from exiting (``selfheal down``). Grows to ``max_workers``; each provider's bulkhead
+    bounds how many of them its hung calls can hold."""
+
+    def __init__(self, max_workers: int = 512) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...],
+                                             Mapping[str, Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+        self._max = max_workers
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: Mapping[str, Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._max:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"selfheal-call-{self._threads}",
+                                 daemon=True).start()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            future, fn, args, kwargs = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller stopped waiting before it started
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # the caller's future carries it, whatever it is
+                future.set_exception(exc)
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                # Sized for hung calls: each provider's bulkhead bounds how many it can hold.
-                _pool = ThreadPoolExecutor(max_workers=512, thread_name_prefix="selfheal-call")
-    return _pool
+_pool = _DaemonPool()
 
 
 def bounded(lane: Lane, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -275,7 +306,7 @@ def bounded(lane: Lane, fn: Callable[..., Any], args: tuple[Any, ...],
     if timeout <= 0:
         on_end()
         raise CallTimedOut(lane.service, lane.provider, 0.0)
-    future: Future[Any] = _executor().submit(fn, *args, **kwargs)
+    future = _pool.submit(fn, args, kwargs)
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
     if _wait_event(lane.clock, done, timeout):
@@ -297,10 +328,8 @@ async def abounded(lane: Lane, awaitable: Any, timeout: float) -> Any:
     task = asyncio.ensure_future(awaitable)
     if not await _await_future(lane.clock, task, timeout):
         task.cancel()
-        try:
+        with contextlib.suppress(BaseException):  # its cancellation, or its own last error
             await task
-        except BaseException:  # noqa: S110 - its cancellation, or its own last error
-            pass
         raise CallTimedOut(lane.service, lane.provider, timeout)
     return task.result()
 

@@ -19,6 +19,7 @@ from . import (
     live_loop_table,
     nab,
     readme,
+    resilience,
     runtime,
     simulation,
 )
@@ -26,7 +27,7 @@ from .harness import RESULTS, table, write
 
 SUITES = {"core": core.run, "runtime": runtime.run, "audit": audit.run,
           "simulation": simulation.run, "nab": nab.run, "api": api.run,
-          "learning": learning.run, "data": data.run}
+          "learning": learning.run, "data": data.run, "resilience": resilience.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     readme.update()  # the README and the docs quote results.json; they are never retyped
     detection_table.update()
     live_loop_table.update()
+    resilience.update()
     print(f"\nwritten to {RESULTS}; README's Measured table and docs/learning.md's detector "
-          "and live-loop tables regenerated")
+          "and live-loop tables and docs/core.md's resilience table regenerated")
     return 0
 
 

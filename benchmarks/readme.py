@@ -95,11 +95,12 @@ block, current, update = _BLOCK.block, _BLOCK.current, _BLOCK.update
 
 
 if __name__ == "__main__":
-    from . import detection_table, live_loop_table
+    from . import detection_table, live_loop_table, resilience
 
     update()
     detection_table.update()
     live_loop_table.update()
+    resilience.update()
     print(f"{README}: Measured table, {detection_table.DOC}: detector and live-loop tables, "
           "regenerated "
           f"from {RESULTS}", file=sys.stderr)

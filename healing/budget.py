@@ -70,6 +70,12 @@ class RetryBudget:
             self.granted += 1
             return True
 
+    def spend(self, now: float) -> None:
+        """Count a retry that is made whatever the budget says (a life-critical one)."""
+        with self._lock:
+            self._slot(now, self._retries)
+            self.granted += 1
+
     def _slot(self, now: float, counts: list[int]) -> None:
         sec = int(now)
         i = sec % self.config.window_s

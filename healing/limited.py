@@ -12,7 +12,8 @@ or the request carries a deadline; every other call keeps the plain path in
 4. the operation, within ``min(timeout, deadline - now)``; a timeout is a failure for the
    breaker (and the latency the adaptive limit learns from);
 5. after a failure, another attempt if the policy allows retries, the service's retry budget
-   has one, the breaker admits it and the deadline leaves the provider's typical latency.
+   has one (life-critical retries are counted, never refused), the breaker admits it and the
+   deadline leaves the provider's typical latency.
 
 Shed, deadline and timeout failures reach the fallback plan and the audit trail like any
 other failure, with error kinds ``shed``, ``deadline`` and ``CallTimedOut``.
@@ -104,7 +105,7 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
                 lane.observe(took, in_flight, False, t1)  # type: ignore[arg-type]
             last = (exc, type(exc).__name__)
             attempt += 1
-            if lane is not None and lane.may_retry(attempt, t1, deadline):
+            if lane is not None and lane.may_retry(attempt, t1, deadline, context.acuity):
                 continue
             return fail(service, provider, context, cache_key, args, kwargs, exc,
                         last[1], t0, deadline=deadline)
@@ -186,7 +187,7 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
                 lane.observe(took, in_flight, False, t1)  # type: ignore[arg-type]
             last = (exc, type(exc).__name__)
             attempt += 1
-            if lane is not None and lane.may_retry(attempt, t1, deadline):
+            if lane is not None and lane.may_retry(attempt, t1, deadline, context.acuity):
                 continue
             return await fail(service, provider, context, cache_key, args, kwargs, exc,
                               last[1], t0, deadline=deadline)

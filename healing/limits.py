@@ -112,10 +112,15 @@ class Lane:
         adm = self.admission
         if adm is None:
             return ADMITTED
-        event = threading.Event()
-        got = adm.try_acquire(acuity, event.set if queue else None, queue=queue)
+        got = adm.try_acquire(acuity, None, queue=queue)
         if not isinstance(got, Waiter):
             return got if got == ADMITTED else _full(adm)
+        # Made only when queued (the common path pays for no Event). A decision taken
+        # before ``wake`` is set is seen in ``state`` just below; one after it calls wake.
+        event = threading.Event()
+        got.wake = event.set
+        if got.state is not None:
+            event.set()
         wait = self._queue_wait(deadline)
         if not _wait_event(self.clock, event, wait):
             adm.abandon(got, f"waited {wait:.3g} s in the queue")
@@ -154,11 +159,19 @@ class Lane:
             if new is not None:
                 self.admission.set_limit(new)  # type: ignore[union-attr]
 
-    def may_retry(self, attempt: int, now: float, deadline: float | None) -> bool:
-        """Whether attempt number ``attempt`` (1: the first retry) may run."""
+    def may_retry(self, attempt: int, now: float, deadline: float | None,
+                  acuity: Acuity = Acuity.ROUTINE) -> bool:
+        """Whether attempt number ``attempt`` (1: the first retry) may run. Life-critical
+        retries are spent from the budget but never refused by it: they are few, and
+        selfheal never turns one away while its provider might still answer."""
         if attempt > self.policy.retries or self.too_late(now, deadline):
             return False
-        return self.budget is None or self.budget.try_retry(now)
+        if self.budget is None:
+            return True
+        if acuity is Acuity.LIFE_CRITICAL:
+            self.budget.spend(now)
+            return True
+        return self.budget.try_retry(now)
 
     def _queue_wait(self, deadline: float | None) -> float:
         wait = self.policy.admission.queue_timeout_s  # type: ignore[union-attr]
@@ -325,6 +338,15 @@ async def abounded(lane: Lane, awaitable: Any, timeout: float) -> Any:
         if asyncio.iscoroutine(awaitable):
             awaitable.close()
         raise CallTimedOut(lane.service, lane.provider, 0.0)
+    if isinstance(lane.clock, SystemClock):  # the loop's own timer: no second task
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise CallTimedOut(lane.service, lane.provider, timeout) from None
+            raise  # the operation's own TimeoutError
     task = asyncio.ensure_future(awaitable)
     if not await _await_future(lane.clock, task, timeout):
         task.cancel()

@@ -91,6 +91,37 @@ def _catalogue(path: str | None, config: str | None) -> Any:
     return load_catalogue(path or SHIPPED)
 
 
+def _overload(args: argparse.Namespace) -> int:
+    import json
+
+    from healing.errors import ConfigError
+    from serve.outputs import OutputError, check_output
+    from simulation.overload import run_overload
+    from simulation.overload_scenario import OVERLOAD_SCENARIOS, load_overload
+
+    files = args.files or sorted(str(p) for p in OVERLOAD_SCENARIOS.glob("*.yaml"))
+    try:  # every file and the output path are checked before anything runs
+        scenarios = [load_overload(p) for p in files]
+        if args.json:
+            check_output(args.json)
+    except (ConfigError, OutputError) as exc:
+        return _fail(exc)
+    reports = [run_overload(sc) for sc in scenarios]
+    for r in reports:
+        print(f"{r['scenario']}: {r['description']}")
+        print(f"  {'policy':<18} {'goodput/s':>9} {'p99 s':>7} {'life-crit':>9} "
+              f"{'servable':>8}  shed (urgent/routine/batch)")
+        for name, m in r["variants"].items():
+            shed = m["shed"]
+            print(f"  {name:<18} {m['goodput_per_s']:>9.1f} {m['p99_s'] or 0:>7.3f} "
+                  f"{m['life_critical_success'] or 0:>9.1%} "
+                  f"{m['life_critical_success_servable'] or 0:>8.1%}  "
+                  f"{shed['urgent']}/{shed['routine']}/{shed['batch']}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
+    return 0
+
+
 def _catalogue_check(args: argparse.Namespace) -> int:
     from healing.errors import ConfigError
     from learning.policy import policy_from
@@ -298,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "settings' catalogue, else the embedded one)")
     sim.add_argument("--config", help="settings file (default: ./selfheal.toml if present)")
     sim.set_defaults(func=_simulate)
+
+    ov = sub.add_parser("overload", help="latency, queues and overload: each scenario with "
+                                         "no limit, a static limit and its call policy")
+    ov.add_argument("files", nargs="*", metavar="FILE",
+                    help="overload scenario files (default: the shipped library)")
+    ov.add_argument("--json", metavar="OUT", help="write the reports as JSON to OUT")
+    ov.set_defaults(func=_overload)
 
     add_service_commands(sub)
 

@@ -22,6 +22,7 @@ from typing import Any
 from healing import Guard, InMemorySink
 from healing.adaptive import AdaptiveConfig
 from healing.admission import AdmissionConfig
+from healing.hedging import HedgeConfig
 from healing.limits import CallGate, CallPolicy
 from healing.safety import ClinicalContext
 from simulation.overload import run_overload
@@ -41,7 +42,7 @@ _POLICIES = {
     "retry budget (retries allowed, none needed)": CallPolicy(retries=1),
     "timeout, sync call (worker thread)": CallPolicy(timeout_s=30.0),
 }
-_CTX = ClinicalContext("informational", "medium")
+_CTX = ClinicalContext("informational", "medium")  # informational: hedging applies
 
 
 def _noop() -> None:
@@ -65,12 +66,16 @@ def policy_costs() -> list[Figure]:
     out = [figure(f"added per call: {name}", (t[name] - t["guard"]) / 1e3, "us", anchor,
                   guard_us) for name in _POLICIES]
     out.append(figure("added per call: timeout, asyncio call (cancellable)",
-                      _async_timeout_cost(), "us", anchor, guard_us))
+                      _async_cost(CallPolicy(timeout_s=30.0)), "us", anchor, guard_us))
+    out.append(figure("added per call: hedging configured, asyncio primary answers first",
+                      _async_cost(CallPolicy(timeout_s=30.0, hedge=HedgeConfig("backup", 1.0))),
+                      "us", anchor, guard_us))
     return out
 
 
-def _async_timeout_cost(n: int = 20_000, rounds: int = 5) -> float:
-    plain, bounded = _guard(None), _guard(CallPolicy(timeout_s=30.0))
+def _async_cost(policy: CallPolicy, n: int = 20_000, rounds: int = 5) -> float:
+    plain, bounded = _guard(None), _guard(policy)
+    bounded.fallbacks.register_provider("svc", "backup", _noop)
 
     async def answer() -> None:
         return None

@@ -12,6 +12,7 @@
         reserved: {life_critical: 0.1, urgent: 0.1, routine: 0.2}
       retries: 1                   # further attempts of the primary
       retry_budget: {ratio: 0.2, min_per_s: 1, window: 10s}
+      hedge: {provider: deepseek, after: 2s}   # informational requests only
       providers:                   # per provider: these fields replace the service's
         deepseek: {timeout: 40s}
 
@@ -28,12 +29,13 @@ from .admission import AdmissionConfig
 from .budget import RetryBudgetConfig
 from .errors import ConfigError
 from .files import YamlSource, parse_duration
+from .hedging import HedgeConfig
 from .limits import CallPolicy
 from .safety import Acuity
 
 __all__ = ["parse_limits"]
 
-_FIELDS = ("timeout", "concurrency", "retries", "retry_budget", "providers")
+_FIELDS = ("timeout", "concurrency", "retries", "retry_budget", "hedge", "providers")
 _CONCURRENCY = ("limit", "queue", "queue_timeout", "adaptive", "reserved")
 _ADAPTIVE = ("min", "max", "smoothing", "tolerance", "window")
 _BUDGET = ("ratio", "min_per_s", "window")
@@ -46,7 +48,7 @@ def parse_limits(src: YamlSource, raw: Any, at: list[Any],
         return {}
     _mapping(src, raw, at, _FIELDS)
     base = {k: v for k, v in raw.items() if k != "providers"}
-    out: dict[str | None, CallPolicy] = {None: _policy(src, base, at)}
+    out: dict[str | None, CallPolicy] = {None: _policy(src, base, at, providers)}
     per = raw.get("providers") or {}
     _mapping(src, per, [*at, "providers"], None)
     for name, own in per.items():
@@ -54,7 +56,7 @@ def parse_limits(src: YamlSource, raw: Any, at: list[Any],
         if name not in providers:
             raise src.error(f"must be one of the service's providers {providers}", where)
         _mapping(src, own, where, _FIELDS[:-1])
-        out[str(name)] = _policy(src, {**base, **own}, where)
+        out[str(name)] = _policy(src, {**base, **own}, where, providers)
     return out
 
 
@@ -68,7 +70,8 @@ def _mapping(src: YamlSource, raw: Any, at: list[Any], known: tuple[str, ...] | 
                                 [*at, key])
 
 
-def _policy(src: YamlSource, raw: dict[str, Any], at: list[Any]) -> CallPolicy:
+def _policy(src: YamlSource, raw: dict[str, Any], at: list[Any],
+            providers: list[str]) -> CallPolicy:
     def field(key: str, convert: Callable[[Any, str], Any], *sub: Any) -> Any:
         try:
             return convert(raw[key] if not sub else sub[0], key)
@@ -86,10 +89,25 @@ def _policy(src: YamlSource, raw: dict[str, Any], at: list[Any]) -> CallPolicy:
     admission = adaptive = None
     if "concurrency" in raw:
         admission, adaptive = _concurrency(src, raw["concurrency"], [*at, "concurrency"])
+    hedge = _hedge(src, raw["hedge"], [*at, "hedge"], providers) if "hedge" in raw else None
     try:
-        return CallPolicy(timeout, admission, adaptive, retries, budget)
+        return CallPolicy(timeout, admission, adaptive, retries, budget, hedge)
     except ConfigError as exc:
         raise src.core_error(exc, at) from None
+
+
+def _hedge(src: YamlSource, raw: Any, at: list[Any], providers: list[str]) -> HedgeConfig:
+    _mapping(src, raw, at, ("provider", "after"))
+    for key in ("provider", "after"):
+        if key not in raw:
+            raise src.error("is required", [*at, key])
+    if providers and raw["provider"] not in providers:
+        raise src.error(f"must be one of the service's providers {providers}",
+                        [*at, "provider"])
+    try:
+        return HedgeConfig(str(raw["provider"]), parse_duration(raw["after"], "after"))
+    except ConfigError as exc:
+        raise src.core_error(exc, [*at, "after"]) from None
 
 
 def _build(src: YamlSource, at: list[Any], build: Callable[..., Any], names: dict[str, str],

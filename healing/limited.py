@@ -11,6 +11,9 @@ or the request carries a deadline; every other call keeps the plain path in
    circuit; life-critical requests are never shed;
 4. the operation, within ``min(timeout, deadline - now)``; a timeout is a failure for the
    breaker (and the latency the adaptive limit learns from);
+   With a ``hedge`` in the policy, an informational request's first attempt races the
+   primary against the hedge provider after ``after`` (:mod:`healing.hedging`); a hedge
+   answer is served as tier ``hedge:<provider>``.
 5. after a failure, another attempt if the policy allows retries, the service's retry budget
    has one (life-critical retries are counted, never refused), the breaker admits it and the
    deadline leaves the provider's typical latency.
@@ -28,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 from .admission import ADMITTED
 from .errors import CallShed, CallTimedOut, CircuitOpenError
 from .fallback import FallbackResult
+from .hedging import HedgeRun, arace, hedge_applies, race
 from .limits import CallPolicy, Lane, abounded, bounded
+from .outcome import OutcomeRecord
 from .safety import ClinicalContext
 
 if TYPE_CHECKING:
@@ -86,10 +91,16 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
             timeout = lane.timeout(start, deadline)
         else:
             in_flight, timeout = 0, (deadline - start if deadline is not None else None)
+        won = None
         try:
             if lane is None:
                 result = fn(*args, **kwargs) if timeout is None else bounded(
                     _deadline_lane(g, service, provider), fn, args, kwargs, timeout, _nothing)
+            elif attempt == 0 and lane.policy.hedge is not None \
+                    and hedge_applies(g, lane, service, context):
+                run = race(g, lane, service, fn, args, kwargs, context, timeout, permit,
+                           breaker)  # frees the primary's place when its thread ends
+                result, won = _race_result(run)
             elif timeout is None:
                 try:
                     result = fn(*args, **kwargs)
@@ -112,6 +123,9 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
         except BaseException:
             breaker.release(permit)  # type: ignore[arg-type]
             raise
+        if won is not None:
+            return _hedge_served(g, lane, won, service, context, cache_key, breaker, permit,
+                                 start, t0)
         if lane is not None:
             t1 = clock.now()
             lane.observe(t1 - start, in_flight, True, t1)
@@ -169,10 +183,17 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
             timeout = lane.timeout(start, deadline)
         else:
             in_flight, timeout = 0, (deadline - start if deadline is not None else None)
+        won = None
         try:
             try:
                 result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if inspect.isawaitable(result) and attempt == 0 and lane is not None \
+                        and lane.policy.hedge is not None \
+                        and hedge_applies(g, lane, service, context):
+                    run = await arace(g, lane, service, result, args, kwargs, context,
+                                      timeout, permit, breaker)
+                    result, won = _race_result(run)
+                elif inspect.isawaitable(result):
                     result = await (result if timeout is None else abounded(
                         lane if lane is not None else _deadline_lane(g, service, provider),
                         result, timeout))
@@ -194,6 +215,9 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
         except BaseException:  # cancelled: the trial permit goes back, nothing is counted
             breaker.release(permit)  # type: ignore[arg-type]
             raise
+        if won is not None:
+            return _hedge_served(g, lane, won, service, context, cache_key, breaker, permit,
+                                 start, t0)
         if lane is not None:
             t1 = clock.now()
             lane.observe(t1 - start, in_flight, True, t1)
@@ -207,6 +231,34 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
 
 def _nothing() -> None:
     return None
+
+
+def _race_result(run: HedgeRun) -> tuple[Any, HedgeRun | None]:
+    """The primary's answer (or its error, raised), or the run the hedge won."""
+    if run.hedged:
+        return None, run
+    if run.error is not None:
+        raise run.error
+    return run.value, None
+
+
+def _hedge_served(g: Guard, lane: Lane | None, run: HedgeRun, service: str,
+                  context: ClinicalContext, cache_key: str | None, breaker: Any, permit: Any,
+                  start: float, t0: float) -> FallbackResult:
+    """The hedge's answer won (it passed the integrity check in the race)."""
+    clock = g.clock
+    t1 = clock.now()
+    if run.primary_done and run.error is not None:  # the primary failed first: it counts
+        breaker.on_exception(permit, run.error, t1 - start, t1)
+    hedge = lane.policy.hedge  # type: ignore[union-attr]
+    strategy = g.fallbacks.get(service)
+    check = strategy.integrity_check if strategy is not None else None
+    if cache_key is not None and strategy is not None and strategy.has_cache_tier:
+        g.cache.put(g.cache.key_for(service, context, cache_key), run.hedge_value, t1)
+    tier = f"hedge:{hedge.provider}"  # type: ignore[union-attr]
+    g._emit(OutcomeRecord(service, hedge.provider, True, t1 - t0, None, tier,  # type: ignore[union-attr]
+                          None, context.operation_type, context.criticality, clock.wall()))
+    return FallbackResult(run.hedge_value, tier, 0, None, None, None, check is not None)
 
 
 def _deadline_lane(g: Guard, service: str, provider: str | None) -> Lane:

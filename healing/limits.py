@@ -34,6 +34,7 @@ from .budget import RetryBudget, RetryBudgetConfig
 from .clock import Clock, ManualClock, SystemClock
 from .config import check_count, check_positive
 from .errors import CallTimedOut, ConfigError
+from .hedging import HedgeConfig
 from .safety import Acuity
 
 __all__ = ["CallGate", "CallPolicy", "Lane", "abounded", "bounded"]
@@ -55,6 +56,8 @@ class CallPolicy:
         retries: further attempts of the primary after a failure, each within the retry
             budget, the breaker and the deadline.
         retry_budget: the service's budget for those retries.
+        hedge: for informational requests, ask this provider too when the primary is slow
+            (:mod:`healing.hedging`).
     """
 
     timeout_s: float | None = None
@@ -62,6 +65,7 @@ class CallPolicy:
     adaptive: AdaptiveConfig | None = None
     retries: int = 0
     retry_budget: RetryBudgetConfig = field(default_factory=RetryBudgetConfig)
+    hedge: HedgeConfig | None = None
 
     def __post_init__(self) -> None:
         if self.timeout_s is not None:
@@ -75,8 +79,8 @@ class CallPolicy:
 class Lane:
     """Live state of one provider's policy: its bulkhead, learnt limit and latency."""
 
-    __slots__ = ("admission", "budget", "clock", "limit", "name", "policy", "provider",
-                 "service", "typical_s")
+    __slots__ = ("admission", "budget", "clock", "hedge_stats", "limit", "name", "policy",
+                 "provider", "service", "typical_s")
 
     def __init__(self, service: str, provider: str | None, policy: CallPolicy, clock: Clock,
                  budget: RetryBudget | None) -> None:
@@ -88,6 +92,7 @@ class Lane:
             if policy.adaptive is not None else None  # type: ignore[union-attr]
         self.budget = budget
         self.typical_s = 0.0  # moving average of answered calls' latency
+        self.hedge_stats = [0, 0, 0]  # requests that could be hedged, hedged, hedge won
 
     @property
     def in_flight(self) -> int:
@@ -230,7 +235,10 @@ class CallGate:
                 "queued": adm.queued if adm else 0,
                 "shed": {a.label: adm.stats.shed[a] for a in Acuity} if adm else {},
                 "retries_granted": lane.budget.granted if lane.budget else 0,
-                "retries_refused": lane.budget.refused if lane.budget else 0})
+                "retries_refused": lane.budget.refused if lane.budget else 0,
+                "hedge_rate": round(lane.hedge_stats[1] / lane.hedge_stats[0], 4)
+                if lane.hedge_stats[0] else None,
+                "hedges_won": lane.hedge_stats[2]})
         return out
 
 
@@ -255,6 +263,9 @@ async def _await_future(clock: Clock, fut: asyncio.Future[Any], timeout: float) 
         return True
     if timeout <= 0:
         return False
+    if timeout == float("inf"):
+        await asyncio.wait({fut})
+        return True
     if isinstance(clock, SystemClock):
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)

@@ -15,8 +15,11 @@ windows; the first ten a plain mean)::
     new       = limit x gradient + √limit
     limit     ← clamp(limit x (1 - smoothing) + new x smoothing, min_limit, max_limit)
 
-A timed-out call's sample is the time it was given, so hanging providers shrink the limit;
-a call shed before it ran is no sample. Pure: times are passed in.
+A timed-out call's sample is the time it was given, and — a departure from Gradient2, taken
+from AIMD — a window with a timeout in it multiplies the limit by ``timeout_backoff`` instead:
+Gradient2 alone takes a persistent overload's latency for the new normal (its long average
+catches up) and grows the limit into the collapse; in the slow-under-load scenario over three
+seeds it did so in one. A call shed before it ran is no sample. Pure: times are passed in.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class AdaptiveConfig:
     long_window: int = 600
     window_s: float = 1.0
     min_window_samples: int = 10
+    timeout_backoff: float = 0.9
 
     def __post_init__(self) -> None:
         check_count("min_limit", self.min_limit)
@@ -55,6 +59,7 @@ class AdaptiveConfig:
         check_count("long_window", self.long_window)
         check_positive("window_s", self.window_s)
         check_count("min_window_samples", self.min_window_samples)
+        check_ratio("timeout_backoff", self.timeout_backoff)
 
 
 class Gradient2:
@@ -71,34 +76,45 @@ class Gradient2:
         self._sum = 0.0
         self._n = 0
         self._max_in_flight = 0
+        self._timeouts = 0
         self._lock = threading.Lock()
 
     @property
     def limit(self) -> int:
         return int(self.estimate)
 
-    def sample(self, latency_s: float, in_flight: int, now: float) -> int | None:
+    def sample(self, latency_s: float, in_flight: int, now: float,
+               timed_out: bool = False) -> int | None:
         """Add a finished call (``in_flight``: calls in flight when it started). Returns the
         new limit when a window closed, else None."""
         with self._lock:
             self._sum += latency_s
             self._n += 1
+            self._timeouts += timed_out
             self._max_in_flight = max(self._max_in_flight, in_flight)
             cfg = self.config
             if self._n < cfg.min_window_samples or now - self._window_start < cfg.window_s:
                 return None
             short = self._sum / self._n
-            in_flight = self._max_in_flight
+            in_flight, timeouts = self._max_in_flight, self._timeouts
             self._window_start, self._sum, self._n, self._max_in_flight = now, 0.0, 0, 0
+            self._timeouts = 0
+            if timeouts:
+                self._track_long(short)
+                self.estimate = max(cfg.min_limit, self.estimate * cfg.timeout_backoff)
+                return int(self.estimate)
             return self._update(short, in_flight)
 
-    def _update(self, short: float, in_flight: int) -> int:
-        cfg = self.config
+    def _track_long(self, short: float) -> None:
         if self._long_n < self._WARMUP:
             self._long_n += 1
             self.long_rtt += (short - self.long_rtt) / self._long_n
         else:
-            self.long_rtt += (short - self.long_rtt) * 2.0 / (cfg.long_window + 1)
+            self.long_rtt += (short - self.long_rtt) * 2.0 / (self.config.long_window + 1)
+
+    def _update(self, short: float, in_flight: int) -> int:
+        cfg = self.config
+        self._track_long(short)
         long = self.long_rtt
         short = max(short, 1e-9)
         if long / short > 2.0:

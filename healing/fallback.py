@@ -339,8 +339,9 @@ def _run_bounded(call: _Call) -> Outcome:
                             lane.release)  # type: ignore[union-attr]
     except Exception as exc:
         t1 = clock.now()
-        lane.observe(call.timeout if isinstance(exc, CallTimedOut) else t1 - t0,  # type: ignore[union-attr,arg-type]
-                     call.in_flight, False, t1)
+        timed_out = isinstance(exc, CallTimedOut)
+        lane.observe(call.timeout if timed_out else t1 - t0,  # type: ignore[union-attr,arg-type]
+                     call.in_flight, False, t1, timed_out)
         return Outcome(None, exc, t1 - t0)
     t1 = clock.now()
     lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]
@@ -361,8 +362,9 @@ async def _arun_bounded(call: _Call) -> Outcome:
             lane.release()  # type: ignore[union-attr]
     except Exception as exc:
         t1 = clock.now()
-        lane.observe(call.timeout if isinstance(exc, CallTimedOut) else t1 - t0,  # type: ignore[union-attr,arg-type]
-                     call.in_flight, False, t1)
+        timed_out = isinstance(exc, CallTimedOut)
+        lane.observe(call.timeout if timed_out else t1 - t0,  # type: ignore[union-attr,arg-type]
+                     call.in_flight, False, t1, timed_out)
         return Outcome(None, exc, t1 - t0)
     t1 = clock.now()
     lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]

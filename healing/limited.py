@@ -113,7 +113,8 @@ def call_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[..., An
             took = timeout if isinstance(exc, CallTimedOut) else t1 - start
             breaker.on_exception(permit, exc, took, t1)  # type: ignore[arg-type]
             if lane is not None:
-                lane.observe(took, in_flight, False, t1)  # type: ignore[arg-type]
+                lane.observe(took, in_flight, False, t1,  # type: ignore[arg-type]
+                             isinstance(exc, CallTimedOut))
             last = (exc, type(exc).__name__)
             attempt += 1
             if lane is not None and lane.may_retry(attempt, t1, deadline, context.acuity):
@@ -205,7 +206,8 @@ async def acall_limited(g: Guard, lane: Lane | None, service: str, fn: Callable[
             took = timeout if isinstance(exc, CallTimedOut) else t1 - start
             breaker.on_exception(permit, exc, took, t1)  # type: ignore[arg-type]
             if lane is not None:
-                lane.observe(took, in_flight, False, t1)  # type: ignore[arg-type]
+                lane.observe(took, in_flight, False, t1,  # type: ignore[arg-type]
+                             isinstance(exc, CallTimedOut))
             last = (exc, type(exc).__name__)
             attempt += 1
             if lane is not None and lane.may_retry(attempt, t1, deadline, context.acuity):

@@ -155,12 +155,13 @@ class Lane:
         if self.admission is not None:
             self.admission.release()
 
-    def observe(self, latency_s: float, in_flight: int, ok: bool, now: float) -> None:
+    def observe(self, latency_s: float, in_flight: int, ok: bool, now: float,
+                timed_out: bool = False) -> None:
         """Learn from an attempt's latency (a timed-out one's: the time it was given)."""
         if ok:  # the typical answer time, for deadline decisions (~20-call average)
             self.typical_s += (latency_s - self.typical_s) * 0.05
         if self.limit is not None:
-            new = self.limit.sample(latency_s, in_flight, now)
+            new = self.limit.sample(latency_s, in_flight, now, timed_out)
             if new is not None:
                 self.admission.set_limit(new)  # type: ignore[union-attr]
 

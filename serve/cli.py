@@ -116,7 +116,10 @@ def _overload(args: argparse.Namespace) -> int:
             print(f"  {name:<18} {m['goodput_per_s']:>9.1f} {m['p99_s'] or 0:>7.3f} "
                   f"{m['life_critical_success'] or 0:>9.1%} "
                   f"{m['life_critical_success_servable'] or 0:>8.1%}  "
-                  f"{shed['urgent']}/{shed['routine']}/{shed['batch']}")
+                  f"{shed['urgent']}/{shed['routine']}/{shed['batch']}"
+                  + (f"  hedged {m['hedge_rate']:.1%}, informational p99 "
+                     f"{m['p99_informational_s']:.3f} s" if m["hedge_rate"] is not None
+                     else ""))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
     return 0

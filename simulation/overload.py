@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,12 +35,14 @@ from healing.clock import ManualClock
 from healing.limits import CallPolicy, Lane
 from healing.safety import Acuity
 
+from .overload_provider import Provider
 from .overload_scenario import OverloadScenario
 
-__all__ = ["VARIANTS", "run_overload", "variant_policy"]
+__all__ = ["NO_HEDGE", "VARIANTS", "run_overload", "variant_policy"]
 
 VARIANTS = ("unbounded", "static", "adaptive_priority")
-_ARRIVE, _SEND, _DONE, _TIMEOUT, _QUEUE_TIMEOUT, _SAMPLE = range(6)
+NO_HEDGE = "adaptive_no_hedge"  # run too when the policy hedges: its effect alone
+_ARRIVE, _SEND, _DONE, _TIMEOUT, _QUEUE_TIMEOUT, _SAMPLE, _HEDGE = range(7)
 
 
 def variant_policy(policy: CallPolicy, variant: str) -> tuple[CallPolicy, bool]:
@@ -55,7 +54,9 @@ def variant_policy(policy: CallPolicy, variant: str) -> tuple[CallPolicy, bool]:
         return replace(policy, adaptive=None, admission=replace(adm, reserved=())), True
     if variant == "adaptive_priority":
         return policy, True
-    raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    if variant == NO_HEDGE:
+        return replace(policy, hedge=None), True
+    raise ValueError(f"unknown variant {variant!r}; known: {[*VARIANTS, NO_HEDGE]}")
 
 
 @dataclass(slots=True)
@@ -64,9 +65,13 @@ class _Request:
     acuity: Acuity
     arrival: float
     deadline: float
+    informational: bool = False
     attempts: int = 0
     waiter: Waiter | None = None
     servable: bool = True  # no hang overlaps its time to answer
+    primary: _Attempt | None = None  # the current attempt on the primary
+    hedge: _Attempt | None = None  # the hedge's call, once asked
+    primary_failed: bool = False  # failed while the hedge was still running
 
 
 @dataclass(slots=True)
@@ -75,8 +80,10 @@ class _Attempt:
     start: float
     in_flight: int
     timeout: float | None
+    lane: Lane
+    provider: Provider
     ok: bool = True
-    state: str = "running"  # running, done, timed_out
+    state: str = "running"  # running, done, timed_out, cut
     started: bool = False  # the provider is working on it (else it waits in its queue)
 
 
@@ -88,6 +95,7 @@ class _Tally:
     fallback: list[int] = field(default_factory=lambda: [0] * 4)
     explicit: int = 0  # life-critical requests failed explicitly, with guidance
     latencies: list[float] = field(default_factory=list)
+    informational: list[float] = field(default_factory=list)  # their answers' latencies
     wasted: int = 0  # provider work finished for a caller that had given up
     dropped: int = 0  # queued provider work dropped because its caller had given up
     limits: list[int] = field(default_factory=list)
@@ -102,21 +110,23 @@ class _Run:
         policy, budgeted = variant_policy(sc.policy, variant)
         budget = RetryBudget(policy.retry_budget) if budgeted and policy.retries else None
         self.lane = Lane("provider", None, policy, clock, budget)
+        # the hedge provider's own bulkhead, as the guard's gate gives it one
+        self.hedge_lane = Lane("provider", "hedge", replace(policy, hedge=None), clock, None)
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = itertools.count()
         self.arrivals = random.Random(f"{sc.seed}:arrivals")
-        self.work = random.Random(f"{sc.seed}:work")
-        self.busy = 0
-        self.fifo: deque[_Attempt] = deque()
+        work = random.Random(f"{sc.seed}:work")
+        self.primary = Provider(sc.provider, sc.events, work,
+                                lambda t, call: self.push(t, _DONE, call))
+        self.backup = Provider(sc.hedge_provider, (), random.Random(f"{sc.seed}:hedge"),
+                               lambda t, call: self.push(t, _DONE, call)) \
+            if sc.hedge_provider is not None else None
         self.tally = _Tally()
         self.ids = itertools.count()
         surge = max([e.value for e in sc.events if e.kind == "surge"], default=1.0)
         self.max_rate = sc.rate * surge
-        shares = [s for _, s in sc.mix]
-        self.cum = list(itertools.accumulate(shares))
+        self.cum = list(itertools.accumulate(s for _, s in sc.mix))
         self.kinds = [a for a, _ in sc.mix]
-        mu = math.log(sc.latency_s) - sc.latency_sigma ** 2 / 2  # mean = latency_s
-        self.draw: Callable[[], float] = lambda: self.work.lognormvariate(mu, sc.latency_sigma)
 
     def push(self, t: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), kind, payload))
@@ -127,7 +137,7 @@ class _Run:
         end = self.sc.duration_s
         handlers = {_ARRIVE: self._arrive, _SEND: self._send, _DONE: self._done,
                     _TIMEOUT: self._timeout, _QUEUE_TIMEOUT: self._queue_timeout,
-                    _SAMPLE: self._sample}
+                    _SAMPLE: self._sample, _HEDGE: self._hedge}
         while self.heap:
             t, _, kind, payload = heapq.heappop(self.heap)
             if t >= end and kind in (_ARRIVE, _SAMPLE):
@@ -138,23 +148,23 @@ class _Run:
 
     # -- the load -----------------------------------------------------------------------------
 
-    def _factor(self, kind: str, t: float) -> float:
-        f = 1.0
-        for e in self.sc.events:
-            if e.kind == kind and e.active(t):
-                f *= e.value
-        return f
-
     def _arrive(self, _: Any, t: float) -> None:
-        self.push(t + self.arrivals.expovariate(self.max_rate), _ARRIVE, None)
-        if self.arrivals.random() * self.max_rate >= self.sc.rate * self._factor("surge", t):
+        sc, rng = self.sc, self.arrivals
+        self.push(t + rng.expovariate(self.max_rate), _ARRIVE, None)
+        surge = 1.0
+        for e in sc.events:
+            if e.kind == "surge" and e.active(t):
+                surge *= e.value
+        if rng.random() * self.max_rate >= sc.rate * surge:
             return  # thinning: the rate right now is below the maximum
-        u = self.arrivals.random()
-        acuity = self.kinds[min(next(i for i, c in enumerate(self.cum) if u < c or
-                                     i == len(self.cum) - 1), len(self.kinds) - 1)]
-        req = _Request(next(self.ids), acuity, t, t + self.sc.deadline_s)
-        req.servable = not any(e.kind == "hang" and e.start - self.sc.deadline_s <= t
-                               < e.start + e.length for e in self.sc.events)
+        u = rng.random()
+        acuity = self.kinds[next((i for i, c in enumerate(self.cum) if u < c),
+                                 len(self.kinds) - 1)]
+        req = _Request(next(self.ids), acuity, t, t + sc.deadline_s)
+        req.informational = (sc.informational > 0 and acuity is not Acuity.LIFE_CRITICAL
+                             and rng.random() < sc.informational)
+        req.servable = not any(e.kind == "hang" and e.start - sc.deadline_s <= t
+                               < e.start + e.length for e in sc.events)
         self.tally.requests[acuity] += 1
         if acuity is Acuity.LIFE_CRITICAL and req.servable:
             self.tally.life_servable += 1
@@ -193,29 +203,58 @@ class _Run:
             self._give_up(req, shed=True)
 
     def _send(self, req: _Request, t: float) -> None:
-        timeout = self.lane.timeout(t, req.deadline)
-        att = _Attempt(req, t, self.lane.in_flight, timeout)
-        if self.busy < self.sc.workers:
-            self._start(att, t)
-        else:
-            self.fifo.append(att)
+        lane = self.lane
+        timeout = lane.timeout(t, req.deadline)
+        att = _Attempt(req, t, lane.in_flight, timeout, lane, self.primary)
+        req.primary, req.hedge, req.primary_failed = att, None, False
+        self.primary.submit(att, t)
         if timeout is not None:
             self.push(t + max(0.0, timeout), _TIMEOUT, att)
+        hedge = lane.policy.hedge
+        if hedge is not None and req.informational and req.attempts == 0 \
+                and self.backup is not None:
+            lane.hedge_stats[0] += 1
+            if timeout is None or hedge.after_s < timeout:
+                self.push(t + hedge.after_s, _HEDGE, att)
 
-    def _timeout(self, att: _Attempt, t: float) -> None:
+    def _hedge(self, att: _Attempt, t: float) -> None:
+        # The primary is slow: ask the hedge provider too, if its bulkhead admits the call.
         if att.state != "running":
             return
-        att.state = "timed_out"
-        if not att.started:  # its caller has gone: the provider drops it unstarted
-            self.fifo.remove(att)
+        req, lane = att.req, self.hedge_lane
+        if lane.admission is not None and \
+                lane.admission.try_acquire(req.acuity, queue=False) == SHED:
+            return
+        self.lane.hedge_stats[1] += 1
+        req.hedge = call = _Attempt(req, t, lane.in_flight, None, lane, self.backup)  # type: ignore[arg-type]
+        self.backup.submit(call, t)  # type: ignore[union-attr]
+
+    def _cut(self, att: _Attempt) -> None:
+        # The race is over for this call: cancelled, its place freed, counted nowhere.
+        att.state = "cut"
+        att.lane.release()
+        if att.provider.drop(att):
             self.tally.dropped += 1
-        lane = self.lane
-        lane.observe(att.timeout, att.in_flight, False, t)  # type: ignore[arg-type]
-        lane.release()
-        self._failed(att.req, t)
+
+    def _timeout(self, att: _Attempt, t: float) -> None:
+        req = att.req
+        hedge = req.hedge
+        hedging = hedge is not None and hedge.state == "running"
+        if att.state == "running":
+            att.state = "timed_out"
+            if att.provider.drop(att):
+                self.tally.dropped += 1
+            att.lane.observe(att.timeout, att.in_flight, False, t, True)  # type: ignore[arg-type]
+            att.lane.release()
+        elif not (req.primary_failed and req.primary is att and hedging):
+            return
+        if hedging:
+            self._cut(hedge)  # type: ignore[arg-type]
+        self._failed(req, t)
 
     def _failed(self, req: _Request, t: float) -> None:
         req.attempts += 1
+        req.primary_failed = False
         if self.lane.may_retry(req.attempts, t, req.deadline, req.acuity):
             self._try(req, t)
         else:
@@ -230,49 +269,42 @@ class _Run:
         else:
             tally.fallback[req.acuity] += 1
 
-    # -- the provider: an M/G/c queue ------------------------------------------------------------
-
-    def _start(self, att: _Attempt, t: float) -> None:
-        att.started = True
-        self.busy += 1
-        sc = self.sc
-        over = max(0, self.busy + len(self.fifo) - sc.workers) / sc.workers
-        service = self.draw() * (1.0 + sc.slowdown * over) * self._factor("slow", t)
-        if self.work.random() < self._error_rate(t):
-            att.ok = False
-            service *= 0.25  # an error comes back sooner than an answer
-        finish = t + service
-        for e in sc.events:  # a hung provider answers nothing until the hang ends
-            if e.kind == "hang" and e.active(t):
-                finish = e.start + e.length + service
-        self.push(finish, _DONE, att)
-
-    def _error_rate(self, t: float) -> float:
-        return max([e.value for e in self.sc.events if e.kind == "errors" and e.active(t)],
-                   default=0.0)
-
     def _done(self, att: _Attempt, t: float) -> None:
-        self.busy -= 1
-        if self.fifo:
-            self._start(self.fifo.popleft(), t)
+        att.provider.finished(t)
         if att.state != "running":
             self.tally.wasted += 1
             return
         att.state = "done"
-        lane = self.lane
-        lane.observe(t - att.start, att.in_flight, att.ok, t)
-        lane.release()
+        att.lane.observe(t - att.start, att.in_flight, att.ok, t)
+        att.lane.release()
         req = att.req
-        if not att.ok:
-            self._failed(req, t)
-            return
-        if t <= req.deadline:
-            self.tally.in_time[req.acuity] += 1
-            if req.acuity is Acuity.LIFE_CRITICAL and req.servable:
-                self.tally.life_servable_in_time += 1
-            self.tally.latencies.append(t - req.arrival)
+        other = req.hedge if att is req.primary else req.primary
+        racing = other is not None and other.state == "running"
+        if att.ok:
+            if racing:
+                self._cut(other)  # type: ignore[arg-type]
+            if att is req.hedge:
+                self.lane.hedge_stats[2] += 1
+            self._answered(req, t)
+        elif att is req.hedge:
+            if not racing and req.primary_failed:
+                self._failed(req, t)  # both failed
+        elif racing:
+            req.primary_failed = True  # the hedge may still answer
         else:
+            self._failed(req, t)
+
+    def _answered(self, req: _Request, t: float) -> None:
+        tally = self.tally
+        if t > req.deadline:
             self._give_up(req, shed=False)
+            return
+        tally.in_time[req.acuity] += 1
+        if req.acuity is Acuity.LIFE_CRITICAL and req.servable:
+            tally.life_servable_in_time += 1
+        tally.latencies.append(t - req.arrival)
+        if req.informational:
+            tally.informational.append(t - req.arrival)
 
     def _sample(self, _: Any, t: float) -> None:
         adm = self.lane.admission
@@ -285,11 +317,15 @@ class _Run:
         life = Acuity.LIFE_CRITICAL
         budget = self.lane.budget
         limits = [x for x in tally.limits if x >= 0]
+        hedged = self.lane.hedge_stats
         return {
             "requests": sum(tally.requests),
             "goodput_per_s": round(sum(tally.in_time) / sc.duration_s, 2),
             "p50_s": round(lat[len(lat) // 2], 4) if lat else None,
-            "p99_s": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 4) if lat else None,
+            "p99_s": _p99(lat),
+            "p99_informational_s": _p99(sorted(tally.informational)),
+            "hedge_rate": round(hedged[1] / hedged[0], 4) if hedged[0] else None,
+            "hedges_won": hedged[2],
             "life_critical_success": round(tally.in_time[life] / tally.requests[life], 4)
             if tally.requests[life] else None,
             # of the life-critical requests no hang kept the provider from answering
@@ -310,7 +346,15 @@ class _Run:
         }
 
 
-def run_overload(sc: OverloadScenario, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
-    """Run ``sc`` under each variant; their outcomes by variant, and the scenario's name."""
+def _p99(lat: list[float]) -> float | None:
+    return round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 4) if lat else None
+
+
+def run_overload(sc: OverloadScenario,
+                 variants: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Run ``sc`` under each variant (default: the three, and the declared policy without
+    its hedge when it has one); outcomes by variant, and the scenario's name."""
+    if variants is None:
+        variants = (*VARIANTS, NO_HEDGE) if sc.policy.hedge is not None else VARIANTS
     return {"scenario": sc.name, "description": sc.description,
             "variants": {v: _Run(sc, v).run() for v in variants}}

@@ -11,9 +11,11 @@
       latency: 200ms        # a call's mean service time (log-normal)
       latency_sigma: 0.3
       slowdown: 0.0         # service time grows by this x (calls beyond workers / workers)
+    hedge_provider: {workers: 10, latency: 300ms}   # with limits.hedge only
     load:
       rate: 60              # requests/s, Poisson
       mix: {life_critical: 0.05, urgent: 0.25, routine: 0.5, batch: 0.2}
+      informational: 0.3    # the share of non-life-critical requests that are (hedgeable)
       deadline: 2s          # every request's answer is needed within this
     events:                 # surge (factor), hang, errors (rate), slow (factor)
       - {kind: surge, at: 60s, for: 60s, factor: 3}
@@ -37,7 +39,7 @@ from healing.limit_files import parse_limits
 from healing.limits import CallPolicy
 from healing.safety import Acuity
 
-__all__ = ["OVERLOAD_SCENARIOS", "Burst", "OverloadScenario", "load_overload"]
+__all__ = ["OVERLOAD_SCENARIOS", "Burst", "OverloadScenario", "ProviderSpec", "load_overload"]
 
 OVERLOAD_SCENARIOS = pathlib.Path(__file__).with_name("scenarios") / "overload"
 EVENT_KINDS = ("surge", "hang", "errors", "slow")
@@ -57,24 +59,32 @@ class Burst:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    workers: int
+    latency_s: float
+    latency_sigma: float = 0.0
+    slowdown: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class OverloadScenario:
     name: str
     description: str
     duration_s: float
     seed: int
-    workers: int
-    latency_s: float
-    latency_sigma: float
-    slowdown: float
+    provider: ProviderSpec
     rate: float
     mix: tuple[tuple[Acuity, float], ...]
     deadline_s: float
     events: tuple[Burst, ...]
     policy: CallPolicy
+    informational: float = 0.0  # the share of non-life-critical requests that are
+    hedge_provider: ProviderSpec | None = None  # the provider limits.hedge asks
     source: str = "<built in code>"
 
 
-_TOP = ("name", "description", "duration", "seed", "provider", "load", "events", "limits")
+_TOP = ("name", "description", "duration", "seed", "provider", "hedge_provider", "load",
+        "events", "limits")
 
 
 def _at(raw: Any, at: list[Any]) -> Any:
@@ -123,7 +133,7 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
             raise src.error("must be positive", at)
         return seconds
 
-    for section in ("provider", "load"):
+    for section in ("load",):
         if not isinstance(raw[section], dict):
             raise src.error("must be a mapping", [section])
     mix_raw = raw["load"].get("mix", {"routine": 1.0})
@@ -150,14 +160,25 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
             if value > 1:
                 raise src.error("must be a share in [0, 1]", [*at, "rate"])
         events.append(Burst(ev["kind"], dur([*at, "at"]), dur([*at, "for"]), value))
-    policies = parse_limits(src, raw["limits"], ["limits"], [])
+    def provider(key: str) -> ProviderSpec:
+        if not isinstance(raw[key], dict):
+            raise src.error("must be a mapping of workers, latency, latency_sigma, slowdown",
+                            [key])
+        return ProviderSpec(int(num([key, "workers"], 1, whole=True)), dur([key, "latency"]),
+                            float(num([key, "latency_sigma"], 0.0, 0.0)),
+                            float(num([key, "slowdown"], 0.0, 0.0)))
+
+    policy = parse_limits(src, raw["limits"], ["limits"], [])[None]
+    hedge = provider("hedge_provider") if "hedge_provider" in raw else None
+    if (policy.hedge is None) != (hedge is None):
+        raise src.error("and hedge_provider go together: the hedge asks that provider",
+                        ["limits", "hedge"] if policy.hedge is not None else ["hedge_provider"])
+    informational = float(num(["load", "informational"], 0.0, 0.0))
+    if informational > 1:
+        raise src.error("must be a share in [0, 1]", ["load", "informational"])
     return OverloadScenario(
         name=str(raw["name"]), description=str(raw.get("description", "")),
         duration_s=dur(["duration"]), seed=int(num(["seed"], 0, 0, whole=True)),
-        workers=int(num(["provider", "workers"], 1, whole=True)),
-        latency_s=dur(["provider", "latency"]),
-        latency_sigma=float(num(["provider", "latency_sigma"], 0.0, 0.0)),
-        slowdown=float(num(["provider", "slowdown"], 0.0, 0.0)),
-        rate=float(num(["load", "rate"], 0.001)), mix=tuple(mix),
-        deadline_s=dur(["load", "deadline"]), events=tuple(events),
-        policy=policies[None], source=str(path))
+        provider=provider("provider"), rate=float(num(["load", "rate"], 0.001)),
+        mix=tuple(mix), deadline_s=dur(["load", "deadline"]), events=tuple(events),
+        policy=policy, informational=informational, hedge_provider=hedge, source=str(path))

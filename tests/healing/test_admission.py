@@ -212,3 +212,15 @@ def test_a_retry_storm_is_held_to_a_fifth_of_the_load():
         budget.request(t)
         granted += sum(budget.try_retry(t) for _ in range(3))
     assert granted <= 0.2 * 1000 + 10 and budget.refused >= 3000 - granted
+
+
+def test_timeouts_back_the_limit_off_even_when_latency_looks_usual():
+    # A collapse's latency becomes Gradient2's "usual" latency; timeouts still back it off.
+    limit = Gradient2(AdaptiveConfig(min_limit=4, max_limit=200, timeout_backoff=0.9), 100, 0.0)
+    t = 0.0
+    for _ in range(30):  # a window of 2 s calls at the limit, one of them timing out
+        for i in range(10):
+            t += 0.1
+            limit.sample(2.0, limit.limit, t, timed_out=(i == 0))
+    assert limit.limit <= 100 * 0.9 ** 20
+    assert limit.limit >= 4

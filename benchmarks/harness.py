@@ -103,6 +103,21 @@ class GeneratedBlock:
                    self.render(json.loads(results.read_text())))
 
 
+def suite_table(results: list[dict[str, Any]], suite: str, *, ratio: bool = False) -> str:
+    """A suite's figures as a Markdown table, each beside its anchor (and their ratio)."""
+    rows = [r for r in results if r.get("suite") == suite]
+    if not rows:
+        return "*Not measured yet (`make bench`).*"
+    head = "| figure | value | anchor, measured in the same run |"
+    lines = [head + (" ratio |" if ratio else ""), "|---|---|---|" + ("---|" if ratio else "")]
+    for r in rows:
+        unit = r["unit"]
+        line = (f"| {r['name']} | {number(r['value'])} {unit} | {r['anchor']}: "
+                f"{number(r['anchor_value'])} {unit} |")
+        lines.append(line + (f" {number(r['ratio'])} |" if ratio else ""))
+    return "\n".join(lines)
+
+
 def number(v: float) -> str:
     """A figure as the generated tables show it: three significant places or so."""
     if math.isnan(v):

@@ -31,7 +31,7 @@ from healing.safety import ClinicalContext
 from simulation.overload import NO_HEDGE, run_overload
 from simulation.overload_scenario import OVERLOAD_SCENARIOS, load_overload
 
-from .harness import Figure, GeneratedBlock, figure, number, per_call_ns
+from .harness import Figure, GeneratedBlock, figure, per_call_ns, suite_table
 
 SUITE = "resilience"
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "core.md"
@@ -140,16 +140,7 @@ def run() -> list[Figure]:
 
 
 def render(results: list[dict[str, Any]]) -> str:
-    rows = [r for r in results if r.get("suite") == SUITE]
-    if not rows:
-        return "*Not measured yet (`make bench`).*"
-    lines = ["| figure | value | anchor, measured in the same run | ratio |",
-             "|---|---|---|---|"]
-    for r in rows:
-        unit = r["unit"]
-        lines.append(f"| {r['name']} | {number(r['value'])} {unit} | {r['anchor']}: "
-                     f"{number(r['anchor_value'])} {unit} | {number(r['ratio'])} |")
-    return "\n".join(lines)
+    return suite_table(results, SUITE, ratio=True)
 
 
 _BLOCK = GeneratedBlock(DOC, START, END, render)

@@ -182,7 +182,6 @@ class _Call(NamedTuple):
     # ``timeout`` and frees the place when it really ends.
     lane: Lane | None = None
     timeout: float | None = None
-    in_flight: int = 0
 
 
 Plan = Generator[_Call, Outcome, FallbackResult]
@@ -249,8 +248,12 @@ def plan_fallback(
                     breaker.release(permit)  # type: ignore[arg-type]
                     fail(tier, f"not admitted: {verdict}")
                     continue
-                outcome = yield _Call(fn, args, kwargs, lane, lane.timeout(t0, deadline),
-                                      lane.in_flight)
+                in_flight, timeout = lane.in_flight, lane.timeout(t0, deadline)
+                outcome = yield _Call(fn, args, kwargs, lane, timeout)
+                t1 = clock.now()
+                timed_out = isinstance(outcome.error, CallTimedOut)
+                lane.observe(timeout if timed_out else t1 - t0, in_flight,  # type: ignore[arg-type]
+                             outcome.error is None, t1, timed_out)
             t1 = clock.now()
             if outcome.error is not None:
                 breaker.on_exception(permit, outcome.error, t1 - t0, t1)  # type: ignore[arg-type]
@@ -325,50 +328,34 @@ def run_plan(plan: Plan) -> FallbackResult:
 
 
 def _run_bounded(call: _Call) -> Outcome:
+    """Run a bounded provider's call; its place is freed when the call really ends."""
     lane = call.lane
-    clock = lane.clock  # type: ignore[union-attr]
-    t0 = clock.now()
     try:
-        if call.timeout is None:
-            try:
-                value = call.fn(*call.args, **call.kwargs)
-            finally:
-                lane.release()  # type: ignore[union-attr]
-        else:
-            value = bounded(lane, call.fn, call.args, call.kwargs, call.timeout,  # type: ignore[arg-type]
-                            lane.release)  # type: ignore[union-attr]
+        if call.timeout is not None:
+            return Outcome(bounded(lane, call.fn, call.args, call.kwargs, call.timeout,  # type: ignore[arg-type]
+                                   lane.release), None, 0.0)  # type: ignore[union-attr]
+        try:
+            return Outcome(call.fn(*call.args, **call.kwargs), None, 0.0)
+        finally:
+            lane.release()  # type: ignore[union-attr]
     except Exception as exc:
-        t1 = clock.now()
-        timed_out = isinstance(exc, CallTimedOut)
-        lane.observe(call.timeout if timed_out else t1 - t0,  # type: ignore[union-attr,arg-type]
-                     call.in_flight, False, t1, timed_out)
-        return Outcome(None, exc, t1 - t0)
-    t1 = clock.now()
-    lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]
-    return Outcome(value, None, t1 - t0)
+        return Outcome(None, exc, 0.0)
 
 
 async def _arun_bounded(call: _Call) -> Outcome:
+    """The asyncio form of :func:`_run_bounded`: a timed-out awaitable is cancelled."""
     lane = call.lane
-    clock = lane.clock  # type: ignore[union-attr]
-    t0 = clock.now()
     try:
         try:
             value = call.fn(*call.args, **call.kwargs)
             if inspect.isawaitable(value):
                 value = await (value if call.timeout is None
                                else abounded(lane, value, call.timeout))  # type: ignore[arg-type]
+            return Outcome(value, None, 0.0)
         finally:
             lane.release()  # type: ignore[union-attr]
     except Exception as exc:
-        t1 = clock.now()
-        timed_out = isinstance(exc, CallTimedOut)
-        lane.observe(call.timeout if timed_out else t1 - t0,  # type: ignore[union-attr,arg-type]
-                     call.in_flight, False, t1, timed_out)
-        return Outcome(None, exc, t1 - t0)
-    t1 = clock.now()
-    lane.observe(t1 - t0, call.in_flight, True, t1)  # type: ignore[union-attr]
-    return Outcome(value, None, t1 - t0)
+        return Outcome(None, exc, 0.0)
 
 
 async def arun_plan(plan: Plan) -> FallbackResult:

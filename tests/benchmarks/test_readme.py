@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import detection_table, live_loop_table
+from benchmarks import detection_table, live_loop_table, resilience
 from benchmarks.harness import RESULTS
 from benchmarks.readme import README, ROWS, block, current, render, update
 
@@ -46,3 +46,14 @@ def test_the_live_loop_table_in_the_docs_is_the_generated_one(tmp_path):
     doc.write_text("a\n" + live_loop_table.block([]) + "\nb\n")
     live_loop_table.update(doc, RESULTS)
     assert doc.read_text() == "a\n" + live_loop_table.block(results) + "\nb\n"
+
+
+def test_the_resilience_table_in_the_docs_is_the_generated_one(tmp_path):
+    results = json.loads(RESULTS.read_text())
+    assert resilience.current(resilience.DOC.read_text()) == resilience.block(results)
+    names = {r["name"] for r in results if r.get("suite") == resilience.SUITE}
+    assert any(n.startswith("traffic_surge_3x: goodput") for n in names)  # measured
+    doc = tmp_path / "core.md"
+    doc.write_text("a\n" + resilience.block([]) + "\nb\n")
+    resilience.update(doc, RESULTS)
+    assert doc.read_text() == "a\n" + resilience.block(results) + "\nb\n"

@@ -16,7 +16,8 @@ windows; the first ten a plain mean)::
     limit     ← clamp(limit x (1 - smoothing) + new x smoothing, min_limit, max_limit)
 
 A timed-out call's sample is the time it was given, and — a departure from Gradient2, taken
-from AIMD — a window with a timeout in it multiplies the limit by ``timeout_backoff`` instead:
+from AIMD and DCTCP — a window with timeouts in it multiplies the limit by
+``min(timeout_backoff, 1 - the share of its calls that timed out)`` instead:
 Gradient2 alone takes a persistent overload's latency for the new normal (its long average
 catches up) and grows the limit into the collapse; in the slow-under-load scenario over three
 seeds it did so in one. A call shed before it ran is no sample. Pure: times are passed in.
@@ -96,12 +97,15 @@ class Gradient2:
             if self._n < cfg.min_window_samples or now - self._window_start < cfg.window_s:
                 return None
             short = self._sum / self._n
-            in_flight, timeouts = self._max_in_flight, self._timeouts
+            in_flight, timeouts, n = self._max_in_flight, self._timeouts, self._n
             self._window_start, self._sum, self._n, self._max_in_flight = now, 0.0, 0, 0
             self._timeouts = 0
             if timeouts:
+                # Cut by the share of calls that timed out (as DCTCP cuts by its share of
+                # marked packets), and at least AIMD's timeout_backoff.
+                cut = min(cfg.timeout_backoff, 1.0 - timeouts / n)
                 self._track_long(short)
-                self.estimate = max(cfg.min_limit, self.estimate * cfg.timeout_backoff)
+                self.estimate = max(cfg.min_limit, self.estimate * cut)
                 return int(self.estimate)
             return self._update(short, in_flight)
 

@@ -64,11 +64,16 @@ class _Cluster:
                                      "guarded calls whose primary failed", labels=["service"])
         fallbacks = CounterMetricFamily("selfheal_fallback_answers",
                                         "calls answered by a fallback tier", labels=["service"])
+        shed = CounterMetricFamily("selfheal_requests_shed",
+                                   "calls admission refused (a provider's concurrency limit "
+                                   "full for their acuity; never life-critical)",
+                                   labels=["service"])
         for service, counts in sorted(b.calls().items()):
             requests.add_metric([service], counts.get("total", 0))
             errors.add_metric([service], counts.get("errors", 0))
             fallbacks.add_metric([service], counts.get("fallbacks", 0))
-        yield from (requests, errors, fallbacks)
+            shed.add_metric([service], counts.get("shed", 0))
+        yield from (requests, errors, fallbacks, shed)
 
         tiers = CounterMetricFamily("selfheal_failures_served",
                                     "audited failures by the tier that answered them "

@@ -46,7 +46,7 @@ ENTRY_SPAN_S = 10.0  # the longest stretch of time one entry's events cover
 FLUSH_ID_TTL_S = 3600
 
 # KEYS: [flush-id key, stream_1, counts_1, stream_2, counts_2, ...]
-# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, [entry, ...]], ...],
+# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, shed, [entry, ...]], ...],
 #        retention in ms (0: none)]
 # An entry is [n, events JSON, its latest event's time in ms]. Its stream id is that time, or
 # just after the stream's newest id if that is later (ids only grow): so every event of an
@@ -60,13 +60,14 @@ for i, s in ipairs(services) do
   if s[1] > 0 then redis.call('HINCRBY', counts, 'total', s[1]) end
   if s[2] > 0 then redis.call('HINCRBY', counts, 'errors', s[2]) end
   if s[3] > 0 then redis.call('HINCRBY', counts, 'fallbacks', s[3]) end
+  if s[4] > 0 then redis.call('HINCRBY', counts, 'shed', s[4]) end
   local top_ms, top_seq = -1, 0
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if top[1] then
     local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
     top_ms, top_seq = tonumber(a), tonumber(b)
   end
-  for _, entry in ipairs(s[4]) do
+  for _, entry in ipairs(s[5]) do
     local ms, seq = entry[3], 0
     if ms <= top_ms then ms, seq = top_ms, top_seq + 1 end
     if ms == 0 and seq == 0 then seq = 1 end  -- 0-0 is not a valid id
@@ -125,7 +126,7 @@ class MetricRecorder:
         self.prefix = prefix
         self._random = (rng or random.Random()).random
         self._buffer: deque[OutcomeRecord] = deque()
-        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._script = client.register_script(_FLUSH_SCRIPT)
@@ -155,6 +156,8 @@ class MetricRecorder:
                 c[1] += 1
             if outcome.tier != "primary" and outcome.success:
                 c[2] += 1
+            if outcome.error_kind == "shed":  # admission refused it (healing.admission)
+                c[3] += 1
             self.stats.recorded += 1
             if ok and self._random() >= self.sample_rate:
                 return
@@ -206,7 +209,7 @@ class MetricRecorder:
             events = list(self._buffer)
             self._buffer.clear()
             self._held = len(events)
-            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0])
+            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0, 0])
         by_service: dict[str, list[OutcomeRecord]] = defaultdict(list)
         for e in events:
             by_service[e.service].append(e)
@@ -220,8 +223,8 @@ class MetricRecorder:
                                                separators=(",", ":")),
                         max(0, math.ceil(latest * 1000))]
                        for chunk, latest in _chunks(evs)]
-            total, errors, fallbacks = counts.get(svc, (0, 0, 0))
-            payload.append([total, errors, fallbacks, entries])
+            total, errors, fallbacks, shed = counts.get(svc, (0, 0, 0, 0))
+            payload.append([total, errors, fallbacks, shed, entries])
         self._flush_seq += 1
         return keys[0], keys, json.dumps(payload), events, counts
 

@@ -72,6 +72,28 @@ def test_fallback_answers_count_as_errors_of_the_primary_and_as_fallbacks(redis_
     assert event[3] == "ConnectionError" and event[4] == "static_fallback"
 
 
+def test_shed_calls_are_counted_exactly(redis_client):
+    from healing.admission import AdmissionConfig
+    from healing.limits import CallGate, CallPolicy
+    from healing.safety import Acuity
+
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=0.0, flush_interval_s=0, prefix=prefix)
+    g = guard_with(rec)
+    g.gate = CallGate({("care_locator", None): CallPolicy(
+        admission=AdmissionConfig(limit=1, reserved=()))}, g.clock)
+    lane = g.gate.lane("care_locator", None)
+    assert lane.acquire(Acuity.ROUTINE, None) == "admitted"  # the only place, taken
+    for _ in range(3):
+        assert g.call("care_locator", ok).tier == "static_fallback"
+    lane.release()
+    g.call("care_locator", ok)
+    rec.flush()
+    assert read_counts(client, "care_locator", prefix) == {
+        "total": 4, "errors": 3, "fallbacks": 3, "shed": 3}
+    assert [e[3] for e in read_events(client, "care_locator", prefix)] == ["shed"] * 3
+
+
 def test_events_never_carry_identifiers(redis_client):
     client, prefix = redis_client
     rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix)

@@ -155,7 +155,7 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     text = _get(state, "/metrics", tokens["viewer"]).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert {"selfheal_circuit_state", "selfheal_audit_spool_segments",
-            "selfheal_workflow_runs"} <= set(families)
+            "selfheal_workflow_runs", "selfheal_requests_shed"} <= set(families)
     assert families["selfheal_workflow_runs"].type == "counter"
     # the manual triggers earlier tests made are detections too, counted exactly
     manual = [s for s in families["selfheal_detections"].samples

@@ -126,9 +126,13 @@ class Lane:
         got.wake = event.set
         if got.state is not None:
             event.set()
-        wait = self._queue_wait(deadline)
-        if not _wait_event(self.clock, event, wait):
-            adm.abandon(got, f"waited {wait:.3g} s in the queue")
+        wait = self.queue_wait(deadline)
+        try:
+            if not _wait_event(self.clock, event, wait):
+                adm.abandon(got, f"waited {wait:.3g} s in the queue")
+        except BaseException:
+            self._leave(got)
+            raise
         return ADMITTED if got.state == ADMITTED else got.reason
 
     async def aacquire(self, acuity: Acuity, deadline: float | None) -> str:
@@ -145,10 +149,20 @@ class Lane:
         got = adm.try_acquire(acuity, wake)
         if not isinstance(got, Waiter):
             return got if got == ADMITTED else _full(adm)
-        wait = self._queue_wait(deadline)
-        if not await _await_future(self.clock, fut, wait):
-            adm.abandon(got, f"waited {wait:.3g} s in the queue")
+        wait = self.queue_wait(deadline)
+        try:
+            if not await _await_future(self.clock, fut, wait):
+                adm.abandon(got, f"waited {wait:.3g} s in the queue")
+        except BaseException:  # cancelled while queued (a caller that went away)
+            self._leave(got)
+            raise
         return ADMITTED if got.state == ADMITTED else got.reason
+
+    def _leave(self, waiter: Waiter) -> None:
+        # The caller stops waiting for good: out of the queue, or, if a place was given to
+        # it in the meantime, that place back.
+        if self.admission.abandon(waiter, "its caller went away") == ADMITTED:  # type: ignore[union-attr]
+            self.admission.release()  # type: ignore[union-attr]
 
     def release(self) -> None:
         """An admitted call really ended: free its place."""
@@ -179,7 +193,8 @@ class Lane:
             return True
         return self.budget.try_retry(now)
 
-    def _queue_wait(self, deadline: float | None) -> float:
+    def queue_wait(self, deadline: float | None) -> float:
+        """How long a request may wait for a place: the queue timeout, cut by the deadline."""
         wait = self.policy.admission.queue_timeout_s  # type: ignore[union-attr]
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - self.clock.now()))

@@ -185,7 +185,7 @@ class _Run:
                 return
             if isinstance(got, Waiter):
                 req.waiter = got
-                self.push(t + self.lane._queue_wait(req.deadline), _QUEUE_TIMEOUT, req)
+                self.push(t + self.lane.queue_wait(req.deadline), _QUEUE_TIMEOUT, req)
                 return
         self._send(req, t)
 

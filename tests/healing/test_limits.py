@@ -234,3 +234,25 @@ def test_a_timeout_error_names_the_provider_and_what_cannot_be_interrupted():
     err = CallTimedOut("clinical_reasoning", "gemini:pro", 2.0)
     assert isinstance(err, TimeoutError) and "gemini:pro" in str(err)
     assert "not admitted" in str(CallShed("s", None, "batch", "full"))
+
+
+def test_a_queued_asyncio_request_cancelled_by_its_caller_leaves_no_place_behind():
+    clock = ManualClock()
+    g = make(CallPolicy(admission=AdmissionConfig(limit=1, max_queue=4, queue_timeout_s=5.0,
+                                                  reserved=())), clock=clock)
+    lane = g.gate.lane("care_locator", None)
+    assert lane.acquire(Acuity.ROUTINE, None) == "admitted"
+
+    async def main():
+        task = asyncio.ensure_future(g.acall("care_locator", lambda: {"x": 1}, context=INFO))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert lane.admission.queued == 1
+        task.cancel()  # the caller went away while it waited for a place
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert lane.admission.queued == 0 and lane.in_flight == 1
+    lane.release()
+    assert lane.in_flight == 0  # nobody was handed the freed place

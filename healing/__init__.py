@@ -18,6 +18,8 @@ from .clock import Clock, ManualClock, SystemClock
 from .config import CircuitConfig, FallbackTier, RetryPolicy, TierMethod, WindowType, exceptions_of
 from .errors import (
     CallRejected,
+    CallShed,
+    CallTimedOut,
     CircuitOpenError,
     ClinicalSafetyError,
     ConfigError,
@@ -34,6 +36,7 @@ from .errors import (
 from .events import CircuitTransitioned, ThresholdExceeded
 from .fallback import FallbackResult, FallbackStrategy, FallbackStrategyRegistry
 from .guard import Guard, default_guard, guard
+from .hedging import HedgeConfig
 from .integrity import (
     AllOf,
     AnyOf,
@@ -43,6 +46,7 @@ from .integrity import (
     RequiredFields,
     ValueRange,
 )
+from .limits import CallGate, CallPolicy
 from .outcome import InMemorySink, Outcome, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry, ServiceId
 from .retry import Retrier
@@ -50,6 +54,7 @@ from .routing import Route, RouteTable
 from .safety import (
     CLINICAL_GUIDANCE,
     CRITICAL_SERVICES,
+    Acuity,
     ClinicalContext,
     ClinicalSafetyValidator,
     Criticality,
@@ -61,12 +66,13 @@ from .strategies import default_strategies
 
 __all__ = [
     "CLINICAL_GUIDANCE", "CRITICAL_SERVICES", "IGNORED", "LEGAL_TRANSITIONS",
-    "AllOf", "AnyOf", "CallRejected", "CircuitBreaker", "CircuitBreakerRegistry",
+    "Acuity", "AllOf", "AnyOf", "CallGate", "CallPolicy", "CallRejected", "CallShed",
+    "CallTimedOut", "CircuitBreaker", "CircuitBreakerRegistry",
     "CircuitConfig", "CircuitMetrics", "CircuitOpenError", "CircuitState",
     "CircuitTransitioned", "ClinicalContext", "ClinicalSafetyError",
     "ClinicalSafetyValidator", "Clock", "ConfidenceFloor", "ConfigError", "Criticality",
     "DeadlineExceeded", "FallbackCache", "FallbackExhausted", "FallbackResult",
-    "FallbackStrategy", "FallbackStrategyRegistry", "FallbackTier", "Guard",
+    "FallbackStrategy", "FallbackStrategyRegistry", "FallbackTier", "Guard", "HedgeConfig",
     "IllegalTransition", "InMemorySink", "IntegrityCheck", "IntegrityCheckFailed",
     "ManualClock", "OperationType", "Outcome", "OutcomeRecord", "OutcomeSink", "Permit",
     "Predicate", "RecoveryAction", "Rejection", "RequiredFields", "Retrier", "RetryExhausted",

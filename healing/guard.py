@@ -36,10 +36,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .audit import AuditRecord, AuditSink, PatientImpact, failure_event
+from .audit import AuditRecord, AuditSink
 from .cache import FallbackCache
 from .clock import Clock, SystemClock
-from .config import TierMethod
 from .errors import (
     CircuitOpenError,
     ClinicalSafetyError,
@@ -55,9 +54,10 @@ from .fallback import (
     plan_fallback,
     run_plan,
 )
+from .guard_audit import failure_record
 from .limited import acall_limited, call_limited
 from .limits import CallGate
-from .outcome import NOT_CALLED, InMemorySink, OutcomeRecord, OutcomeSink
+from .outcome import InMemorySink, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry
 from .routing import RouteTable
 from .safety import (
@@ -74,8 +74,6 @@ __all__ = ["Guard", "default_guard", "guard"]
 
 _log = logging.getLogger("selfheal.guard")
 _LIFE_CRITICAL = Criticality.LIFE_CRITICAL
-_DEGRADED_TIERS = frozenset({TierMethod.CACHED_DATA, TierMethod.DEGRADED_MODE,
-                             TierMethod.STATIC_FALLBACK})
 _PRESCRIPTIVE = OperationType.PRESCRIPTIVE
 _PRIMARY = "primary"
 
@@ -360,29 +358,9 @@ class Guard:
         """The failure event for the audit trail, or None if nothing needs one."""
         if self.audit is None or not context.requires_audit:
             return None
-        if served is not None:
-            actions = [f"{a.tier}: {a.reason}" for a in served.passed_over]
-            actions.append(f"{served.tier}: served")
-            impact = _impact_of(served, kind)
-        else:
-            attempts = getattr(final, "attempts", ())
-            actions = [f"{a.tier}: {a.reason}" for a in attempts]
-            if isinstance(final, ClinicalSafetyError):
-                actions.append("fallback refused: explicit failure with clinical guidance")
-            impact = PatientImpact.SERVICE_UNAVAILABLE
-        strategy = self.fallbacks.get(service)
-        check = strategy.integrity_check if strategy is not None else None
-        integrity = {"performed": check is not None and served is not None,
-                     "passed": True if (check is not None and served is not None) else None,
-                     "validator": check.name if check is not None else None}
-        notified = isinstance(final, ClinicalSafetyError) or (
-            served is not None and served.warning is not None)
-        return failure_event(
-            service=service, at=self.clock.wall(), context=context,
-            pseudonymize=self.audit.pseudonymize, error_kind=kind,
-            error=f"{type(error).__name__}: {error}", provider=provider,
-            recovery_actions=actions, served_by=served.tier if served is not None else None,
-            integrity=integrity, clinician_notified=notified, patient_impact=impact)
+        return failure_record(service, provider, context, kind, error, served, final,
+                              self.fallbacks.get(service), self.audit.pseudonymize,
+                              self.clock.wall())
 
     def _audit_sync(self, record: AuditRecord | None) -> None:
         if record is None:
@@ -446,11 +424,3 @@ def default_guard() -> Guard:
 def guard(service: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FallbackResult:
     """``default_guard().call(...)``: the call form for code that needs no guard of its own."""
     return default_guard().call(service, fn, *args, **kwargs)
-
-
-def _impact_of(served: FallbackResult, kind: str) -> PatientImpact:
-    if served.method in _DEGRADED_TIERS:
-        return PatientImpact.DEGRADED_SERVICE
-    # An alternative provider's answer is a full answer; it came late if the primary was
-    # tried and failed first, and on time if an open circuit or a route skipped the primary.
-    return PatientImpact.NONE if kind in NOT_CALLED else PatientImpact.DELAY

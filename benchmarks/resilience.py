@@ -25,8 +25,7 @@ from typing import Any
 from healing import Guard, InMemorySink
 from healing.adaptive import AdaptiveConfig
 from healing.admission import AdmissionConfig
-from healing.hedging import HedgeConfig
-from healing.limits import CallGate, CallPolicy
+from healing.limits import CallGate, CallPolicy, HedgeConfig
 from healing.safety import ClinicalContext
 from simulation.overload import NO_HEDGE, run_overload
 from simulation.overload_scenario import OVERLOAD_SCENARIOS, load_overload

@@ -36,7 +36,6 @@ from .errors import (
 from .events import CircuitTransitioned, ThresholdExceeded
 from .fallback import FallbackResult, FallbackStrategy, FallbackStrategyRegistry
 from .guard import Guard, default_guard, guard
-from .hedging import HedgeConfig
 from .integrity import (
     AllOf,
     AnyOf,
@@ -46,7 +45,7 @@ from .integrity import (
     RequiredFields,
     ValueRange,
 )
-from .limits import CallGate, CallPolicy
+from .limits import CallGate, CallPolicy, HedgeConfig
 from .outcome import InMemorySink, Outcome, OutcomeRecord, OutcomeSink
 from .registry import CircuitBreakerRegistry, ServiceId
 from .retry import Retrier

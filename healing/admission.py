@@ -37,7 +37,6 @@ __all__ = ["ADMITTED", "Admission", "AdmissionConfig", "SHED", "Waiter"]
 
 ADMITTED = "admitted"
 SHED = "shed"
-_LIFE = Acuity.LIFE_CRITICAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +101,14 @@ class Waiter:
 
 @dataclass(slots=True)
 class AdmissionStats:
-    admitted: int = 0
-    queued: int = 0
     shed: list[int] = field(default_factory=lambda: [0] * len(Acuity))  # by acuity
 
 
 class Admission:
     """One provider's bulkhead with acuity reservation (see the module doc)."""
 
-    def __init__(self, config: AdmissionConfig | None = None, name: str = "") -> None:
+    def __init__(self, config: AdmissionConfig | None = None) -> None:
         self.config = config if config is not None else AdmissionConfig()
-        self.name = name
         self._shares = self.config.shares()
         self._lock = threading.Lock()
         self._queue: list[Waiter] = []  # a heap
@@ -131,9 +127,9 @@ class Admission:
         ``queue`` and the policy has a queue) a :class:`Waiter` whose ``wake`` runs once it
         is admitted or shed."""
         with self._lock:
-            if acuity is _LIFE or self.in_flight < self.limit * self._shares[acuity]:
+            # life-critical's share is infinite: never refused here
+            if self.in_flight < self.limit * self._shares[acuity]:
                 self.in_flight += 1
-                self.stats.admitted += 1
                 return ADMITTED
             cfg = self.config
             if not (queue and cfg.max_queue):
@@ -151,7 +147,6 @@ class Admission:
                 self._decide(worst, SHED, "a more urgent request took its place in the queue",
                              woken)
             heapq.heappush(self._queue, waiter)
-            self.stats.queued += 1
         _wake_all(woken)
         return waiter
 
@@ -188,11 +183,9 @@ class Admission:
         # urgent one, even if its ceiling would let it in.
         woken: list[Waiter] = []
         queue = self._queue
-        while queue and (queue[0].acuity is _LIFE
-                         or self.in_flight < self.limit * self._shares[queue[0].acuity]):
+        while queue and self.in_flight < self.limit * self._shares[queue[0].acuity]:
             waiter = heapq.heappop(queue)
             self.in_flight += 1
-            self.stats.admitted += 1
             self._decide(waiter, ADMITTED, "", woken)
         return woken
 

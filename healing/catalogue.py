@@ -34,7 +34,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .fallback import FallbackStrategy
-from .files import SourceError, YamlSource, parse_duration
+from .files import SourceError, Spec, YamlSource, number, parse_duration, seconds, section
 from .health import HealthPolicy
 from .limit_files import parse_limits
 from .limits import CallPolicy
@@ -228,16 +228,6 @@ def _check_decl(src: YamlSource, raw: Any, providers: list[str], at: list[Any]) 
 
 # -- policy.yaml ------------------------------------------------------------------------------
 
-def _seconds(v: Any, key: str) -> float:
-    return parse_duration(v, key)
-
-
-def _same(v: Any, key: str) -> Any:
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise ConfigError(key, v, "must be a number")
-    return v
-
-
 def _window(v: Any, key: str) -> WindowType:
     try:
         return WindowType(v)
@@ -246,28 +236,27 @@ def _window(v: Any, key: str) -> WindowType:
 
 
 # yaml key -> (the core's field name, converter); durations take units (30s, 2m)
-_Spec = Mapping[str, tuple[str, Callable[[Any, str], Any]]]
-_BREAKER: _Spec = {
-    "window_type": ("window_type", _window), "window_size": ("window_size", _same),
-    "minimum_number_of_calls": ("minimum_number_of_calls", _same),
-    "failure_rate_threshold": ("failure_rate_threshold", _same),
-    "slow_call_rate_threshold": ("slow_call_rate_threshold", _same),
-    "slow_call_duration": ("slow_call_duration_s", _seconds),
-    "permitted_calls_in_half_open": ("permitted_calls_in_half_open", _same),
-    "wait_in_open": ("wait_in_open_s", _seconds), "wait_multiplier": ("wait_multiplier", _same),
-    "max_wait_in_open": ("max_wait_in_open_s", _seconds)}
-_HEALTH: _Spec = {"interval": ("interval_s", _seconds), "timeout": ("timeout_s", _seconds),
-                  "degraded_latency": ("degraded_latency_s", _seconds),
-                  "fall": ("fall", _same), "rise": ("rise", _same)}
-_ERRORS: _Spec = {"window": ("window_s", _seconds), "check_every": ("check_s", _seconds),
-                  "min_calls": ("min_calls", _same), "z": ("z", _same),
-                  "floor": ("floor", _same), "factor": ("factor", _same)}
-_RECOVERY: _Spec = {"retry_max_attempts": ("retry_max_attempts", _same),
-                    "retry_exponential_base": ("retry_exponential_base", _same),
-                    "retry_base_delay": ("retry_base_delay_s", _seconds),
-                    "recheck": ("recheck_s", _seconds), "scale_min": ("scale_min", _same),
-                    "scale_max": ("scale_max", _same)}
-_SECTIONS: Mapping[str, tuple[_Spec, Callable[..., Any], str]] = {
+_BREAKER: Spec = {
+    "window_type": ("window_type", _window), "window_size": ("window_size", number),
+    "minimum_number_of_calls": ("minimum_number_of_calls", number),
+    "failure_rate_threshold": ("failure_rate_threshold", number),
+    "slow_call_rate_threshold": ("slow_call_rate_threshold", number),
+    "slow_call_duration": ("slow_call_duration_s", seconds),
+    "permitted_calls_in_half_open": ("permitted_calls_in_half_open", number),
+    "wait_in_open": ("wait_in_open_s", seconds), "wait_multiplier": ("wait_multiplier", number),
+    "max_wait_in_open": ("max_wait_in_open_s", seconds)}
+_HEALTH: Spec = {"interval": ("interval_s", seconds), "timeout": ("timeout_s", seconds),
+                 "degraded_latency": ("degraded_latency_s", seconds),
+                 "fall": ("fall", number), "rise": ("rise", number)}
+_ERRORS: Spec = {"window": ("window_s", seconds), "check_every": ("check_s", seconds),
+                 "min_calls": ("min_calls", number), "z": ("z", number),
+                 "floor": ("floor", number), "factor": ("factor", number)}
+_RECOVERY: Spec = {"retry_max_attempts": ("retry_max_attempts", number),
+                   "retry_exponential_base": ("retry_exponential_base", number),
+                   "retry_base_delay": ("retry_base_delay_s", seconds),
+                   "recheck": ("recheck_s", seconds), "scale_min": ("scale_min", number),
+                   "scale_max": ("scale_max", number)}
+_SECTIONS: Mapping[str, tuple[Spec, Callable[..., Any], str]] = {
     "breaker": (_BREAKER, CircuitConfig, "circuit"), "health": (_HEALTH, HealthPolicy, "health"),
     "error_threshold": (_ERRORS, ErrorRuleSettings, "errors"),
     "recovery": (_RECOVERY, RecoveryPolicy, "recovery")}
@@ -279,36 +268,15 @@ def _policy(src: YamlSource) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise src.error(f"must be a mapping with sections {known}", [], "policy.yaml")
     out: dict[str, Any] = {}
-    for section, raw in data.items():
-        if section == "cooldown":
+    for part, raw in data.items():
+        if part == "cooldown":
             try:
                 out["cooldown_s"] = parse_duration(raw, "cooldown")
             except ConfigError as exc:
                 raise src.core_error(exc, ["cooldown"]) from None
             continue
-        if section not in _SECTIONS:
-            raise src.error(f"is not a policy section (known: {known})", [section])
-        spec, build, name = _SECTIONS[section]
-        out[name] = _section(src, raw, [section], spec, build)
+        if part not in _SECTIONS:
+            raise src.error(f"is not a policy section (known: {known})", [part])
+        spec, build, name = _SECTIONS[part]
+        out[name] = section(src, raw, [part], spec, build)
     return out
-
-
-def _section(src: YamlSource, raw: Any, at: list[Any], spec: _Spec,
-             build: Callable[..., Any]) -> Any:
-    if not isinstance(raw, dict):
-        raise src.error(f"must be a mapping of {sorted(spec)}", at)
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in spec:
-            raise src.error(f"is not a {at[-1]} field (known: {sorted(spec)})", [*at, key])
-        name, convert = spec[key]
-        try:
-            kwargs[name] = convert(value, key)
-        except ConfigError as exc:
-            raise src.core_error(exc, [*at, key]) from None
-    try:
-        return build(**kwargs)
-    except (ConfigError, TypeError) as exc:
-        core = getattr(exc, "field", None)
-        yaml_key = next((k for k, (n, _) in spec.items() if n == core), None)
-        raise src.core_error(exc, [*at, yaml_key] if yaml_key else at) from None

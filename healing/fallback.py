@@ -226,12 +226,10 @@ def plan_fallback(
                 continue
             lane = gate.lane(service, tier.provider) if gate is not None else None
             t0 = clock.now()
-            if lane is None and deadline is not None and deadline <= t0:
-                fail(tier, "the request's deadline has passed")
-                continue
-            if lane is not None and lane.too_late(t0, deadline):
-                fail(tier, f"cannot answer before the request's deadline (typically takes "
-                           f"{lane.typical_s:.3g} s)")
+            typical = lane.typical_s if lane is not None else 0.0
+            if deadline is not None and deadline - t0 <= typical:
+                fail(tier, "cannot answer before the request's deadline" + (
+                    f" (typically takes {typical:.3g} s)" if typical else ""))
                 continue
             breaker = breakers.get(service, tier.provider)
             permit = breaker.allow(t0)
@@ -250,23 +248,20 @@ def plan_fallback(
                     continue
                 in_flight, timeout = lane.in_flight, lane.timeout(t0, deadline)
                 outcome = yield _Call(fn, args, kwargs, lane, timeout)
-                t1 = clock.now()
+            t1 = clock.now()
+            if lane is not None:
                 timed_out = isinstance(outcome.error, CallTimedOut)
                 lane.observe(timeout if timed_out else t1 - t0, in_flight,  # type: ignore[arg-type]
                              outcome.error is None, t1, timed_out)
-            t1 = clock.now()
             if outcome.error is not None:
                 breaker.on_exception(permit, outcome.error, t1 - t0, t1)  # type: ignore[arg-type]
                 fail(tier, f"{type(outcome.error).__name__}: {outcome.error}")
                 continue
             value = outcome.value
-            reason = check.reason(value) if check is not None else None
-            code = breaker.classify_result(value, t1 - t0) | (FAILED if reason else 0)
-            breaker.record(permit, code, t1)  # type: ignore[arg-type]
-            if reason is None and code & FAILED:
-                reason = "the provider's own validity check failed"
-            if reason is not None:
-                fail(tier, f"integrity check failed: {reason}")
+            failed, reason = record_answer(breaker, permit, strategy, value, t1 - t0, t1)
+            if failed:
+                fail(tier, "integrity check failed: "
+                           + (reason or "the provider's own validity check failed"))
                 continue
         else:
             if method is TierMethod.CACHED_DATA:
@@ -299,6 +294,21 @@ def plan_fallback(
                               _warning(strategy, tier, staleness), check is not None,
                               tuple(failures))
     raise FallbackExhausted(service, failures)
+
+
+def record_answer(breaker: Any, permit: Any, strategy: FallbackStrategy | None, value: Any,
+                  duration_s: float, now: float) -> tuple[bool, str | None]:
+    """Record a provider's answer in its circuit: (failed, the integrity check's reason).
+
+    An answer failing the strategy's integrity check counts against the circuit like an
+    error, and so does one the circuit's own result check fails (failed, no reason). The
+    primary (the guard), an alternative-provider tier and a hedge all judge answers here.
+    """
+    check = strategy.integrity_check if strategy is not None else None
+    reason = check.reason(value) if check is not None else None
+    code = breaker.classify_result(value, duration_s) | (FAILED if reason is not None else 0)
+    breaker.record(permit, code, now)
+    return bool(code & FAILED), reason
 
 
 def _warning(strategy: FallbackStrategy, tier: FallbackTier, staleness: float | None) -> str | None:

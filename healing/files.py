@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import pathlib
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
 
-__all__ = ["SourceError", "YamlSource", "parse_duration"]
+__all__ = ["SourceError", "Spec", "YamlSource", "number", "parse_duration", "seconds",
+           "section"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -105,3 +107,42 @@ class YamlSource:
             else:
                 break
         return line
+
+
+# -- sections of settings: yaml key -> (the core's field name, converter) ----------------------
+
+Spec = Mapping[str, tuple[str, Callable[[Any, str], Any]]]
+
+
+def seconds(v: Any, key: str) -> float:
+    return parse_duration(v, key)
+
+
+def number(v: Any, key: str) -> Any:
+    """A value the core checks as a number (its own check names the rule)."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ConfigError(key, v, "must be a number")
+    return v
+
+
+def section(src: YamlSource, raw: Any, at: list[Any], spec: Spec,
+            build: Callable[..., Any]) -> Any:
+    """Build a core settings object from the mapping at ``at``: every key known to ``spec``,
+    converted, and the core's own validation placed back at the yaml key it came from."""
+    if not isinstance(raw, dict):
+        raise src.error(f"must be a mapping of {sorted(spec)}", at)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in spec:
+            raise src.error(f"is not a {at[-1]} field (known: {sorted(spec)})", [*at, key])
+        name, convert = spec[key]
+        try:
+            kwargs[name] = convert(value, key)
+        except ConfigError as exc:
+            raise src.core_error(exc, [*at, key]) from None
+    try:
+        return build(**kwargs)
+    except (ConfigError, TypeError) as exc:
+        core = getattr(exc, "field", None)
+        yaml_key = next((k for k, (n, _) in spec.items() if n == core), None)
+        raise src.core_error(exc, [*at, yaml_key] if yaml_key else at) from None

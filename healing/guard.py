@@ -52,6 +52,7 @@ from .fallback import (
     Plan,
     arun_plan,
     plan_fallback,
+    record_answer,
     run_plan,
 )
 from .guard_audit import failure_record
@@ -68,7 +69,6 @@ from .safety import (
     OperationType,
 )
 from .strategies import default_strategies
-from .window import FAILED
 
 __all__ = ["Guard", "default_guard", "guard"]
 
@@ -266,25 +266,29 @@ class Guard:
                         cache_key: str | None, breaker: Any, permit: Any, result: Any,
                         t0: float) -> FallbackResult | IntegrityCheckFailed:
         """Record a returned result: the answer to serve, or why it may not be served."""
-        clock = self.clock
-        t1 = clock.now()
+        t1 = self.clock.now()
         strategy = self.fallbacks.get(service)
-        check = strategy.integrity_check if strategy is not None else None
-        code = breaker.classify_result(result, t1 - t0)
-        reason = check.reason(result) if check is not None else None
-        if reason is not None:
-            code |= FAILED  # an invalid answer counts against the circuit like an error
-        breaker.record(permit, code, t1)
-        if code & FAILED:
+        failed, reason = record_answer(breaker, permit, strategy, result, t1 - t0, t1)
+        if failed:
             return IntegrityCheckFailed(
                 "primary", reason or "the answer failed the circuit's result check")
+        return self._answered(service, provider, _PRIMARY, context, cache_key, strategy,
+                              result, t0, t1)
+
+    def _answered(self, service: str, provider: str | None, tier: str,
+                  context: ClinicalContext, cache_key: str | None, strategy: Any,
+                  result: Any, t0: float, t1: float) -> FallbackResult:
+        """A provider's full answer (the primary's, or a hedge's) passed its checks: keep it
+        for the cache tier, record the outcome, serve it."""
         if (cache_key is not None and strategy is not None and strategy.has_cache_tier
                 and context.operation_type is not _PRESCRIPTIVE):
             # Prescriptive answers are never cached, so they can never be served stale.
             self.cache.put(self.cache.key_for(service, context, cache_key), result, t1)
-        self._emit(OutcomeRecord(service, provider, True, t1 - t0, None, _PRIMARY, None,
-                                 context.operation_type, context.criticality, clock.wall()))
-        return FallbackResult(result, _PRIMARY, 0, None, None, None, check is not None)
+        self._emit(OutcomeRecord(service, provider, True, t1 - t0, None, tier, None,
+                                 context.operation_type, context.criticality,
+                                 self.clock.wall()))
+        return FallbackResult(result, tier, 0, None, None, None,
+                              strategy is not None and strategy.integrity_check is not None)
 
     def _emit(self, record: OutcomeRecord) -> None:
         # A broken sink must cost the caller neither the answer nor the error it is owed.

@@ -1,9 +1,10 @@
 """Hedging: when the primary is slow, ask a second provider too; the first good answer wins.
 
 resilience4j's Hedge and Polly's hedging strategy, limited the way a clinical platform needs:
-only where a service's policy declares it (``hedge: {provider, after}``) and only for
-informational requests — a diagnostic or prescriptive answer is never raced, because which
-of two providers answers a clinical question must not depend on which came first.
+only where a service's policy declares it (``hedge: {provider, after}``,
+:class:`~healing.limits.HedgeConfig`) and only for informational requests — a diagnostic or
+prescriptive answer is never raced, because which of two providers answers a clinical
+question must not depend on which came first.
 
 The race, within the attempt's time (timeout and deadline):
 
@@ -14,14 +15,14 @@ The race, within the attempt's time (timeout and deadline):
    keeps its bulkhead place until it ends). A call cut short counts in neither breaker; a
    finished one counts in its own.
 
-Each lane counts requests that could be hedged, hedges and hedge wins (``Lane.hedge_stats``;
-the hedge rate is in ``CallGate.snapshot()``).
+Who won and what each breaker counts is decided once (:class:`_Race`); the asyncio and the
+synchronous drivers only wait and cancel. Each lane counts requests that could be hedged,
+hedges and hedge wins (``Lane.hedge_stats``; the hedge rate is in ``CallGate.snapshot()``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -29,30 +30,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .admission import ADMITTED
-from .config import check_positive
-from .errors import CallTimedOut, ConfigError
+from .errors import CallTimedOut
+from .fallback import record_answer
+from .limits import Lane, await_future, cancel_task, on_worker, wait_event
 from .safety import ClinicalContext, OperationType
-from .window import FAILED
 
 if TYPE_CHECKING:
     from .guard import Guard
-    from .limits import Lane
 
-__all__ = ["HedgeConfig", "HedgeRun", "arace", "hedge_applies", "race"]
-
-
-@dataclass(frozen=True, slots=True)
-class HedgeConfig:
-    """Ask ``provider`` too when the primary has not answered within ``after_s``."""
-
-    provider: str
-    after_s: float
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.provider, str) and self.provider):
-            raise ConfigError("provider", self.provider, "must name one of the service's "
-                              "providers (asked too when the primary is slow)")
-        check_positive("after_s", self.after_s)
+__all__ = ["HedgeRun", "arace", "hedge_applies", "race"]
 
 
 @dataclass(slots=True)
@@ -79,7 +65,7 @@ class _Hedge:
 
     def __init__(self, g: Guard, lane: Lane, service: str) -> None:
         hedge = lane.policy.hedge
-        assert hedge is not None
+        assert hedge is not None  # hedge_applies() said so
         self.g, self.service, self.provider = g, service, hedge.provider
         self.fn = g.fallbacks.provider(service, hedge.provider)
         self.lane = g.gate.lane(service, hedge.provider) if g.gate is not None else None
@@ -111,12 +97,8 @@ class _Hedge:
         """Record the hedge's answer in its breaker; True if it may be served."""
         now = self.g.clock.now()
         strategy = self.g.fallbacks.get(self.service)
-        check = strategy.integrity_check if strategy is not None else None
-        code = self.breaker.classify_result(value, now - self.start)
-        if check is not None and check.reason(value) is not None:
-            code |= FAILED
-        self.breaker.record(self.permit, code, now)
-        return not code & FAILED
+        return not record_answer(self.breaker, self.permit, strategy, value,
+                                 now - self.start, now)[0]
 
     def failed(self, exc: BaseException) -> None:
         now = self.g.clock.now()
@@ -126,8 +108,54 @@ class _Hedge:
         self.breaker.release(self.permit)
 
 
+class _Race:
+    """The race's bookkeeping, the same for both drivers: who won, what each breaker
+    counts. :meth:`settle` takes each call as it finishes; :meth:`out_of_time` the end."""
+
+    def __init__(self, hedge: _Hedge, lane: Lane, timeout: float | None, primary_permit: Any,
+                 primary_breaker: Any) -> None:
+        self.hedge, self.lane, self.timeout = hedge, lane, timeout
+        self.primary_permit, self.primary_breaker = primary_permit, primary_breaker
+        self.primary_error: BaseException | None = None
+
+    def settle(self, is_hedge: bool, call: Any, other_running: bool) -> HedgeRun | None:
+        """``call`` (an asyncio or a concurrent future) finished: the race's end, or None
+        while the other call may still answer. The other call, if running, is the driver's
+        to cancel; its breaker permit is handed back here."""
+        exc = call.exception()
+        if is_hedge:
+            if exc is None and self.hedge.good(call.result()):
+                self.lane.hedge_stats[2] += 1
+                if other_running:  # the primary, cut short: counts in neither breaker
+                    self.primary_breaker.release(self.primary_permit)
+                    return HedgeRun(False, hedged=True, hedge_value=call.result())
+                return HedgeRun(True, None, self.primary_error, True, call.result())
+            if exc is not None:
+                self.hedge.failed(exc)
+            return None if other_running else HedgeRun(True, None, self.primary_error)
+        if exc is None:
+            if other_running:
+                self.hedge.cut_short()
+            return HedgeRun(True, call.result())
+        self.primary_error = exc
+        return None if other_running else HedgeRun(True, None, exc)
+
+    def out_of_time(self, primary_running: bool, hedge_running: bool) -> HedgeRun:
+        if hedge_running:
+            self.hedge.cut_short()
+        if primary_running:
+            return HedgeRun(True, None, _timed_out(self.lane, self.timeout))
+        return HedgeRun(True, None, self.primary_error)
+
+
 def _timed_out(lane: Lane, timeout: float | None) -> CallTimedOut:
     return CallTimedOut(lane.service, lane.provider, timeout or 0.0)
+
+
+def _finished(call: Any) -> HedgeRun:
+    """The primary finished before any hedge was asked (either kind of future)."""
+    exc = call.exception()
+    return HedgeRun(True, None, exc) if exc is not None else HedgeRun(True, call.result())
 
 
 # -- asyncio ------------------------------------------------------------------------------------
@@ -136,8 +164,6 @@ async def arace(g: Guard, lane: Lane, service: str, awaitable: Any, args: tuple[
                 kwargs: Mapping[str, Any], context: ClinicalContext, timeout: float | None,
                 primary_permit: Any, primary_breaker: Any) -> HedgeRun:
     """Race the primary's ``awaitable`` against the hedge provider (see the module doc)."""
-    from .limits import _await_future  # noqa: PLC0415 - limits imports this module
-
     clock = g.clock
     end = None if timeout is None else clock.now() + timeout
 
@@ -147,54 +173,33 @@ async def arace(g: Guard, lane: Lane, service: str, awaitable: Any, args: tuple[
     primary = asyncio.ensure_future(awaitable)
     after = min(lane.policy.hedge.after_s, left())  # type: ignore[union-attr]
     hedge = _Hedge(g, lane, service)
-    if await _await_future(clock, primary, after) or not hedge.admit(context):
-        if not primary.done() and not await _await_future(clock, primary, left()):
-            await _cancel(primary)
+    if await await_future(clock, primary, after) or not hedge.admit(context):
+        if not await await_future(clock, primary, left()):
+            await cancel_task(primary)
             return HedgeRun(True, None, _timed_out(lane, timeout))
-        return _primary_run(primary)
+        return _finished(primary)
     lane.hedge_stats[1] += 1
     second = asyncio.ensure_future(_call(hedge.fn, args, kwargs))  # type: ignore[arg-type]
     second.add_done_callback(lambda _: hedge.free_place())
+    state = _Race(hedge, lane, timeout, primary_permit, primary_breaker)
     pending: set[asyncio.Future[Any]] = {primary, second}
-    primary_error: BaseException | None = None
     while pending:
         waiting = asyncio.ensure_future(asyncio.wait(pending,
                                                      return_when=asyncio.FIRST_COMPLETED))
-        if not await _await_future(clock, waiting, left()):
+        if not await await_future(clock, waiting, left()):
             waiting.cancel()
             break
         for task in waiting.result()[0]:
             pending.discard(task)
-            exc = task.exception()
-            if task is second:
-                if exc is None and hedge.good(task.result()):
-                    lane.hedge_stats[2] += 1
-                    if primary in pending:
-                        await _cancel(primary)
-                        primary_breaker.release(primary_permit)
-                        return HedgeRun(False, hedged=True, hedge_value=task.result())
-                    return HedgeRun(True, None, primary_error, True, task.result())
-                if exc is not None:
-                    hedge.failed(exc)
-            elif exc is None:
-                if second in pending:
-                    await _cancel(second)
-                    hedge.cut_short()
-                return HedgeRun(True, task.result())
-            else:
-                primary_error = exc
-    if second in pending:  # out of time
-        await _cancel(second)
-        hedge.cut_short()
-    if primary in pending:
-        await _cancel(primary)
-        return HedgeRun(True, None, _timed_out(lane, timeout))
-    return HedgeRun(True, None, primary_error)
-
-
-def _primary_run(primary: asyncio.Future[Any]) -> HedgeRun:
-    exc = primary.exception()
-    return HedgeRun(True, None, exc) if exc is not None else HedgeRun(True, primary.result())
+            run = state.settle(task is second, task, bool(pending))
+            if run is not None:
+                for other in pending:
+                    await cancel_task(other)
+                return run
+    run = state.out_of_time(primary in pending, second in pending)
+    for task in pending:
+        await cancel_task(task)
+    return run
 
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -204,12 +209,6 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
     return value
 
 
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(BaseException):  # its cancellation, or its own last error
-        await task
-
-
 # -- synchronous --------------------------------------------------------------------------------
 
 def race(g: Guard, lane: Lane, service: str, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -217,62 +216,38 @@ def race(g: Guard, lane: Lane, service: str, fn: Callable[..., Any], args: tuple
          primary_permit: Any, primary_breaker: Any) -> HedgeRun:
     """The synchronous race: both calls on worker threads. The primary's bulkhead place is
     freed when its thread ends (the caller must not free it again)."""
-    from .limits import _pool, _wait_event  # noqa: PLC0415 - limits imports this module
-
     clock = g.clock
     end = None if timeout is None else clock.now() + timeout
 
     def left() -> float:
-        return 1e9 if end is None else max(0.0, end - clock.now())
+        return float("inf") if end is None else max(0.0, end - clock.now())
 
     changed = threading.Event()
-    primary: Future[Any] = _pool.submit(fn, args, kwargs)
+    primary: Future[Any] = on_worker(fn, args, kwargs)
     primary.add_done_callback(lambda _: lane.release())
     primary.add_done_callback(lambda _: changed.set())
     after = min(lane.policy.hedge.after_s, left())  # type: ignore[union-attr]
     hedge = _Hedge(g, lane, service)
-    if _wait_event(clock, changed, after) or not hedge.admit(context):
-        if not primary.done() and not _wait_event(clock, changed, left()):
+    if wait_event(clock, changed, after) or not hedge.admit(context):
+        if not primary.done() and not wait_event(clock, changed, left()):
             return HedgeRun(True, None, _timed_out(lane, timeout))
-        return _future_run(primary)
+        return _finished(primary)
     lane.hedge_stats[1] += 1
-    second: Future[Any] = _pool.submit(hedge.fn, args, kwargs)  # type: ignore[arg-type]
+    second: Future[Any] = on_worker(hedge.fn, args, kwargs)  # type: ignore[arg-type]
     second.add_done_callback(lambda _: hedge.free_place())
     second.add_done_callback(lambda _: changed.set())
+    state = _Race(hedge, lane, timeout, primary_permit, primary_breaker)
     pending = {primary, second}
-    primary_error: BaseException | None = None
     while pending:
         changed.clear()
         done = [f for f in pending if f.done()]
         if not done:
-            if not _wait_event(clock, changed, left()):
+            if not wait_event(clock, changed, left()):
                 break
             continue
         for fut in done:
             pending.discard(fut)
-            exc = fut.exception()
-            if fut is second:
-                if exc is None and hedge.good(fut.result()):
-                    lane.hedge_stats[2] += 1
-                    if primary in pending:  # no longer waited for: counts in neither
-                        primary_breaker.release(primary_permit)
-                        return HedgeRun(False, hedged=True, hedge_value=fut.result())
-                    return HedgeRun(True, None, primary_error, True, fut.result())
-                if exc is not None:
-                    hedge.failed(exc)
-            elif exc is None:
-                if second in pending:
-                    hedge.cut_short()
-                return HedgeRun(True, fut.result())
-            else:
-                primary_error = exc
-    if second in pending:
-        hedge.cut_short()
-    if primary in pending:
-        return HedgeRun(True, None, _timed_out(lane, timeout))
-    return HedgeRun(True, None, primary_error)
-
-
-def _future_run(primary: Future[Any]) -> HedgeRun:
-    exc = primary.exception()
-    return HedgeRun(True, None, exc) if exc is not None else HedgeRun(True, primary.result())
+            run = state.settle(fut is second, fut, bool(pending))
+            if run is not None:  # a call still running is no longer waited for
+                return run
+    return state.out_of_time(primary in pending, second in pending)

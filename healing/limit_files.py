@@ -21,24 +21,20 @@ Every mistake is a :class:`~healing.files.SourceError` naming the file, line and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from .adaptive import AdaptiveConfig
 from .admission import AdmissionConfig
 from .budget import RetryBudgetConfig
 from .errors import ConfigError
-from .files import YamlSource, parse_duration
-from .hedging import HedgeConfig
-from .limits import CallPolicy
+from .files import Spec, YamlSource, number, parse_duration, seconds, section
+from .limits import CallPolicy, HedgeConfig
 from .safety import Acuity
 
 __all__ = ["parse_limits"]
 
 _FIELDS = ("timeout", "concurrency", "retries", "retry_budget", "hedge", "providers")
 _CONCURRENCY = ("limit", "queue", "queue_timeout", "adaptive", "reserved")
-_ADAPTIVE = ("min", "max", "smoothing", "tolerance", "window")
-_BUDGET = ("ratio", "min_per_s", "window")
 
 
 def parse_limits(src: YamlSource, raw: Any, at: list[Any],
@@ -72,13 +68,12 @@ def _mapping(src: YamlSource, raw: Any, at: list[Any], known: tuple[str, ...] | 
 
 def _policy(src: YamlSource, raw: dict[str, Any], at: list[Any],
             providers: list[str]) -> CallPolicy:
-    def field(key: str, convert: Callable[[Any, str], Any], *sub: Any) -> Any:
+    timeout = None
+    if "timeout" in raw:
         try:
-            return convert(raw[key] if not sub else sub[0], key)
+            timeout = parse_duration(raw["timeout"], "timeout")
         except ConfigError as exc:
-            raise src.core_error(exc, [*at, key]) from None
-
-    timeout = field("timeout", parse_duration) if "timeout" in raw else None
+            raise src.core_error(exc, [*at, "timeout"]) from None
     retries = raw.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise src.error("must be a whole number of further attempts, 0 or more",
@@ -110,32 +105,24 @@ def _hedge(src: YamlSource, raw: Any, at: list[Any], providers: list[str]) -> He
         raise src.core_error(exc, [*at, "after"]) from None
 
 
-def _build(src: YamlSource, at: list[Any], build: Callable[..., Any], names: dict[str, str],
-           **kwargs: Any) -> Any:
-    try:
-        return build(**kwargs)
-    except (ConfigError, TypeError) as exc:
-        core = getattr(exc, "field", None)
-        key = next((k for k, n in names.items() if n == core), None)
-        raise src.core_error(exc, [*at, key] if key else at) from None
+def _whole_seconds(v: Any, key: str) -> int:
+    t = parse_duration(v, key)
+    if t != int(t) or t < 1:
+        raise ConfigError(key, v, "must be whole seconds, at least 1s")
+    return int(t)
+
+
+_BUDGET: Spec = {"ratio": ("ratio", number), "min_per_s": ("min_per_s", number),
+                 "window": ("window_s", _whole_seconds)}
+_ADMISSION: Spec = {"limit": ("limit", number), "queue": ("max_queue", number),
+                    "queue_timeout": ("queue_timeout_s", seconds)}
+_ADAPTIVE: Spec = {"min": ("min_limit", number), "max": ("max_limit", number),
+                   "smoothing": ("smoothing", number), "tolerance": ("tolerance", number),
+                   "window": ("window_s", seconds)}
 
 
 def _budget(src: YamlSource, raw: Any, at: list[Any]) -> RetryBudgetConfig:
-    _mapping(src, raw, at, _BUDGET)
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "window":
-            try:
-                seconds = parse_duration(value, key)
-            except ConfigError as exc:
-                raise src.core_error(exc, [*at, key]) from None
-            if seconds != int(seconds) or seconds < 1:
-                raise src.error("must be whole seconds, at least 1s", [*at, key])
-            kwargs["window_s"] = int(seconds)
-        else:
-            kwargs[key] = _number(src, value, [*at, key])
-    return _build(src, at, RetryBudgetConfig, {"window": "window_s", "ratio": "ratio",
-                                               "min_per_s": "min_per_s"}, **kwargs)
+    return section(src, raw, at, _BUDGET, RetryBudgetConfig)  # type: ignore[no-any-return]
 
 
 def _concurrency(src: YamlSource, raw: Any,
@@ -144,38 +131,25 @@ def _concurrency(src: YamlSource, raw: Any,
     if "limit" not in raw:
         raise src.error("is required: the calls in flight at most (the start, when adaptive)",
                         [*at, "limit"])
-    kwargs: dict[str, Any] = {"limit": raw["limit"], "max_queue": raw.get("queue", 0)}
-    if "queue_timeout" in raw:
-        try:
-            kwargs["queue_timeout_s"] = parse_duration(raw["queue_timeout"], "queue_timeout")
-        except ConfigError as exc:
-            raise src.core_error(exc, [*at, "queue_timeout"]) from None
+    core = {k: v for k, v in raw.items() if k in _ADMISSION}
+    reserved = None
     if "reserved" in raw:
-        reserved = raw["reserved"]
-        _mapping(src, reserved, [*at, "reserved"], ("life_critical", "urgent", "routine"))
-        kwargs["reserved"] = tuple((Acuity[k.upper()], _number(src, v, [*at, "reserved", k]))
-                                   for k, v in reserved.items())
-    admission = _build(src, at, AdmissionConfig, {
-        "limit": "limit", "queue": "max_queue", "queue_timeout": "queue_timeout_s",
-        "reserved": "reserved"}, **kwargs)
+        _mapping(src, raw["reserved"], [*at, "reserved"],
+                 ("life_critical", "urgent", "routine"))
+        reserved = tuple((Acuity[k.upper()], _number(src, v, [*at, "reserved", k]))
+                         for k, v in raw["reserved"].items())
+
+    def build(**kwargs: Any) -> AdmissionConfig:
+        return AdmissionConfig(**kwargs) if reserved is None \
+            else AdmissionConfig(**kwargs, reserved=reserved)
+
+    admission = section(src, core, at, {**_ADMISSION, "reserved": ("reserved", number)},
+                        build)
     adaptive = raw.get("adaptive", False)
     if adaptive is False or adaptive is None:
         return admission, None
-    if adaptive is True:
-        adaptive = {}
-    _mapping(src, adaptive, [*at, "adaptive"], _ADAPTIVE)
-    names = {"min": "min_limit", "max": "max_limit", "smoothing": "smoothing",
-             "tolerance": "tolerance", "window": "window_s"}
-    akw: dict[str, Any] = {}
-    for key, value in adaptive.items():
-        if key == "window":
-            try:
-                akw["window_s"] = parse_duration(value, key)
-            except ConfigError as exc:
-                raise src.core_error(exc, [*at, "adaptive", key]) from None
-        else:
-            akw[names[key]] = _number(src, value, [*at, "adaptive", key])
-    return admission, _build(src, [*at, "adaptive"], AdaptiveConfig, names, **akw)
+    return admission, section(src, {} if adaptive is True else adaptive, [*at, "adaptive"],
+                              _ADAPTIVE, AdaptiveConfig)
 
 
 def _number(src: YamlSource, value: Any, at: list[Any]) -> Any:

@@ -37,7 +37,6 @@ from .errors import CallShed, CallTimedOut, CircuitOpenError
 from .fallback import FallbackResult
 from .hedging import HedgeRun, arace, hedge_applies, race
 from .limits import CallPolicy, Lane, abounded, bounded
-from .outcome import OutcomeRecord
 from .safety import ClinicalContext
 
 if TYPE_CHECKING:
@@ -264,20 +263,13 @@ def _race_outcome(run: HedgeRun) -> _Outcome:
 def _hedge_served(g: Guard, lane: Lane | None, run: HedgeRun, service: str,
                   context: ClinicalContext, cache_key: str | None, breaker: Any, permit: Any,
                   start: float, t0: float) -> FallbackResult:
-    """The hedge's answer won (it passed the integrity check in the race)."""
-    clock = g.clock
-    t1 = clock.now()
+    """The hedge's answer won (its checks passed in the race)."""
+    t1 = g.clock.now()
     if run.primary_done and run.error is not None:  # the primary failed first: it counts
         breaker.on_exception(permit, run.error, t1 - start, t1)
-    hedge = lane.policy.hedge  # type: ignore[union-attr]
-    strategy = g.fallbacks.get(service)
-    check = strategy.integrity_check if strategy is not None else None
-    if cache_key is not None and strategy is not None and strategy.has_cache_tier:
-        g.cache.put(g.cache.key_for(service, context, cache_key), run.hedge_value, t1)
-    tier = f"hedge:{hedge.provider}"  # type: ignore[union-attr]
-    g._emit(OutcomeRecord(service, hedge.provider, True, t1 - t0, None, tier,  # type: ignore[union-attr]
-                          None, context.operation_type, context.criticality, clock.wall()))
-    return FallbackResult(run.hedge_value, tier, 0, None, None, None, check is not None)
+    provider = lane.policy.hedge.provider  # type: ignore[union-attr]
+    return g._answered(service, provider, f"hedge:{provider}", context, cache_key,
+                       g.fallbacks.get(service), run.hedge_value, t0, t1)
 
 
 def _deadline_lane(g: Guard, service: str, provider: str | None) -> Lane:

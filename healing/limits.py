@@ -34,14 +34,29 @@ from .budget import RetryBudget, RetryBudgetConfig
 from .clock import Clock, ManualClock, SystemClock
 from .config import check_count, check_positive
 from .errors import CallTimedOut, ConfigError
-from .hedging import HedgeConfig
 from .safety import Acuity
 
-__all__ = ["CallGate", "CallPolicy", "Lane", "abounded", "bounded"]
+__all__ = ["CallGate", "CallPolicy", "HedgeConfig", "Lane", "abounded", "await_future",
+           "bounded", "cancel_task", "on_worker", "wait_event"]
 
 # Real seconds a ManualClock gives a worker thread to finish before its wait counts as the
 # whole simulated timeout: only scheduling slack, never a modelled duration.
 _MANUAL_GRACE_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    """Ask ``provider`` too when the primary has not answered within ``after_s``
+    (:mod:`healing.hedging`)."""
+
+    provider: str
+    after_s: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.provider, str) and self.provider):
+            raise ConfigError("provider", self.provider, "must name one of the service's "
+                              "providers (asked too when the primary is slow)")
+        check_positive("after_s", self.after_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +94,13 @@ class CallPolicy:
 class Lane:
     """Live state of one provider's policy: its bulkhead, learnt limit and latency."""
 
-    __slots__ = ("admission", "budget", "clock", "hedge_stats", "limit", "name", "policy",
+    __slots__ = ("admission", "budget", "clock", "hedge_stats", "limit", "policy",
                  "provider", "service", "typical_s")
 
     def __init__(self, service: str, provider: str | None, policy: CallPolicy, clock: Clock,
                  budget: RetryBudget | None) -> None:
         self.service, self.provider, self.policy, self.clock = service, provider, policy, clock
-        self.name = f"{service}:{provider}" if provider else service
-        self.admission = Admission(policy.admission, self.name) \
+        self.admission = Admission(policy.admission) \
             if policy.admission is not None else None
         self.limit = Gradient2(policy.adaptive, policy.admission.limit, clock.now()) \
             if policy.adaptive is not None else None  # type: ignore[union-attr]
@@ -128,7 +142,7 @@ class Lane:
             event.set()
         wait = self.queue_wait(deadline)
         try:
-            if not _wait_event(self.clock, event, wait):
+            if not wait_event(self.clock, event, wait):
                 adm.abandon(got, f"waited {wait:.3g} s in the queue")
         except BaseException:
             self._leave(got)
@@ -151,7 +165,7 @@ class Lane:
             return got if got == ADMITTED else _full(adm)
         wait = self.queue_wait(deadline)
         try:
-            if not await _await_future(self.clock, fut, wait):
+            if not await await_future(self.clock, fut, wait):
                 adm.abandon(got, f"waited {wait:.3g} s in the queue")
         except BaseException:  # cancelled while queued (a caller that went away)
             self._leave(got)
@@ -221,10 +235,9 @@ class CallGate:
     def lane(self, service: str, provider: str | None) -> Lane | None:
         """The lane of a provider with a policy, or None (the call is not bounded)."""
         key = (service, provider)
-        try:
-            return self._lanes[key]
-        except KeyError:
-            pass
+        lane = self._lanes.get(key, _UNSEEN)
+        if lane is not _UNSEEN:  # a known provider, bounded or not: the usual case
+            return lane  # type: ignore[return-value]
         with self._lock:
             if key not in self._lanes:
                 policy = self.policies.get(key) or self.policies.get((service, None))
@@ -258,13 +271,20 @@ class CallGate:
         return out
 
 
+_UNSEEN = object()
+
+
 def _full(adm: Admission) -> str:
     return f"{adm.in_flight} calls in flight at its limit of {adm.limit}"
 
 
 # -- waiting on the guard's clock --------------------------------------------------------------
 
-def _wait_event(clock: Clock, event: threading.Event, timeout: float) -> bool:
+def wait_event(clock: Clock, event: threading.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds of the clock (inf: as long as it
+    takes); True if it was set."""
+    if timeout == float("inf"):
+        return event.wait()
     if isinstance(clock, ManualClock):
         if event.wait(min(timeout, _MANUAL_GRACE_S) if timeout > 0 else 0):
             return True
@@ -273,7 +293,7 @@ def _wait_event(clock: Clock, event: threading.Event, timeout: float) -> bool:
     return event.wait(timeout)
 
 
-async def _await_future(clock: Clock, fut: asyncio.Future[Any], timeout: float) -> bool:
+async def await_future(clock: Clock, fut: asyncio.Future[Any], timeout: float) -> bool:
     """Wait for ``fut`` at most ``timeout`` seconds of the clock; True if it finished."""
     if fut.done():
         return True
@@ -337,6 +357,14 @@ class _DaemonPool:
 
 
 _pool = _DaemonPool()
+on_worker = _pool.submit  # run a synchronous call on a daemon worker thread: its Future
+
+
+async def cancel_task(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(BaseException):  # its cancellation, or its own last error
+        await task
 
 
 def bounded(lane: Lane, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -346,10 +374,10 @@ def bounded(lane: Lane, fn: Callable[..., Any], args: tuple[Any, ...],
     if timeout <= 0:
         on_end()
         raise CallTimedOut(lane.service, lane.provider, 0.0)
-    future = _pool.submit(fn, args, kwargs)
+    future = on_worker(fn, args, kwargs)
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
-    if _wait_event(lane.clock, done, timeout):
+    if wait_event(lane.clock, done, timeout):
         on_end()
         return future.result()
     if future.cancel():  # it never started: nothing runs on unwaited
@@ -375,10 +403,8 @@ async def abounded(lane: Lane, awaitable: Any, timeout: float) -> Any:
                 raise CallTimedOut(lane.service, lane.provider, timeout) from None
             raise  # the operation's own TimeoutError
     task = asyncio.ensure_future(awaitable)
-    if not await _await_future(lane.clock, task, timeout):
-        task.cancel()
-        with contextlib.suppress(BaseException):  # its cancellation, or its own last error
-            await task
+    if not await await_future(lane.clock, task, timeout):
+        await cancel_task(task)
         raise CallTimedOut(lane.service, lane.provider, timeout)
     return task.result()
 

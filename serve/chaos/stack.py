@@ -103,7 +103,8 @@ class ChaosStack:
         for role in ("viewer", "operator", "auditor"):
             self.tokens[role], _ = create_token(self.settings, role, f"chaos-{role}")
         for i in range(self.n_processes):
-            proc = GuardProcess(self.settings, process_id=f"replica-{i}", circuit=self.circuit)
+            proc = GuardProcess(self.settings, process_id=f"replica-{i}", circuit=self.circuit,
+                                limits=self.catalogue.call_policies())
             for service, (primary, alternative) in PRIMARIES.items():
                 proc.share(service, primary)
                 if alternative:

@@ -12,8 +12,7 @@ from healing import ClinicalContext, Guard, InMemorySink, ManualClock
 from healing.catalogue import SHIPPED, load_catalogue
 from healing.errors import ConfigError
 from healing.files import SourceError
-from healing.hedging import HedgeConfig
-from healing.limits import CallGate, CallPolicy
+from healing.limits import CallGate, CallPolicy, HedgeConfig
 from healing.registry import CircuitBreakerRegistry
 from tests.factories import small_config
 

@@ -20,13 +20,20 @@ from AIMD and DCTCP — a window with timeouts in it multiplies the limit by
 ``min(timeout_backoff, 1 - the share of its calls that timed out)`` instead:
 Gradient2 alone takes a persistent overload's latency for the new normal (its long average
 catches up) and grows the limit into the collapse; in the slow-under-load scenario over three
-seeds it did so in one. A call shed before it ran is no sample. Pure: times are passed in.
+seeds it did so in one. A second departure, from BBR: a limit in use (the window's calls in
+flight reached half of it) is at most ``gain`` x the best delivery rate (calls finished per
+second) of the last ``rate_window_s`` x the long latency, about ``gain`` x the calls the
+provider really serves at once (Little's law). Gradient2 lets an unsaturated limit drift to
+twice the calls in flight; a provider that then turns slow all at once gets all that headroom
+queued behind its workers before a window closes. A call shed before it ran is no sample.
+Pure: times are passed in.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from .config import check_count, check_positive, check_ratio
@@ -48,6 +55,8 @@ class AdaptiveConfig:
     window_s: float = 1.0
     min_window_samples: int = 10
     timeout_backoff: float = 0.9
+    gain: float = 2.0
+    rate_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         check_count("min_limit", self.min_limit)
@@ -61,6 +70,9 @@ class AdaptiveConfig:
         check_positive("window_s", self.window_s)
         check_count("min_window_samples", self.min_window_samples)
         check_ratio("timeout_backoff", self.timeout_backoff)
+        if not self.gain >= 0.0:
+            raise ConfigError("gain", self.gain, "must be 0 (no cap) or more")
+        check_positive("rate_window_s", self.rate_window_s)
 
 
 class Gradient2:
@@ -78,6 +90,7 @@ class Gradient2:
         self._n = 0
         self._max_in_flight = 0
         self._timeouts = 0
+        self._rates: deque[tuple[float, float]] = deque()  # (window end, calls/s), max first
         self._lock = threading.Lock()
 
     @property
@@ -98,6 +111,7 @@ class Gradient2:
                 return None
             short = self._sum / self._n
             in_flight, timeouts, n = self._max_in_flight, self._timeouts, self._n
+            rate = n / max(now - self._window_start, 1e-9)
             self._window_start, self._sum, self._n, self._max_in_flight = now, 0.0, 0, 0
             self._timeouts = 0
             if timeouts:
@@ -106,8 +120,25 @@ class Gradient2:
                 cut = min(cfg.timeout_backoff, 1.0 - timeouts / n)
                 self._track_long(short)
                 self.estimate = max(cfg.min_limit, self.estimate * cut)
-                return int(self.estimate)
-            return self._update(short, in_flight)
+            else:
+                self._update(short, in_flight)
+            self._cap(rate, in_flight, now)
+            return int(self.estimate)
+
+    def _cap(self, rate: float, in_flight: int, now: float) -> None:
+        # BBR's bound on data in flight: gain x the best delivery rate of the last
+        # rate_window_s x the usual latency. By Little's law that is gain x the calls the
+        # provider really serves at once, so a limit in use never strays far above it and a
+        # sudden slowdown cannot queue more than that behind the provider's workers.
+        cfg, rates = self.config, self._rates
+        while rates and rates[-1][1] <= rate:
+            rates.pop()
+        rates.append((now, rate))
+        while rates[0][0] < now - cfg.rate_window_s:
+            rates.popleft()
+        if cfg.gain and self._long_n >= 3 and in_flight >= self.estimate / 2:
+            cap = cfg.gain * rates[0][1] * self.long_rtt
+            self.estimate = max(cfg.min_limit, min(self.estimate, cap))
 
     def _track_long(self, short: float) -> None:
         if self._long_n < self._WARMUP:
@@ -116,7 +147,7 @@ class Gradient2:
         else:
             self.long_rtt += (short - self.long_rtt) * 2.0 / (self.config.long_window + 1)
 
-    def _update(self, short: float, in_flight: int) -> int:
+    def _update(self, short: float, in_flight: int) -> None:
         cfg = self.config
         self._track_long(short)
         long = self.long_rtt
@@ -125,9 +156,8 @@ class Gradient2:
             self.long_rtt = long = long * 0.95
         estimate = self.estimate
         if in_flight < estimate / 2:
-            return int(estimate)
+            return
         gradient = max(0.5, min(1.0, cfg.tolerance * long / short))
         new = estimate * gradient + math.sqrt(estimate)
         new = estimate * (1 - cfg.smoothing) + new * cfg.smoothing
         self.estimate = max(cfg.min_limit, min(cfg.max_limit, new))
-        return int(self.estimate)

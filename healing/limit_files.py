@@ -118,7 +118,7 @@ _ADMISSION: Spec = {"limit": ("limit", number), "queue": ("max_queue", number),
                     "queue_timeout": ("queue_timeout_s", seconds)}
 _ADAPTIVE: Spec = {"min": ("min_limit", number), "max": ("max_limit", number),
                    "smoothing": ("smoothing", number), "tolerance": ("tolerance", number),
-                   "window": ("window_s", seconds)}
+                   "window": ("window_s", seconds), "gain": ("gain", number)}
 
 
 def _budget(src: YamlSource, raw: Any, at: list[Any]) -> RetryBudgetConfig:

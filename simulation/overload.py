@@ -69,6 +69,7 @@ class _Request:
     attempts: int = 0
     waiter: Waiter | None = None
     servable: bool = True  # no hang overlaps its time to answer
+    provider_could: bool = False  # an attempt the provider could have answered in time
     primary: _Attempt | None = None  # the current attempt on the primary
     hedge: _Attempt | None = None  # the hedge's call, once asked
     primary_failed: bool = False  # failed while the hedge was still running
@@ -85,6 +86,7 @@ class _Attempt:
     ok: bool = True
     state: str = "running"  # running, done, timed_out, cut
     started: bool = False  # the provider is working on it (else it waits in its queue)
+    own_s: float = 0.0  # its service time without congestion (set when started)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class _Tally:
     dropped: int = 0  # queued provider work dropped because its caller had given up
     limits: list[int] = field(default_factory=list)
     life_servable: int = 0  # life-critical requests the provider could have answered
+    life_unservable: int = 0  # every attempt failed on the provider's own account
     life_servable_in_time: int = 0
 
 
@@ -244,6 +247,7 @@ class _Run:
             att.state = "timed_out"
             if att.provider.drop(att):
                 self.tally.dropped += 1
+            self._judge(att)
             att.lane.observe(att.timeout, att.in_flight, False, t, True)  # type: ignore[arg-type]
             att.lane.release()
         elif not (req.primary_failed and req.primary is att and hedging):
@@ -251,6 +255,13 @@ class _Run:
         if hedging:
             self._cut(hedge)  # type: ignore[arg-type]
         self._failed(req, t)
+
+    def _judge(self, att: _Attempt) -> None:
+        # Could the provider have answered this attempt in time on its own? Not if it
+        # answered with an error, or its own service time (congestion aside) passed the
+        # deadline; a call that never started waited in a queue selfheal let build.
+        if not att.started or (att.ok and att.own_s <= self.sc.deadline_s):
+            att.req.provider_could = True
 
     def _failed(self, req: _Request, t: float) -> None:
         req.attempts += 1
@@ -266,6 +277,8 @@ class _Run:
             tally.shed[req.acuity] += 1
         if req.acuity is Acuity.LIFE_CRITICAL:
             tally.explicit += 1  # never a substitute: an explicit failure with guidance
+            if req.servable and req.attempts and not req.provider_could:
+                tally.life_unservable += 1
         else:
             tally.fallback[req.acuity] += 1
 
@@ -275,6 +288,7 @@ class _Run:
             self.tally.wasted += 1
             return
         att.state = "done"
+        self._judge(att)
         att.lane.observe(t - att.start, att.in_flight, att.ok, t)
         att.lane.release()
         req = att.req
@@ -328,10 +342,14 @@ class _Run:
             "hedges_won": hedged[2],
             "life_critical_success": round(tally.in_time[life] / tally.requests[life], 4)
             if tally.requests[life] else None,
-            # of the life-critical requests no hang kept the provider from answering
+            # of the life-critical requests the provider could have answered: no hang kept
+            # it from answering, and not every attempt failed on its own account (an error,
+            # or a service time beyond the deadline even without congestion)
             "life_critical_success_servable": round(
-                tally.life_servable_in_time / tally.life_servable, 4)
-            if tally.life_servable else None,
+                tally.life_servable_in_time / (tally.life_servable - tally.life_unservable), 4)
+            if tally.life_servable > tally.life_unservable else None,
+            # failed with every attempt failing on the provider's own account
+            "life_critical_unservable": tally.life_unservable,
             "in_time": {a.label: tally.in_time[a] for a in Acuity},
             "requests_by_acuity": {a.label: tally.requests[a] for a in Acuity},
             "shed": {a.label: tally.shed[a] for a in Acuity},

@@ -61,13 +61,14 @@ class Provider:
         self.busy += 1
         spec, rng = self.spec, self.rng
         over = max(0, self.busy + len(self.fifo) - spec.workers) / spec.workers
-        service = rng.lognormvariate(self._mu, spec.latency_sigma) \
-            * (1.0 + spec.slowdown * over) * self._factor("slow", t)
+        own = rng.lognormvariate(self._mu, spec.latency_sigma) * self._factor("slow", t)
+        service = own * (1.0 + spec.slowdown * over)  # congestion: the caller's doing
         errors = max([e.value for e in self.events if e.kind == "errors" and e.active(t)],
                      default=0.0)
         if rng.random() < errors:
             call.ok = False
             service *= 0.25
+        call.own_s = own  # its time without the congestion, for judging outcomes
         end = t + service
         for e in self.events:
             if e.kind == "hang" and e.active(t):

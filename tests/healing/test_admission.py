@@ -128,40 +128,58 @@ TestAdmissionMachine.settings = settings(max_examples=150, stateful_step_count=4
 
 # -- Gradient2 ---------------------------------------------------------------------------------
 
-def _feed(limit: Gradient2, latency: float, seconds: int, rate: int, t0: float) -> float:
-    t = t0
-    for _ in range(seconds * rate):
-        t += 1.0 / rate
-        limit.sample(latency, limit.limit, t)  # a caller that uses its whole limit
+def _feed(limit: Gradient2, latency: float, seconds: int, t0: float,
+          workers: int = 1000) -> float:
+    # A caller that uses its whole limit, against a provider serving ``workers`` calls at
+    # once: calls finish at min(limit, workers) / latency a second (Little's law).
+    t, end = t0, t0 + seconds
+    while t < end:
+        t += latency / min(limit.limit, workers)
+        limit.sample(latency, limit.limit, t)
     return t
 
 
 def test_a_slowing_provider_gets_a_smaller_limit_and_a_recovered_one_a_larger():
     limit = Gradient2(AdaptiveConfig(min_limit=4, max_limit=200), 50, 0.0)
-    t = _feed(limit, 0.1, 60, 100, 0.0)
+    t = _feed(limit, 0.1, 60, 0.0)
     steady = limit.limit
     assert steady > 50  # latency as usual: it grows by about √limit a window
-    t = _feed(limit, 0.4, 20, 100, t)  # 4x slower: queueing
+    t = _feed(limit, 0.4, 20, t)  # 4x slower: queueing
     slowed = limit.limit
     assert slowed < steady / 2
-    _feed(limit, 0.1, 60, 100, t)
+    _feed(limit, 0.1, 60, t)
     assert limit.limit > slowed * 2
 
 
-def test_an_app_limited_caller_does_not_grow_the_limit():
-    limit = Gradient2(AdaptiveConfig(), 40, 0.0)
-    t = 0.0
-    for _ in range(2000):
-        t += 0.01
-        limit.sample(0.05, 3, t)  # 3 in flight of 40
-    assert limit.limit == 40
+@pytest.mark.parametrize("gain", [1.5, 2.0, 3.0])
+def test_a_limit_in_use_stays_within_gain_times_what_the_provider_serves_at_once(gain):
+    # Latency looks as usual (the provider queues nothing it shows), so Gradient2 alone
+    # would grow the limit without end; the delivery rate says only 10 calls run at once.
+    cfg = AdaptiveConfig(min_limit=4, max_limit=200, gain=gain)
+    limit = Gradient2(cfg, 50, 0.0)
+    _feed(limit, 0.1, 60, 0.0, workers=10)
+    assert limit.limit <= gain * 10 + 1
+    assert limit.limit >= min(gain * 10, 50) - 2  # not cut below what is served
+    unbounded = Gradient2(AdaptiveConfig(min_limit=4, max_limit=200, gain=0), 50, 0.0)
+    _feed(unbounded, 0.1, 60, 0.0, workers=10)
+    assert unbounded.limit > 100
 
 
-def test_no_update_before_a_window_is_full():
-    limit = Gradient2(AdaptiveConfig(window_s=1.0, min_window_samples=10), 20, 0.0)
-    assert [limit.sample(0.1, 20, 0.01 * i) for i in range(1, 10)] == [None] * 9
-    assert limit.sample(0.1, 20, 0.5) is None  # ten samples, but not a second yet
-    assert limit.sample(0.1, 20, 1.0) is not None
+def test_after_a_hang_the_cap_does_not_hold_the_limit_back():
+    # A hang: every call in flight, none answering for 20 s; then 40 served at once. The
+    # delivery rate collapsed with it, yet the limit regrows as fast as without a cap.
+    def run(gain: float) -> int:
+        limit = Gradient2(AdaptiveConfig(min_limit=4, max_limit=200, gain=gain), 50, 0.0)
+        t = _feed(limit, 0.1, 30, 0.0, workers=40)
+        for _ in range(20):  # each window: ten timed-out calls, 1 s each
+            for _ in range(10):
+                t += 0.1
+                limit.sample(1.0, limit.limit, t, timed_out=True)
+        assert limit.limit <= 10
+        _feed(limit, 0.1, 40, t, workers=40)
+        return limit.limit
+
+    assert run(2.0) == run(0.0) > 20
 
 
 @given(st.lists(st.tuples(st.floats(0.0, 30.0), st.integers(0, 400), st.floats(0.0, 2.0)),

@@ -117,6 +117,8 @@ BAD = [
      "services.yaml:15: services.clinical_reasoning.limits.concurrency.adaptive.max: must be at"),
     ("services.yaml", "adaptive: {min: 4, max: 128}", "adaptive: {min: 4, fast: true}",
      "services.yaml:15: services.clinical_reasoning.limits.concurrency.adaptive.fast: is not a"),
+    ("services.yaml", "adaptive: {min: 4, max: 128}", "adaptive: {min: 4, gain: -1}",
+     "services.yaml:15: services.clinical_reasoning.limits.concurrency.adaptive.gain: must be 0"),
     ("services.yaml", "deepseek: {timeout: 45s}", "claude: {timeout: 45s}",
      "services.yaml:20: services.clinical_reasoning.limits.providers.claude: must be one of"),
     ("services.yaml", "      retries: 1\n  xray", "      retries: -1\n  xray",

@@ -59,6 +59,11 @@ def test_the_retry_budget_keeps_a_failing_provider_from_a_retry_storm(reports):
     assert budgeted["retries_refused"] > 0
     assert budgeted["goodput_per_s"] > none["goodput_per_s"]
     assert budgeted["wasted_provider_work"] < none["wasted_provider_work"]
+    # Half the calls fail for a minute: some life-critical requests get an error on every
+    # attempt. Those are the provider's doing; every other one is answered in time.
+    assert budgeted["life_critical_unservable"] > 0
+    assert budgeted["life_critical_success"] < 1.0
+    assert budgeted["life_critical_success_servable"] == 1.0
 
 
 def test_a_hang_is_cut_short_by_timeouts_and_limits(reports):

@@ -1,4 +1,4 @@
-"""Cluster-wide control of every guarding process, over Redis: routes and cache warming.
+"""Cluster-wide control of every guarding process, over Redis: routes, cache warming, probes.
 
 Recovery actions decide once for the whole cluster; every :class:`~actors.process.GuardProcess`
 carries a :class:`ControlListener` that applies the decision in its own process:
@@ -15,6 +15,14 @@ carries a :class:`ControlListener` that applies the decision in its own process:
   that started after the last good answer can still serve one, and each answer keeps its real
   age: the tier's staleness limit and warning apply as if the answer had been seen locally.
 
+* **Probes** (a ``retry`` step, the ``probe_succeeds`` criterion, switching back after a
+  fallback): the orchestrator cannot call an AI provider itself — the guarding processes hold
+  the clients and credentials. ``probe`` asks every process that registered a probe for the
+  service's provider (:meth:`~actors.process.GuardProcess.register_probe`) to run it once,
+  past its breaker, on a thread of its own; the probe succeeds if any of them got an answer.
+  A process without one says so at once. :class:`ClusterProbes` is the orchestrator's view:
+  a probe for every service and provider, asked over the channel.
+
 Shared answers travel as JSON, never pickle, so nothing that can write to Redis can make a
 process run code; answers that are not plain JSON stay local. Prescriptive answers are never
 cached, so they are never shared (the cache refuses them on both sides as well).
@@ -22,12 +30,14 @@ cached, so they are never shared (the cache refuses them on both sides as well).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -35,7 +45,8 @@ import redis
 from healing import Clock, FallbackCache, Route, RouteTable, SystemClock
 from healing.cache import CacheKey
 
-__all__ = ["CHANNEL", "ROUTES_KEY", "ControlBus", "ControlListener"]
+__all__ = ["CHANNEL", "PROBE_TIMEOUT_S", "ROUTES_KEY", "ClusterProbes", "ControlBus",
+           "ControlListener", "ProbeFailed"]
 
 _log = logging.getLogger("selfheal.control")
 
@@ -43,6 +54,8 @@ CHANNEL = "selfheal:control"
 ROUTES_KEY = "selfheal:routes"
 _WARM = "selfheal:warm:{service}"
 _ACKS = "selfheal:warm:{id}:{phase}"
+_PROBED = "selfheal:probe:{id}"  # process -> "running", "ok", "none", "failed: <error>"
+PROBE_TIMEOUT_S = 5.0  # a probe that has not answered by then has failed
 
 # Keep, per field, the answer seen most recently: "wall_at|json". ARGV holds triples
 # (field, wall_at, json).
@@ -104,6 +117,26 @@ class ControlBus:
         return {"processes": heard, "exported": exported, "imported": imported,
                 "entries": entries}
 
+    async def probe(self, service: str, provider: str | None = None,
+                    primary: str | None = None, *,
+                    timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
+        """Have every process with a probe for ``service``'s ``provider`` (None: its primary,
+        named ``primary`` if known) run it once. Returns how many processes heard, how many
+        had a probe, how many got an answer, and the errors of the others."""
+        run = uuid.uuid4().hex
+        deadline = self.clock.now() + timeout_s
+        msg = {"op": "probe", "id": run, "service": service, "provider": provider,
+               "primary": primary}
+        heard = int(self.client.publish(CHANNEL, json.dumps(msg)))  # type: ignore[arg-type]
+        await self._acks(run, "probe", heard, deadline)
+        outcomes = [v.decode() for v in
+                    self.client.hvals(_PROBED.format(id=run))]  # type: ignore[union-attr]
+        errors = {o for o in outcomes if o.startswith("failed")}
+        if "running" in outcomes:
+            errors.add(f"timed out after {timeout_s:g} s")
+        return {"processes": heard, "probed": sum(o != "none" for o in outcomes),
+                "answered": outcomes.count("ok"), "errors": sorted(errors)}
+
     async def _acks(self, run: str, phase: str, wanted: int, deadline: float) -> int:
         key = _ACKS.format(id=run, phase=phase)
         while True:
@@ -122,7 +155,10 @@ class ControlListener:
 
         self.client = connect(redis_url)
         self.routes, self.cache, self.clock = routes, cache, clock
-        self.process_id = process_id
+        self.process_id = process_id or uuid.uuid4().hex[:12]
+        # (service, provider) -> a function that calls the provider once; provider None is
+        # the service's primary. Registered by the application (GuardProcess.register_probe).
+        self.probes: dict[tuple[str, str | None], Callable[[], Any]] = {}
         self.applied = 0  # control messages handled (tests and diagnostics read it)
         self._put_newest = self.client.register_script(_PUT_NEWEST)
         self._stop = threading.Event()
@@ -171,6 +207,8 @@ class ControlListener:
             self._export(msg)
         elif op == "warm_import":
             self._import(msg)
+        elif op == "probe":
+            self._probe(msg)
         else:
             _log.warning("unknown control message %r ignored", op)
             return
@@ -207,12 +245,91 @@ class ControlListener:
                 _log.warning("malformed shared cache entry for %s skipped", service)
         self._ack(run, "import")
 
+    def _probe(self, msg: dict[str, Any]) -> None:
+        service, run = str(msg["service"]), str(msg["id"])
+        provider, primary = msg.get("provider"), msg.get("primary")
+        fn = self.probes.get((service, provider))
+        if fn is None and provider in (None, primary):
+            fn = self.probes.get((service, None)) or self.probes.get((service, primary))
+        if fn is None:
+            self._answer(run, "none")
+            return
+        # Marked as running first, so that one still running at the deadline counts as a
+        # probe that timed out; on a thread of its own, so that a hanging provider holds up
+        # no route on this channel.
+        self.client.hset(_PROBED.format(id=run), self.process_id, "running")
+        threading.Thread(target=self._run_probe, args=(fn, run), daemon=True,
+                         name="selfheal-probe").start()
+
+    def _run_probe(self, fn: Callable[[], Any], run: str) -> None:
+        try:
+            result = fn()
+            if inspect.isawaitable(result):
+                asyncio.run(_awaited(result))
+            outcome = "ok"
+        except Exception as exc:  # a probe's every failure is a failed probe
+            outcome = f"failed: {type(exc).__name__}"
+        with contextlib.suppress(redis.RedisError):  # unanswered: the asker times out
+            self._answer(run, outcome)
+
+    def _answer(self, run: str, outcome: str) -> None:
+        key = _PROBED.format(id=run)
+        pipe = self.client.pipeline()
+        pipe.hset(key, self.process_id, outcome)
+        pipe.expire(key, 300)
+        pipe.execute()
+        self._ack(run, "probe")
+
     def _ack(self, run: str, phase: str) -> None:
         key = _ACKS.format(id=run, phase=phase)
         pipe = self.client.pipeline()
         pipe.incr(key)
         pipe.expire(key, 300)
         pipe.execute()
+
+
+async def _awaited(result: Awaitable[Any]) -> Any:
+    return await result
+
+
+class ProbeFailed(Exception):
+    """No process got an answer from the provider (or none could ask it)."""
+
+
+class ClusterProbes(Mapping[str, Callable[[], Awaitable[Any]]]):
+    """The orchestrator's probes by key (``service``: its primary; ``service:provider``):
+    those given explicitly, and for every other key, one asked of the guarding processes over
+    the control channel (:meth:`ControlBus.probe`)."""
+
+    def __init__(self, bus: ControlBus, primaries: Mapping[str, str],
+                 explicit: Mapping[str, Callable[[], Any]] | None = None,
+                 timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        self.bus, self.primaries, self.timeout_s = bus, dict(primaries), timeout_s
+        self.explicit = dict(explicit or {})
+
+    def __getitem__(self, key: str) -> Callable[[], Any]:
+        if key in self.explicit:
+            return self.explicit[key]
+        service, _, provider = key.partition(":")
+
+        async def probe() -> dict[str, Any]:
+            got = await self.bus.probe(service, provider or None,
+                                       self.primaries.get(service), timeout_s=self.timeout_s)
+            if got["answered"]:
+                return got
+            what = f"{service}'s {provider or 'primary'}"
+            if not got["probed"]:
+                raise ProbeFailed(f"no process has a probe for {what} "
+                                  f"({got['processes']} heard; GuardProcess.register_probe)")
+            raise ProbeFailed(f"{got['probed']} probe(s) of {what} got no answer: "
+                              f"{', '.join(got['errors'])}")
+        return probe
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.explicit)
+
+    def __len__(self) -> int:
+        return len(self.explicit)
 
 
 def _read_routes(client: redis.Redis) -> dict[str, Route]:

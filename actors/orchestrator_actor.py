@@ -40,7 +40,7 @@ from healing.workflow import (
 )
 
 from .alerts import AlertManager, AlertRouter
-from .cluster_control import ControlBus
+from .cluster_control import ClusterProbes, ControlBus
 from .paging import LivePager
 from .recovery_actions import ActionContext, ActionRegistry, LiveEvidence, builtin_actions
 from .stores.actor_state import ActorState
@@ -66,7 +66,11 @@ class RecoveryOrchestratorActor:
         self.clock = clock or SystemClock()
         self.queue = RecoveryQueue(list(workflows), cooldown_s)
         self.validator = ClinicalSafetyValidator()
-        probes = dict(probes or {})
+        bus = ControlBus(connect(redis_url)) if redis_url is not None else None
+        # With Redis, a probe of any service is asked of the guarding processes (which hold
+        # the providers' clients); the probes given here take precedence.
+        probes = ClusterProbes(bus, primaries or {}, probes) if bus is not None \
+            else dict(probes or {})
         # With a Redis and a prefix, runs, steps, alerts and adopted thresholds survive a
         # restart of this actor (actors.stores.actor_state).
         self.state = ActorState(connect(redis_url), state_prefix) \
@@ -79,7 +83,7 @@ class RecoveryOrchestratorActor:
             if paging is not None else None
         self.actions = actions or builtin_actions(
             alerts=self.alerts, circuit_for=circuit_for, probes=probes,
-            control=ControlBus(connect(redis_url)) if redis_url is not None else None,
+            control=bus,
             policy=recovery, primaries=primaries,
             page_gate=self.pager.gate if self.pager is not None else None)
         self.evidence = LiveEvidence(probes, health_monitor, redis_url, sample_rate, self.clock)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from healing import (
@@ -123,6 +123,15 @@ class GuardProcess:
         except Exception:
             self.guard.audit_failures += 1
             _log.exception("transition of %s not audited", event.circuit)
+
+    def register_probe(self, service: str, fn: Callable[[], Any],
+                       provider: str | None = None) -> None:
+        """Let the orchestrator probe ``service``'s ``provider`` (None: its primary) through
+        this process: ``fn`` calls the provider once, past the guard, and raises unless it
+        answered (it may be async; it runs on a thread of its own). A ``retry`` step, the
+        ``probe_succeeds`` criterion and the switch back after a fallback use it; without
+        any process that registered one, they cannot tell that the provider is back."""
+        self.control.probes[(service, provider)] = fn
 
     def share(self, service: str, provider: str | None = None) -> CircuitBreaker:
         """Make ``(service, provider)``'s circuit cluster-wide."""

@@ -12,6 +12,7 @@ happens. Ctrl-C, or the end of ``duration_s``, stops everything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import pathlib
 import random
@@ -141,6 +142,9 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         proc = GuardProcess(settings, process_id=f"replica-{i}", circuit=cfg)
         for service, primary, alternative, _ in WORKLOAD:
             proc.share(service, primary)
+            # recovery probes the primary through the processes (docs/runtime.md)
+            proc.register_probe(service, functools.partial(
+                faults.provider(f"{service}:{primary}", service), "probe"))
             if alternative:
                 proc.guard.fallbacks.register_provider(
                     service, alternative, faults.provider(f"{service}:{alternative}", service))

@@ -11,6 +11,7 @@ own, whose behaviour a fault switches (:mod:`.providers`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import pathlib
 from typing import Any
@@ -107,6 +108,9 @@ class ChaosStack:
                                 limits=self.catalogue.call_policies())
             for service, (primary, alternative) in PRIMARIES.items():
                 proc.share(service, primary)
+                # recovery probes the primary through the processes, as in production
+                proc.register_probe(service, functools.partial(
+                    providers.fn(f"{service}:{primary}", service), "probe"))
                 if alternative:
                     proc.guard.fallbacks.register_provider(
                         service, alternative,

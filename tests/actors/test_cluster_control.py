@@ -4,12 +4,19 @@ orchestrator's fallback and cache_warm actions."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 
 import pytest
 
-from actors.cluster_control import ROUTES_KEY, ControlBus, ControlListener
+from actors.cluster_control import (
+    ROUTES_KEY,
+    ClusterProbes,
+    ControlBus,
+    ControlListener,
+    ProbeFailed,
+)
 from actors.runtime import orchestrator
 from actors.stores.redis_conn import connect
 from healing import (
@@ -21,7 +28,7 @@ from healing import (
     RouteTable,
 )
 from healing.orchestration import TriggerEvent
-from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
+from healing.workflow import Criterion, RecoveryStep, RecoveryWorkflow, Trigger
 from tests.actors.hosts import EPOCH
 from tests.conftest import REDIS_URL
 
@@ -143,6 +150,76 @@ def test_answers_older_than_the_ttl_or_not_plain_json_stay_local(processes, redi
     [field] = redis_client.hkeys("selfheal:warm:care_locator")
     assert b'"ok"' in field
     redis_client.delete("selfheal:warm:care_locator")
+
+
+def test_a_probe_is_asked_of_the_processes_that_can_reach_the_provider(processes,
+                                                                        redis_client):
+    processes()  # a process that cannot reach the provider
+    reaching = processes()
+    asked = []
+
+    def flash_down():
+        raise ConnectionError("gemini:flash refused the connection")
+    reaching.listener.probes[("xray_analysis", None)] = lambda: asked.append("primary")
+    reaching.listener.probes[("xray_analysis", "gemini:flash")] = flash_down
+    bus = ControlBus(redis_client)
+    got = asyncio.run(bus.probe("xray_analysis", None, "gemini:pro"))
+    assert got["processes"] >= 2 and got["probed"] == 1 and got["answered"] == 1
+    assert asked == ["primary"]  # one call, by the one process that can make it
+    probes = ClusterProbes(bus, {"xray_analysis": "gemini:pro"})
+    # the primary by its own name: the registration for "the primary" answers it
+    assert asyncio.run(probes["xray_analysis:gemini:pro"]())["answered"] == 1
+    with pytest.raises(ProbeFailed, match=r"1 probe.*gemini:flash.*ConnectionError"):
+        asyncio.run(probes["xray_analysis:gemini:flash"]())
+    with pytest.raises(ProbeFailed, match="no process has a probe for care_locator's primary"):
+        asyncio.run(probes["care_locator"]())
+    assert asked == ["primary"] * 2
+    # probes given explicitly (a test's, a demo's) come first
+    assert ClusterProbes(bus, {}, {"care_locator": lambda: "ok"})["care_locator"]() == "ok"
+
+
+def test_a_hanging_probe_fails_in_its_time_and_holds_up_no_route(processes, redis_client):
+    p = processes()
+    release = threading.Event()
+    p.listener.probes[("xray_analysis", None)] = release.wait  # a provider that hangs
+    try:
+        clock = ManualClock()  # the 5 s wait is simulated time
+        bus = ControlBus(redis_client, clock=clock)
+        with pytest.raises(ProbeFailed, match=r"1 probe.*got no answer: timed out after 5 s"):
+            asyncio.run(clock.run(ClusterProbes(bus, {}, timeout_s=5.0)["xray_analysis"]()))
+        assert clock.now() >= 5.0
+        bus.set_route("xray_analysis", "degraded_mode", "test")
+        eventually(lambda: p.routes.get("xray_analysis") is not None)
+    finally:
+        release.set()
+
+
+def test_the_orchestrators_retry_step_and_probe_criterion_use_the_processes_probes(
+        ray_cluster, processes):
+    p = processes()
+    answers = iter([ConnectionError("still down"), "pong", "pong"])
+
+    def probe():
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+    p.listener.probes[("xray_analysis", None)] = probe
+    o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", redis_url=REDIS_URL, cooldown_s=1.0,
+                     workflows=[workflow("xray_analysis", RecoveryStep(
+                         "retry", {"max_attempts": 3, "base_delay_s": 0.01, "probe": True},
+                         (Criterion("probe_succeeds"),), timeout_s=20))])
+    try:
+        ray_cluster.get(o.trigger.remote(TriggerEvent(Trigger.CIRCUIT_OPEN, "xray_analysis",
+                                                      "xray_analysis")))
+        assert ray_cluster.get(o.wait_idle.remote(30))
+        [run] = ray_cluster.get(o.runs.remote())
+        assert run["succeeded"], run
+        [done] = [h for h in ray_cluster.get(o.history.remote(run["run_id"]))
+                  if h["status"] == "succeeded"]
+        assert done["result"]["attempts"] == 2  # failed once, answered once; then the check
+    finally:
+        ray_cluster.kill(o)
 
 
 def workflow(service, *steps, trigger=Trigger.CIRCUIT_OPEN, context=DX):

@@ -42,7 +42,7 @@ from typing import Any
 
 import redis
 
-from healing import Clock, FallbackCache, Route, RouteTable, SystemClock
+from healing import ClinicalContext, Clock, FallbackCache, Guard, Route, RouteTable, SystemClock
 from healing.cache import CacheKey
 
 __all__ = ["CHANNEL", "PROBE_TIMEOUT_S", "ROUTES_KEY", "ClusterProbes", "ControlBus",
@@ -118,15 +118,17 @@ class ControlBus:
                 "entries": entries}
 
     async def probe(self, service: str, provider: str | None = None,
-                    primary: str | None = None, *,
+                    primary: str | None = None, *, context: tuple[str, str] | None = None,
                     timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
         """Have every process with a probe for ``service``'s ``provider`` (None: its primary,
-        named ``primary`` if known) run it once. Returns how many processes heard, how many
-        had a probe, how many got an answer, and the errors of the others."""
+        named ``primary`` if known) run it once: past the breaker, or with ``context``
+        (operation type, criticality) through the process's guard, so that a fallback
+        answer counts. Returns how many processes heard, how many had a probe, how many got
+        an answer, and the errors of the others."""
         run = uuid.uuid4().hex
         deadline = self.clock.now() + timeout_s
         msg = {"op": "probe", "id": run, "service": service, "provider": provider,
-               "primary": primary}
+               "primary": primary, "context": list(context) if context else None}
         heard = int(self.client.publish(CHANNEL, json.dumps(msg)))  # type: ignore[arg-type]
         await self._acks(run, "probe", heard, deadline)
         outcomes = [v.decode() for v in
@@ -150,11 +152,11 @@ class ControlListener:
     """Applies the cluster's routes and cache warming to one process's guard."""
 
     def __init__(self, redis_url: str, routes: RouteTable, cache: FallbackCache,
-                 clock: Clock, *, process_id: str = "") -> None:
+                 clock: Clock, *, process_id: str = "", guard: Guard | None = None) -> None:
         from .stores.redis_conn import connect  # noqa: PLC0415
 
         self.client = connect(redis_url)
-        self.routes, self.cache, self.clock = routes, cache, clock
+        self.routes, self.cache, self.clock, self.guard = routes, cache, clock, guard
         self.process_id = process_id or uuid.uuid4().hex[:12]
         # (service, provider) -> a function that calls the provider once; provider None is
         # the service's primary. Registered by the application (GuardProcess.register_probe).
@@ -251,9 +253,15 @@ class ControlListener:
         fn = self.probes.get((service, provider))
         if fn is None and provider in (None, primary):
             fn = self.probes.get((service, None)) or self.probes.get((service, primary))
-        if fn is None:
+        context = msg.get("context")
+        if fn is None or (context and self.guard is None):
             self._answer(run, "none")
             return
+        if context:  # the service as its callers see it: through the guard, fallbacks too
+            ctx = ClinicalContext(str(context[0]), str(context[1]))
+            probe = fn
+            fn = lambda: self.guard.call(service, probe, context=ctx,  # type: ignore[union-attr]  # noqa: E731
+                                         provider=primary)
         # Marked as running first, so that one still running at the deadline counts as a
         # probe that timed out; on a thread of its own, so that a hanging provider holds up
         # no route on this channel.
@@ -303,21 +311,34 @@ class ClusterProbes(Mapping[str, Callable[[], Awaitable[Any]]]):
 
     def __init__(self, bus: ControlBus, primaries: Mapping[str, str],
                  explicit: Mapping[str, Callable[[], Any]] | None = None,
-                 timeout_s: float = PROBE_TIMEOUT_S) -> None:
+                 timeout_s: float = PROBE_TIMEOUT_S,
+                 contexts: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.bus, self.primaries, self.timeout_s = bus, dict(primaries), timeout_s
         self.explicit = dict(explicit or {})
+        self.contexts = dict(contexts or {})  # service -> its workflows' clinical context
 
     def __getitem__(self, key: str) -> Callable[[], Any]:
         if key in self.explicit:
             return self.explicit[key]
         service, _, provider = key.partition(":")
+        return self._asked(service, provider or None, None)
 
+    def answering(self, service: str) -> Callable[[], Any]:
+        """A probe of ``service`` as its callers see it (``probe_succeeds``): through each
+        process's guard, with the context of the service's workflows, so that an answer
+        from a fallback tier counts, as the simulator judges it."""
+        if service in self.explicit:
+            return self.explicit[service]
+        return self._asked(service, None, self.contexts.get(service, ("diagnostic", "high")))
+
+    def _asked(self, service: str, provider: str | None,
+               context: tuple[str, str] | None) -> Callable[[], Any]:
         async def probe() -> dict[str, Any]:
-            got = await self.bus.probe(service, provider or None,
-                                       self.primaries.get(service), timeout_s=self.timeout_s)
+            got = await self.bus.probe(service, provider, self.primaries.get(service),
+                                       context=context, timeout_s=self.timeout_s)
             if got["answered"]:
                 return got
-            what = f"{service}'s {provider or 'primary'}"
+            what = f"{service}'s {provider or 'primary'}" if context is None else service
             if not got["probed"]:
                 raise ProbeFailed(f"no process has a probe for {what} "
                                   f"({got['processes']} heard; GuardProcess.register_probe)")

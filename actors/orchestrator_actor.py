@@ -69,8 +69,10 @@ class RecoveryOrchestratorActor:
         bus = ControlBus(connect(redis_url)) if redis_url is not None else None
         # With Redis, a probe of any service is asked of the guarding processes (which hold
         # the providers' clients); the probes given here take precedence.
-        probes = ClusterProbes(bus, primaries or {}, probes) if bus is not None \
-            else dict(probes or {})
+        contexts = {w.service: (w.context.operation_type.value, w.context.criticality.value)
+                    for w in workflows if w.context is not None}
+        probes = ClusterProbes(bus, primaries or {}, probes, contexts=contexts) \
+            if bus is not None else dict(probes or {})
         # With a Redis and a prefix, runs, steps, alerts and adopted thresholds survive a
         # restart of this actor (actors.stores.actor_state).
         self.state = ActorState(connect(redis_url), state_prefix) \

@@ -103,7 +103,8 @@ class GuardProcess:
                                        orchestrator),
             clock=clock, process_id=process_id)
         self.control = ControlListener(redis_url, self.routes, self.cache,
-                                       clock or SystemClock(), process_id=self.agent.process_id)
+                                       clock or SystemClock(), process_id=self.agent.process_id,
+                                       guard=self.guard)
         self._wall = (clock or SystemClock()).wall
         self.breakers.add_listener(self._audit_transition)
 
@@ -127,10 +128,11 @@ class GuardProcess:
     def register_probe(self, service: str, fn: Callable[[], Any],
                        provider: str | None = None) -> None:
         """Let the orchestrator probe ``service``'s ``provider`` (None: its primary) through
-        this process: ``fn`` calls the provider once, past the guard, and raises unless it
-        answered (it may be async; it runs on a thread of its own). A ``retry`` step, the
-        ``probe_succeeds`` criterion and the switch back after a fallback use it; without
-        any process that registered one, they cannot tell that the provider is back."""
+        this process: ``fn`` calls the provider once and raises unless it answered (it may be
+        async; it runs on a thread of its own). A ``retry`` step and the switch back after a
+        fallback run it past the breaker; the ``probe_succeeds`` criterion runs the primary's
+        through this guard (a fallback answer counts). Without any process that registered
+        one, they cannot tell that the service is back."""
         self.control.probes[(service, provider)] = fn
 
     def share(self, service: str, provider: str | None = None) -> CircuitBreaker:

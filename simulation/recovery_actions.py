@@ -112,9 +112,12 @@ class WorkflowRun:
         sim, service = self.sim, self.workflow.service
         now = sim.clock.now()
         if c.kind == "probe_succeeds":
-            # A probe asks the primary itself, past its breaker, as the live probes do
-            # (a circuit still open after a cure must not fail the step that cured it).
-            return sim.world.probe(service, None, now)
+            try:
+                r = sim.guard.call(service, sim.caller(service, None),
+                                   context=self.workflow.context)
+            except Exception:
+                return False
+            return r is not None
         if c.kind == "health_check_passes":
             check = str(c.params["check"])
             return check in sim.scenario.services and sim.world.probe(check, None, now)

@@ -143,7 +143,11 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
                for s, c in _counters(stack).items()}
     counters_v, counters = check_counters(entries, counted)
     violations.merge(audit_v).merge(steps_v).merge(counters_v)
-    for f in exp.faults:
+    for i, f in enumerate(exp.faults):
+        if i not in injected:  # judged as not done, not as a promise it could not keep
+            errors.append(f"{f.describe()}: not injected: the experiment's "
+                          f"{exp.duration_s:g} s were over first")
+            continue
         for broken in f.broken_promises():
             violations.add("fault_check", f"{f.describe()}: {broken}")
     # the whole trail, every experiment's so far: at thousands of requests a second that is

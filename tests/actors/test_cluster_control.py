@@ -44,7 +44,8 @@ class Process:
         self.cache, self.routes = FallbackCache(key=KEY), RouteTable()
         self.guard = Guard(clock=self.clock, cache=self.cache, routes=self.routes,
                            sink=InMemorySink())
-        self.listener = ControlListener(REDIS_URL, self.routes, self.cache, self.clock)
+        self.listener = ControlListener(REDIS_URL, self.routes, self.cache, self.clock,
+                                       guard=self.guard)
 
     def close(self) -> None:
         self.listener.close()
@@ -176,6 +177,21 @@ def test_a_probe_is_asked_of_the_processes_that_can_reach_the_provider(processes
     assert asked == ["primary"] * 2
     # probes given explicitly (a test's, a demo's) come first
     assert ClusterProbes(bus, {}, {"care_locator": lambda: "ok"})["care_locator"]() == "ok"
+
+
+def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_client):
+    p = processes()
+
+    def primary_down():
+        raise ConnectionError("gemini:pro refused the connection")
+    p.listener.probes[("xray_analysis", None)] = primary_down
+    probes = ClusterProbes(ControlBus(redis_client), {"xray_analysis": "gemini:pro"},
+                           contexts={"xray_analysis": ("diagnostic", "high")})
+    with pytest.raises(ProbeFailed, match="ConnectionError"):  # the primary itself: down
+        asyncio.run(probes["xray_analysis"]())
+    # through the process's guard: its fallback answers, as the simulator's criterion sees it
+    assert asyncio.run(probes.answering("xray_analysis")())["answered"] == 1
+    assert p.guard.breakers.get("xray_analysis", "gemini:pro").metrics().failed == 1
 
 
 def test_a_hanging_probe_fails_in_its_time_and_holds_up_no_route(processes, redis_client):

@@ -45,8 +45,8 @@ import redis
 from healing import ClinicalContext, Clock, FallbackCache, Guard, Route, RouteTable, SystemClock
 from healing.cache import CacheKey
 
-__all__ = ["CHANNEL", "PROBE_TIMEOUT_S", "ROUTES_KEY", "ClusterProbes", "ControlBus",
-           "ControlListener", "ProbeFailed"]
+__all__ = ["CHANNEL", "PROBES_KEY", "PROBE_TIMEOUT_S", "ROUTES_KEY", "ClusterProbes",
+           "ControlBus", "ControlListener", "ProbeFailed", "probe_counts"]
 
 _log = logging.getLogger("selfheal.control")
 
@@ -56,6 +56,7 @@ _WARM = "selfheal:warm:{service}"
 _ACKS = "selfheal:warm:{id}:{phase}"
 _PROBED = "selfheal:probe:{id}"  # process -> "running", "ok", "none", "failed: <error>"
 PROBE_TIMEOUT_S = 5.0  # a probe that has not answered by then has failed
+PROBES_KEY = "selfheal:probes"  # "{service}:total" / ":fallbacks": guarded probes made
 
 # Keep, per field, the answer seen most recently: "wall_at|json". ARGV holds triples
 # (field, wall_at, json).
@@ -258,16 +259,34 @@ class ControlListener:
             self._answer(run, "none")
             return
         if context:  # the service as its callers see it: through the guard, fallbacks too
-            ctx = ClinicalContext(str(context[0]), str(context[1]))
-            probe = fn
-            fn = lambda: self.guard.call(service, probe, context=ctx,  # type: ignore[union-attr]  # noqa: E731
-                                         provider=primary)
+            fn = self._guarded(service, fn, ClinicalContext(str(context[0]), str(context[1])),
+                               primary)
         # Marked as running first, so that one still running at the deadline counts as a
         # probe that timed out; on a thread of its own, so that a hanging provider holds up
         # no route on this channel.
         self.client.hset(_PROBED.format(id=run), self.process_id, "running")
         threading.Thread(target=self._run_probe, args=(fn, run), daemon=True,
                          name="selfheal-probe").start()
+
+    def _guarded(self, service: str, probe: Callable[[], Any], ctx: ClinicalContext,
+                 primary: str | None) -> Callable[[], Any]:
+        # A guarded probe is a request in the service's metric counters like any other; it
+        # is counted apart as well (PROBES_KEY), so that the counters can be reconciled with
+        # what the service's callers sent.
+        def call() -> Any:
+            fallback = False
+            try:
+                result = self.guard.call(service, probe, context=ctx,  # type: ignore[union-attr]
+                                         provider=primary)
+                fallback = result.tier != "primary"
+                return result
+            finally:
+                with contextlib.suppress(redis.RedisError):
+                    pipe = self.client.pipeline()
+                    pipe.hincrby(PROBES_KEY, f"{service}:total", 1)
+                    pipe.hincrby(PROBES_KEY, f"{service}:fallbacks", int(fallback))
+                    pipe.execute()
+        return call
 
     def _run_probe(self, fn: Callable[[], Any], run: str) -> None:
         try:
@@ -294,6 +313,13 @@ class ControlListener:
         pipe.incr(key)
         pipe.expire(key, 300)
         pipe.execute()
+
+
+def probe_counts(client: redis.Redis, service: str) -> dict[str, int]:
+    """The guarded probes the processes made of ``service``: ``total`` and ``fallbacks``
+    (answered by a fallback tier), as the metric counters count them."""
+    raw = client.hmget(PROBES_KEY, [f"{service}:total", f"{service}:fallbacks"])
+    return {"total": int(raw[0] or 0), "fallbacks": int(raw[1] or 0)}  # type: ignore[index]
 
 
 async def _awaited(result: Awaitable[Any]) -> Any:

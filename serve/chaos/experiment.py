@@ -233,12 +233,18 @@ def _steps(stack: ChaosStack, wall0: float) -> tuple[Violations, dict[str, int]]
 
 
 def _counters(stack: ChaosStack) -> dict[str, dict[str, int]]:
+    """The metric counters per service, less the requests recovery's own guarded probes
+    made (probe_succeeds), which the generator did not send."""
+    from actors.cluster_control import probe_counts  # noqa: PLC0415
     from actors.stores.metric_stream import read_counts  # noqa: PLC0415
 
     client = stack.redis.client(timeout_s=5)
     with contextlib.closing(client):
-        return {s: read_counts(client, s) for s in ("clinical_reasoning", "xray_analysis",
-                                                    "pharmaguard", "care_locator")}
+        out = {}
+        for s in ("clinical_reasoning", "xray_analysis", "pharmaguard", "care_locator"):
+            counted, probes = read_counts(client, s), probe_counts(client, s)
+            out[s] = {k: v - probes.get(k, 0) for k, v in counted.items()}
+        return out
 
 
 def _state(stack: ChaosStack) -> dict[str, Any]:

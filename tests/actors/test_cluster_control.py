@@ -11,11 +11,13 @@ import uuid
 import pytest
 
 from actors.cluster_control import (
+    PROBES_KEY,
     ROUTES_KEY,
     ClusterProbes,
     ControlBus,
     ControlListener,
     ProbeFailed,
+    probe_counts,
 )
 from actors.runtime import orchestrator
 from actors.stores.redis_conn import connect
@@ -185,6 +187,7 @@ def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_
     def primary_down():
         raise ConnectionError("gemini:pro refused the connection")
     p.listener.probes[("xray_analysis", None)] = primary_down
+    redis_client.delete(PROBES_KEY)
     probes = ClusterProbes(ControlBus(redis_client), {"xray_analysis": "gemini:pro"},
                            contexts={"xray_analysis": ("diagnostic", "high")})
     with pytest.raises(ProbeFailed, match="ConnectionError"):  # the primary itself: down
@@ -192,6 +195,8 @@ def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_
     # through the process's guard: its fallback answers, as the simulator's criterion sees it
     assert asyncio.run(probes.answering("xray_analysis")())["answered"] == 1
     assert p.guard.breakers.get("xray_analysis", "gemini:pro").metrics().failed == 1
+    # counted apart too, so that metric counters reconcile with what callers sent
+    assert probe_counts(redis_client, "xray_analysis") == {"total": 1, "fallbacks": 1}
 
 
 def test_a_hanging_probe_fails_in_its_time_and_holds_up_no_route(processes, redis_client):

@@ -19,9 +19,11 @@ carries a :class:`ControlListener` that applies the decision in its own process:
   fallback): the orchestrator cannot call an AI provider itself — the guarding processes hold
   the clients and credentials. ``probe`` asks every process that registered a probe for the
   service's provider (:meth:`~actors.process.GuardProcess.register_probe`) to run it once,
-  past its breaker, on a thread of its own; the probe succeeds if any of them got an answer.
-  A process without one says so at once. :class:`ClusterProbes` is the orchestrator's view:
-  a probe for every service and provider, asked over the channel.
+  on a thread of its own — past its breaker (``retry``, switching back), or for
+  ``probe_succeeds`` through its guard, so that a fallback answer counts, as the simulator
+  judges it; the probe succeeds if any of them got an answer. A process without one says so
+  at once. Only error type names travel back (an error text may name a patient).
+  :class:`ClusterProbes` is the orchestrator's view: a probe for every service and provider.
 
 Shared answers travel as JSON, never pickle, so nothing that can write to Redis can make a
 process run code; answers that are not plain JSON stay local. Prescriptive answers are never
@@ -355,6 +357,7 @@ class ClusterProbes(Mapping[str, Callable[[], Awaitable[Any]]]):
         from a fallback tier counts, as the simulator judges it."""
         if service in self.explicit:
             return self.explicit[service]
+        # a service no workflow names is probed as the common clinical case
         return self._asked(service, None, self.contexts.get(service, ("diagnostic", "high")))
 
     def _asked(self, service: str, provider: str | None,

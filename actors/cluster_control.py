@@ -175,6 +175,11 @@ class ControlListener:
                                         daemon=True)
         self._thread.start()
 
+    def register_probe(self, service: str, fn: Callable[[], Any],
+                       provider: str | None = None) -> None:
+        """Answer probes of ``service``'s ``provider`` (None: its primary) with ``fn``."""
+        self.probes[(service, provider)] = fn
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

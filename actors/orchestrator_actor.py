@@ -70,9 +70,11 @@ class RecoveryOrchestratorActor:
         # With Redis, a probe of any service is asked of the guarding processes (which hold
         # the providers' clients); the probes given here take precedence.
         contexts = {w.service: (w.context.operation_type.value, w.context.criticality.value)
-                    for w in workflows if w.context is not None}
+                    for w in workflows}
         probes = ClusterProbes(bus, primaries or {}, probes, contexts=contexts) \
             if bus is not None else dict(probes or {})
+        # probe_succeeds asks for the service as its callers see it (fallback answers count)
+        answering = probes.answering if isinstance(probes, ClusterProbes) else probes.get
         # With a Redis and a prefix, runs, steps, alerts and adopted thresholds survive a
         # restart of this actor (actors.stores.actor_state).
         self.state = ActorState(connect(redis_url), state_prefix) \
@@ -88,7 +90,7 @@ class RecoveryOrchestratorActor:
             control=bus,
             policy=recovery, primaries=primaries,
             page_gate=self.pager.gate if self.pager is not None else None)
-        self.evidence = LiveEvidence(probes, health_monitor, redis_url, sample_rate, self.clock)
+        self.evidence = LiveEvidence(answering, health_monitor, redis_url, sample_rate, self.clock)
         # Step and run counts per service, exact, in the hash recovery:{service}.
         self.metrics = connect(redis_url) if redis_url is not None else None
         self.audit = None if audit is None else AuditTrail.from_config(audit, None)

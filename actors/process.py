@@ -133,7 +133,7 @@ class GuardProcess:
         fallback run it past the breaker; the ``probe_succeeds`` criterion runs the primary's
         through this guard (a fallback answer counts). Without any process that registered
         one, they cannot tell that the service is back."""
-        self.control.probes[(service, provider)] = fn
+        self.control.register_probe(service, fn, provider)
 
     def share(self, service: str, provider: str | None = None) -> CircuitBreaker:
         """Make ``(service, provider)``'s circuit cluster-wide."""

@@ -261,10 +261,10 @@ class LiveEvidence:
     by :func:`healing.recovery.error_rate_below` (no events: no evidence of health).
     """
 
-    def __init__(self, probes: Mapping[str, Probe], health_monitor: Any = None,
+    def __init__(self, answering: Callable[[str], Probe | None], health_monitor: Any = None,
                  redis_url: str | None = None, sample_rate: float = 0.1,
                  clock: Clock | None = None) -> None:
-        self.probes = probes
+        self.answering = answering  # service -> a probe of it as its callers see it, or None
         self.health_monitor = health_monitor
         self.redis_url = redis_url
         self.sample_rate = sample_rate
@@ -272,8 +272,7 @@ class LiveEvidence:
 
     async def holds(self, criterion: Criterion, service: str) -> bool:
         if criterion.kind == "probe_succeeds":
-            # the service as its callers see it (ClusterProbes.answering), else its probe
-            probe = getattr(self.probes, "answering", self.probes.get)(service)
+            probe = self.answering(service)
             if probe is None:
                 return False
             try:

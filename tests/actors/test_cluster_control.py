@@ -163,8 +163,8 @@ def test_a_probe_is_asked_of_the_processes_that_can_reach_the_provider(processes
 
     def flash_down():
         raise ConnectionError("gemini:flash refused the connection")
-    reaching.listener.probes[("xray_analysis", None)] = lambda: asked.append("primary")
-    reaching.listener.probes[("xray_analysis", "gemini:flash")] = flash_down
+    reaching.listener.register_probe("xray_analysis", lambda: asked.append("primary"))
+    reaching.listener.register_probe("xray_analysis", flash_down, "gemini:flash")
     bus = ControlBus(redis_client)
     got = asyncio.run(bus.probe("xray_analysis", None, "gemini:pro"))
     assert got["processes"] >= 2 and got["probed"] == 1 and got["answered"] == 1
@@ -186,7 +186,7 @@ def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_
 
     def primary_down():
         raise ConnectionError("gemini:pro refused the connection")
-    p.listener.probes[("xray_analysis", None)] = primary_down
+    p.listener.register_probe("xray_analysis", primary_down)
     redis_client.delete(PROBES_KEY)
     probes = ClusterProbes(ControlBus(redis_client), {"xray_analysis": "gemini:pro"},
                            contexts={"xray_analysis": ("diagnostic", "high")})
@@ -202,7 +202,7 @@ def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_
 def test_a_hanging_probe_fails_in_its_time_and_holds_up_no_route(processes, redis_client):
     p = processes()
     release = threading.Event()
-    p.listener.probes[("xray_analysis", None)] = release.wait  # a provider that hangs
+    p.listener.register_probe("xray_analysis", release.wait)  # a provider that hangs
     try:
         clock = ManualClock()  # the 5 s wait is simulated time
         bus = ControlBus(redis_client, clock=clock)
@@ -225,7 +225,7 @@ def test_the_orchestrators_retry_step_and_probe_criterion_use_the_processes_prob
         if isinstance(a, Exception):
             raise a
         return a
-    p.listener.probes[("xray_analysis", None)] = probe
+    p.listener.register_probe("xray_analysis", probe)
     o = orchestrator(f"orch-{uuid.uuid4().hex[:6]}", redis_url=REDIS_URL, cooldown_s=1.0,
                      workflows=[workflow("xray_analysis", RecoveryStep(
                          "retry", {"max_attempts": 3, "base_delay_s": 0.01, "probe": True},

@@ -250,7 +250,7 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
                                  None, OperationType.DIAGNOSTIC, Criticality.HIGH, now - 5))
     rec.flush()
     try:
-        world = LiveEvidence({}, redis_url=REDIS_URL, sample_rate=0.5)
+        world = LiveEvidence({}.get, redis_url=REDIS_URL, sample_rate=0.5)
         errors, calls = world.counts(service, 60, now)
         assert errors / calls == pytest.approx(0.10, abs=0.03)  # not the 18 % of the sample
         import asyncio

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from array import array
+from collections.abc import Callable
 
 from healing import CircuitBreakerRegistry, ClinicalContext, FallbackCache, Guard, ManualClock
 from simulation.engine import Simulation
@@ -87,15 +88,31 @@ def run() -> list[Figure]:
     return throughput() + predictive()
 
 
+def _best(rates: dict[str, Callable[[], float]], rounds: int = 5) -> dict[str, float]:
+    """The best of ``rounds`` measurements of each rate, taken in turn: on a shared machine
+    the slower runs measure its other tenants, and taking the rates in turn gives each side
+    of a ratio the same machine."""
+    best = dict.fromkeys(rates, 0.0)
+    for _ in range(rounds):
+        for name, rate in rates.items():
+            best[name] = max(best[name], rate())
+    return best
+
+
 def throughput() -> list[Figure]:
     sc = _one_service_hour()
-    sim_rate, _, n = _sim_rate(sc, True)
+    n = _sim_rate(sc, True)[2]
     # The same hour with no fault: the bare loop's answer never fails, so this is the like
     # for like; the outage adds the guard's own fallback work, not the simulator's.
-    calm_rate, _, _ = _sim_rate(dataclasses.replace(sc, faults=()), True)
-    bare = _guard_loop_rate(n)
+    calm = dataclasses.replace(sc, faults=())
     fault = sc.faults[0]
-    bare_outage = _guard_loop_rate(n, (fault.at_s, fault.at_s + (fault.for_s or 0.0)))
+    outage = (fault.at_s, fault.at_s + (fault.for_s or 0.0))
+    rates = _best({"sim": lambda: _sim_rate(sc, True)[0],
+                   "calm": lambda: _sim_rate(calm, True)[0],
+                   "bare": lambda: _guard_loop_rate(n),
+                   "bare_outage": lambda: _guard_loop_rate(n, outage)})
+    sim_rate, calm_rate, bare, bare_outage = (
+        rates["sim"], rates["calm"], rates["bare"], rates["bare_outage"])
     day = _ten_services_day()
     _, day_wall, day_n = _sim_rate(day, True)
     _, base_wall, _ = _sim_rate(day, False)

@@ -263,6 +263,25 @@ class World:
             return bad_answer(service)
         return self.answers[service]
 
+    def caller(self, service: str, provider: str, now: Callable[[], float]
+               ) -> Callable[..., dict[str, Any]]:
+        """``call(service, provider, now())`` as one function, for the simulator's hot loop:
+        the common case of :meth:`call` (no fault near the service) is answered here with the
+        same draws, without its lookups; anything else goes to :meth:`call`."""
+        svc = self.services[service]
+        draw, answer, call = self.rngs[service].random, self.answers[service], self.call
+        primary, error_rate = provider == svc.spec.primary, svc.spec.error_rate
+        independent = not svc.spec.depends_on
+
+        def fn(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+            t = now()
+            if independent and not svc.faults and t >= svc.down_until:
+                if primary and draw() < error_rate:  # as call() draws: for the primary only
+                    raise ProviderError(f"{provider} failed")
+                return answer
+            return call(service, provider, t)
+        return fn
+
     def probe(self, service: str, provider: str | None, t: float) -> bool:
         """A health probe or a recovery step's probe of ``provider`` (default: the primary)."""
         provider = provider or self.services[service].spec.primary

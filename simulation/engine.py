@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import random
-from math import log
 from array import array
 from collections.abc import Callable
 from typing import Any
@@ -172,7 +172,7 @@ class Simulation:
         rates = [rate for _, _, rate, _ in streams]
         # random.expovariate's own formula, inlined in the loop below (the same draws, one
         # call fewer a request)
-        draws = [a.random for a in arrivals]
+        draws, ln = [a.random for a in arrivals], math.log
         for i in range(len(streams)):
             push(arrivals[i].expovariate(rates[i]), _ARRIVAL, i)
         for f in self.world.instances:
@@ -205,7 +205,7 @@ class Simulation:
             set_clock(t)
             if kind == _ARRIVAL:
                 request(*targets[payload], t)
-                heapreplace(heap, (t - log(1.0 - draws[payload]()) / rates[payload],
+                heapreplace(heap, (t - ln(1.0 - draws[payload]()) / rates[payload],
                                    next(seq), _ARRIVAL, payload))
                 if self._pending:
                     self._admit()

@@ -38,7 +38,7 @@ from .load import OpenLoop
 from .stack import ChaosStack
 from .timing import paged, timings
 
-__all__ = ["Experiment", "run_experiment", "steady_state"]
+__all__ = ["Experiment", "counters", "run_experiment", "steady_state"]
 
 ACTORS = ("orchestrator", "health", "monitor")
 
@@ -94,7 +94,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
         result["skipped"] = "the steady state did not hold before the experiment"
         return result
     tag = f"chaos-{uuid.uuid4().hex[:8]}"
-    counted_before = _counters(stack)  # the stack's counters outlive one experiment
+    counted_before = counters(stack)  # the stack's counters outlive one experiment
     loop = OpenLoop(stack.send, exp.rate_per_s, tag=tag, seed=exp.seed).start()
     wall0 = time.time()
     injected: dict[int, float] = {}  # fault index -> seconds from the start
@@ -140,8 +140,8 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     audit_v, audit = _audit(stack, entries, tag, loop.patients, key, wall0)
     steps_v, steps = _steps(stack, wall0)
     counted = {s: {k: v - counted_before.get(s, {}).get(k, 0) for k, v in c.items()}
-               for s, c in _counters(stack).items()}
-    counters_v, counters = check_counters(entries, counted)
+               for s, c in counters(stack).items()}
+    counters_v, tally_counters = check_counters(entries, counted)
     violations.merge(audit_v).merge(steps_v).merge(counters_v)
     for i, f in enumerate(exp.faults):
         if i not in injected:  # judged as not done, not as a promise it could not keep
@@ -157,7 +157,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     if not verdict.get("intact"):
         violations.add("audit_verify", str({k: v for k, v in verdict.items()
                                             if k != "intact"})[:300])
-    result.update(audit=audit, steps=steps, counters=counters,
+    result.update(audit=audit, steps=steps, counters=tally_counters,
                   observed={f.describe(): f.observed for f in exp.faults if f.observed},
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
@@ -232,12 +232,17 @@ def _steps(stack: ChaosStack, wall0: float) -> tuple[Violations, dict[str, int]]
     return v, out
 
 
-def _counters(stack: ChaosStack) -> dict[str, dict[str, int]]:
-    """The metric counters per service, less the requests recovery's own guarded probes
-    made (probe_succeeds), which the generator did not send."""
+def counters(stack: ChaosStack) -> dict[str, dict[str, int]]:
+    """The metric counters per service as of now, less the requests recovery's own guarded
+    probes made (probe_succeeds), which the generator did not send.
+
+    The processes' buffered counts are pushed first: a recorder flushes every 0.2 s, so
+    calls that had just completed (the last of a load ramp, queued behind a bulkhead) would
+    otherwise land after a "before" snapshot and be counted as this experiment's."""
     from actors.cluster_control import probe_counts  # noqa: PLC0415
     from actors.stores.metric_stream import read_counts  # noqa: PLC0415
 
+    stack.flush()
     client = stack.redis.client(timeout_s=5)
     with contextlib.closing(client):
         out = {}

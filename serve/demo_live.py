@@ -5,8 +5,10 @@ On private embedded state (a temporary data directory, its own Redis, SQLite, a 
 the service as ``selfheal up`` builds it, with the control API and the dashboard on
 loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging and
 care-locator requests through their guards; a script takes providers down and brings them
-back. What selfheal detects and does is read back from the public API and told as it
-happens. Ctrl-C, or the end of ``duration_s``, stops everything.
+back, and cuts the clinical record database (a listener on loopback that the shipped
+catalogue's ``database`` service gets a TCP health check for) off the network for a while.
+What selfheal detects and does is read back from the public API and told as it happens.
+Ctrl-C, or the end of ``duration_s``, stops everything.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TextIO
 
 import httpx
@@ -32,6 +35,7 @@ from actors.serve_control import delete_app, serve_http
 from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
 from healing import CircuitConfig, ClinicalContext, WindowType
+from healing.catalogue import Catalogue, CheckDecl, load_catalogue
 from healing.errors import SelfHealError
 
 from .control_app import APP_NAME, control_api
@@ -46,6 +50,7 @@ WORKLOAD = [
     ("xray_analysis", "gemini:pro", "gemini:flash", ClinicalContext("diagnostic", "high")),
     ("care_locator", "care_locator_api", None, ClinicalContext("informational", "low")),
 ]
+DATABASE = "database"  # the script's key for the clinical record database
 # (seconds from the start, provider, down?, what the narrator says); a provider of None is
 # the on-call engineer resetting the circuit named in the text's first word, through the API
 SCRIPT = [
@@ -59,7 +64,9 @@ SCRIPT = [
     (80, "pharmaguard:pharmaguard_api", False, "the drug-interaction API is back"),
     (95, "care_locator:care_locator_api", True,
      "the care locator's only provider fails (no alternative: cached answers, then a notice)"),
+    (100, DATABASE, True, "the clinical record database drops off the network"),
     (115, "care_locator:care_locator_api", False, "the care locator is back"),
+    (125, DATABASE, False, "the record database answers again"),
 ]
 
 
@@ -82,6 +89,69 @@ class Faults:
             time.sleep(random.uniform(0.005, 0.02))
             return _answer(service)
         return call
+
+
+class RecordDatabase:
+    """The clinical record database as its health check and recovery probes reach it: a TCP
+    listener on loopback that accepts and hangs up. :meth:`down` closes it (connections are
+    refused, as when a database host drops off the network); :meth:`up` listens again on the
+    same port."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self.port = 0
+        self.up()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="record-database",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        if self._sock is not None:
+            return
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(16)
+        sock.settimeout(0.1)
+        self.port, self._sock = sock.getsockname()[1], sock
+
+    def down(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def probe(self) -> None:
+        """What recovery's retry and switch-back ask: a connection, or an error."""
+        socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.down()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            sock = self._sock
+            if sock is None:
+                self._stop.wait(0.05)
+                continue
+            with contextlib.suppress(OSError):  # a timeout, or closed by down()
+                conn, _ = sock.accept()
+                conn.close()
+
+
+def _with_database_check(catalogue: Catalogue, address: str) -> Catalogue:
+    """The shipped catalogue, with the ``database`` service's health check (named as its
+    workflow's ``health_check_passes`` criterion names it) aimed at ``address``."""
+    db = catalogue.services[DATABASE]
+    check = CheckDecl(DATABASE, "tcp", address)
+    services = {**catalogue.services, DATABASE: replace(db, checks=(*db.checks, check))}
+    return replace(catalogue, services=services)
 
 
 def _workload(proc: GuardProcess, faults: Faults, stop: threading.Event,
@@ -125,7 +195,8 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     say("\n── The running service, live " + "─" * 44 + "\n")
     say("   Starting Ray, the stores, the actors and the control API (about 15 s)...\n")
     init_ray(num_cpus=2, private=True)
-    settings = prepare(settings)
+    database = RecordDatabase()
+    settings = prepare(settings, _with_database_check(load_catalogue(), database.address))
     url = serve_http(control_api(settings), APP_NAME, host=settings.api_host,
                      port=settings.api_port)
     first_admin_token(settings)
@@ -148,6 +219,7 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
             if alternative:
                 proc.guard.fallbacks.register_provider(
                     service, alternative, faults.provider(f"{service}:{alternative}", service))
+        proc.register_probe(DATABASE, database.probe)
         procs.append(proc)
     workers = [threading.Thread(target=_workload, args=(p, faults, stop, rate_per_s / 2),
                                 daemon=True) for p in procs]
@@ -165,6 +237,9 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
                     circuit = text.split()[0]
                     say(f"   t={now:5.0f}s  👤 {text}\n")
                     seen.reset(circuit, "provider healthy again (demo)")
+                elif key == DATABASE:
+                    (database.down if down else database.up)()
+                    say(f"   t={now:5.0f}s  ⚡ {text}\n")
                 else:
                     (faults.down.add if down else faults.down.discard)(key)
                     say(f"   t={now:5.0f}s  ⚡ {text}\n")
@@ -179,6 +254,7 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         for p in procs:
             p.close()
         seen.close()
+        database.close()
         # its actors and application go; so does its Ray, when the demo started it. Each
         # on its own: an application that will not go must not keep the actors running.
         with contextlib.suppress(Exception):
@@ -206,6 +282,7 @@ class _Narrator:
                                    headers={"Authorization": f"Bearer {token}"})
         self.say = say
         self.states: dict[str, str] = {}
+        self.checks: dict[str, str] = {}  # health check: the state last told
         self.started: set[str] = set()  # recovery runs told as started
         self.finished: set[str] = set()  # and as ended
         self.alerts: dict[str, str] = {}  # dedup key: the severity last told
@@ -217,11 +294,20 @@ class _Narrator:
 
     def poll(self, now: float) -> None:
         try:
-            circuits = self.client.get("/api/v1/circuits").json()
+            health = self.client.get("/api/v1/health", params={"limit": 1}).json()
+            circuits, checks = health["circuits"], health["health_checks"]
             runs = self.client.get("/api/v1/recovery/runs").json()
             alerts = self.client.get("/api/v1/alerts").json()
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return
+        for name, check in sorted(checks.items()):
+            was = self.checks.get(name, "healthy")
+            state = check.get("state")
+            if state != was:
+                why = f" ({check['last_error']})" if state != "healthy" and \
+                    check.get("last_error") else ""
+                self._tell(now, f"health check {name}: {was} → {state}{why}")
+            self.checks[name] = state
         for c in circuits:
             if self.states.get(c["name"], "closed") != c["state"]:
                 self._tell(now, f"circuit {c['name']}: {self.states.get(c['name'], 'closed')}"
@@ -234,7 +320,9 @@ class _Narrator:
                                 f"({r['trigger']})")
             if "ended" in r and r["run_id"] not in self.finished:
                 self.finished.add(r["run_id"])
-                verdict = "succeeded" if r["succeeded"] else r["ended"]
+                verdict = "succeeded" if r["succeeded"] else \
+                    "completed, with a step that failed" if r["ended"] == "completed" \
+                    else r["ended"]
                 self._tell(now, f"recovery: {r['workflow']} {verdict}")
         for a in alerts:  # new, or raised again higher (a ticket become a page)
             if self.alerts.get(a["dedup_key"]) != a["severity"]:

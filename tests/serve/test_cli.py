@@ -133,6 +133,8 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     kept = tmp_path / "kept"
     seen = run_live_demo(out=out, duration_s=40, port=0, rate_per_s=30, script=[
         (2, "clinical_reasoning:gemini:pro", True, "gemini:pro goes down"),
+        (3, "database", True, "the record database drops off the network"),
+        (22, "database", False, "the record database answers again"),
         (30, "clinical_reasoning:gemini:pro", False, "gemini:pro is back"),
         (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer")],
         keep=kept)
@@ -143,6 +145,12 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     assert "recovery: ai-service-failure started for clinical_reasoning" in events
     assert "alert [high] clinical_reasoning" in events
     assert "→ closed" in events.split("gemini:pro: closed →", 1)[1]  # reset, or recovered
+    # the database blip: its health check failed (through degraded, fall 3), its workflow
+    # ran, and once it answered again (rise 2) the check said so
+    assert "health check database: healthy → degraded (ConnectionRefusedError" in events
+    assert "health check database: degraded → unhealthy" in events
+    assert "recovery: database-connection-lost started for database" in events
+    assert "health check database: unhealthy → healthy" in events
     assert "patient-" not in text  # identifiers never reach the terminal
     # the state it kept reads as data frames, as a stopped service's would; the embedded
     # Redis it started is not left running

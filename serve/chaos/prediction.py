@@ -4,11 +4,17 @@ replayed under the same catalogue, so the report can put prediction beside reali
 Only faults on a clinical service's provider have a simulator counterpart (an outage, a
 latency spike for a slow or hanging provider, a memory leak for a leaking one); a killed
 actor, a stopped store, a killed replica or an API flood acts on selfheal itself, which the
-simulator does not model, and is reported as "not modelled".
+simulator does not model, and is reported as "not modelled". One effect of a stopped Redis is
+modelled, because it decides when an outage is seen: the orchestrator's error-threshold watch
+reads the metric streams there, so while Redis is stopped it sees nothing and an outage is
+first seen by its circuit, which needs about half its 30 s window of failures. When the
+replay's first detection of a fault falls while Redis is stopped, it is replayed again
+without the watch, and says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Any
 
@@ -17,7 +23,7 @@ import yaml
 from simulation.runner import run_one
 from simulation.scenario import load_scenario
 
-from .faults import ProviderFault
+from .faults import ProviderFault, StoreDown
 from .load import MIX
 from .providers import LEAK_GROWTH
 from .stack import PRIMARIES
@@ -55,8 +61,8 @@ def scenario_for(exp: Any, catalogue: Any, duration_s: float) -> dict[str, Any] 
 
 
 # A provider fault's counterpart in the simulator. It has no hang: a call that never answers
-# is a latency spike past every timeout there (the live guard has no timeout yet, so live
-# and predicted differ by design until it does). A leak grows as the stand-in's does.
+# is a latency spike past every timeout there (live, a hung call is judged when the guard's
+# timeout ends it, so the two differ by design). A leak grows as the stand-in's does.
 _KINDS: dict[str, dict[str, Any]] = {
     "fail": {"kind": "outage"},
     "slow": {"kind": "latency_spike"},
@@ -76,12 +82,29 @@ def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
     path = out_dir / f"{content['name']}.yaml"
     path.write_text("# written by the chaos suite: the experiment's provider faults, for the "
                     "simulator\n" + yaml.safe_dump(content, sort_keys=False))
-    metrics = run_one(load_scenario(path), exp.seed)["healing"]
+    scenario = load_scenario(path)
+    metrics = run_one(scenario, exp.seed, catalogue=catalogue)["healing"]
+    blind = _detected_while_redis_stopped(exp, metrics["incidents"])
+    if blind:  # every error threshold out of reach: the watch never fires
+        catalogue = dataclasses.replace(catalogue, services={
+            n: dataclasses.replace(s, error_threshold=1.0) for n, s in catalogue.services.items()})
+        metrics = run_one(scenario, exp.seed, catalogue=catalogue)["healing"]
     return {"scenario": path.name, "availability": metrics["availability"],
+            **({"modelled": "Redis was stopped when the simulator first saw the fault: "
+                            "replayed without the error-threshold watch, which reads the "
+                            "metric streams there"} if blind else {}),
             "incidents": [{"service": i["service"], "mttd_s": _since(i, "detected_s"),
                            "mttr_s": _since(i, "recovered_s")}
                           for i in metrics["incidents"]],
             "services": {k: v["availability"] for k, v in metrics["services"].items()}}
+
+
+def _detected_while_redis_stopped(exp: Any, incidents: list[dict[str, Any]]) -> bool:
+    """Whether the replay first detected an incident while ``exp`` had Redis stopped."""
+    stops = [(f.at_s, f.at_s + f.duration_s) for f in exp.faults
+             if isinstance(f, StoreDown) and f.store == "redis"]
+    return any(i["detected_s"] is not None and lo <= i["detected_s"] <= hi
+               for i in incidents for lo, hi in stops)
 
 
 def _since(incident: dict[str, Any], key: str) -> float | None:

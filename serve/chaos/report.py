@@ -50,6 +50,8 @@ def _rows(e: dict[str, Any]) -> list[list[str]]:
             continue
         p = predicted.get(t["service"])
         sim = (f"{_fmt(p['mttd_s'])} / {_fmt(p['mttr_s'])}" if p else "not modelled")
+        if p and (e.get("prediction") or {}).get("modelled"):
+            sim += " (Redis stopped: without the error-threshold watch)"
         rows.append([*base, t["fault"], f"{_fmt(t['mttd_s'])} / {_fmt(t['mttr_s'])}", sim])
         base = [""] * len(base)
     return rows

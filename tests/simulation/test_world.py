@@ -1,0 +1,52 @@
+"""The simulated world's fast caller answers exactly as its full call does."""
+
+from __future__ import annotations
+
+from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
+from simulation.world import ProviderError, World
+
+
+def _outcomes(world: World, calls: list, times: list[float]) -> list[str]:
+    """What each call got, in order; faults start and end on their times as the engine
+    would start and end them."""
+    now = [0.0]
+    pending = sorted([(f.start, 0, f) for f in world.instances]
+                     + [(f.end, 1, f) for f in world.instances], key=lambda e: e[:2])
+    out = []
+    for t, call in zip(times, calls, strict=True):
+        while pending and pending[0][0] <= t:
+            _, ends, f = pending.pop(0)
+            (world.fault_ended if ends else world.fault_started)(f)
+        now[0] = t
+        try:
+            out.append(repr(call(now)))
+        except ProviderError as exc:
+            out.append(f"error: {exc}")
+    return out
+
+
+def test_the_fast_caller_draws_and_answers_as_the_full_call_does():
+    spec = ServiceSpec("clinical_reasoning", 50, 0.8, 3.0, 0.05, ("gemini:pro", "deepseek"),
+                       "diagnostic", "high")
+    fault = FaultSpec("clinical_reasoning", FaultKind.OUTAGE, 20, 10, "gemini:pro")
+    scenario = Scenario("world", 60, {spec.name: spec}, (fault,), 7)
+    times = [i * 0.05 for i in range(1200)]  # through the outage and out of it again
+    providers = ["gemini:pro" if i % 3 else "deepseek" for i in range(len(times))]
+
+    full = World(scenario, 7)
+    expected = _outcomes(full, [lambda now, p=p: full.call(spec.name, p, now[0])
+                                for p in providers], times)
+    fast = World(scenario, 7)
+    clock = [0.0]
+    callers = {p: fast.caller(spec.name, p, lambda: clock[0]) for p in set(providers)}
+
+    def via_caller(p):
+        def call(now):
+            clock[0] = now[0]
+            return callers[p]()
+        return call
+    got = _outcomes(fast, [via_caller(p) for p in providers], times)
+    assert got == expected
+    # both kinds of answer were exercised: background errors, the outage, good answers
+    assert any("failed" in o for o in got[:400]) and sum("error" in o for o in got) > 100
+    assert any(o.startswith("{") for o in got)

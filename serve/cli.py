@@ -16,7 +16,7 @@ from .cli_service import fail as _fail
 
 def _demo(args: argparse.Namespace) -> int:
     from serve.demo import run_demo
-    from serve.demo_simulation import run_simulation_demo
+    from serve.demo_simulation import run_deadlock_demo, run_simulation_demo
 
     if args.live:
         from healing.files import parse_duration
@@ -43,6 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_cluster_demo(out=sys.stdout)
     run_simulation_demo(out=sys.stdout, chapter=8)
+    run_deadlock_demo(out=sys.stdout, chapter=9)
     return 0
 
 

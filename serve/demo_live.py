@@ -5,8 +5,10 @@ On private embedded state (a temporary data directory, its own Redis, SQLite, a 
 the service as ``selfheal up`` builds it, with the control API and the dashboard on
 loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging and
 care-locator requests through their guards; a script takes providers down and brings them
-back, and cuts the clinical record database (a listener on loopback that the shipped
-catalogue's ``database`` service gets a TCP health check for) off the network for a while.
+back, makes the replica of a Ray Serve deployment standing in for the API server leak until
+its requests fail (the shipped memory-leak workflow, aimed at that deployment, heals it), and
+cuts the clinical record database (a listener on loopback that the shipped catalogue's
+``database`` service gets a TCP health check for) off the network for a while.
 What selfheal detects and does is read back from the public API and told as it happens.
 Ctrl-C, or the end of ``duration_s``, stops everything.
 """
@@ -31,14 +33,17 @@ import httpx
 
 from actors.process import GuardProcess
 from actors.ray_gateway import init_ray
-from actors.serve_control import delete_app, serve_http
+from actors.serve_control import delete_app, run_app, serve_http
 from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
+from actors.stores.redis_conn import connect
 from healing import CircuitConfig, ClinicalContext, WindowType
 from healing.catalogue import Catalogue, CheckDecl, load_catalogue
 from healing.errors import SelfHealError
+from healing.workflow import RecoveryStep
 
 from .control_app import APP_NAME, control_api
+from .demo_service import build as build_model
 from .service import create_token, first_admin_token, prepare, stop_actors
 from .webhook_sink import LocalWebhook
 
@@ -49,11 +54,19 @@ WORKLOAD = [
      ClinicalContext("prescriptive", "high")),
     ("xray_analysis", "gemini:pro", "gemini:flash", ClinicalContext("diagnostic", "high")),
     ("care_locator", "care_locator_api", None, ClinicalContext("informational", "low")),
+    ("api_server", "api_server", None, ClinicalContext("administrative", "medium")),
 ]
+# The API server's stand-in: a Ray Serve application whose replicas fail once they have
+# "leaked" (demo_service); the catalogue's memory-leak workflow scales and restarts it.
+API_APP = "api_server"
+API_DEPLOYMENT = f"{API_APP}/ClinicalModel"
+LEAK = "api_server:leak"  # the script's key: the running replica leaks
 DATABASE = "database"  # the script's key for the clinical record database
 # (seconds from the start, provider, down?, what the narrator says); a provider of None is
 # the on-call engineer resetting the circuit named in the text's first word, through the API
 SCRIPT = [
+    (10, LEAK, True, "the API server's replica leaks memory until its requests fail "
+                     "(a restart cures it)"),
     (15, "clinical_reasoning:gemini:pro", True,
      "the primary AI provider (gemini:pro) stops answering clinical reasoning"),
     (45, "pharmaguard:pharmaguard_api", True,
@@ -145,17 +158,27 @@ class RecordDatabase:
                 conn.close()
 
 
-def _with_database_check(catalogue: Catalogue, address: str) -> Catalogue:
-    """The shipped catalogue, with the ``database`` service's health check (named as its
-    workflow's ``health_check_passes`` criterion names it) aimed at ``address``."""
+def _demo_catalogue(catalogue: Catalogue, database: str) -> Catalogue:
+    """The shipped catalogue as an operator of this demo would declare it: the ``database``
+    service's health check (named as its workflow's ``health_check_passes`` criterion names
+    it) aimed at ``database``, and the memory-leak workflow's scale and restart steps aimed
+    at the API server's Serve deployment."""
     db = catalogue.services[DATABASE]
-    check = CheckDecl(DATABASE, "tcp", address)
+    check = CheckDecl(DATABASE, "tcp", database)
     services = {**catalogue.services, DATABASE: replace(db, checks=(*db.checks, check))}
-    return replace(catalogue, services=services)
+
+    def aimed(step: RecoveryStep) -> RecoveryStep:
+        if step.action not in ("scale", "restart"):
+            return step
+        return replace(step, config={**step.config, "deployment": API_DEPLOYMENT})
+    workflows = tuple(replace(w, steps=tuple(map(aimed, w.steps)),
+                              rollback_steps=tuple(map(aimed, w.rollback_steps)))
+                      if w.service == API_APP else w for w in catalogue.workflows)
+    return replace(catalogue, services=services, workflows=workflows)
 
 
-def _workload(proc: GuardProcess, faults: Faults, stop: threading.Event,
-              rate_per_s: float) -> None:
+def _workload(proc: GuardProcess, calls: dict[str, Callable[[str], Any]],
+              stop: threading.Event, rate_per_s: float) -> None:
     questions = [f"case-{i}" for i in range(40)]
     while not stop.is_set():
         service, primary, _alternative, ctx = random.choice(WORKLOAD)
@@ -163,8 +186,8 @@ def _workload(proc: GuardProcess, faults: Faults, stop: threading.Event,
         ctx = ClinicalContext(ctx.operation_type, ctx.criticality,
                               patient_id=f"patient-{random.randint(1, 500):04d}")
         with contextlib.suppress(SelfHealError, ConnectionError):
-            proc.guard.call(service, faults.provider(f"{service}:{primary}", service), q,
-                            context=ctx, provider=primary, cache_key=q)
+            proc.guard.call(service, calls[service], q, context=ctx, provider=primary,
+                            cache_key=q)
         stop.wait(random.expovariate(rate_per_s))
 
 
@@ -196,9 +219,19 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     say("   Starting Ray, the stores, the actors and the control API (about 15 s)...\n")
     init_ray(num_cpus=2, private=True)
     database = RecordDatabase()
-    settings = prepare(settings, _with_database_check(load_catalogue(), database.address))
+    settings = prepare(settings, _demo_catalogue(load_catalogue(), database.address))
     url = serve_http(control_api(settings), APP_NAME, host=settings.api_host,
                      port=settings.api_port)
+    redis = connect(settings.redis_url)  # type: ignore[arg-type]
+    leak_switch = "selfheal:demo:api_server"
+    api = run_app(build_model(settings.redis_url, leak_switch), API_APP, scalable=True)
+
+    def api_server(question: str) -> Any:
+        # what an HTTP client of the API server would see: the server's failure, not Ray's
+        try:
+            return api.remote(question).result(timeout_s=10)
+        except Exception as exc:
+            raise ConnectionError(f"api_server failed: {str(exc).splitlines()[-1]}") from None
     first_admin_token(settings)
     viewer, _ = create_token(settings, "viewer", "demo-viewer")
     operator, _ = create_token(settings, "operator", "demo-operator")
@@ -209,19 +242,21 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
                         minimum_number_of_calls=10, wait_in_open_s=15.0)
     faults, stop = Faults(), threading.Event()
     procs = []
+    calls = {service: api_server if service == API_APP else
+             faults.provider(f"{service}:{primary}", service)
+             for service, primary, _, _ in WORKLOAD}
     for i in range(2):
         proc = GuardProcess(settings, process_id=f"replica-{i}", circuit=cfg)
         for service, primary, alternative, _ in WORKLOAD:
             proc.share(service, primary)
             # recovery probes the primary through the processes (docs/runtime.md)
-            proc.register_probe(service, functools.partial(
-                faults.provider(f"{service}:{primary}", service), "probe"))
+            proc.register_probe(service, functools.partial(calls[service], "probe"))
             if alternative:
                 proc.guard.fallbacks.register_provider(
                     service, alternative, faults.provider(f"{service}:{alternative}", service))
         proc.register_probe(DATABASE, database.probe)
         procs.append(proc)
-    workers = [threading.Thread(target=_workload, args=(p, faults, stop, rate_per_s / 2),
+    workers = [threading.Thread(target=_workload, args=(p, calls, stop, rate_per_s / 2),
                                 daemon=True) for p in procs]
     for w in workers:
         w.start()
@@ -239,6 +274,9 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
                     seen.reset(circuit, "provider healthy again (demo)")
                 elif key == DATABASE:
                     (database.down if down else database.up)()
+                    say(f"   t={now:5.0f}s  ⚡ {text}\n")
+                elif key == LEAK:  # replicas started before now fail; fresh ones answer
+                    redis.set(leak_switch, f"leak:{time.time()}" if down else "ok")
                     say(f"   t={now:5.0f}s  ⚡ {text}\n")
                 else:
                     (faults.down.add if down else faults.down.discard)(key)
@@ -259,6 +297,8 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         # on its own: an application that will not go must not keep the actors running.
         with contextlib.suppress(Exception):
             delete_app(APP_NAME)
+        with contextlib.suppress(Exception):
+            delete_app(API_APP)
         with contextlib.suppress(Exception):
             stop_actors([f"{s}:{p}" for s, p, _, _ in WORKLOAD])
         hook.close()

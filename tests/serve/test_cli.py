@@ -50,6 +50,21 @@ def test_the_demos_simulation_shows_healing_beat_the_baseline():
     assert "MTTR" in out.getvalue() and "ai-provider-outage" in out.getvalue()
 
 
+def test_the_demos_deadlock_week_is_learnt_and_then_prevented():
+    from serve.demo_simulation import run_deadlock_demo
+
+    out = io.StringIO()
+    week = run_deadlock_demo(out=out)
+    days = week["days"]
+    # the first days are incidents (nothing to learn from yet); once the pattern is learnt,
+    # the days that follow are prevented, each by a prediction made before its 14:00
+    assert len(days) == 7 and days[0] == "incident" and days[-1] == "prevented"
+    assert days.index("prevented") >= 2 and "incident" not in days[days.index("prevented"):]
+    text = out.getvalue()
+    assert week["predictions"] and "prevented: predicted at 13:" in text
+    assert "acted on before 14:00" in text
+
+
 def test_cli_without_a_command_explains_itself(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
@@ -126,12 +141,14 @@ def test_simulate_replays_the_operators_catalogue(tmp_path, capsys, monkeypatch)
 
 def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster):
     """A short script on the live demo (its own embedded state; the session's Ray): the
-    narrator sees the circuit open, a recovery run, and the alert it raised."""
+    narrator sees the circuit open, a recovery run, and the alert it raised; the database's
+    health check fail and recover; the leaking replica's workflow start."""
     from serve.demo_live import run_live_demo
 
     out = io.StringIO()
     kept = tmp_path / "kept"
     seen = run_live_demo(out=out, duration_s=40, port=0, rate_per_s=30, script=[
+        (1, "api_server:leak", True, "the API server's replica leaks"),
         (2, "clinical_reasoning:gemini:pro", True, "gemini:pro goes down"),
         (3, "database", True, "the record database drops off the network"),
         (22, "database", False, "the record database answers again"),
@@ -151,6 +168,9 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     assert "health check database: degraded → unhealthy" in events
     assert "recovery: database-connection-lost started for database" in events
     assert "health check database: unhealthy → healthy" in events
+    # the leaking Serve replica: its errors (its circuit opening, or the error threshold,
+    # whichever first) started its runbook, the memory-leak workflow aimed at the deployment
+    assert "recovery: memory-leak-detected started for api_server" in events
     assert "patient-" not in text  # identifiers never reach the terminal
     # the state it kept reads as data frames, as a stopped service's would; the embedded
     # Redis it started is not left running

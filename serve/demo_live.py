@@ -208,7 +208,8 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     """Run the live story (``script``: the outages, default ``SCRIPT``); returns what the
     narrator saw (for tests). With ``keep`` (a new or empty folder), the state stays there
     afterwards, for ``actors.frames.open_frames(keep)``."""
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    # Serve warns of every replica it replaces: here the restarts are the story it narrates
+    logging.getLogger("ray.serve").setLevel(logging.ERROR)
     say = out.write
     tmp = tempfile.TemporaryDirectory(prefix="selfheal-live-") if keep is None else None
     data_dir = pathlib.Path(tmp.name) if tmp is not None else keep

@@ -232,7 +232,8 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         try:
             return api.remote(question).result(timeout_s=10)
         except Exception as exc:
-            raise ConnectionError(f"api_server failed: {str(exc).splitlines()[-1]}") from None
+            last = (str(exc).splitlines() or [type(exc).__name__])[-1]
+            raise ConnectionError(f"api_server failed: {last}") from None
     first_admin_token(settings)
     viewer, _ = create_token(settings, "viewer", "demo-viewer")
     operator, _ = create_token(settings, "operator", "demo-operator")

@@ -242,15 +242,32 @@ class World:
         return 1.0 - ok, bad, factor
 
     def call(self, service: str, provider: str, t: float) -> dict[str, Any]:
-        """One call: an answer (possibly wrong), or :class:`ProviderError`."""
+        """One call at ``t``: an answer (possibly wrong), or :class:`ProviderError`."""
+        return self.caller(service, provider, lambda: t)()
+
+    def caller(self, service: str, provider: str, now: Callable[[], float]
+               ) -> Callable[..., dict[str, Any]]:
+        """``call(service, provider, now())`` as one long-lived function, for the simulator's
+        hot loop: the common case (no fault near the service) is answered without lookups;
+        the service's state is read at each call, so faults that start later are seen."""
         svc = self.services[service]
+        draw, answer, faulted = self.rngs[service].random, self.answers[service], self._faulted
+        primary, error_rate = provider == svc.spec.primary, svc.spec.error_rate
+        independent = not svc.spec.depends_on
+
+        def fn(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+            t = now()
+            if independent and not svc.faults and t >= svc.down_until:
+                if primary and draw() < error_rate:  # the primary's base error rate only
+                    raise ProviderError(f"{provider} failed")
+                return answer
+            return faulted(service, provider, t)
+        return fn
+
+    def _faulted(self, service: str, provider: str, t: float) -> dict[str, Any]:
+        """A call near a fault, a stop or a dependency: drawn from :meth:`failure`."""
+        spec = self.services[service].spec
         rng = self.rngs[service]
-        spec = svc.spec
-        if not svc.faults and not spec.depends_on and t >= svc.down_until:
-            # the common case, kept cheap: no fault anywhere near this service
-            if provider == spec.primary and rng.random() < spec.error_rate:
-                raise ProviderError(f"{provider} failed")
-            return self.answers[service]
         p_err, p_bad, factor = self.failure(service, provider, t)
         if factor != 1.0:
             latency = spec.latency_p50_s * math.exp(spec.latency_sigma * rng.gauss(0.0, 1.0))
@@ -262,25 +279,6 @@ class World:
         if u < p_err + p_bad * (1.0 - p_err):
             return bad_answer(service)
         return self.answers[service]
-
-    def caller(self, service: str, provider: str, now: Callable[[], float]
-               ) -> Callable[..., dict[str, Any]]:
-        """``call(service, provider, now())`` as one function, for the simulator's hot loop:
-        the common case of :meth:`call` (no fault near the service) is answered here with the
-        same draws, without its lookups; anything else goes to :meth:`call`."""
-        svc = self.services[service]
-        draw, answer, call = self.rngs[service].random, self.answers[service], self.call
-        primary, error_rate = provider == svc.spec.primary, svc.spec.error_rate
-        independent = not svc.spec.depends_on
-
-        def fn(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
-            t = now()
-            if independent and not svc.faults and t >= svc.down_until:
-                if primary and draw() < error_rate:  # as call() draws: for the primary only
-                    raise ProviderError(f"{provider} failed")
-                return answer
-            return call(service, provider, t)
-        return fn
 
     def probe(self, service: str, provider: str | None, t: float) -> bool:
         """A health probe or a recovery step's probe of ``provider`` (default: the primary)."""

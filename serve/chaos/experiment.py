@@ -129,7 +129,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
             after = _settled(stack, exp.settle_s)  # under load: the load goes on meanwhile
             ended = loop.now()
             entries = loop.stop()
-    stack.flush()
+    stack.flush()  # the audit records _audit reads below are buffered in the processes too
     if not all(after.values()):  # what an operator would look at first
         result["state_after"] = _state(stack)
     result.update(steady_state_after=after, fault_errors=errors, load=tally(entries),

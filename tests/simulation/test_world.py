@@ -1,6 +1,9 @@
-"""The simulated world's fast caller answers exactly as its full call does."""
+"""The simulated world's long-lived caller answers exactly as a call made afresh at the same
+time does, and spends the random draws replays depend on."""
 
 from __future__ import annotations
+
+import contextlib
 
 from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
 from simulation.world import ProviderError, World
@@ -25,7 +28,7 @@ def _outcomes(world: World, calls: list, times: list[float]) -> list[str]:
     return out
 
 
-def test_the_fast_caller_draws_and_answers_as_the_full_call_does():
+def test_a_long_lived_caller_sees_faults_start_and_end_as_a_fresh_call_does():
     spec = ServiceSpec("clinical_reasoning", 50, 0.8, 3.0, 0.05, ("gemini:pro", "deepseek"),
                        "diagnostic", "high")
     fault = FaultSpec("clinical_reasoning", FaultKind.OUTAGE, 20, 10, "gemini:pro")
@@ -50,3 +53,29 @@ def test_the_fast_caller_draws_and_answers_as_the_full_call_does():
     # both kinds of answer were exercised: background errors, the outage, good answers
     assert any("failed" in o for o in got[:400]) and sum("error" in o for o in got) > 100
     assert any(o.startswith("{") for o in got)
+
+
+def test_a_calm_call_draws_once_for_the_primary_and_never_for_a_fallback():
+    """Replays stay byte-identical only if the calm path spends exactly these draws."""
+    spec = ServiceSpec("clinical_reasoning", 50, 0.8, 3.0, 0.05, ("gemini:pro", "deepseek"),
+                       "diagnostic", "high")
+    world = World(Scenario("world", 60, {spec.name: spec}, (), 7), 7)
+    rng = world.rngs[spec.name]
+    before = rng.getstate()
+    assert world.call(spec.name, "deepseek", 1.0)["answer"] is not None
+    assert rng.getstate() == before
+    expected = rng.random() < spec.error_rate  # the one draw the primary's call should make
+    rng.setstate(before)
+    try:
+        world.call(spec.name, "gemini:pro", 1.0)
+        failed = False
+    except ProviderError:
+        failed = True
+    assert failed == expected
+    rng.setstate(before)
+    rng.random()
+    after_one = rng.getstate()
+    rng.setstate(before)
+    with contextlib.suppress(ProviderError):
+        world.call(spec.name, "gemini:pro", 1.0)
+    assert rng.getstate() == after_one

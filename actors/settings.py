@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # one replica cannot die unnoticed: until Serve has started another, nothing answers
     api_replicas: int = Field(1, ge=1, le=16,
                               validation_alias=_alias("SELFHEAL_API_REPLICAS", "api_replicas"))
+    # how long a replica keeps a token it accepted before reading it again: a token revoked
+    # through another replica is refused by this one after at most this long (0: read every
+    # request; the replica that revoked it refuses it at once)
+    api_token_cache_s: float = Field(
+        5.0, ge=0, le=300,
+        validation_alias=_alias("SELFHEAL_API_TOKEN_CACHE_S", "api_token_cache_s"))
     # where alerts go: a Slack incoming webhook (channel "slack") and the PagerDuty Events
     # API v2 (channel "pager"); None: alert steps have nowhere to send and say so
     slack_webhook_url: str | None = Field(

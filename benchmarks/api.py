@@ -4,7 +4,10 @@ Measured in one run on a stack built as ``selfheal up`` builds it (Ray, Serve on
 Redis, an SQLite audit database): the health endpoint's latency and throughput through Serve
 next to a trivial Serve endpoint, and next to the same app under plain uvicorn; the health
 endpoint's server time with 1,000 circuits next to the raw Redis read of the same circuits;
-one ``/metrics`` scrape with 1,000 circuits. Needs Redis on 127.0.0.1:6379; uses its
+one ``/metrics`` scrape with 1,000 circuits. The trivial endpoint is a plain ``def``, run on a
+thread as the health route is; the liveness and whoami routes are ``async def`` (nothing to
+wait for: whoami checks a token this replica accepted moments ago, in memory), so they can
+come in under it. Needs Redis on 127.0.0.1:6379; uses its
 database 7, which it empties.
 """
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import redis.exceptions
 import sqlalchemy.exc
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from actors.control import ControlBackend, NotFound, Unavailable
 from actors.ray_gateway import ActorUnavailable
-from actors.stores.api_tokens import ApiToken
+from actors.stores.api_tokens import ApiToken, RecentTokens
 from actors.stores.audit_sql import AuditStoreError
 from healing.audit import AuditKind
 from healing.errors import ConfigError
@@ -129,7 +130,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) -> FastAPI:
+def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = (),
+              token_cache_s: float = 5.0) -> FastAPI:
     app = FastAPI(title="selfheal control API", version="1",
                   description="Operate selfheal: circuits, recovery, alerts, audit, metrics.",
                   responses=_ERRORS)
@@ -140,11 +142,17 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     bearer = HTTPBearer(auto_error=False)
+    recent = RecentTokens(backend.tokens, ttl_s=token_cache_s)
 
-    def role(may: str) -> Callable[..., ApiToken]:
-        def check(creds: Annotated[HTTPAuthorizationCredentials | None,
-                                   Depends(bearer)]) -> ApiToken:
-            token = backend.tokens.authenticate(creds.credentials) if creds else None
+    def role(may: str) -> Callable[..., Any]:
+        # On the event loop: a token accepted moments ago is checked without a thread (a
+        # handoff costs about as much as the check); anything else reads the database in one.
+        async def check(creds: Annotated[HTTPAuthorizationCredentials | None,
+                                         Depends(bearer)]) -> ApiToken:
+            token = None
+            if creds is not None:
+                token = recent.cached(creds.credentials) or await run_in_threadpool(
+                    recent.authenticate, creds.credentials)
             if token is None:
                 raise HTTPException(401, "a valid bearer token is required",
                                     headers={"WWW-Authenticate": "Bearer"})
@@ -204,7 +212,7 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
         return RedirectResponse("/dashboard/")
 
     @app.get("/api/v1/livez", tags=["service"], responses={})
-    def livez() -> dict[str, bool]:
+    async def livez() -> dict[str, bool]:
         """Liveness, for load balancers: no token needed, nothing read."""
         return {"ok": True}
 
@@ -219,7 +227,7 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
                       since=now - hours * 3600)
 
     @app.get("/api/v1/whoami", tags=["tokens"])
-    def whoami(token: Reader) -> dict[str, str]:
+    async def whoami(token: Reader) -> dict[str, str]:
         """The token's id, name and role: what a client may offer its user."""
         return {"id": token.id, "name": token.name, "role": token.role}
 
@@ -387,7 +395,9 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = ()) ->
 
     @app.delete("/api/v1/tokens/{token_id}", tags=["tokens"])
     def revoke_token(token_id: Annotated[str, _name()], who: Admin) -> Token:
-        return Token(**backend.revoke_token(token_id, who.who))
+        revoked = Token(**backend.revoke_token(token_id, who.who))
+        recent.forget(token_id)  # refused here at once; other replicas within the cache time
+        return revoked
 
     @app.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
     def metrics(_: Reader) -> PlainTextResponse:

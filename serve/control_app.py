@@ -31,7 +31,8 @@ def control_api(settings: Settings, num_replicas: int | None = None) -> Any:
         from .control_api import build_app  # noqa: PLC0415
 
         return build_app(ControlBackend(settings),
-                         cors_origins=tuple(settings.api_cors_origins))
+                         cors_origins=tuple(settings.api_cors_origins),
+                         token_cache_s=settings.api_token_cache_s)
 
     deployment = serve.deployment(
         name="ControlAPI", num_replicas=num_replicas or settings.api_replicas,

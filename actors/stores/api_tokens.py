@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
@@ -27,7 +29,7 @@ from healing.errors import ConfigError
 
 from .audit_sql import AuditStore, AuditStoreError, api_tokens
 
-__all__ = ["ROLES", "ApiToken", "TokenStore", "api_tokens"]
+__all__ = ["ROLES", "ApiToken", "RecentTokens", "TokenStore", "api_tokens"]
 
 ROLES = ("viewer", "operator", "auditor", "admin")
 _PREFIX = "shk"
@@ -132,3 +134,59 @@ class TokenStore:
 
 def _token(row) -> ApiToken:  # type: ignore[no-untyped-def]
     return ApiToken(row.id, row.name, row.role, row.created_at, row.created_by, row.revoked_at)
+
+
+class RecentTokens:
+    """The tokens this process accepted in the last ``ttl_s`` seconds, so that a client that
+    polls (the dashboard, a Prometheus scraper) is checked without a database read, and the
+    API can check it on its event loop instead of handing every request to a thread.
+
+    What it trades: a token revoked through another process (another API replica) is still
+    accepted here for up to ``ttl_s``; one revoked through this process (:meth:`forget`) is
+    refused at once. Only acceptances are kept: a refused token is read afresh every time, so
+    a token made a moment ago works at once and guessing gets no cheaper. Entries are keyed
+    by the SHA-256 of what was presented, so no secret is held here."""
+
+    def __init__(self, tokens: TokenStore, ttl_s: float = 5.0, size: int = 1024) -> None:
+        if ttl_s < 0 or size < 1:
+            raise ConfigError("RecentTokens", f"ttl_s={ttl_s}, size={size}",
+                              "ttl_s must be >= 0 and size >= 1")
+        self.tokens, self.ttl_s, self.size = tokens, ttl_s, size
+        self._seen: OrderedDict[str, tuple[ApiToken, float]] = OrderedDict()
+        self._lock = threading.Lock()  # the event loop reads, request threads forget
+        self._revoked: set[str] = set()  # revoked here: never kept again, even by a check
+        # that read the row just before the revocation landed
+
+    def cached(self, presented: str) -> ApiToken | None:
+        """The token if this process accepted it within ``ttl_s``; None means: ask
+        :meth:`authenticate` (which reads the database)."""
+        key = _digest(presented)
+        with self._lock:
+            hit = self._seen.get(key)
+            if hit is None:
+                return None
+            if self.tokens.clock.now() >= hit[1]:
+                del self._seen[key]
+                return None
+            self._seen.move_to_end(key)
+            return hit[0]
+
+    def authenticate(self, presented: str) -> ApiToken | None:
+        """:meth:`TokenStore.authenticate`, keeping an acceptance for ``ttl_s``."""
+        token = self.tokens.authenticate(presented)
+        if token is not None and self.ttl_s > 0:
+            with self._lock:
+                if token.id in self._revoked:
+                    return token  # the read came before the revocation: answer, not kept
+                self._seen[_digest(presented)] = (token, self.tokens.clock.now() + self.ttl_s)
+                self._seen.move_to_end(_digest(presented))
+                while len(self._seen) > self.size:
+                    self._seen.popitem(last=False)
+        return token
+
+    def forget(self, token_id: str) -> None:
+        """Drop a token from the cache (it was just revoked)."""
+        with self._lock:
+            self._revoked.add(token_id)
+            for key in [k for k, (t, _) in self._seen.items() if t.id == token_id]:
+                del self._seen[key]

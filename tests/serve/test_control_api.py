@@ -628,3 +628,36 @@ def test_cors_is_off_unless_configured_and_the_serve_config_deploys_the_app(stac
         assert built.status_code == 200 and "circuits" in built.json()
     finally:
         delete_app("selfheal-built")
+
+
+def test_a_token_revoked_through_another_replica_is_refused_after_the_cache_time(stack):
+    """Two API replicas over one database (each its own app and cache), on a manual clock:
+    the replica that revokes refuses at once; the other within ``token_cache_s``."""
+    from fastapi.testclient import TestClient
+
+    from actors.control import ControlBackend
+    from healing.clock import ManualClock
+    from serve.control_api import build_app
+
+    _state, settings, tokens = stack
+    clock = ManualClock(start=1000.0)
+    one, two = ControlBackend(settings, clock=clock), ControlBackend(settings, clock=clock)
+    try:
+        a = TestClient(build_app(one, token_cache_s=5.0))
+        b = TestClient(build_app(two, token_cache_s=5.0))
+        admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        made = a.post("/api/v1/tokens", headers=admin, json={"role": "viewer", "name": "rota"})
+        secret = {"Authorization": f"Bearer {made.json()['token']}"}
+        assert a.get("/api/v1/whoami", headers=secret).status_code == 200
+        assert b.get("/api/v1/whoami", headers=secret).json()["role"] == "viewer"
+        assert a.delete(f"/api/v1/tokens/{made.json()['id']}", headers=admin).status_code == 200
+        assert a.get("/api/v1/whoami", headers=secret).status_code == 401
+        assert b.get("/api/v1/whoami", headers=secret).status_code == 200  # the trade
+        clock.advance(5.0)
+        assert b.get("/api/v1/whoami", headers=secret).status_code == 401
+        # a refusal is not kept: a malformed token is refused, a good one still accepted
+        assert b.get("/api/v1/whoami", headers={"Authorization": "Bearer x"}).status_code == 401
+        assert b.get("/api/v1/whoami", headers=admin).status_code == 200
+    finally:
+        one.close()
+        two.close()

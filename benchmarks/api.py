@@ -176,7 +176,7 @@ def run() -> list[Figure]:
 
 def _server_time(backend: Any) -> float:
     """What the health handler does, timed in-process: every read and the response model."""
-    from serve.control_api import Circuit, Health
+    from serve.api_models import Circuit, Health
 
     times = []
     for _ in range(30):

@@ -1,6 +1,6 @@
 // The selfheal operator dashboard: a client of the public control API (/api/v1), nothing
-// more. It polls (circuits, runs and alerts every 2 s; service series and patterns every
-// 15 s), says when its data is stale or the API is down, and offers only the controls the
+// more. It polls (circuits, runs and alerts every 2 s; service series, patterns, error
+// budgets and memory every 15 s), says when its data is stale or the API is down, and offers only the controls the
 // token's role may use; the API refuses the others anyway. Every value from the API reaches
 // the page through textContent, never as HTML.
 "use strict";
@@ -185,6 +185,58 @@ function renderPatterns(patterns) {
     "no recurring failures in the last 30 days"));
 }
 
+// a window in seconds as an operator says it: 300 -> 5m, 3600 -> 1h, 2592000 -> 30d
+const span = (s) => (s % 86400 === 0 ? `${s / 86400}d` : s % 3600 === 0 ? `${s / 3600}h`
+  : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
+
+function renderSlo(data) {
+  document.getElementById("slo-paging").textContent = `(pages: ${data.paging}` +
+    `${data.at ? `; read ${ago(data.at)} ago` : ""})`;
+  const tbody = document.querySelector("#slo tbody");
+  const names = Object.keys(data.services).sort();
+  tbody.replaceChildren(...names.map((name) => {
+    const s = data.services[name];
+    const left = s.budget_remaining;
+    const burns = Object.entries(s.burn_rates).sort((a, b) => Number(a[0]) - Number(b[0]))
+      .map(([w, r]) => `${r.toFixed(1)}× (${span(Number(w))})`).join(" · ");
+    return el("tr", { "data-service": name }, el("td", {}, name),
+      el("td", {}, `${(100 * s.objective).toFixed(2)} %`),
+      el("td", { class: left < 0 ? "bad" : left < 0.5 ? "warn" : "" },
+         left < 0 ? `▲ overspent by ${pct(-left)}` : left < 0.5 ? `◐ ${pct(left)} (low)`
+           : pct(left)),
+      el("td", { class: "wrap" }, burns || "—"),
+      el("td", { class: s.alerts.length ? "bad wrap" : "dim" }, s.alerts.length
+        ? s.alerts.map((a) => `[${a.severity}] ${a.describe}`).join("; ") : "none"));
+  }));
+  if (!names.length) tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "dim" },
+    "no service has traffic in its metric stream yet")));
+}
+
+function renderResources(data) {
+  const tbody = document.querySelector("#resources tbody");
+  const used = (mb, limit) => {
+    const share = limit ? mb / limit : null;
+    const mark = share >= 0.9 ? "▲ " : share >= 0.75 ? "◐ " : "";
+    return el("td", { class: share >= 0.9 ? "bad" : share >= 0.75 ? "warn" : "" },
+      limit ? `${mark}${Math.round(mb)} / ${Math.round(limit)} MiB (${Math.round(100 * share)} %)`
+        : `${Math.round(mb)} MiB (no limit)`);
+  };
+  // Ray's own actors have long generated names: shortened, the whole name on hover
+  const name = (t) => el("td", { title: t }, t.length > 40 ? `${t.slice(0, 28)}…${t.slice(-8)}` : t);
+  const rows = [
+    ...Object.entries(data.replicas).sort().map(([target, r]) => el("tr", {},
+      name(target), el("td", {}, r.service), used(r.rss_mb, r.limit_mb),
+      el("td", {}, `${Math.round(r.cpu_percent)} %`))),
+    ...Object.entries(data.actors || {}).sort().map(([target, a]) => el("tr", { class: "dim" },
+      name(target), el("td", {}, "selfheal"), used(a.rss_mb, null),
+      el("td", {}, `${Math.round(a.cpu_percent)} %`)))];
+  tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 4,
+    class: "dim" }, "no reading yet"))]));
+  const alerts = (data.alerts || []).slice(-5).reverse();
+  document.querySelector("#resources .memory-alerts").replaceChildren(...alerts.map((a) =>
+    el("li", { class: "bad" }, `▲ ${clock(a.at)} ${a.detail}`)));
+}
+
 function health(calls, errors) {
   if (!calls) return "none";
   const r = errors / calls;
@@ -265,9 +317,11 @@ async function fast() {
 
 async function slow() {
   try {
-    const [services, patterns] = await Promise.all([
-      api("/api/v1/services?minutes=60"), api("/api/v1/patterns")]);
-    renderServices(services); renderPatterns(patterns);
+    const [services, patterns, slo, resources] = await Promise.all([
+      api("/api/v1/services?minutes=60"), api("/api/v1/patterns"), api("/api/v1/slo"),
+      api("/api/v1/resources")]);
+    renderServices(services); renderPatterns(patterns); renderSlo(slo);
+    renderResources(resources);
   } catch (e) { if (e.message !== "401") showError(`update failed: ${e.message}`); }
 }
 

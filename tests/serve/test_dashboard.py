@@ -157,3 +157,52 @@ def test_an_auditor_opens_a_run_to_its_steps_and_audit_records(stack, browser):
     assert "step 1" in steps and "audit trail:" in steps
     _shot(page, "dashboard-run-audit")
     page.close()
+
+
+def test_error_budgets_and_replica_memory_show_as_the_monitor_reads_them(stack, browser):
+    """A service burning its error budget at about 10x, as the running monitor computes it
+    from the metric streams, and the memory of this node's Serve replicas (the API's own)."""
+    import random
+
+    from actors.stores.metric_stream import MetricRecorder
+    from actors.stores.redis_conn import connect
+    from healing.outcome import OutcomeRecord
+    from healing.safety import Criticality, OperationType
+
+    state, _settings, tokens = stack
+    service = f"budget{uuid.uuid4().hex[:6]}"
+    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=0.1, flush_interval_s=60,
+                              rng=random.Random(5))
+    now = time.time()
+    for k in range(6000):  # ten minutes at 10/s, one request in a hundred unanswered
+        bad = k % 100 == 0
+        recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
+                                      "ConnectionError" if bad else None,
+                                      "none" if bad else "primary", None,
+                                      OperationType.ADMINISTRATIVE, Criticality.MEDIUM,
+                                      now - 600 + k / 10))
+    recorder.flush()
+    headers = {"Authorization": f"Bearer {tokens['viewer']}"}
+    try:
+        # the page polls these every 15 s: wait for the monitor here, then read the page
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                service in httpx.get(f"{state['url']}/api/v1/slo", headers=headers,
+                                     timeout=30).json()["services"]
+                and httpx.get(f"{state['url']}/api/v1/resources", headers=headers,
+                              timeout=30).json()["replicas"]):
+            time.sleep(0.5)  # polling a real actor that works on its own beat
+        page = _page(browser, state, tokens["viewer"])
+        row = page.wait_for_selector(f'#slo tr[data-service="{service}"]', timeout=20_000)
+        cells = [c.inner_text() for c in row.query_selector_all("td")]
+        assert cells[1] == "99.90 %"
+        burn_5m = next(b for b in cells[3].split(" · ") if b.endswith("(5m)"))
+        assert 5 < float(burn_5m.split("\u00d7")[0]) < 20  # ~10x, the successes re-weighted
+        memory = page.inner_text("#resources tbody")
+        assert "selfheal/" in memory and "/ 2048 MiB" in memory
+        assert "pages: two_key" in page.inner_text("#slo-paging")
+        _shot(page, "dashboard-budgets-memory")
+        page.close()
+    finally:
+        recorder.close()
+        connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")

@@ -2,12 +2,12 @@
 from the event loop with ``loop.run_in_executor``.
 
 Why not FastAPI's own handoff (``def`` routes run through anyio's ``to_thread``): inside a
-Ray Serve replica that handoff measured 1.2-1.9 ms a request on this project's 2-core machines,
-about a third of a health read, and halved the throughput of 8 clients (106 against 164
-requests/s with the same route run here, ``make bench``'s api suite); under plain uvicorn the
-two cost about the same. Routes stay written as plain functions (Redis and SQL clients are
-synchronous) and are registered through :func:`routes`, which wraps each in a coroutine
-that waits for it on this pool.
+Ray Serve replica that handoff measured 1.2-1.9 ms a request on this project's 2-core machines
+(an ``async def`` route against the same route as a plain ``def``), a third of a health read,
+and 8 clients got about 106 health reads a second through it against about 160 through this
+pool (``make bench``'s api suite). Routes stay written as plain functions (the Redis and SQL
+clients are synchronous) and are registered through :meth:`ApiThreads.routes`, which wraps
+each in a coroutine that waits for it on this pool.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ HTTP, PostgreSQL, Redis), driven with HTTP requests and bearer tokens."""
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 
@@ -440,26 +439,10 @@ def test_an_operator_sets_an_error_threshold_and_undoes_it(stack):
 def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack):
     """The running monitor keeps the error budget of a service it reads in the metric
     streams: its burn rates reach GET /api/v1/slo and /metrics."""
-    from actors.stores.metric_stream import MetricRecorder
-    from actors.stores.redis_conn import connect
-    from healing.outcome import OutcomeRecord
-    from healing.safety import Criticality, OperationType
+    from tests.serve.traffic import burning_budget
 
     state, _settings, tokens = stack
-    service = f"slo{uuid.uuid4().hex[:6]}"
-    # as the service's own recorder would: every failure and a tenth of the successes
-    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=0.1, flush_interval_s=60,
-                              rng=random.Random(3))
-    now = time.time()
-    for k in range(6000):  # ten minutes at 10/s, one request in a hundred unanswered: 10x
-        bad = k % 100 == 0
-        recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
-                                      "ConnectionError" if bad else None,
-                                      "none" if bad else "primary", None,
-                                      OperationType.ADMINISTRATIVE, Criticality.MEDIUM,
-                                      now - 600 + k / 10))
-    recorder.flush()
-    try:
+    with burning_budget("slo", seed=3) as service:
         assert _get(state, "/api/v1/slo").status_code == 401
         deadline = time.monotonic() + 60
         body = {}
@@ -489,9 +472,6 @@ def test_each_services_slo_and_the_pager_show_through_the_api_and_metrics(stack)
         actors = _get(state, "/api/v1/resources", tokens["viewer"]).json()["actors"]
         assert any(t.startswith("orchestrator/") and a["rss_mb"] > 0
                    for t, a in actors.items()), actors
-    finally:
-        recorder.close()
-        connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")
 
 
 def test_scheduled_trainings_are_visible_with_their_phases(stack, ray_cluster):

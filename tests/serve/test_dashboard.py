@@ -162,28 +162,11 @@ def test_an_auditor_opens_a_run_to_its_steps_and_audit_records(stack, browser):
 def test_error_budgets_and_replica_memory_show_as_the_monitor_reads_them(stack, browser):
     """A service burning its error budget at about 10x, as the running monitor computes it
     from the metric streams, and the memory of this node's Serve replicas (the API's own)."""
-    import random
-
-    from actors.stores.metric_stream import MetricRecorder
-    from actors.stores.redis_conn import connect
-    from healing.outcome import OutcomeRecord
-    from healing.safety import Criticality, OperationType
+    from tests.serve.traffic import burning_budget
 
     state, _settings, tokens = stack
-    service = f"budget{uuid.uuid4().hex[:6]}"
-    recorder = MetricRecorder(connect(REDIS_URL), sample_rate=0.1, flush_interval_s=60,
-                              rng=random.Random(5))
-    now = time.time()
-    for k in range(6000):  # ten minutes at 10/s, one request in a hundred unanswered
-        bad = k % 100 == 0
-        recorder.record(OutcomeRecord(service, "main", not bad, 0.01,
-                                      "ConnectionError" if bad else None,
-                                      "none" if bad else "primary", None,
-                                      OperationType.ADMINISTRATIVE, Criticality.MEDIUM,
-                                      now - 600 + k / 10))
-    recorder.flush()
     headers = {"Authorization": f"Bearer {tokens['viewer']}"}
-    try:
+    with burning_budget("budget", seed=5) as service:
         # the page polls these every 15 s: wait for the monitor here, then read the page
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
@@ -203,6 +186,3 @@ def test_error_budgets_and_replica_memory_show_as_the_monitor_reads_them(stack, 
         assert "pages: two_key" in page.inner_text("#slo-paging")
         _shot(page, "dashboard-budgets-memory")
         page.close()
-    finally:
-        recorder.close()
-        connect(REDIS_URL).delete(f"metrics:{service}", f"metrics:{service}:count")

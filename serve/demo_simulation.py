@@ -3,6 +3,7 @@ without, in a couple of seconds; and a week of daily deadlocks, learnt and preve
 
 from __future__ import annotations
 
+import datetime
 import sys
 from typing import Any, TextIO
 
@@ -49,11 +50,11 @@ def run_deadlock_demo(out: TextIO = sys.stdout, chapter: int = 9) -> dict[str, A
     incidents = {i["start_s"]: i for i in run_metrics(result)["incidents"]}
     days = []
     for f in sorted(result.incidents, key=lambda f: f.start):
-        day = int(f.start // 86400) + 1
+        day = (_at(scenario, f.start).date() - scenario.start.date()).days + 1
         if f.averted:
             ahead = [p for p in sim.predictions
                      if p["service"] == f.spec.service and p["at"] <= f.start]
-            when = f"predicted at {_clock(ahead[-1]['at'])}, " if ahead else ""
+            when = f"predicted at {_clock(scenario, ahead[-1]['at'])}, " if ahead else ""
             what = ahead[-1]["pattern"] if ahead else "a predicted recurrence"
             say(f"   day {day}: prevented: {when}acted on before 14:00\n"
                 f"          ({what})\n")
@@ -65,7 +66,7 @@ def run_deadlock_demo(out: TextIO = sys.stdout, chapter: int = 9) -> dict[str, A
         healed = ("not recovered" if i["recovered_s"] is None
                   else "answered throughout, by the fallbacks" if i["recovered_s"] <= f.start
                   else f"answering again after {i['recovered_s'] - f.start:.0f} s")
-        say(f"   day {day}: deadlock at {_clock(f.start)}: {seen}, {healed}\n")
+        say(f"   day {day}: deadlock at {_clock(scenario, f.start)}: {seen}, {healed}\n")
         days.append("incident")
     say(f"\n   {days.count('prevented')} of {len(days)} deadlocks prevented once the pattern "
         "was learnt; the others detected\n   and healed by their workflow. Replay it:\n"
@@ -73,7 +74,11 @@ def run_deadlock_demo(out: TextIO = sys.stdout, chapter: int = 9) -> dict[str, A
     return {"days": days, "predictions": list(sim.predictions)}
 
 
-def _clock(t: float | None) -> str:
-    """Seconds from a scenario's midnight start as the time of day."""
-    s = int(t or 0) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+def _at(scenario: Any, t: float | None) -> datetime.datetime:
+    """Seconds into ``scenario`` as the date and time they stand for."""
+    return scenario.start + datetime.timedelta(seconds=t or 0.0)
+
+
+def _clock(scenario: Any, t: float | None) -> str:
+    """Seconds into ``scenario`` as the time of day (HH:MM)."""
+    return _at(scenario, t).strftime("%H:%M")

@@ -65,6 +65,19 @@ def test_the_demos_deadlock_week_is_learnt_and_then_prevented():
     assert "acted on before 14:00" in text
 
 
+def test_the_deadlock_chapter_tells_times_and_days_from_the_scenarios_own_start():
+    import dataclasses
+
+    from serve.demo_simulation import _at, _clock
+    from simulation.scenario import SCENARIOS, load_scenario
+
+    week = load_scenario(SCENARIOS / "daily_deadlock_week.yaml")
+    late = dataclasses.replace(week, start=week.start.replace(hour=21, minute=30))
+    assert _clock(week, 14 * 3600) == "14:00" and _clock(late, 14 * 3600) == "11:30"
+    # 14 h after a 21:30 start is the next day
+    assert (_at(late, 14 * 3600).date() - late.start.date()).days == 1
+
+
 def test_cli_without_a_command_explains_itself(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])

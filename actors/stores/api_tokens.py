@@ -25,6 +25,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from healing.clock import Clock, SystemClock
+from healing.config import check_count, check_non_negative
 from healing.errors import ConfigError
 
 from .audit_sql import AuditStore, AuditStoreError, api_tokens
@@ -148,9 +149,8 @@ class RecentTokens:
     by the SHA-256 of what was presented, so no secret is held here."""
 
     def __init__(self, tokens: TokenStore, ttl_s: float = 5.0, size: int = 1024) -> None:
-        if ttl_s < 0 or size < 1:
-            raise ConfigError("RecentTokens", f"ttl_s={ttl_s}, size={size}",
-                              "ttl_s must be >= 0 and size >= 1")
+        check_non_negative("ttl_s", ttl_s)
+        check_count("size", size)
         self.tokens, self.ttl_s, self.size = tokens, ttl_s, size
         self._seen: OrderedDict[str, tuple[ApiToken, float]] = OrderedDict()
         self._lock = threading.Lock()  # the event loop reads, request threads forget
@@ -178,8 +178,9 @@ class RecentTokens:
             with self._lock:
                 if token.id in self._revoked:
                     return token  # the read came before the revocation: answer, not kept
-                self._seen[_digest(presented)] = (token, self.tokens.clock.now() + self.ttl_s)
-                self._seen.move_to_end(_digest(presented))
+                key = _digest(presented)
+                self._seen[key] = (token, self.tokens.clock.now() + self.ttl_s)
+                self._seen.move_to_end(key)
                 while len(self._seen) > self.size:
                     self._seen.popitem(last=False)
         return token

@@ -1,11 +1,11 @@
 """What the control API reads and changes: the stores for reads, the actors for changes.
 
-Reads come from the stores, cluster-wide: circuits from their Redis hashes (one pipelined
-round trip for all of them, so 1,000 circuits cost one read, not 1,000 actor calls), call
-counts from the metric counters, failures and the audit trail from SQL. Changes go to the
-actor that owns the state (a circuit's actor, the orchestrator), and every change is first
-written to the audit trail with who made it: a change whose record cannot be made durable is
-not made.
+Reads come from the stores, cluster-wide: circuits from their Redis hashes, call counts from
+the metric counters and the health checks' statuses together in one round trip (so 1,000
+circuits cost one read, not 1,000 actor calls), failures and the audit trail from SQL.
+Changes go to the actor that owns the state (a circuit's actor, the orchestrator), and every
+change is first written to the audit trail with who made it: a change whose record cannot be
+made durable is not made.
 
 Nothing here knows HTTP; ``serve.control_api`` is the web layer over it.
 """
@@ -34,12 +34,11 @@ from .stores.api_tokens import TokenStore
 from .stores.audit_spool import segments
 from .stores.audit_sql import AuditStore, audit_log, circuit_transitions, failure_events
 from .stores.audit_trail import AuditTrail
+from .stores.cluster_view import ClusterView, ClusterViewReader
 from .stores.redis_conn import connect
 
 __all__ = ["ControlBackend", "NotFound", "Unavailable"]
 
-_CIRCUIT_FIELDS = ("state", "version", "retry_at", "isolated", "lease_holder", "reason",
-                   "stats")
 
 
 class NotFound(SelfHealError):
@@ -71,28 +70,27 @@ class ControlBackend(LearningReads):
         self.audit = AuditTrail.from_config(settings.audit_config(), None)
         self.orchestrator, self.health = orchestrator, health
         # what the actors persist (actors.stores.actor_state), read without asking them
-        self.health_state = ActorState(self.redis, f"selfheal:{health}")
         self.orchestrator_state = ActorState(self.redis, f"selfheal:{orchestrator}")
+        # the health monitor's check statuses, as its ActorState table "status" holds them
+        self._read_view = ClusterViewReader(self.redis, f"selfheal:{health}:status")
 
     # -- reads -------------------------------------------------------------------------
 
-    def circuits(self) -> list[dict[str, Any]]:
-        """Every circuit's cluster view, from Redis, in one pipelined read."""
+    def cluster_view(self) -> ClusterView:
+        """Every circuit's cluster view, calls per service and the health checks' statuses,
+        from Redis in one round trip (``actors.stores.cluster_view``)."""
         try:
-            names = sorted(k.decode().removeprefix("circuit:")
-                           for k in self.redis.scan_iter("circuit:*", count=1000))
-            pipe = self.redis.pipeline(transaction=False)
-            for n in names:
-                pipe.hmget(f"circuit:{n}", *_CIRCUIT_FIELDS)
-            rows = pipe.execute()
+            return self._read_view()
         except redis.RedisError as exc:
             raise Unavailable(f"Redis: {exc}") from exc
-        return [_circuit(n, dict(zip(_CIRCUIT_FIELDS, row, strict=True)))
-                for n, row in zip(names, rows, strict=True) if row[0] is not None]
+
+    def circuits(self) -> list[dict[str, Any]]:
+        """Every circuit's cluster view, sorted by name."""
+        return self.cluster_view().circuits
 
     def calls(self) -> dict[str, dict[str, int]]:
         """Calls, errors and fallback answers per service (exact counters)."""
-        return self._counters("metrics:*:count", lambda key: key.split(":")[1])
+        return self.cluster_view().calls
 
     def services(self, since: float, until: float, step_s: float = 60.0) -> dict[str, Any]:
         """Per service, from its metric stream between ``since`` and ``until``: each step's
@@ -158,10 +156,6 @@ class ControlBackend(LearningReads):
             raise Unavailable(f"Redis: {exc}") from exc
         return {name_of(k): {f.decode(): int(v) for f, v in row.items()}
                 for k, row in zip(keys, rows, strict=True)}
-
-    def health_checks(self) -> dict[str, dict[str, Any]]:
-        """Each check's last status, as the health monitor wrote it after running it."""
-        return self.health_state.table("status")
 
     def recent_failures(self, since: float, until: float, limit: int) -> list[dict[str, Any]]:
         t = failure_events
@@ -370,19 +364,4 @@ def _token_dict(token: Any) -> dict[str, Any]:
     return {f: getattr(token, f) for f in ("id", "name", "role", "created_at", "created_by",
                                            "revoked_at")}
 
-
-def _circuit(name: str, raw: dict[str, bytes | None]) -> dict[str, Any]:
-    def text(k: str) -> str | None:
-        v = raw.get(k)
-        return None if v is None or v == b"" else v.decode()
-
-    retry_at = text("retry_at")
-    stats = json.loads(text("stats") or "{}")
-    return {"name": name, "service": name.split(":", 1)[0], "state": text("state"),
-            "version": int(text("version") or 0),
-            "retry_at": float(retry_at) if retry_at else None,
-            "isolated": json.loads(text("isolated") or "[]"),
-            "lease_holder": text("lease_holder"), "reason": text("reason") or "",
-            "calls": stats.get("calls", 0), "failure_rate": stats.get("failure_rate", 0.0),
-            "processes": stats.get("processes", {}), "settings": stats.get("settings", {})}
 

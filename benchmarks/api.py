@@ -182,8 +182,9 @@ def _server_time(backend: Any) -> float:
     for _ in range(30):
         t0 = time.perf_counter()
         now = time.time()
-        Health(circuits=[Circuit(**c) for c in backend.circuits()],
-               health_checks=backend.health_checks(), services=backend.calls(),
+        view = backend.cluster_view()
+        Health(circuits=[Circuit(**c) for c in view.circuits],
+               health_checks=view.health_checks, services=view.calls,
                recent_failures=backend.recent_failures(now - 86400, now, 100),
                since=now - 86400).model_dump_json()
         times.append((time.perf_counter() - t0) * 1e3)

@@ -165,8 +165,9 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = (),
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Health:
         """Every circuit's cluster view, health checks, calls per service, recent failures."""
         now = backend.clock.wall()
-        return Health(circuits=[Circuit(**c) for c in backend.circuits()],
-                      health_checks=backend.health_checks(), services=backend.calls(),
+        view = backend.cluster_view()
+        return Health(circuits=[Circuit(**c) for c in view.circuits],
+                      health_checks=view.health_checks, services=view.calls,
                       recent_failures=backend.recent_failures(now - hours * 3600, now, limit),
                       since=now - hours * 3600)
 

@@ -30,7 +30,8 @@ class _Cluster:
 
     def collect(self) -> Iterator[Metric]:
         b = self.backend
-        circuits = b.circuits()
+        view = b.cluster_view()  # circuits and call counters in one read
+        circuits = view.circuits
         state = GaugeMetricFamily("selfheal_circuit_state",
                                   "1 for the state each circuit is in, cluster-wide",
                                   labels=["circuit", "service", "state"])
@@ -68,7 +69,7 @@ class _Cluster:
                                    "calls admission refused (a provider's concurrency limit "
                                    "full for their acuity; never life-critical)",
                                    labels=["service"])
-        for service, counts in sorted(b.calls().items()):
+        for service, counts in view.calls.items():
             requests.add_metric([service], counts.get("total", 0))
             errors.add_metric([service], counts.get("errors", 0))
             fallbacks.add_metric([service], counts.get("fallbacks", 0))

@@ -72,6 +72,8 @@ ROWS = [
     ("an hour of per-minute metrics out of a day's metric stream, for a notebook",
      "an hour of per-minute metrics out of a day's stream (actors.frames)"),
     ("NAB score, standard", "NAB standard: selfheal detect vs rolling zscore"),
+    ("NAB's series as hourly means (short hourly series), standard",
+     "NAB as hourly means standard: selfheal detect vs rolling zscore"),
     ("score on the generated service-telemetry corpus, standard",
      "service corpus standard: selfheal detect vs rolling zscore"),
     ("NAB score, standard, against the best published",

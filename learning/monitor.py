@@ -18,7 +18,7 @@ Latency, when the caller has it, is the second feature: each bucket's 95th perce
 p-value from a :class:`~learning.detectors.DeviationDetector` against the service's own last
 hours (conformal, so it needs an hour or two of history before it can call anything rare; a
 p95 below the usual counts as no evidence), and a
-:class:`~learning.detectors.SurpriseCusum` of those p-values reaching ``latency_h`` is a
+:class:`~learning.evidence.SurpriseCusum` of those p-values reaching ``latency_h`` is a
 ``latency_p95`` anomaly: a run of slow buckets, not one (a single slow bucket is the most
 unusual of the last two hours every two hours or so, on noise alone).
 
@@ -44,7 +44,8 @@ from typing import Any
 from healing.config import check_count, check_positive
 from healing.errors import ConfigError
 
-from .detectors import DeviationDetector, SurpriseCusum
+from .detectors import DeviationDetector
+from .evidence import SurpriseCusum
 from .multivariate import MultivariateDetector
 
 __all__ = ["STATE_VERSION", "Anomaly", "MonitorPolicy", "PredictiveMonitor"]

@@ -20,7 +20,7 @@ scores only a little high (tested). One metric alone is the single-metric detect
 * **Calibrated.** A forest's score means different things for different services, so each is
   turned into a conformal p-value against the last ``memory`` scores of the same service.
 * **Alarmed on persistence, not on one row**, by a
-  :class:`~learning.detectors.SurpriseCusum` over those p-values: with ``h`` 20 a run of
+  :class:`~learning.evidence.SurpriseCusum` over those p-values: with ``h`` 20 a run of
   1-in-100 rows is caught in 8 rows, and noise alone crosses about once in 10^7 rows.
 """
 
@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .detectors import Conformal, SurpriseCusum
+from .evidence import Conformal, SurpriseCusum
 
 __all__ = ["ForestScorer", "MultivariateDetector", "MultivariateVerdict"]
 

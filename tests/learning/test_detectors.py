@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learning.detectors import DETECTORS, DeviationDetector, SelfhealDetector, _Gate
+from learning.detectors import DETECTORS, DeviationDetector, SelfhealDetector
+from learning.evidence import Gate
 
 values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
                   max_size=400)
@@ -156,7 +157,57 @@ def test_a_bad_range_hint_is_refused(bad):
 def test_the_gate_halves_exactly_what_does_not_beat_the_last_steps(scores, size):
     """The O(1) gate is the plain definition: halve unless above every one of the last
     ``size`` scores."""
-    gate = _Gate(size)
+    gate = Gate(size)
     for i, s in enumerate(scores):
         before = max(scores[max(0, i - size):i], default=0.0)
         assert gate(s) == (s if s > before else s * 0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.lists(st.tuples(st.floats(min_value=0, max_value=1),
+                                st.floats(min_value=0, max_value=50)), max_size=300),
+       size=st.integers(min_value=1, max_value=50))
+def test_the_gate_compares_the_evidence_it_is_given_not_the_capped_score(pairs, size):
+    gate = Gate(size)
+    for i, (s, e) in enumerate(pairs):
+        before = max((ev for _, ev in pairs[max(0, i - size):i]), default=0.0)
+        assert gate(s, e) == (s if e > before else s * 0.5)
+
+
+def test_a_far_larger_deviation_soon_after_a_first_counts_in_full():
+    """Scores are capped at 1, so two spikes both "certain" tied, and the gate halved the
+    second however much larger it was (on NAB's network-in series, hourly: a burst 4x the
+    largest before it, an hour after a smaller one, scored 0.5)."""
+    rng = random.Random(3)
+    d = SelfhealDetector()
+    for i in range(400):
+        d(100 + rng.gauss(0, 1), 3600.0 * i)
+    assert d(160, 3600.0 * 400) == 1.0
+    d(100, 3600.0 * 401)
+    assert d(10_000, 3600.0 * 402) == 1.0  # far beyond the first: news
+    d(100, 3600.0 * 403)
+    assert d(150, 3600.0 * 404) <= 0.5  # smaller than the first: the same episode
+
+
+def test_the_cold_start_judges_by_chebyshev_before_its_calibration_fills():
+    """An anomaly among the first values of a series (before the cold start has the 50
+    deviations it ranks against) is seen by its size, not missed."""
+    rng = random.Random(4)
+    series = [50 + rng.gauss(0, 1) for _ in range(40)]
+    early, plain = DeviationDetector(early=True), DeviationDetector()
+    for x in series:
+        early(x)
+        plain(x)
+    assert early(90) > 0.8  # a 40-deviation jump at the 41st value
+    assert plain(90) == 0.0  # the un-early detector waits for its calibration
+    quiet = DeviationDetector(early=True)
+    assert max(quiet(x) for x in series) < 0.8  # ordinary values are not alarms
+
+
+@pytest.mark.parametrize(("step_s", "size"), [(3600, 24), (300, 100), (60, 100),
+                                              (86400, 10), (None, 100)])
+def test_the_gate_lasts_a_day_of_the_values_step(step_s, size):
+    d = SelfhealDetector()
+    for i in range(30):
+        d(1.0 + (i % 3), None if step_s is None else step_s * i)
+    assert d.gate.size == d.cold.gate.size == size

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from learning.nab import PROFILES, Corpus, NabFile, raw_at, score_corpus, score_file, score_held_out
+from learning.nab import (
+    PROFILES,
+    Corpus,
+    NabFile,
+    hourly_means,
+    raw_at,
+    score_corpus,
+    score_file,
+    score_held_out,
+)
 
 STANDARD = PROFILES[0]
 
@@ -99,3 +108,21 @@ def test_range_hints_give_each_detector_its_files_minimum_and_maximum():
     score_file(c.files[0], make)
     score_file(c.files[0], make, hints=True)
     assert seen == [None, (-2.0, 7.5)]
+
+
+def test_hourly_means_average_each_hour_and_keep_the_windows_on_their_hours():
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    n = 12 * 200  # 200 hours of 5-minute values
+    five = NabFile("real/a.csv", [t0 + timedelta(minutes=5 * i) for i in range(n)],
+                   [float(i % 12 + 12 * (i // 12)) for i in range(n)],
+                   [(12 * 100 + 5, 12 * 110 + 3), (12 * 10, 12 * 12)], 360)
+    hourly_file = NabFile("real/b.csv", [t0 + timedelta(hours=i) for i in range(50)],
+                          [1.0] * 50, [], 7)
+    out = hourly_means(Corpus([five, hourly_file])).files
+    assert [f.name for f in out] == ["real/a.csv"]  # only 5-minute series are averaged
+    f = out[0]
+    assert len(f.values) == 200 and f.timestamps[3] == t0 + timedelta(hours=3)
+    assert f.values[0] == sum(range(12)) / 12 and f.values[5] == 60 + 5.5
+    assert f.probation == 30
+    # a window keeps the hours its rows fall in; one in the new probation is dropped
+    assert f.windows == [(100, 110)]

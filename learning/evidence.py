@@ -119,8 +119,9 @@ class Conformal:
 
     def surprise(self, x: float, evidence: int = 0, cap: bool = True) -> float | None:
         """``-log p`` (``p`` bounded by Chebyshev's, ``x`` being a deviation) over the
-        largest a memory of ``evidence`` scores, or of what it holds if more, can give, in
-        [0, 1]: 1 for a raw score above every one in a memory at least that large."""
+        largest a memory of ``evidence`` scores, or of what it holds if more, can give: 1
+        for a raw score above every one in a memory at least that large, and more for one
+        Chebyshev's bound says is rarer still, unless ``cap`` (then in [0, 1])."""
         k = len(self.sorted)
         p = self.p(x)
         if p is None:

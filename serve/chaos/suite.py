@@ -40,12 +40,14 @@ def full_suite(rate: float) -> list[Experiment]:
                    "(no alternative provider) fail, overlapping"]),
         Experiment("slow-provider", [ProviderFault(20, 30, key="xray_analysis:gemini:pro",
                                                    mode="slow")], 170, rate,
-                   notes=["imaging's primary answers after 2 s for 30 s; the guard has no "
-                          "timeout or bulkhead yet, so slow calls hold workers"]),
+                   notes=["imaging's primary answers after 2 s for 30 s; its bulkhead (16 "
+                          "in flight, 16 queued up to 5 s) holds as many of the generator's "
+                          "32 workers, so other services' requests wait for a worker"]),
         Experiment("hanging-provider", [ProviderFault(20, 10, key=CR, mode="hang")], 150,
                    rate, notes=["clinical reasoning's primary holds every call for 10 s, then "
-                                "resets them; with no timeout in the guard yet, the held "
-                                "calls hold the generator's workers"]),
+                                "resets them, under its 30 s timeout; the held calls hold "
+                                "the generator's workers, and once reset they are retried "
+                                "and answered"]),
         Experiment("leaking-provider", [ProviderFault(20, 90, key=CR, mode="leak")], 200,
                    rate, notes=["clinical reasoning's primary leaks memory for 90 s: a "
                                 "call fails with a chance growing by 50 % a minute"]),

@@ -400,8 +400,11 @@ class Guard:
     def _exhausted(self, service: str, provider: str | None, context: ClinicalContext,
                    kind: str, t0: float, exhausted: FallbackExhausted) -> FallbackExhausted:
         self._record_failure(service, provider, context, kind, t0)
+        # Every explicit failure tells the clinician what to do: the service's own guidance,
+        # else the default (a service missing from the guidance map once failed with none:
+        # the chaos suite's multi-node run, clinical reasoning with both providers away).
         return FallbackExhausted(service, exhausted.attempts,
-                                 self.validator.guidance.get(service))
+                                 self.validator.guidance_for(service))
 
     def _record_failure(self, service: str, provider: str | None, context: ClinicalContext,
                         kind: str, t0: float) -> None:

@@ -237,3 +237,25 @@ def test_half_open_rejection_says_trials_are_in_flight():
     g.clock.advance(10.0)
     with pytest.raises(CircuitOpenError, match="trial calls are in flight"):
         g.call("billing", good)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_every_tier_failing_fails_explicitly_with_guidance_for_any_service(asynchronous):
+    """clinical_reasoning has no guidance of its own: when its alternative provider and every
+    other tier failed too, the explicit failure once carried none (found by the chaos
+    suite's multi-node run); it now carries the default guidance."""
+    from healing import FallbackExhausted
+    from healing.safety import CLINICAL_GUIDANCE, DEFAULT_GUIDANCE
+
+    assert "clinical_reasoning" not in CLINICAL_GUIDANCE  # what the test is about
+    g = make_guard()
+    g.fallbacks.register_provider("clinical_reasoning", "deepseek", down)
+    with pytest.raises(FallbackExhausted) as err:
+        if asynchronous:
+            async def adown(*_a, **_k):
+                raise ConnectionError("provider down")
+            asyncio.run(g.acall("clinical_reasoning", adown, context=DX, provider="gemini:pro"))
+        else:
+            g.call("clinical_reasoning", down, context=DX, provider="gemini:pro")
+    assert err.value.guidance == DEFAULT_GUIDANCE
+    assert DEFAULT_GUIDANCE in str(err.value)

@@ -71,8 +71,8 @@ class ControlBackend(LearningReads):
         self.orchestrator, self.health = orchestrator, health
         # what the actors persist (actors.stores.actor_state), read without asking them
         self.orchestrator_state = ActorState(self.redis, f"selfheal:{orchestrator}")
-        # the health monitor's check statuses, as its ActorState table "status" holds them
-        self._read_view = ClusterViewReader(self.redis, f"selfheal:{health}:status")
+        self._read_view = ClusterViewReader(
+            self.redis, ActorState(self.redis, f"selfheal:{health}").key("status"))
 
     # -- reads -------------------------------------------------------------------------
 
@@ -87,10 +87,6 @@ class ControlBackend(LearningReads):
     def circuits(self) -> list[dict[str, Any]]:
         """Every circuit's cluster view, sorted by name."""
         return self.cluster_view().circuits
-
-    def calls(self) -> dict[str, dict[str, int]]:
-        """Calls, errors and fallback answers per service (exact counters)."""
-        return self.cluster_view().calls
 
     def services(self, since: float, until: float, step_s: float = 60.0) -> dict[str, Any]:
         """Per service, from its metric stream between ``since`` and ``until``: each step's

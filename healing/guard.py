@@ -402,7 +402,7 @@ class Guard:
         self._record_failure(service, provider, context, kind, t0)
         # Every explicit failure tells the clinician what to do: the service's own guidance,
         # else the default (a service missing from the guidance map once failed with none:
-        # the chaos suite's multi-node run, clinical reasoning with both providers away).
+        # clinical reasoning with every tier failing, in the chaos suite's multi-node run).
         return FallbackExhausted(service, exhausted.attempts,
                                  self.validator.guidance_for(service))
 

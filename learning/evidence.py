@@ -117,17 +117,16 @@ class Conformal:
         self.fifo: deque[float] = deque()
         self.sorted: list[float] = []
 
-    def surprise(self, x: float, evidence: int = 0, cap: bool = True) -> float | None:
+    def surprise(self, x: float, evidence: int = 0) -> float | None:
         """``-log p`` (``p`` bounded by Chebyshev's, ``x`` being a deviation) over the
         largest a memory of ``evidence`` scores, or of what it holds if more, can give: 1
         for a raw score above every one in a memory at least that large, and more for one
-        Chebyshev's bound says is rarer still, unless ``cap`` (then in [0, 1])."""
+        Chebyshev's bound says is rarer still (callers cap it as a score)."""
         k = len(self.sorted)
         p = self.p(x)
         if p is None:
             return None
-        raw = -math.log(bounded(p, x)) / math.log(max(k, evidence) + 1)
-        return min(1.0, raw) if cap else raw
+        return -math.log(bounded(p, x)) / math.log(max(k, evidence) + 1)
 
     def p(self, x: float, keep: bool = True) -> float | None:
         k = len(self.sorted)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 __all__ = ["PROFILES", "Corpus", "NabFile", "Profile", "hourly_means", "load_corpus",
-           "raw_at", "score_corpus", "score_detector", "score_file", "score_held_out"]
+           "nab_probation", "raw_at", "score_corpus", "score_detector", "score_file",
+           "score_held_out"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class Corpus:
         return sum(len(f.windows) for f in self.files)
 
 
+def nab_probation(rows: int) -> int:
+    """NAB's probationary period: the first 15 % of a file's rows, at most 750, unscored."""
+    return min(math.floor(0.15 * rows), 750)
+
+
 def load_corpus(root: str | pathlib.Path, labels: str = "combined_windows.json") -> Corpus:
     root = pathlib.Path(root)
     spec = json.loads((root / "labels" / labels).read_text())
@@ -90,7 +96,7 @@ def load_corpus(root: str | pathlib.Path, labels: str = "combined_windows.json")
                 stamps.append(datetime.fromisoformat(row["timestamp"]))
                 values.append(float(row["value"]))
         n = len(values)
-        probation = min(math.floor(0.15 * n), 750)
+        probation = nab_probation(n)
         windows = []
         for start, end in spec[name]:
             s = bisect.bisect_left(stamps, datetime.fromisoformat(start))
@@ -114,7 +120,7 @@ def hourly_means(corpus: Corpus, step_s: float = 300.0, per: int = 12) -> Corpus
             continue
         n = len(f.values) // per
         values = [sum(f.values[i * per:(i + 1) * per]) / per for i in range(n)]
-        probation = min(math.floor(0.15 * n), 750)
+        probation = nab_probation(n)
         windows = [(s // per, min(e // per, n - 1)) for s, e in f.windows
                    if probation <= s // per < n]
         files.append(NabFile(f.name, f.timestamps[:n * per:per], values, windows, probation))

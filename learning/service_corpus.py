@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from .nab import Corpus, NabFile
+from .nab import Corpus, NabFile, nab_probation
 
 __all__ = ["labelled_file", "synthetic_files", "write_corpus"]
 
@@ -65,7 +65,7 @@ def labelled_file(name: str, values: np.ndarray, step: timedelta, starts: list[i
     """A series as NAB would hold it: rows ``step`` apart, NAB's probation, and a window
     (NAB's rule) around each anomaly start that falls after the probation."""
     n = len(values)
-    probation = min(math.floor(0.15 * n), 750)
+    probation = nab_probation(n)
     windows = [(s, e) for s, e in _windows(n, starts) if s >= probation]
     stamps = [_EPOCH + i * step for i in range(n)]
     return NabFile(name, stamps, [float(v) for v in values], windows, probation)

@@ -24,18 +24,22 @@ class ActorState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
 
+    def key(self, name: str) -> str:
+        """The Redis key of table or list ``name`` (for readers that batch their reads)."""
+        return f"{self.prefix}:{name}"
+
     def put(self, table: str, key: str, value: Any) -> None:
-        self._do("put", lambda: self.client.hset(f"{self.prefix}:{table}", key,
+        self._do("put", lambda: self.client.hset(self.key(table), key,
                                                  json.dumps(value, default=str)))
 
     def delete(self, table: str, key: str) -> None:
-        self._do("delete", lambda: self.client.hdel(f"{self.prefix}:{table}", key))
+        self._do("delete", lambda: self.client.hdel(self.key(table), key))
 
     def table(self, table: str) -> dict[str, Any]:
         """Everything in ``table`` (empty when Redis cannot be read: the actor starts fresh
         rather than not at all, and says so)."""
         try:
-            raw = self.client.hgetall(f"{self.prefix}:{table}")
+            raw = self.client.hgetall(self.key(table))
         except redis.RedisError:
             _log.exception("%s: cannot read %s; starting without it", self.prefix, table)
             return {}
@@ -43,7 +47,7 @@ class ActorState:
 
     def append(self, name: str, value: Any, keep: int | None = None) -> None:
         """Add ``value`` to the list ``name``; with ``keep``, only the newest ``keep`` stay."""
-        key = f"{self.prefix}:{name}"
+        key = self.key(name)
 
         def op() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -55,14 +59,14 @@ class ActorState:
 
     def items(self, name: str) -> list[Any]:
         try:
-            raw = self.client.lrange(f"{self.prefix}:{name}", 0, -1)
+            raw = self.client.lrange(self.key(name), 0, -1)
         except redis.RedisError:
             _log.exception("%s: cannot read %s; starting without it", self.prefix, name)
             return []
         return [json.loads(v) for v in raw]
 
     def drop(self, name: str) -> None:
-        self._do("drop", lambda: self.client.delete(f"{self.prefix}:{name}"))
+        self._do("drop", lambda: self.client.delete(self.key(name)))
 
     def _do(self, what: str, op: Any) -> None:
         try:

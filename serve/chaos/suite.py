@@ -40,9 +40,9 @@ def full_suite(rate: float) -> list[Experiment]:
                    "(no alternative provider) fail, overlapping"]),
         Experiment("slow-provider", [ProviderFault(20, 30, key="xray_analysis:gemini:pro",
                                                    mode="slow")], 170, rate,
-                   notes=["imaging's primary answers after 2 s for 30 s; its bulkhead (16 "
-                          "in flight, 16 queued up to 5 s) holds as many of the generator's "
-                          "32 workers, so other services' requests wait for a worker"]),
+                   notes=["imaging's primary answers after 2 s for 30 s; its bulkhead "
+                          "(learnt limit, 16 queued up to 5 s) sheds what it cannot hold to "
+                          "the fallback tiers"]),
         Experiment("hanging-provider", [ProviderFault(20, 10, key=CR, mode="hang")], 150,
                    rate, notes=["clinical reasoning's primary holds every call for 10 s, then "
                                 "resets them, under its 30 s timeout; the held calls hold "

@@ -1,12 +1,14 @@
 """The simulator's prediction of an experiment, beside which the live MTTD and MTTR are
-reported: a stopped Redis blinds the error-threshold watch, and the prediction models it."""
+reported: a stopped Redis blinds the error-threshold watch, and the prediction models it; a
+live figure beyond 1.5x of it carries the known reason, or is reported as unexplained."""
 
 from __future__ import annotations
 
 from healing.catalogue import load_catalogue
 from serve.chaos.experiment import Experiment
 from serve.chaos.faults import MetricBuffersFull, ProviderFault, StoreDown
-from serve.chaos.prediction import predict
+from serve.chaos.prediction import DIFFERENCES, predict
+from serve.chaos.report import agreement, markdown, summary
 
 CR = "clinical_reasoning:gemini:pro"
 
@@ -32,3 +34,41 @@ def test_with_redis_stopped_when_it_is_seen_only_the_circuit_can_see_it(tmp_path
     [incident] = p["incidents"]
     # the circuit opens once failures are half of its 30 s window
     assert 8.0 <= incident["mttd_s"] <= 15.0
+
+
+def test_live_and_predicted_agree_within_one_and_a_half_times_or_one_beat_of_the_watch():
+    assert agreement(12.5, 10.0, beat_s=5.0) == "within"
+    assert agreement(1.2, 5.0, beat_s=5.0) == "within"  # the watch's beat, not the model
+    assert agreement(84.0, 63.0, beat_s=5.0) == "within"  # 1.33x
+    assert agreement(29.0, 13.0, beat_s=5.0) == "beyond"  # 2.2x and 16 s apart
+    assert agreement(6.7, None, beat_s=5.0) == "beyond"  # seen live, never in the replay
+    assert agreement(None, None, beat_s=5.0) == "within"
+
+
+def _judged_report(exp: Experiment, tmp_path, mttd_s: float) -> dict:
+    p = predict(exp, load_catalogue(), 120, tmp_path)
+    fault = exp.faults[0]
+    timing = {"service": fault.service, "fault": fault.name, "mttd_s": mttd_s,
+              "mttr_s": p["incidents"][0]["mttr_s"]}
+    return {"name": exp.name, "prediction": p, "timings": [timing], "faults": [fault.name],
+            "passed": True, "lost": 0, "safety_violations": 0,
+            "load": {"sent": 1, "answered": 1, "by_tier": {"primary": 1},
+                     "by_outcome": {"primary": 1}},
+            "audit": {"found": 0}, "steps": {"expected": 0, "lost": 0}}
+
+
+def test_a_figure_beyond_the_prediction_carries_its_known_reason_or_is_unexplained(tmp_path):
+    hang = Experiment("hang", [ProviderFault(20, 10, key=CR, mode="hang")], 120, 200.0)
+    outage = _outage()
+    seen_hang = predict(hang, load_catalogue(), 120, tmp_path)["incidents"][0]["mttd_s"]
+    experiments = [_judged_report(hang, tmp_path, mttd_s=seen_hang + 20),
+                   _judged_report(outage, tmp_path, mttd_s=40.0)]
+    s = summary(experiments)
+    assert s["predictions"] == {"within": 0, "beyond_explained": 1, "beyond_unexplained": 1}
+    text = markdown({"started": "now", "mode": "test", "machine": "here",
+                     "rate": {"note": ""}, "experiments": experiments, "summary": s})
+    assert f"beyond 1.5x: {DIFFERENCES['hang']}" in text
+    assert "beyond 1.5x, unexplained" in text
+    for e in experiments:  # live as predicted
+        e["timings"][0]["mttd_s"] = e["prediction"]["incidents"][0]["mttd_s"]
+    assert summary(experiments)["predictions"]["within"] == 2

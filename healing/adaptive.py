@@ -31,11 +31,11 @@ A third departure, from TCP's retransmission timeout (RFC 6298: when nothing is 
 for the timeout, the congestion window goes back to one segment): Gradient2 learns only from
 calls that finish, so a provider that hangs teaches it nothing while every place fills with a
 call that will not come back, and its limit stays where calm traffic left it (in the chaos
-suite, 128 calls held for 10 s, the other requests waiting behind them). :meth:`stalled`,
+suite, 102 calls held by a 10 s hang, the other requests waiting behind them). :meth:`stalled`,
 asked before each admission, answers ``min_limit`` when more than ``min_limit`` calls are in
-flight and none has finished for ``stall_rtts`` x the usual latency (at least ``window_s``)
-since no more than ``min_limit`` were: the new calls go to the fallback tiers instead of
-joining the hang. Once calls finish again the limit grows back as after any cut.
+flight and none has finished for ``stall_rtts`` x the usual latency (at least
+``stall_min_s``, TCP's minimum retransmission timeout as Linux sets it) since no more than
+``min_limit`` were: the new calls go to the fallback tiers instead of joining the hang. Once calls finish again the limit grows back as after any cut.
 Pure: times are passed in.
 """
 
@@ -68,6 +68,7 @@ class AdaptiveConfig:
     gain: float = 2.0
     rate_window_s: float = 10.0
     stall_rtts: float = 4.0
+    stall_min_s: float = 0.2
 
     def __post_init__(self) -> None:
         check_count("min_limit", self.min_limit)
@@ -85,6 +86,7 @@ class AdaptiveConfig:
             raise ConfigError("gain", self.gain, "must be 0 (no cap) or more")
         check_positive("rate_window_s", self.rate_window_s)
         check_positive("stall_rtts", self.stall_rtts)
+        check_positive("stall_min_s", self.stall_min_s)
 
 
 class Gradient2:
@@ -149,7 +151,7 @@ class Gradient2:
             # before the usual latency is known there is nothing to judge it by
             self._progress = now
             return None
-        if now - self._progress <= max(cfg.window_s, cfg.stall_rtts * self.long_rtt):
+        if now - self._progress <= max(cfg.stall_min_s, cfg.stall_rtts * self.long_rtt):
             return None
         with self._lock:
             # The stall's calls are judged when they end (as timeouts or failures); the

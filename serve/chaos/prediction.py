@@ -76,8 +76,8 @@ _KINDS: dict[str, dict[str, Any]] = {
 DIFFERENCES = {
     "hang": "the simulator has no hang: it replays one as a latency spike past every timeout "
             "and sees it at once; live, a hung call is judged only when it ends (reset when "
-            "the hang ends, or the guard's timeout), and the held calls fill the service's "
-            "concurrency limit meanwhile",
+            "the hang ends, or the guard's timeout), and the life-critical calls, never shed, "
+            "wait on it meanwhile",
     "leak": "the simulator's guards do not retry: live, a call fails only when its retry "
             "fails too, so the leak's failures cross the detectors' thresholds later",
     "slow": "the simulator answers every request at its arrival, so a provider slow but "

@@ -30,9 +30,8 @@ queued behind its workers before a window closes. A call shed before it ran is n
 A third departure, from TCP's retransmission timeout (RFC 6298: when nothing is acknowledged
 for the timeout, the congestion window goes back to one segment): Gradient2 learns only from
 calls that finish, so a provider that hangs teaches it nothing while every place fills with
-a call that will not come back, and its limit stays where calm traffic left it until they time
-out.
-:meth:`stalled`, asked before each admission, answers ``min_limit`` when more than
+a call that will not come back, and its limit stays where calm traffic left it until they
+time out. :meth:`stalled`, asked before each admission, answers ``min_limit`` when more than
 ``min_limit`` calls are in flight and none has finished for ``stall_rtts`` x the usual
 latency (at least ``stall_min_s``, TCP's minimum retransmission timeout as Linux sets it)
 since no more than ``min_limit`` were: the new calls go to the fallback tiers instead of

@@ -26,16 +26,6 @@ second) of the last ``rate_window_s`` x the long latency, about ``gain`` x the c
 provider really serves at once (Little's law). Gradient2 lets an unsaturated limit drift to
 twice the calls in flight; a provider that then turns slow all at once gets all that headroom
 queued behind its workers before a window closes. A call shed before it ran is no sample.
-
-A third departure, from TCP's retransmission timeout (RFC 6298: when nothing is acknowledged
-for the timeout, the congestion window goes back to one segment): Gradient2 learns only from
-calls that finish, so a provider that hangs teaches it nothing while every place fills with
-a call that will not come back, and its limit stays where calm traffic left it until they
-time out. :meth:`stalled`, asked before each admission, answers ``min_limit`` when more than
-``min_limit`` calls are in flight and none has finished for ``stall_rtts`` x the usual
-latency (at least ``stall_min_s``, TCP's minimum retransmission timeout as Linux sets it)
-since no more than ``min_limit`` were: the new calls go to the fallback tiers instead of
-joining the hang. Once calls finish again the limit grows back as after any cut.
 Pure: times are passed in.
 """
 
@@ -67,8 +57,6 @@ class AdaptiveConfig:
     timeout_backoff: float = 0.9
     gain: float = 2.0
     rate_window_s: float = 10.0
-    stall_rtts: float = 4.0
-    stall_min_s: float = 0.2
 
     def __post_init__(self) -> None:
         check_count("min_limit", self.min_limit)
@@ -85,8 +73,6 @@ class AdaptiveConfig:
         if not self.gain >= 0.0:
             raise ConfigError("gain", self.gain, "must be 0 (no cap) or more")
         check_positive("rate_window_s", self.rate_window_s)
-        check_positive("stall_rtts", self.stall_rtts)
-        check_positive("stall_min_s", self.stall_min_s)
 
 
 class Gradient2:
@@ -105,8 +91,6 @@ class Gradient2:
         self._max_in_flight = 0
         self._timeouts = 0
         self._rates: deque[tuple[float, float]] = deque()  # (window end, calls/s), max first
-        # the last moment a call finished or no more than min_limit were in flight
-        self._progress = now
         self._lock = threading.Lock()
 
     @property
@@ -118,7 +102,6 @@ class Gradient2:
         """Add a finished call (``in_flight``: calls in flight when it started). Returns the
         new limit when a window closed, else None."""
         with self._lock:
-            self._progress = now
             self._sum += latency_s
             self._n += 1
             self._timeouts += timed_out
@@ -141,26 +124,6 @@ class Gradient2:
                 self._update(short, in_flight)
             self._cap(rate, in_flight, now)
             return int(self.estimate)
-
-    def stalled(self, in_flight: int, now: float) -> int | None:
-        """Asked before an admission (``in_flight``: calls in flight now): ``min_limit`` when
-        the provider has stalled (see the module doc), else None."""
-        cfg = self.config
-        if in_flight <= cfg.min_limit or not self._long_n:
-            # a few calls in flight are no stall to judge (a long one may be running), and
-            # before the usual latency is known there is nothing to judge it by
-            self._progress = now
-            return None
-        if now - self._progress <= max(cfg.stall_min_s, cfg.stall_rtts * self.long_rtt):
-            return None
-        with self._lock:
-            # The stall's calls are judged when they end (as timeouts or failures); the
-            # window they would have closed starts again, and one stall cuts the limit once.
-            self._window_start, self._sum, self._n, self._max_in_flight = now, 0.0, 0, 0
-            self._timeouts = 0
-            self._progress = now
-            self.estimate = float(cfg.min_limit)
-            return cfg.min_limit
 
     def _cap(self, rate: float, in_flight: int, now: float) -> None:
         # BBR's bound on data in flight: gain x the best delivery rate of the last

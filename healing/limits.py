@@ -125,21 +125,12 @@ class Lane:
         is under the provider's typical latency (or gone)."""
         return deadline is not None and deadline - now <= self.typical_s
 
-    def watch(self, now: float) -> None:
-        """Before an admission: a provider that stalled with calls in flight gets its
-        smallest limit (``Gradient2.stalled``), so new calls go elsewhere."""
-        if self.limit is not None:
-            cut = self.limit.stalled(self.admission.in_flight, now)  # type: ignore[union-attr]
-            if cut is not None:
-                self.admission.set_limit(cut)  # type: ignore[union-attr]
-
     def acquire(self, acuity: Acuity, deadline: float | None, *, queue: bool = True) -> str:
         """Take a place for a synchronous call, waiting in the queue if allowed. Returns
         ADMITTED or the reason it was shed."""
         adm = self.admission
         if adm is None:
             return ADMITTED
-        self.watch(self.clock.now())
         got = adm.try_acquire(acuity, None, queue=queue)
         if not isinstance(got, Waiter):
             return got if got == ADMITTED else _full(adm)
@@ -163,7 +154,6 @@ class Lane:
         adm = self.admission
         if adm is None:
             return ADMITTED
-        self.watch(self.clock.now())
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
 

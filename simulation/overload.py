@@ -181,7 +181,6 @@ class _Run:
             return
         adm = self.lane.admission
         if adm is not None:
-            self.lane.watch(t)
             got = adm.try_acquire(req.acuity, lambda: self._woken(req),
                                   queue=req.attempts == 0)
             if got == SHED:
@@ -226,10 +225,9 @@ class _Run:
         if att.state != "running":
             return
         req, lane = att.req, self.hedge_lane
-        if lane.admission is not None:
-            lane.watch(t)
-            if lane.admission.try_acquire(req.acuity, queue=False) == SHED:
-                return
+        if lane.admission is not None and \
+                lane.admission.try_acquire(req.acuity, queue=False) == SHED:
+            return
         self.lane.hedge_stats[1] += 1
         req.hedge = call = _Attempt(req, t, lane.in_flight, None, lane, self.backup)  # type: ignore[arg-type]
         self.backup.submit(call, t)  # type: ignore[union-attr]

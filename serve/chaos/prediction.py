@@ -23,12 +23,12 @@ import yaml
 from simulation.runner import run_one
 from simulation.scenario import load_scenario
 
-from .faults import ProviderFault, StoreDown
+from .faults import ActorCrash, NodeKill, ProviderFault, StoreDown
 from .load import MIX
 from .providers import LEAK_GROWTH
 from .stack import PRIMARIES
 
-__all__ = ["DIFFERENCES", "predict", "scenario_for"]
+__all__ = ["DIFFERENCES", "ORCHESTRATOR_KILLED", "predict", "scenario_for"]
 
 
 def scenario_for(exp: Any, catalogue: Any, duration_s: float) -> dict[str, Any] | None:
@@ -84,6 +84,13 @@ DIFFERENCES = {
             "within its timeouts is not a failure there; live, its calls fill the provider's "
             "bulkhead, which sheds them to the fallback tiers",
 }
+# The simulator does not model selfheal's own actors. The orchestrator runs the error-threshold
+# watch that sees an outage first; killed (or its node) while an outage is new, whether the
+# watch's first check comes before the kill or after Ray has restarted it is a race.
+ORCHESTRATOR_KILLED = ("the simulator does not model selfheal's own actors: the orchestrator, "
+                       "whose error-threshold watch sees an outage first, was killed while "
+                       "the outage was new, and the outage was seen by whichever came first, "
+                       "the watch's check before the kill or after Ray restarted it")
 
 
 def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
@@ -107,8 +114,7 @@ def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
     return {"scenario": path.name, "availability": metrics["availability"],
             # a difference within one check of the error-threshold watch is one beat of it
             "beat_s": catalogue.errors.check_s,
-            "differences": {f.name: DIFFERENCES[f.mode] for f in exp.faults
-                            if isinstance(f, ProviderFault) and f.mode in DIFFERENCES},
+            "differences": _differences(exp),
             **({"modelled": "Redis was stopped when the simulator first saw the fault: "
                             "replayed without the error-threshold watch, which reads the "
                             "metric streams there"} if blind else {}),
@@ -116,6 +122,19 @@ def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
                            "mttr_s": _since(i, "recovered_s")}
                           for i in metrics["incidents"]],
             "services": {k: v["availability"] for k, v in metrics["services"].items()}}
+
+
+def _differences(exp: Any) -> dict[str, str]:
+    """The known reasons each provider fault of ``exp`` may differ from its replay."""
+    killed = any(isinstance(f, ActorCrash | NodeKill) and f.actor == "orchestrator"
+                 for f in exp.faults)
+    out = {}
+    for f in exp.faults:
+        if isinstance(f, ProviderFault) and f.mode in DIFFERENCES:
+            out[f.name] = DIFFERENCES[f.mode]
+        elif isinstance(f, ProviderFault) and killed:
+            out[f.name] = ORCHESTRATOR_KILLED
+    return out
 
 
 def _detected_while_redis_stopped(exp: Any, incidents: list[dict[str, Any]]) -> bool:

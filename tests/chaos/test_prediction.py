@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from healing.catalogue import load_catalogue
 from serve.chaos.experiment import Experiment
-from serve.chaos.faults import MetricBuffersFull, ProviderFault, StoreDown
-from serve.chaos.prediction import DIFFERENCES, predict
+from serve.chaos.faults import ActorCrash, MetricBuffersFull, ProviderFault, StoreDown
+from serve.chaos.prediction import DIFFERENCES, ORCHESTRATOR_KILLED, predict
 from serve.chaos.report import agreement, markdown, summary
 
 CR = "clinical_reasoning:gemini:pro"
@@ -72,3 +72,9 @@ def test_a_figure_beyond_the_prediction_carries_its_known_reason_or_is_unexplain
     for e in experiments:  # live as predicted
         e["timings"][0]["mttd_s"] = e["prediction"]["incidents"][0]["mttd_s"]
     assert summary(experiments)["predictions"]["within"] == 2
+
+
+def test_an_outage_while_the_orchestrator_is_killed_carries_that_reason(tmp_path):
+    p = predict(_outage(ActorCrash(25, actor="orchestrator")), load_catalogue(), 120, tmp_path)
+    assert p["differences"] == {f"provider {CR} down": ORCHESTRATOR_KILLED}
+    assert predict(_outage(), load_catalogue(), 120, tmp_path)["differences"] == {}

@@ -168,4 +168,4 @@ def headline(report: dict[str, Any]) -> str:
             f"{s['requests_answered']:,} "
             f"answered; {s['faults_injected']} faults; lost {s['lost']}; safety violations "
             f"{s['safety_violations']}; {s['audit_records_reconciled']:,} audit records "
-            "reconciled.")
+            f"reconciled; {_predictions(s)}.")

@@ -26,23 +26,26 @@ def agreement(live: float | None, predicted: float | None, beat_s: float) -> str
     return "within" if hi <= RATIO * lo else "beyond"
 
 
-def _judged(e: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None, str]]:
-    """Each timed fault of ``e`` with its prediction and what the comparison says: ``within
-    1.5x``, or ``beyond 1.5x`` with the known reason, or ``beyond 1.5x, unexplained``."""
+def _judged(e: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None, str, str]]:
+    """Each timed fault of ``e`` with its prediction, the comparison's kind (a key of
+    ``summary``'s ``predictions``, or "" when not modelled) and what the report says of it:
+    ``within 1.5x``, or ``beyond 1.5x`` with the known reason, or ``beyond 1.5x,
+    unexplained``."""
     prediction = e.get("prediction") or {}
     predicted = {i["service"]: i for i in prediction.get("incidents", [])}
     out = []
     for t in e.get("timings") or []:
         p = predicted.get(t["service"])
         if p is None:
-            out.append((t, None, "not modelled"))
+            out.append((t, None, "", "not modelled"))
             continue
         beat = prediction.get("beat_s", 5.0)
         if all(agreement(t[k], p[k], beat) == "within" for k in ("mttd_s", "mttr_s")):
-            out.append((t, p, "within 1.5x"))
+            out.append((t, p, "within", "within 1.5x"))
             continue
         why = prediction.get("differences", {}).get(t["fault"])
-        out.append((t, p, f"beyond 1.5x: {why}" if why else "beyond 1.5x, unexplained"))
+        out.append((t, p, "beyond_explained", f"beyond 1.5x: {why}") if why
+                   else (t, p, "beyond_unexplained", "beyond 1.5x, unexplained"))
     return out
 
 
@@ -59,10 +62,8 @@ def summary(experiments: list[dict[str, Any]]) -> dict[str, Any]:
         "safety_violations": sum(e["safety_violations"] for e in ran),
         "audit_records_reconciled": sum(e["audit"]["found"] + e["steps"]["expected"]
                                         - e["steps"]["lost"] for e in ran),
-        "predictions": {key: sum(v.startswith(start) for e in ran for _, _, v in _judged(e))
-                        for key, start in (("within", "within 1.5x"),
-                                           ("beyond_explained", "beyond 1.5x:"),
-                                           ("beyond_unexplained", "beyond 1.5x, unexp"))},
+        "predictions": {key: sum(kind == key for e in ran for _, _, kind, _ in _judged(e))
+                        for key in ("within", "beyond_explained", "beyond_unexplained")},
     }
 
 
@@ -92,7 +93,7 @@ def _rows(e: dict[str, Any]) -> list[list[str]]:
             f"{explicit} failed explicitly with guidance",
             _fmt(e["lost"]), _fmt(e["safety_violations"]), _blast(e.get("groups"))]
     rows = []
-    for t, p, verdict in _judged(e) or [(None, None, "")]:
+    for t, p, _, verdict in _judged(e) or [(None, None, "", "")]:
         if t is None:
             rows.append([*base, "", "", "not modelled (a fault on selfheal itself)", ""])
             continue

@@ -12,11 +12,13 @@ from healing import (
     CircuitState,
     ClinicalContext,
     ClinicalSafetyError,
+    FallbackExhausted,
     IntegrityCheckFailed,
     ManualClock,
     default_guard,
     guard,
 )
+from healing.safety import CLINICAL_GUIDANCE, DEFAULT_GUIDANCE
 from tests.factories import make_guard
 
 DX = ClinicalContext("diagnostic", "high", patient_id="MRN-123456", clinician_id="DR-77")
@@ -244,9 +246,6 @@ def test_every_tier_failing_fails_explicitly_with_guidance_for_any_service(async
     """clinical_reasoning has no guidance of its own: when its alternative provider and every
     other tier failed too, the explicit failure once carried none (found by the chaos
     suite's multi-node run); it now carries the default guidance."""
-    from healing import FallbackExhausted
-    from healing.safety import CLINICAL_GUIDANCE, DEFAULT_GUIDANCE
-
     assert "clinical_reasoning" not in CLINICAL_GUIDANCE  # what the test is about
     g = make_guard()
     g.fallbacks.register_provider("clinical_reasoning", "deepseek", down)

@@ -8,9 +8,11 @@ value itself, so the same object scores a live metric stream.
 * :class:`SelfhealDetector`: how far the value is from a Holt-Winters one-step forecast
   (:mod:`learning.seasonal`, with a daily season when the values' times show one), as a
   z-score against the recent forecast errors; that raw score is calibrated into a conformal
-  p-value against the detector's own last ``memory`` raw scores, bounded by Chebyshev's
-  inequality (``1/z^2``, true of any distribution: a deviation of 100 is strong evidence
-  even against a short memory that has never seen one), and the score is the p-value's
+  p-value against the detector's own last ``memory`` raw scores, kept between two tails
+  (:func:`learning.evidence.bounded`): at most Chebyshev's bound ``1/z^2`` (true of any
+  distribution: a deviation of 100 is strong evidence even against a short memory that has
+  never seen one), at least the Gaussian tail (a record among a few values is no rarer than
+  a Gaussian makes it), and the score is the p-value's
   negative log over the smallest p-value a memory of at least ``evidence`` scores can give
   (so "more extreme than anything in memory" scores 1 once the memory is that large, and
   being the most extreme of a few hundred is not yet a certainty). Until its model is
@@ -18,8 +20,8 @@ value itself, so the same object scores a live metric stream.
   :class:`DeviationDetector` (its cold start).
 * :class:`DeviationDetector`: how far the value, and its change from the last one, sit from
   the mean of a sliding window, in that window's standard deviations (changes enter their
-  window winsorised at 6 deviations); each calibrated into a conformal p-value (bounded by
-  Chebyshev's, as above), the smaller p-value wins (Bonferroni-corrected), and the score is
+  window winsorised at 6 deviations); each calibrated into a conformal p-value (kept
+  between the same tails), the smaller p-value wins (Bonferroni-corrected), and the score is
   its negative log, scaled to [0, 1]. As the cold start (``early``), until its calibration
   holds enough deviations to rank against, it judges by Chebyshev's bound alone.
 * Both apply a novelty gate: a score whose evidence (the negative log before it is capped
@@ -69,8 +71,8 @@ class DeviationDetector:
             (on NAB, where a shift is one labelled anomaly, that costs 3 points).
         value_range: the stream's (minimum, maximum), when known before it starts (see the
             module doc); never needed.
-        magnitude: bound each p-value by Chebyshev's inequality (see the module doc), so a
-            far deviation counts as far; off, a p-value is a rank alone, at least
+        magnitude: keep each p-value between the tails (see the module doc), so a far
+            deviation counts as far; off, a p-value is a rank alone, at least
             ``1/(k + 1)``: the monitor's latency CUSUM wants a run of slow buckets, so one
             bucket's evidence must stay capped however slow it is.
     """

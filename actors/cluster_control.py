@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -163,7 +164,8 @@ class ControlListener:
         self.process_id = process_id or uuid.uuid4().hex[:12]
         # (service, provider) -> a function that calls the provider once; provider None is
         # the service's primary. Registered by the application (GuardProcess.register_probe).
-        self.probes: dict[tuple[str, str | None], Callable[[], Any]] = {}
+        # (service, provider) -> the probe and what it asks
+        self.probes: dict[tuple[str, str | None], tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self.applied = 0  # control messages handled (tests and diagnostics read it)
         self._put_newest = self.client.register_script(_PUT_NEWEST)
         self._stop = threading.Event()
@@ -175,10 +177,11 @@ class ControlListener:
                                         daemon=True)
         self._thread.start()
 
-    def register_probe(self, service: str, fn: Callable[[], Any],
-                       provider: str | None = None) -> None:
-        """Answer probes of ``service``'s ``provider`` (None: its primary) with ``fn``."""
-        self.probes[(service, provider)] = fn
+    def register_probe(self, service: str, fn: Callable[..., Any],
+                       provider: str | None = None, args: tuple[Any, ...] = ()) -> None:
+        """Answer probes of ``service``'s ``provider`` (None: its primary) with
+        ``fn(*args)``."""
+        self.probes[(service, provider)] = (fn, tuple(args))
 
     def close(self) -> None:
         self._stop.set()
@@ -258,16 +261,19 @@ class ControlListener:
     def _probe(self, msg: dict[str, Any]) -> None:
         service, run = str(msg["service"]), str(msg["id"])
         provider, primary = msg.get("provider"), msg.get("primary")
-        fn = self.probes.get((service, provider))
-        if fn is None and provider in (None, primary):
-            fn = self.probes.get((service, None)) or self.probes.get((service, primary))
+        found = self.probes.get((service, provider))
+        if found is None and provider in (None, primary):
+            found = self.probes.get((service, None)) or self.probes.get((service, primary))
         context = msg.get("context")
-        if fn is None or (context and self.guard is None):
+        if found is None or (context and self.guard is None):
             self._answer(run, "none")
             return
+        probe, args = found
         if context:  # the service as its callers see it: through the guard, fallbacks too
-            fn = self._guarded(service, fn, ClinicalContext(str(context[0]), str(context[1])),
-                               primary)
+            fn = self._guarded(service, probe, args,
+                               ClinicalContext(str(context[0]), str(context[1])), primary)
+        else:
+            fn = functools.partial(probe, *args)
         # Marked as running first, so that one still running at the deadline counts as a
         # probe that timed out; on a thread of its own, so that a hanging provider holds up
         # no route on this channel.
@@ -275,16 +281,19 @@ class ControlListener:
         threading.Thread(target=self._run_probe, args=(fn, run), daemon=True,
                          name="selfheal-probe").start()
 
-    def _guarded(self, service: str, probe: Callable[[], Any], ctx: ClinicalContext,
-                 primary: str | None) -> Callable[[], Any]:
+    def _guarded(self, service: str, probe: Callable[..., Any], args: tuple[Any, ...],
+                 ctx: ClinicalContext, primary: str | None) -> Callable[[], Any]:
         # A guarded probe is a request in the service's metric counters like any other; it
         # is counted apart as well (PROBES_KEY), so that the counters can be reconciled with
-        # what the service's callers sent.
+        # what the service's callers sent. The probe's arguments go through the guard, so
+        # that an alternative provider is asked what the primary would have been: one baked
+        # into a closure reached the alternatives with none, and the fallback's own check
+        # failed while the fallback answered every caller (issue 16's chaos trail).
         def call() -> Any:
             fallback = False
             try:
-                result = self.guard.call(service, probe, context=ctx,  # type: ignore[union-attr]
-                                         provider=primary)
+                result = self.guard.call(service, probe, *args,  # type: ignore[union-attr]
+                                         context=ctx, provider=primary)
                 fallback = result.tier != "primary"
                 return result
             finally:

@@ -125,15 +125,18 @@ class GuardProcess:
             self.guard.audit_failures += 1
             _log.exception("transition of %s not audited", event.circuit)
 
-    def register_probe(self, service: str, fn: Callable[[], Any],
-                       provider: str | None = None) -> None:
+    def register_probe(self, service: str, fn: Callable[..., Any],
+                       provider: str | None = None, args: tuple[Any, ...] = ()) -> None:
         """Let the orchestrator probe ``service``'s ``provider`` (None: its primary) through
-        this process: ``fn`` calls the provider once and raises unless it answered (it may be
-        async; it runs on a thread of its own). A ``retry`` step and the switch back after a
-        fallback run it past the breaker; the ``probe_succeeds`` criterion runs the primary's
-        through this guard (a fallback answer counts). Without any process that registered
-        one, they cannot tell that the service is back."""
-        self.control.register_probe(service, fn, provider)
+        this process: ``fn(*args)`` calls the provider once and raises unless it answered (it
+        may be async; it runs on a thread of its own). A ``retry`` step and the switch back
+        after a fallback run it past the breaker; the ``probe_succeeds`` criterion runs the
+        primary's through this guard (a fallback answer counts), and the guard gives
+        ``args`` to the alternative providers too: pass what the probe asks as ``args``
+        rather than binding it into ``fn``, or an alternative that takes a question is
+        called without one. Without any process that registered one, they cannot tell that
+        the service is back."""
+        self.control.register_probe(service, fn, provider, args)
 
     def share(self, service: str, provider: str | None = None) -> CircuitBreaker:
         """Make ``(service, provider)``'s circuit cluster-wide."""

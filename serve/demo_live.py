@@ -16,7 +16,6 @@ Ctrl-C, or the end of ``duration_s``, stops everything.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import pathlib
 import random
@@ -252,7 +251,7 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         for service, primary, alternative, _ in WORKLOAD:
             proc.share(service, primary)
             # recovery probes the primary through the processes (docs/runtime.md)
-            proc.register_probe(service, functools.partial(calls[service], "probe"))
+            proc.register_probe(service, calls[service], args=("probe",))
             if alternative:
                 proc.guard.fallbacks.register_provider(
                     service, alternative, faults.provider(f"{service}:{alternative}", service))

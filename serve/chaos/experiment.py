@@ -95,6 +95,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
         return result
     tag = f"chaos-{uuid.uuid4().hex[:8]}"
     counted_before = counters(stack)  # the stack's counters outlive one experiment
+    alerted_before = len(stack.slack.received) if stack.slack is not None else 0
     loop = OpenLoop(stack.send, exp.rate_per_s, tag=tag, seed=exp.seed).start()
     wall0 = time.time()
     injected: dict[int, float] = {}  # fault index -> seconds from the start
@@ -138,7 +139,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     violations = check_answers(entries, stack.allowed_tiers())
     key = stack.settings.pseudonym_key_bytes()  # type: ignore[union-attr]
     audit_v, audit = _audit(stack, entries, tag, loop.patients, key, wall0)
-    steps_v, steps = _steps(stack, wall0)
+    steps_v, steps, run_lines = _steps(stack, wall0)
     counted = {s: {k: v - counted_before.get(s, {}).get(k, 0) for k, v in c.items()}
                for s, c in counters(stack).items()}
     counters_v, tally_counters = check_counters(entries, counted)
@@ -157,8 +158,11 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     if not verdict.get("intact"):
         violations.add("audit_verify", str({k: v for k, v in verdict.items()
                                             if k != "intact"})[:300])
-    result.update(audit=audit, steps=steps, counters=tally_counters,
+    result.update(audit=audit, steps=steps, runs=run_lines, counters=tally_counters,
                   observed={f.describe(): f.observed for f in exp.faults if f.observed},
+                  # what reached the on-call channel (a stand-in on loopback) meanwhile
+                  alerts_delivered=(len(stack.slack.received) - alerted_before
+                                    if stack.slack is not None else None),
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
                   groups=_groups(exp, entries),
@@ -220,7 +224,10 @@ def _audit(stack: ChaosStack, entries: list[Any], tag: str, patients: int, key: 
         time.sleep(1.0)
 
 
-def _steps(stack: ChaosStack, wall0: float) -> tuple[Violations, dict[str, int]]:
+def _steps(stack: ChaosStack, wall0: float
+           ) -> tuple[Violations, dict[str, int], list[str]]:
+    """The recovery steps' check, and a line per run the experiment saw: when it started,
+    which workflow on what trigger, and how it ended."""
     with stack.client("auditor") as c:
         runs = [r for r in c.get("/api/v1/recovery/runs", params={"since": wall0 - 1}).json()]
         full = [c.get(f"/api/v1/recovery/runs/{r['run_id']}").json() for r in runs]
@@ -229,7 +236,10 @@ def _steps(stack: ChaosStack, wall0: float) -> tuple[Violations, dict[str, int]]
                       for i in items)
     v, out = check_steps(full, audited)
     out["runs"] = len(full)
-    return v, out
+    lines = [f"+{r['started_at'] - wall0:.1f} s {r['workflow']} ({r['service']}) on "
+             f"{r['trigger']}: {str(r.get('detail'))[:80]}; ended "
+             f"{r.get('ended', 'not yet')}" for r in sorted(runs, key=lambda r: r["started_at"])]
+    return v, out, lines
 
 
 def counters(stack: ChaosStack) -> dict[str, dict[str, int]]:

@@ -11,7 +11,6 @@ own, whose behaviour a fault switches (:mod:`.providers`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import pathlib
 from typing import Any
@@ -29,6 +28,7 @@ from healing.errors import ClinicalSafetyError, FallbackExhausted
 
 from ..control_app import APP_NAME, control_api
 from ..service import create_token, first_admin_token, prepare, stop_actors
+from ..webhook_sink import LocalWebhook
 from .ledger import ERROR, EXPLICIT, FALLBACK, PRIMARY, Entry
 from .providers import ProviderProcess, Providers
 from .stores import PrivateMlflow, PrivatePostgres, free_port
@@ -68,6 +68,9 @@ class ChaosStack:
         # on a cluster, MLflow is a tracking server the nodes reach by URL, as in production
         self.mlflow = PrivateMlflow(self.root / "mlflow") if cluster is not None else None
         self.procs: list[GuardProcess] = []
+        # the on-call channel, on loopback: a workflow's alert step is delivered, as in a
+        # deployment, rather than failing for want of a channel (every alert goes to it)
+        self.slack: LocalWebhook | None = None
         self.settings: Settings | None = None
         self.url = ""
         self.tokens: dict[str, str] = {}
@@ -82,9 +85,11 @@ class ChaosStack:
         self.postgres.start()
         database = self.postgres.create_database("selfheal")
         mlflow = {"mlflow_tracking_uri": self.mlflow.start().url} if self.mlflow else {}
+        self.slack = LocalWebhook()
         settings = Settings.embedded(self.root / "data").model_copy(update={
             **mlflow,
             "redis_url": self.redis.url, "database_url": database, "api_port": free_port(),
+            "slack_webhook_url": self.slack.url,
             "metrics_sample_rate": 1.0,
             # as a deployment that must stay up does: a killed replica is not seen by clients
             "api_replicas": 2,
@@ -109,8 +114,8 @@ class ChaosStack:
             for service, (primary, alternative) in PRIMARIES.items():
                 proc.share(service, primary)
                 # recovery probes the primary through the processes, as in production
-                proc.register_probe(service, functools.partial(
-                    providers.fn(f"{service}:{primary}", service), "probe"))
+                proc.register_probe(service, providers.fn(f"{service}:{primary}", service),
+                                    args=("probe",))
                 if alternative:
                     proc.guard.fallbacks.register_provider(
                         service, alternative,
@@ -169,6 +174,8 @@ class ChaosStack:
         if self.providers is not None:
             self.providers.close()
         self.provider_server.close()
+        if self.slack is not None:
+            self.slack.close()
         with contextlib.suppress(Exception):
             delete_app(APP_NAME)
         with contextlib.suppress(Exception):

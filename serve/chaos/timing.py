@@ -12,6 +12,8 @@ definitions the simulator reports (:mod:`simulation.metrics`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from simulation.metrics import LOOKAHEAD_S, SUSTAIN_S, recovered_at, served_targ
 
 from .ledger import Entry
 
-__all__ = ["paged", "per_second", "timings"]
+__all__ = ["paged", "per_second", "timings", "trail"]
 
 
 def paged(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -59,6 +61,8 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
         with stack.client("auditor") as c:
             moved = paged(c, "/api/v1/audit", kind="circuit_transition", service=f.service,
                           since=wall0 + start)
+            steps = paged(c, "/api/v1/audit", kind="recovery_step", service=f.service,
+                          since=wall0 + start)
             found = c.get("/api/v1/detections", params={"since": wall0 + start,
                                                          "service": f.service}).json()
         signals = [t["at"] for t in moved if t["data"]["to_state"] == "OPEN"]
@@ -77,5 +81,37 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
             # None above means the run ended before a sustained window after the last miss
             "sustain_s": SUSTAIN_S,
             "availability": round(sum(served) / sum(total), 4) if sum(total) else None,
+            # what the circuits and the orchestrator did meanwhile, from the audit trail: how a
+            # reader of the report tells an MTTR spent waiting on an open circuit from one
+            # spent in a recovery run
+            "trail": trail(moved, steps, wall0 + start,
+                           math.inf if recovered is None else wall0 + recovered, found),
         })
     return out
+
+
+def trail(moved: list[dict[str, Any]], steps: list[dict[str, Any]], start: float,
+           until: float, detections: Sequence[dict[str, Any]] = (), most: int = 40,
+           ) -> list[str]:
+    """The fault's circuit transitions, the detections that reached the orchestrator (and
+    what it did with each: queued, coalesced, cooling down, no workflow) and the recovery
+    steps, until it was recovered, as lines "+12.3 s circuit gemini:pro CLOSED -> OPEN
+    (reason)", in time order."""
+    lines = [(t["at"], f"circuit {t['data']['circuit']} {t['data']['from_state']} -> "
+                       f"{t['data']['to_state']} ({t['data']['reason']})") for t in moved]
+    lines += [(d["at"], f"detected by {d['trigger']}: {d['admitted']}") for d in detections]
+    lines += [(r["at"], f"step {r['data']['step']} {r['data']['action']}: "
+                        f"{r['data']['status']}{_why(r['data'])}") for r in steps]
+    lines = sorted(x for x in lines if x[0] <= until + 5.0)
+    return [f"+{at - start:.1f} s {text[:120]}" for at, text in lines[:most]]
+
+
+def _why(step: dict[str, Any]) -> str:
+    """Why a step failed, as the orchestrator recorded it (its error, or the criteria it
+    was judged by): a failed step with no reason is what a reader of the report asks about."""
+    if step.get("status") != "failed":
+        return ""
+    result = step.get("result") or {}
+    error = result.get("error") if isinstance(result, dict) else None
+    return f" ({error or step.get('validation') or 'no reason recorded'})"
+

@@ -199,6 +199,34 @@ def test_probe_succeeds_asks_the_service_as_its_callers_see_it(processes, redis_
     assert probe_counts(redis_client, "xray_analysis") == {"total": 1, "fallbacks": 1}
 
 
+def test_a_probe_through_the_guard_asks_the_alternative_provider_what_it_asks_the_primary(
+        processes, redis_client):
+    """Issue 16's chaos trail: with the probe's question bound into a closure, the
+    alternative provider was called with no question, so the fallback step's own check
+    failed while the fallback answered every caller. The question is the probe's ``args``."""
+    p = processes()
+    asked = []
+
+    def primary_down(question):
+        raise ConnectionError(f"gemini:pro refused {question!r}")
+
+    def deepseek(question):
+        asked.append(question)
+        return {"answer": "ok", "diagnosis": "community-acquired pneumonia",
+                "confidence": 0.91}
+    p.guard.fallbacks.register_provider("clinical_reasoning", "deepseek", deepseek)
+    p.listener.register_probe("clinical_reasoning", primary_down, args=("probe",))
+    redis_client.delete(PROBES_KEY)
+    probes = ClusterProbes(ControlBus(redis_client), {"clinical_reasoning": "gemini:pro"},
+                           contexts={"clinical_reasoning": ("diagnostic", "high")})
+    assert asyncio.run(probes.answering("clinical_reasoning")())["answered"] == 1
+    assert asked == ["probe"]
+    assert probe_counts(redis_client, "clinical_reasoning") == {"total": 1, "fallbacks": 1}
+    # past the breaker (a retry step, the switch back), the primary is asked the same
+    with pytest.raises(ProbeFailed, match="ConnectionError"):
+        asyncio.run(probes["clinical_reasoning"]())
+
+
 def test_a_hanging_probe_fails_in_its_time_and_holds_up_no_route(processes, redis_client):
     p = processes()
     release = threading.Event()

@@ -9,6 +9,7 @@ from serve.chaos.experiment import Experiment
 from serve.chaos.faults import ActorCrash, MetricBuffersFull, ProviderFault, StoreDown
 from serve.chaos.prediction import DIFFERENCES, ORCHESTRATOR_KILLED, predict
 from serve.chaos.report import agreement, markdown, summary
+from serve.chaos.timing import trail
 
 CR = "clinical_reasoning:gemini:pro"
 
@@ -78,3 +79,24 @@ def test_an_outage_while_the_orchestrator_is_killed_carries_that_reason(tmp_path
     p = predict(_outage(ActorCrash(25, actor="orchestrator")), load_catalogue(), 120, tmp_path)
     assert p["differences"] == {f"provider {CR} down": ORCHESTRATOR_KILLED}
     assert predict(_outage(), load_catalogue(), 120, tmp_path)["differences"] == {}
+
+
+def test_a_timing_carries_the_faults_trail_in_time_order_until_its_recovery():
+    """The report says what the circuits and the orchestrator did between a fault and its
+    recovery (how a 105 s MTTR against a predicted 63 is read), from the audit trail."""
+    def moved(at, to, reason):
+        return {"at": at, "data": {"circuit": "gemini:pro", "from_state": "X", "to_state": to,
+                                   "reason": reason}}
+
+    def step(at, n, status):
+        return {"at": at, "data": {"step": n, "action": "switch_provider", "status": status}}
+
+    lines = trail([moved(1012.0, "OPEN", "failure rate 100 %"), moved(1090.0, "CLOSED", "ok"),
+                    moved(1200.0, "OPEN", "later fault")],
+                   [step(1005.5, 1, "succeeded")], start=1000.0, until=1095.0,
+                   detections=[{"at": 1004.0, "trigger": "error_threshold",
+                                "admitted": "no_workflow"}])
+    assert lines == ["+4.0 s detected by error_threshold: no_workflow",
+                     "+5.5 s step 1 switch_provider: succeeded",
+                     "+12.0 s circuit gemini:pro X -> OPEN (failure rate 100 %)",
+                     "+90.0 s circuit gemini:pro X -> CLOSED (ok)"]

@@ -45,6 +45,10 @@ def test_overlapping_faults_under_load_lose_nothing_and_break_no_safety_rule(sta
     # both provider faults were detected, and the simulator predicted the same faults
     assert [t["service"] for t in r["timings"]] == ["clinical_reasoning", "pharmaguard"]
     assert all(t["mttd_s"] is not None and t["mttd_s"] < 30 for t in r["timings"])
+    # the workflows' alert steps reached the on-call channel (a webhook on loopback)
+    assert r["alerts_delivered"] >= 1
+    # the outage's trail, from the audit trail: its circuit opened
+    assert any("-> OPEN" in line for line in r["timings"][0]["trail"]), r["timings"][0]
     prediction = predict(exp, stack.catalogue, r["duration_s"], tmp_path)
     assert prediction is not None and (tmp_path / prediction["scenario"]).exists()
     assert {i["service"] for i in prediction["incidents"]} == {"clinical_reasoning",

@@ -191,8 +191,9 @@ class RecoveryOrchestratorActor:
         out = {}
         for service, (threshold, window_s) in self.error_thresholds.items():
             rule = ErrorThresholdRule(threshold, window_s, self.error_min_calls, self.error_z)
-            errors, calls = self.evidence.counts(service, window_s, now)
-            if rule.fires(errors, calls):
+            (errors, calls), (recent_errors, recent_calls) = self.evidence.windows(
+                service, (window_s, rule.recent_s), now)
+            if rule.fires(errors, calls, recent_errors, recent_calls):
                 out[service] = await self.trigger(TriggerEvent(
                     Trigger.ERROR_THRESHOLD, service, rule.describe(errors, calls)))
         return out

@@ -291,14 +291,22 @@ class LiveEvidence:
 
     def counts(self, service: str, window_s: float, now: float) -> tuple[float, float]:
         """Errors and calls (successes re-weighted by the sample rate) in the window."""
+        return self.windows(service, (window_s,), now)[0]
+
+    def windows(self, service: str, windows_s: tuple[float, ...], now: float
+                ) -> list[tuple[float, float]]:
+        """:meth:`counts` for each window ending ``now``, from one read of the stream."""
         from .stores.metric_stream import read_events  # noqa: PLC0415
         from .stores.redis_conn import connect  # noqa: PLC0415
 
-        events = [e for e in read_events(connect(self.redis_url), service)  # type: ignore[arg-type]
-                  if e[0] >= now - window_s]
-        errors = sum(1 for e in events if not e[2] or e[3] is not None)
-        successes = len(events) - errors
-        return float(errors), errors + successes / max(self.sample_rate, 1e-9)
+        events = read_events(connect(self.redis_url), service)  # type: ignore[arg-type]
+        out = []
+        for window_s in windows_s:
+            recent = [e for e in events if e[0] >= now - window_s]
+            errors = sum(1 for e in recent if not e[2] or e[3] is not None)
+            successes = len(recent) - errors
+            out.append((float(errors), errors + successes / max(self.sample_rate, 1e-9)))
+        return out
 
 
 async def _call(probe: Probe) -> Any:

@@ -54,6 +54,7 @@ __all__ = [
     "error_rate_below",
     "plan_step",
     "wilson_lower",
+    "wilson_upper",
 ]
 
 READ_REPLICA_TIER = "alternative_provider:read_replica"
@@ -272,21 +273,49 @@ def wilson_lower(errors: float, calls: float, z: float) -> float:
     return min(p, max(0.0, (centre - margin) / denom))
 
 
+def wilson_upper(errors: float, calls: float, z: float) -> float:
+    """The Wilson score interval's upper bound: 1 for no calls (no evidence either way)."""
+    if calls <= 0:
+        return 1.0
+    return 1.0 - wilson_lower(calls - min(errors, calls), calls, z)
+
+
 @dataclass(frozen=True)
 class ErrorThresholdRule:
     """When a service's errors raise an ``error_threshold`` trigger: over ``window_s``, at
     least ``min_calls`` calls, and the one-sided lower confidence bound of the error rate
     (Wilson, ``z``: 2.326 is 99 %) above ``threshold``. A quiet service then needs real
-    evidence, not two failures in three calls."""
+    evidence, not two failures in three calls.
+
+    And the errors must still be happening: over the last ``recent_s`` of the window (a
+    sixth of it), the rate's *upper* bound must be above the threshold too, as in the
+    multiwindow alerts of Google's SRE workbook (a long window for evidence, a short one so
+    that an alert stops once the problem has). A 30 s window still holds the errors of a
+    failure that ended 20 s ago: in a chaos run the watch fired 34 s after the provider came
+    back, on errors from before its breakers closed, and the workflow it started forced the
+    healthy provider open for 10 s, failing its life-critical requests (docs/chaos.md). The
+    short window's upper bound, not its rate, so that a few calls (a quiet service) never
+    hold back a trigger the long window has evidence for; no recent calls, none."""
 
     threshold: float
     window_s: float = 30.0
     min_calls: int = 10
     z: float = 2.326
+    recent_share: float = 1.0 / 6.0
 
-    def fires(self, errors: float, calls: float) -> bool:
-        return calls >= self.min_calls and \
-            wilson_lower(errors, calls, self.z) > self.threshold
+    @property
+    def recent_s(self) -> float:
+        return self.window_s * self.recent_share
+
+    def fires(self, errors: float, calls: float, recent_errors: float | None = None,
+              recent_calls: float | None = None) -> bool:
+        """``errors`` in ``calls`` over the window, and (if known) ``recent_errors`` in
+        ``recent_calls`` over its last ``recent_s``."""
+        if not (calls >= self.min_calls and wilson_lower(errors, calls, self.z) > self.threshold):
+            return False
+        if recent_calls is None or recent_errors is None:
+            return True
+        return wilson_upper(recent_errors, recent_calls, self.z) > self.threshold
 
     def describe(self, errors: float, calls: float) -> str:
         return (f"error rate {errors / calls:.0%} ({errors:.0f} of {calls:.0f}) over "

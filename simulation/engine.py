@@ -364,7 +364,9 @@ class Simulation:
             if calls < rule.min_calls:
                 continue
             errors = sum(log.errors[lo:sec])
-            if rule.fires(errors, calls):
+            recent = max(lo, sec - max(1, int(rule.recent_s)))
+            if rule.fires(errors, calls, sum(log.errors[recent:sec]),
+                          sum(log.calls[recent:sec])):
                 self._detect(name, "error_threshold", rule.describe(errors, calls))
 
     def _monitor_tick(self, t: float) -> None:

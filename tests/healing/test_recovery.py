@@ -26,6 +26,7 @@ from healing.recovery import (
     error_rate_below,
     plan_step,
     wilson_lower,
+    wilson_upper,
 )
 from healing.workflow import RecoveryStep, RecoveryWorkflow, Trigger
 
@@ -151,3 +152,28 @@ def test_the_rule_is_monotone_and_needs_its_minimum(errors, extra, calls):
     if rule.fires(errors, calls):
         assert rule.fires(more, calls)  # more errors in the same calls never un-fire it
     assert 0.0 <= wilson_lower(errors, calls, 2.326) <= (errors / calls if calls else 0.0)
+    assert (errors / calls if calls else 1.0) <= wilson_upper(errors, calls, 2.326) <= 1.0
+
+
+def test_the_error_threshold_fires_only_while_the_errors_are_still_happening():
+    """A chaos run's watch fired 34 s after the provider came back, on the errors its 30 s
+    window still held, and its workflow forced the healthy provider open. The last sixth of
+    the window must not show, with confidence, a rate below the threshold."""
+    rule = ErrorThresholdRule(0.10, window_s=30.0)
+    assert rule.recent_s == 5.0
+    assert rule.fires(450, 3400)  # 13 % over 30 s: evidence, if nothing else is known
+    assert not rule.fires(450, 3400, 0, 560)  # none in the last 5 s of 560 calls: it ended
+    assert rule.fires(450, 3400, 90, 560)  # 16 % in the last 5 s: still happening
+    assert rule.fires(450, 3400, 0, 4)  # 4 recent calls prove nothing either way
+    assert rule.fires(450, 3400, 0, 0)  # nor do none
+
+
+@given(errors=st.integers(0, 500), calls=st.integers(10, 1000), recent=st.integers(0, 200),
+       recent_errors=st.integers(0, 200))
+def test_the_recent_window_can_only_hold_a_trigger_back(errors, calls, recent, recent_errors):
+    rule = ErrorThresholdRule(0.2, min_calls=10)
+    errors, recent_errors = min(errors, calls), min(recent_errors, recent)
+    if rule.fires(errors, calls, recent_errors, recent):
+        assert rule.fires(errors, calls)
+    if rule.fires(errors, calls) and recent_errors == recent:
+        assert rule.fires(errors, calls, recent_errors, recent)  # all failing: still fires

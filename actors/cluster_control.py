@@ -162,9 +162,9 @@ class ControlListener:
         self.client = connect(redis_url)
         self.routes, self.cache, self.clock, self.guard = routes, cache, clock, guard
         self.process_id = process_id or uuid.uuid4().hex[:12]
-        # (service, provider) -> a function that calls the provider once; provider None is
-        # the service's primary. Registered by the application (GuardProcess.register_probe).
-        # (service, provider) -> the probe and what it asks
+        # (service, provider) -> a function that calls the provider once, and the arguments
+        # it is called with; provider None is the service's primary. Registered by the
+        # application (GuardProcess.register_probe).
         self.probes: dict[tuple[str, str | None], tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self.applied = 0  # control messages handled (tests and diagnostics read it)
         self._put_newest = self.client.register_script(_PUT_NEWEST)

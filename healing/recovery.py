@@ -291,11 +291,12 @@ class ErrorThresholdRule:
     sixth of it), the rate's *upper* bound must be above the threshold too, as in the
     multiwindow alerts of Google's SRE workbook (a long window for evidence, a short one so
     that an alert stops once the problem has). A 30 s window still holds the errors of a
-    failure that ended 20 s ago: in a chaos run the watch fired 34 s after the provider came
-    back, on errors from before its breakers closed, and the workflow it started forced the
-    healthy provider open for 10 s, failing its life-critical requests (docs/chaos.md). The
-    short window's upper bound, not its rate, so that a few calls (a quiet service) never
-    hold back a trigger the long window has evidence for; no recent calls, none."""
+    failure that ended 20 s ago: in a chaos run a workflow started 34 s after the provider
+    came back, when only errors from before its breakers closed were left to trigger it, and
+    forced the healthy provider open for 10 s, failing its life-critical requests
+    (docs/chaos.md). The short window's upper bound, not its rate, so that a few calls (a
+    quiet service) never hold back a trigger the long window has evidence for; no recent
+    calls, none."""
 
     threshold: float
     window_s: float = 30.0

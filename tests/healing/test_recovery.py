@@ -156,9 +156,9 @@ def test_the_rule_is_monotone_and_needs_its_minimum(errors, extra, calls):
 
 
 def test_the_error_threshold_fires_only_while_the_errors_are_still_happening():
-    """A chaos run's watch fired 34 s after the provider came back, on the errors its 30 s
-    window still held, and its workflow forced the healthy provider open. The last sixth of
-    the window must not show, with confidence, a rate below the threshold."""
+    """In a chaos run a workflow started 34 s after the provider came back, when only the
+    errors a 30 s window still held were left, and forced the healthy provider open. The
+    last sixth of the window must not show, with confidence, a rate below the threshold."""
     rule = ErrorThresholdRule(0.10, window_s=30.0)
     assert rule.recent_s == 5.0
     assert rule.fires(450, 3400)  # 13 % over 30 s: evidence, if nothing else is known

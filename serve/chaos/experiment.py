@@ -95,7 +95,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
         return result
     tag = f"chaos-{uuid.uuid4().hex[:8]}"
     counted_before = counters(stack)  # the stack's counters outlive one experiment
-    alerted_before = len(stack.slack.received) if stack.slack is not None else 0
+    alerted_before = stack.alerts_delivered()
     loop = OpenLoop(stack.send, exp.rate_per_s, tag=tag, seed=exp.seed).start()
     wall0 = time.time()
     injected: dict[int, float] = {}  # fault index -> seconds from the start
@@ -161,8 +161,7 @@ def run_experiment(stack: ChaosStack, exp: Experiment) -> dict[str, Any]:
     result.update(audit=audit, steps=steps, runs=run_lines, counters=tally_counters,
                   observed={f.describe(): f.observed for f in exp.faults if f.observed},
                   # what reached the on-call channel (a stand-in on loopback) meanwhile
-                  alerts_delivered=(len(stack.slack.received) - alerted_before
-                                    if stack.slack is not None else None),
+                  alerts_delivered=stack.alerts_delivered() - alerted_before,
                   audit_intact=bool(verdict.get("intact")),
                   timings=timings(stack, exp, entries, injected, wall0),
                   groups=_groups(exp, entries),

@@ -129,6 +129,10 @@ class ChaosStack:
             raise RuntimeError("the stack has not started: no providers to switch")
         return self.providers
 
+    def alerts_delivered(self) -> int:
+        """Alerts the on-call channel has received since the stack started."""
+        return len(self.slack.received) if self.slack is not None else 0
+
     def client(self, role: str = "viewer", timeout_s: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout_s,
                             headers={"Authorization": f"Bearer {self.tokens[role]}"})

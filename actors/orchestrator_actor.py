@@ -327,7 +327,7 @@ class RecoveryOrchestratorActor:
         finally:
             summary["ended_at"] = self.clock.wall()
             self._save_run(summary)
-            self.queue.finish(workflow.service, self.clock.now())
+            self.queue.finish(event, self.clock.now())
             self._pump()
 
     def _count(self, service: str, fields: list[str]) -> None:

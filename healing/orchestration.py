@@ -7,8 +7,12 @@ at a time. Rules:
 * at most one workflow per service at a time;
 * a trigger for a service that is already queued or being healed is coalesced into it
   (counted, not run again);
-* after a workflow for a service ends, new triggers for it are refused until its cool-down
-  has passed (manual triggers excepted: an operator's request is always heard).
+* after a workflow for a service ends, the same alarm for it is refused until its cool-down
+  has passed, and a different alarm is heard: a run for an error spike does not swallow the
+  circuit opening of an outage that follows it (a chaos run showed it did, when the cool-down
+  was per service). An anomaly and an error threshold are one alarm (climbing errors, seen
+  by the model and by the bound). After an operator's run every automatic trigger of the
+  service waits (they have taken charge); a manual trigger is always heard.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from .config import check_non_negative
 from .workflow import RecoveryWorkflow, Trigger
 
 __all__ = ["Admission", "RecoveryQueue", "TriggerEvent"]
+
+# triggers that are one alarm for the cool-down: what it holds back after a run for either
+_SAME_ALARM = {Trigger.ANOMALY: Trigger.ERROR_THRESHOLD}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,8 @@ class RecoveryQueue:
     _queued: set[str] = field(default_factory=set)
     coalesced: dict[str, int] = field(default_factory=dict)  # service -> triggers folded in
     _running: set[str] = field(default_factory=set)
-    _ended_at: dict[str, float] = field(default_factory=dict)
+    # (service, alarm) -> when its last run ended; alarm None: an operator's run
+    _ended_at: dict[tuple[str, Trigger | None], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_non_negative("cooldown_s", self.cooldown_s)
@@ -61,9 +70,8 @@ class RecoveryQueue:
         if service in self._running or service in self._queued:
             self.coalesced[service] = self.coalesced.get(service, 0) + 1
             return Admission.COALESCED
-        ended = self._ended_at.get(service)
-        if (ended is not None and now - ended < self.cooldown_s
-                and event.trigger is not Trigger.MANUAL):
+        if event.trigger is not Trigger.MANUAL and self.cooling_down(service, event.trigger,
+                                                                    now):
             return Admission.COOLING_DOWN
         workflow = self._by_key.get((event.trigger, service))
         if workflow is None:
@@ -81,10 +89,16 @@ class RecoveryQueue:
         self._running.add(workflow.service)
         return workflow, event
 
-    def finish(self, service: str, now: float) -> None:
-        """A workflow for ``service`` ended at ``now``: its cool-down starts."""
-        self._running.discard(service)
-        self._ended_at[service] = now
+    def finish(self, event: TriggerEvent, now: float) -> None:
+        """The workflow started for ``event`` ended at ``now``: its cool-down starts."""
+        self._running.discard(event.service)
+        alarm = None if event.trigger is Trigger.MANUAL else _alarm(event.trigger)
+        self._ended_at[(event.service, alarm)] = now
+
+    def cooling_down(self, service: str, trigger: Trigger, now: float) -> bool:
+        """Whether an automatic ``trigger`` for ``service`` would be refused at ``now``."""
+        return any(now - self._ended_at.get((service, t), -math.inf) < self.cooldown_s
+                   for t in (_alarm(trigger), None))
 
     @property
     def running(self) -> frozenset[str]:
@@ -92,3 +106,7 @@ class RecoveryQueue:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+def _alarm(trigger: Trigger) -> Trigger:
+    return _SAME_ALARM.get(trigger, trigger)

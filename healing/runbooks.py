@@ -8,7 +8,8 @@ is healed the same way in a replay and in production:
   at all for a critical service or a life-critical one;
 * workflows: a service with workflow files (its runbook) gets them for every trigger (a
   circuit opening, a failed health check, an error threshold and an anomaly are four views of
-  one trouble, and after one run the cool-down would silence the others anyway); every other
+  one trouble; the orchestrator's cool-down is per trigger, so one trouble runs it once per
+  view at most, and a second view runs it only while that trouble lasts); every other
   service gets a generic workflow per trigger: move traffic to the next provider and alert
   when a circuit opens (alert and keep probing when there is nowhere to go, or the service is
   critical); reconnect, then restart, when a health check fails; when errors climb, move to
@@ -79,7 +80,10 @@ def workflows_for(services: Mapping[str, Service],
             if name in runbook:  # a service's own runbook answers whatever raised the alarm
                 flows.append(dataclasses.replace(runbook[name], trigger=trigger))
             else:
-                flows.append(build(spec, fail_safe(spec)))
+                flow = build(spec, fail_safe(spec))
+                # an anomaly is answered as climbing errors are, under its own trigger
+                flows.append(flow if flow.trigger is trigger else dataclasses.replace(
+                    flow, id=f"{trigger.value}:{name}", trigger=trigger))
     covered = {(w.trigger, w.service) for w in extra}
     flows += extra
     flows += [_on_predicted(s) for s in services.values()

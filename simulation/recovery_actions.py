@@ -99,7 +99,7 @@ class WorkflowRun:
         sim = self.sim
         self.summary.update(ended=result.ended, succeeded=result.succeeded,
                             ended_s=round(sim.clock.now(), 3))
-        sim.queue.finish(self.workflow.service, sim.clock.now())
+        sim.queue.finish(self.event, sim.clock.now())
         sim._admit()
 
     def _record(self, rec: StepRecord) -> None:

@@ -34,6 +34,9 @@ class Fault(abc.ABC):
     at_s: float
     duration_s: float = 0.0
     observed: dict[str, Any] = field(default_factory=dict)
+    # False: a fault that sets the scene for a later one on its service, whose misses would
+    # fall in its own MTTR window; it is injected, checked and replayed, but not timed
+    timed: bool = True
 
     name = "fault"
     service: str | None = None

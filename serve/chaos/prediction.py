@@ -118,7 +118,8 @@ def predict(exp: Any, catalogue: Any, duration_s: float, out_dir: pathlib.Path
             **({"modelled": "Redis was stopped when the simulator first saw the fault: "
                             "replayed without the error-threshold watch, which reads the "
                             "metric streams there"} if blind else {}),
-            "incidents": [{"service": i["service"], "mttd_s": _since(i, "detected_s"),
+            "incidents": [{"service": i["service"], "start_s": i["start_s"],
+                           "mttd_s": _since(i, "detected_s"),
                            "mttr_s": _since(i, "recovered_s")}
                           for i in metrics["incidents"]],
             "services": {k: v["availability"] for k, v in metrics["services"].items()}}

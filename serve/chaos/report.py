@@ -32,10 +32,9 @@ def _judged(e: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | No
     ``within 1.5x``, or ``beyond 1.5x`` with the known reason, or ``beyond 1.5x,
     unexplained``."""
     prediction = e.get("prediction") or {}
-    predicted = {i["service"]: i for i in prediction.get("incidents", [])}
     out = []
     for t in e.get("timings") or []:
-        p = predicted.get(t["service"])
+        p = _replayed(t, prediction.get("incidents", []))
         if p is None:
             out.append((t, None, "", "not modelled"))
             continue
@@ -47,6 +46,16 @@ def _judged(e: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | No
         out.append((t, p, "beyond_explained", f"beyond 1.5x: {why}") if why
                    else (t, p, "beyond_unexplained", "beyond 1.5x, unexplained"))
     return out
+
+
+def _replayed(timing: dict[str, Any], incidents: list[dict[str, Any]]
+              ) -> dict[str, Any] | None:
+    """The replay's incident of a timed fault: its service's, starting nearest it (a
+    service can have two faults in one experiment). A report written before incidents had a
+    start has one incident per service."""
+    mine = [i for i in incidents if i["service"] == timing["service"]]
+    start = timing.get("start_s", 0.0)
+    return min(mine, key=lambda i: abs(i.get("start_s", start) - start), default=None)
 
 
 def summary(experiments: list[dict[str, Any]]) -> dict[str, Any]:

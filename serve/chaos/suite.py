@@ -33,6 +33,12 @@ def full_suite(rate: float) -> list[Experiment]:
     return [
         Experiment("provider-outage", [ProviderFault(20, 60, key=CR)], 200, rate,
                    notes=["the primary AI provider of clinical reasoning fails for 60 s"]),
+        Experiment("outage-after-a-blip", [ProviderFault(5, 6, key=CR, timed=False),
+                                           ProviderFault(45, 60, key=CR)], 240, rate,
+                   notes=["a 6 s blip of clinical reasoning's primary starts a recovery run "
+                          "(not timed: the outage falls in its MTTR window); 34 s after it the "
+                          "provider fails for 60 s: the outage must get its own run, not "
+                          "wait out the blip's cool-down"]),
         Experiment("prescriptive-and-single-provider-outage", [
             ProviderFault(20, 60, key="pharmaguard:pharmaguard_api"),
             ProviderFault(30, 40, key="care_locator:care_locator_api")], 200, rate,

@@ -55,7 +55,7 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
     out = []
     seconds = int(max((e.due for e in entries), default=0.0)) + 1
     for i, f in enumerate(exp.faults):
-        if f.service is None or i not in injected:
+        if f.service is None or not f.timed or i not in injected:
             continue
         start = injected[i]
         with stack.client("auditor") as c:

@@ -112,6 +112,9 @@ def test_a_trigger_moves_traffic_cluster_wide_and_alerts(ray_cluster, setup):
     assert path == "/s" and s["service"] in body["text"]
     assert ray_cluster.get(o.active_alerts.remote())[0]["service"] == s["service"]
     assert ray_cluster.get(o.trigger.remote(event)) == "cooling_down"
+    # a different alarm is heard during that cool-down (this service has no workflow for it)
+    assert ray_cluster.get(o.trigger.remote(TriggerEvent(
+        Trigger.HEALTH_CHECK_FAILED, s["service"]))) == "no_workflow"
     assert trigger_to_return < 5.0  # two round trips; triggering never waits for the work
 
 

@@ -46,8 +46,8 @@ def test_live_and_predicted_agree_within_one_and_a_half_times_or_one_beat_of_the
     assert agreement(None, None, beat_s=5.0) == "within"
 
 
-def _judged_report(exp: Experiment, tmp_path, mttd_s: float) -> dict:
-    p = predict(exp, load_catalogue(), 120, tmp_path)
+def _judged_report(exp: Experiment, tmp_path, mttd_s: float, duration_s: float = 120) -> dict:
+    p = predict(exp, load_catalogue(), duration_s, tmp_path)
     fault = exp.faults[0]
     timing = {"service": fault.service, "fault": fault.name, "mttd_s": mttd_s,
               "mttr_s": p["incidents"][0]["mttr_s"]}
@@ -73,6 +73,20 @@ def test_a_figure_beyond_the_prediction_carries_its_known_reason_or_is_unexplain
     for e in experiments:  # live as predicted
         e["timings"][0]["mttd_s"] = e["prediction"]["incidents"][0]["mttd_s"]
     assert summary(experiments)["predictions"]["within"] == 2
+
+
+def test_two_faults_of_one_service_are_each_judged_against_their_own_replay(tmp_path):
+    blip = Experiment("blip", [ProviderFault(5, 6, key=CR, timed=False),
+                               ProviderFault(45, 60, key=CR)], 240, 200.0)
+    p = predict(blip, load_catalogue(), 240, tmp_path)
+    first, second = p["incidents"]
+    assert (first["start_s"], second["start_s"]) == (5, 45)
+    report = _judged_report(blip, tmp_path, mttd_s=second["mttd_s"], duration_s=240)
+    report["timings"][0].update(start_s=45.3, mttr_s=second["mttr_s"])
+    assert summary([report])["predictions"]["within"] == 1
+    # against the blip's replay instead (as when incidents were keyed by service alone), an
+    # outage's recovery is not a blip's
+    assert first["mttr_s"] != second["mttr_s"]
 
 
 def test_an_outage_while_the_orchestrator_is_killed_carries_that_reason(tmp_path):

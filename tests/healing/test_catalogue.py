@@ -33,6 +33,13 @@ def test_the_shipped_catalogue_is_the_policy_both_worlds_run():
         for trigger in (Trigger.CIRCUIT_OPEN, Trigger.HEALTH_CHECK_FAILED,
                         Trigger.ERROR_THRESHOLD, Trigger.ANOMALY):
             assert dataclasses.replace(w, trigger=trigger) in live.workflows
+    # every service has a workflow for every automatic trigger (an anomaly on a service
+    # without a runbook once found none: the generic error workflow answered only its own)
+    answered = {(w.trigger, w.service) for w in live.workflows}
+    for name in cat.services:
+        for trigger in Trigger:
+            assert (trigger, name) in answered, (trigger, name)
+    assert len(answered) == len(live.workflows)
     # the simulator, on any library scenario, runs the same policy for the same services
     compared = 0
     for path in sorted(SCENARIOS.glob("*.yaml")):

@@ -204,16 +204,41 @@ def test_repeated_triggers_for_a_service_being_healed_are_coalesced():
     assert len(q) == 0 and q.coalesced["ai"] == 2
 
 
-def test_cool_down_refuses_automatic_triggers_but_hears_an_operator():
+def test_cool_down_refuses_the_same_alarm_but_hears_an_operator():
     q = queue(cooldown_s=300.0)
     q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 0.0)
-    q.next()
-    q.finish("ai", 100.0)
+    q.finish(q.next()[1], 100.0)
+    assert q.cooling_down("ai", Trigger.CIRCUIT_OPEN, 399.0)
     assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 399.0) is Admission.COOLING_DOWN
     assert q.submit(TriggerEvent(Trigger.MANUAL, "ai"), 399.0) is Admission.QUEUED
-    q.next()
-    q.finish("ai", 400.0)
+    q.finish(q.next()[1], 400.0)
+    # after the operator's run, every automatic trigger of the service waits its cool-down
+    assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 699.0) is Admission.COOLING_DOWN
+    assert q.cooling_down("ai", Trigger.HEALTH_CHECK_FAILED, 699.0)
     assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 700.0) is Admission.QUEUED
+
+
+def test_a_different_alarm_is_heard_during_a_cool_down_and_an_anomaly_is_the_error_alarm():
+    """A run for an error spike must not swallow the circuit opening of an outage that
+    follows it (a chaos run lost an outage's recovery run and its alert so)."""
+    flows = [wf(ALERT, trigger=t, service="ai") for t in
+             ("error_threshold", "anomaly", "circuit_open", "health_check_failed")]
+    q = RecoveryQueue(flows, 120.0)
+    assert q.submit(TriggerEvent(Trigger.ERROR_THRESHOLD, "ai"), 0.0) is Admission.QUEUED
+    q.finish(q.next()[1], 1.0)
+    assert q.submit(TriggerEvent(Trigger.ERROR_THRESHOLD, "ai"), 30.0) is Admission.COOLING_DOWN
+    assert q.submit(TriggerEvent(Trigger.ANOMALY, "ai"), 30.0) is Admission.COOLING_DOWN
+    assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 30.0) is Admission.QUEUED
+    q.finish(q.next()[1], 31.0)
+    assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 60.0) is Admission.COOLING_DOWN
+    assert q.submit(TriggerEvent(Trigger.HEALTH_CHECK_FAILED, "ai"), 60.0) is Admission.QUEUED
+    q.finish(q.next()[1], 61.0)
+    # each alarm's cool-down runs from its own run's end
+    assert q.submit(TriggerEvent(Trigger.ANOMALY, "ai"), 121.0) is Admission.QUEUED
+    assert q.submit(TriggerEvent(Trigger.CIRCUIT_OPEN, "ai"), 121.0) is Admission.COALESCED
+    q.finish(q.next()[1], 122.0)
+    assert q.cooling_down("ai", Trigger.CIRCUIT_OPEN, 150.0)
+    assert not q.cooling_down("ai", Trigger.CIRCUIT_OPEN, 151.0)
 
 
 def test_a_trigger_without_a_workflow_is_said_so():

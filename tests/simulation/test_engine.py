@@ -274,3 +274,18 @@ def test_a_daily_failure_is_learnt_and_prevented_after_the_first_days():
     assert m["prevented_faults"] == 3
     assert all("14:00 UTC" in p["pattern"] for p in sim.predictions)
     assert m["audit_completeness"] == 1.0 and m["false_positive_rate"] == 0
+
+
+def test_a_run_for_an_error_spike_does_not_swallow_the_outage_that_follows():
+    """The cool-down holds back the same alarm, not the service: an error burst's run at
+    110 s must leave the outage at 160 s its own run (it waited until 234 s when the
+    cool-down was per service), while the outage's error alarm stays held back."""
+    burst = outage(100, 20, target="main", kind=FaultKind.ERROR_BURST, error_rate=0.5)
+    sc = scenario(service(rps=20), faults=[burst, outage(160, 120, target="main")])
+    res = Simulation(sc).run()
+    starts = [(r["trigger"], r["started_s"]) for r in res.runs]
+    assert [t for t, at in starts if at < 160] == ["anomaly"]  # one run for the burst
+    later = [(t, at) for t, at in starts if at >= 160]
+    assert later and later[0][1] < 175 and later[0][0] != "error_threshold"
+    assert "error_threshold" not in [t for t, _ in later]  # within its cool-down
+    assert run_metrics(res)["availability"] == 1.0

@@ -8,8 +8,8 @@ is healed the same way in a replay and in production:
   at all for a critical service or a life-critical one;
 * workflows: a service with workflow files (its runbook) gets them for every trigger (a
   circuit opening, a failed health check, an error threshold and an anomaly are four views of
-  one trouble; the orchestrator's cool-down is per trigger, so one trouble runs it once per
-  view at most, and a second view runs it only while that trouble lasts); every other
+  one trouble; the orchestrator's cool-down holds back the same alarm, not the service, so
+  a trouble that lasts can run it once per alarm in a cool-down); every other
   service gets a generic workflow per trigger: move traffic to the next provider and alert
   when a circuit opens (alert and keep probing when there is nowhere to go, or the service is
   critical); reconnect, then restart, when a health check fails; when errors climb, move to

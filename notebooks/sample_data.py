@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import Any
 
 from simulation.runner import simulate
 from simulation.scenario import SCENARIOS, load_scenario
@@ -30,17 +31,20 @@ def figures_dir() -> pathlib.Path:
     return out
 
 
-def ensure(directory: pathlib.Path | None = None) -> pathlib.Path:
+def ensure(directory: pathlib.Path | None = None, fan_out: Any = None) -> pathlib.Path:
     """``directory`` (default :func:`data_dir`) with the library's event logs in ``events/``
-    and its runs in ``mlflow.db``; made now unless already there."""
+    and its runs in ``mlflow.db``; made now unless already there (``fan_out``: where the
+    scenarios run, as :func:`~simulation.runner.simulate` takes it). ``ready.json`` keeps
+    the runs' reports beside the scenarios' names."""
     root = directory or data_dir()
     marker = root / "ready.json"
     if marker.exists():
         return root
     root.mkdir(parents=True, exist_ok=True)
     files = sorted(SCENARIOS.glob("*.yaml"))
-    reports = simulate([load_scenario(f) for f in files], runs=1,
+    reports = simulate([load_scenario(f) for f in files], runs=1, fan_out=fan_out,
                        events_dir=str(root / "events"),
                        mlflow_uri=f"sqlite:///{root / 'mlflow.db'}")
-    marker.write_text(json.dumps({"scenarios": [r["scenario"] for r in reports]}, indent=1))
+    marker.write_text(json.dumps({"scenarios": [r["scenario"] for r in reports],
+                                  "reports": reports}, indent=1))
     return root

@@ -26,8 +26,9 @@ render = _render()
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory):
-    return tmp_path_factory.mktemp("nb-data"), tmp_path_factory.mktemp("nb-figures")
+def places(tmp_path_factory, library_data):
+    # the library simulated once a session (tests/conftest.py), as sample_data makes it
+    return library_data[0], tmp_path_factory.mktemp("nb-figures")
 
 
 def outputs(nb):

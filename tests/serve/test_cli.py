@@ -50,21 +50,6 @@ def test_the_demos_simulation_shows_healing_beat_the_baseline():
     assert "MTTR" in out.getvalue() and "ai-provider-outage" in out.getvalue()
 
 
-def test_the_demos_deadlock_week_is_learnt_and_then_prevented():
-    from serve.demo_simulation import run_deadlock_demo
-
-    out = io.StringIO()
-    week = run_deadlock_demo(out=out)
-    days = week["days"]
-    # the first days are incidents (nothing to learn from yet); once the pattern is learnt,
-    # the days that follow are prevented, each by a prediction made before its 14:00
-    assert len(days) == 7 and days[0] == "incident" and days[-1] == "prevented"
-    assert days.index("prevented") >= 2 and "incident" not in days[days.index("prevented"):]
-    text = out.getvalue()
-    assert week["predictions"] and "prevented: predicted at 13:" in text
-    assert "acted on before 14:00" in text
-
-
 def test_the_deadlock_chapter_tells_times_and_days_from_the_scenarios_own_start():
     import dataclasses
 
@@ -143,8 +128,8 @@ def test_simulate_replays_the_operators_catalogue(tmp_path, capsys, monkeypatch)
     scenario = str(SCENARIOS / "ai_provider_outage.yaml")
     reports, ran = {}, {}
     for name, args in (("shipped", []), ("mine", ["--catalogue", str(tmp_path / "mine")])):
-        assert main(["simulate", scenario, "--no-mlflow", "--local", "--json",
-                     f"{name}.json", "--events", f"{name}-events", *args]) == 0, capsys.readouterr().err
+        assert main(["simulate", scenario, "--no-mlflow", "--local", "--json", f"{name}.json",
+                     "--events", f"{name}-events", *args]) == 0, capsys.readouterr().err
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())[0]
         [log] = (tmp_path / f"{name}-events").iterdir()
         ran[name] = set(pq.read_table(log / "runs.parquet").column("workflow").to_pylist())

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from actors.ray_gateway import as_completed
-from simulation.runner import simulate
-from simulation.scenario import SCENARIOS, load_scenario
+from simulation.scenario import SCENARIOS
 
 GRADUAL = {"api-memory-leak", "slow-degradation"}
 UNHEALABLE = {"drug-interaction-outage"}
 
 
 @pytest.fixture(scope="module")
-def reports(ray_cluster):
-    files = sorted(SCENARIOS.glob("*.yaml"))
-    return {r["scenario"]: r for r in simulate([load_scenario(f) for f in files],
-                                               fan_out=as_completed)}
+def reports(library_data):
+    _, runs = library_data  # the library simulated once a session (tests/conftest.py)
+    assert len(runs) == len(list(SCENARIOS.glob("*.yaml")))
+    return {r["scenario"]: r for r in runs}
 
 
 def test_safety_and_audit_hold_everywhere(reports):

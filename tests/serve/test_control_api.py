@@ -550,7 +550,7 @@ def test_fuzzed_requests_never_crash_and_refused_ones_change_nothing(stack):
         assert admin.status_code < 500, (case.path, admin.text)
 
     for operation in operations:
-        run = settings(max_examples=6, deadline=None, derandomize=True, database=None,
+        run = settings(max_examples=4, deadline=None, derandomize=True, database=None,
                        suppress_health_check=list(HealthCheck))(
             given(operation.as_strategy())(check))
         run()

@@ -70,28 +70,6 @@ def test_cli_without_a_command_explains_itself(capsys):
     assert "COMMAND" in capsys.readouterr().err
 
 
-def test_cluster_demo_shows_circuit_and_health_state_of_a_running_cluster(ray_cluster,
-                                                                          tmp_path):
-    from serve.demo_cluster import run_cluster_demo
-
-    out = io.StringIO()
-    seen = run_cluster_demo(out=out, data_dir=str(tmp_path))
-    assert seen["states"] == ["OPEN", "OPEN", "OPEN"]  # replica 2 included
-    assert seen["saved"]["state"] == "open"
-    assert {n: h["state"] for n, h in seen["health"].items()} == {
-        "redis": "healthy", "audit-db": "healthy", "circuit-actor": "healthy",
-        "imaging-gateway": "unhealthy"}
-    assert [t["check"] for t in seen["triggers"]] == ["imaging-gateway"]
-    assert seen["audit_by_kind"]["failure_event"] == 12 and seen["audit_problems"] == []
-    # Each replica's local transitions, durable before the call that caused them returned.
-    assert seen["audit_by_kind"]["circuit_transition"] >= 3
-    assert seen["counts"] == {"total": 22, "errors": 12, "fallbacks": 12}
-    assert "patient-0042" not in out.getvalue()
-    healed = seen["healed"]
-    assert healed["run"]["succeeded"] and healed["healthy_after"]
-    assert "MTTR" in out.getvalue() and "the on-call channel received" in out.getvalue()
-
-
 def test_catalogue_check_summarises_a_valid_catalogue_and_names_a_mistake(tmp_path, capsys,
                                                                          monkeypatch):
     import shutil

@@ -198,6 +198,33 @@ def test_row7_the_demo_never_touches_configured_stores(tmp_path):
     assert days.index("prevented") >= 2 and "incident" not in days[days.index("prevented"):]
     assert "prevented: predicted at 13:" in proc.stdout
     assert "acted on before 14:00" in proc.stdout
+    _the_cluster_chapters_hold(proc.stdout)
+
+
+def _the_cluster_chapters_hold(out):
+    """Chapters 6 and 7 of the demo, the running cluster, as told (checked in the run of the
+    whole demo rather than by a second cluster)."""
+    # the circuit opened for every replica, replica 2 included, and was saved in Redis
+    assert len(re.findall(r"^ +replica-[012]: \S+ OPEN$", out, re.MULTILINE)) == 3
+    assert re.search(r"Redis circuit:\S+ → state=open ", out)
+    health = dict(re.findall(r"^ {5}(redis|audit-db|circuit-actor|imaging-gateway) +(\w+)",
+                             out, re.MULTILINE))
+    assert health == {"redis": "healthy", "audit-db": "healthy", "circuit-actor": "healthy",
+                      "imaging-gateway": "unhealthy"}
+    assert re.findall(r"trigger raised: \S+ for (\S+)", out) == ["imaging-gateway"]
+    assert "metrics: 22 calls, 12 errors, 12 served by a fallback" in out
+    # each replica's local transitions, durable before the call that caused them returned
+    audit = re.search(r"audit trail: \d+ records in SQL so far \(([^)]*)\), hash chains intact",
+                      out)
+    assert audit, out[-3000:]
+    kinds = {k: int(n) for n, k in re.findall(r"(\d+) ([a-z ]+?)s(?:,|$)", audit.group(1))}
+    assert kinds["failure event"] == 12 and kinds["circuit transition"] >= 3
+    assert "patient-0042" not in out
+    # chapter 7: the memory-leak workflow's steps all succeeded and the model answers again
+    steps = re.findall(r"^ +step \d+ \w+ +(\w+)", out, re.MULTILINE)
+    assert steps and set(steps) == {"succeeded"}, steps
+    assert "answering again: True" in out and "(MTTR)" in out
+    assert "the on-call channel received" in out
 
 
 def test_row8_detect_names_text_that_is_not_utf8(tmp_path):

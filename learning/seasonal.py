@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -100,18 +101,54 @@ class HoltWinters:
                 model = ExponentialSmoothing(
                     y, seasonal="add" if self.period else None,
                     seasonal_periods=self.period or None, initialization_method="heuristic")
-                # from the heuristic start, not statsmodels' brute-force grid over the
-                # weights first: that grid was half the detector's time, and no NAB or
-                # service-corpus score moved by more than 0.1 without it
-                fit = model.fit(use_brute=False)
+                alpha, gamma, level, season = _estimate(model)
         except (ValueError, np.linalg.LinAlgError):
             return  # keep the state it has; the next refit tries again
-        alpha = float(fit.params["smoothing_level"])
-        gamma = float(fit.params.get("smoothing_seasonal") or 0.0) if self.period else 0.0
-        level = float(np.asarray(fit.level)[-1])
-        season = [float(s) for s in np.asarray(fit.season)[-self.period:]] if self.period else []
         if not all(math.isfinite(v) for v in (alpha, gamma, level, *season)):
             return
-        self.alpha, self.gamma, self.level, self.season, self.phase = (
-            alpha, gamma, level, season, 0)
+        # carry the estimated start through the fitted values, as statsmodels' own fitted
+        # values do (the same arithmetic in the same order, so the same state to the bit),
+        # to the state the next value is forecast from
+        a_c, g_c, phase = 1 - alpha, 1 - gamma, 0
+        for v in y.tolist():
+            if season:
+                s = season[phase]
+                level, season[phase] = (alpha * v - alpha * s + a_c * level,
+                                        gamma * v - gamma * level + g_c * s)
+                phase = (phase + 1) % self.period
+            else:
+                level = alpha * v + a_c * level
+        self.alpha, self.gamma, self.level = alpha, gamma, level
+        self.season, self.phase = season[phase:] + season[:phase], 0
         self.fits += 1
+
+
+def _estimate(model: Any) -> tuple[float, float, float, list[float]]:
+    """The smoothing weights and the start state that ``model.fit(use_brute=False)`` estimates.
+
+    From the heuristic start, not statsmodels' brute-force grid over the weights first: that
+    grid was half the detector's time, and no NAB or service-corpus score moved by more than
+    0.1 without it. And without the fitted values, forecasts and results tables that ``fit``
+    builds after estimating (a Python loop over numpy scalars, then pandas): they were a third
+    of the detector's time, and the state they end in is computed by ``_fit`` in a tenth of
+    it. That step is statsmodels' own, which it does not export; where it is not there (a
+    statsmodels that moved it), the public ``fit`` answers the same, slower.
+    tests/learning/test_seasonal.py holds the two to the same answer.
+    """
+    try:
+        from statsmodels.tsa.holtwinters.model import _OptConfig  # noqa: PLC0415
+        config = _OptConfig()
+        config.alpha = config.beta = config.gamma = None  # all estimated
+        config.phi = 1.0  # no damping: there is no trend
+        config.level = config.trend = config.seasonal = config.params = None
+        config.mle_retvals = config.mask = None
+        config.y = model._y
+        res = model._optimize_parameters(config, False, "L-BFGS-B", {})
+        start = (res.alpha, res.gamma or 0.0, res.level,
+                 np.asarray(res.seasonal) if model.seasonal_periods else [])
+    except (ImportError, AttributeError, TypeError):
+        fit = model.fit(use_brute=False)
+        start = (fit.params["smoothing_level"], fit.params.get("smoothing_seasonal") or 0.0,
+                 fit.params["initial_level"], fit.params.get("initial_seasons", []))
+    alpha, gamma, level, season = start
+    return float(alpha), float(gamma), float(level), [float(s) for s in season]

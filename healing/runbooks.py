@@ -76,14 +76,11 @@ def workflows_for(services: Mapping[str, Service],
                                (Trigger.ERROR_THRESHOLD, _on_error_threshold),
                                (Trigger.ANOMALY, _on_error_threshold),
                                (Trigger.MEMORY_GROWTH, _on_memory_growth),
-                               (Trigger.MANUAL, _on_manual)):
+                               (Trigger.MANUAL, _on_error_threshold)):
             if name in runbook:  # a service's own runbook answers whatever raised the alarm
                 flows.append(dataclasses.replace(runbook[name], trigger=trigger))
             else:
-                flow = build(spec, fail_safe(spec))
-                # an anomaly is answered as climbing errors are, under its own trigger
-                flows.append(flow if flow.trigger is trigger else dataclasses.replace(
-                    flow, id=f"{trigger.value}:{name}", trigger=trigger))
+                flows.append(build(spec, fail_safe(spec), trigger))
     covered = {(w.trigger, w.service) for w in extra}
     flows += extra
     flows += [_on_predicted(s) for s in services.values()
@@ -121,7 +118,10 @@ def _alert(spec: Service) -> RecoveryStep:
                                   if severity == "critical" else "slack"}, timeout_s=5)
 
 
-def _on_circuit_open(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+# Each builder takes the trigger it answers, for the one that answers several
+# (_on_error_threshold); the others answer their own.
+
+def _on_circuit_open(spec: Service, fail_safe: bool, _: Trigger) -> RecoveryWorkflow:
     if fail_safe or len(spec.providers) == 1:
         # nothing to move traffic to: tell people and wait for the primary
         return _flow(spec, Trigger.CIRCUIT_OPEN, (
@@ -133,7 +133,7 @@ def _on_circuit_open(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
         _alert(spec)))
 
 
-def _on_health_check_failed(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+def _on_health_check_failed(spec: Service, fail_safe: bool, _: Trigger) -> RecoveryWorkflow:
     return _flow(spec, Trigger.HEALTH_CHECK_FAILED, (
         RecoveryStep("retry", {"max_attempts": 3}, (
             Criterion("health_check_passes", {"check": spec.name}),), timeout_s=10),
@@ -142,14 +142,16 @@ def _on_health_check_failed(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
         _alert(spec)))
 
 
-def _on_error_threshold(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+def _on_error_threshold(spec: Service, fail_safe: bool, trigger: Trigger) -> RecoveryWorkflow:
+    """Climbing errors; also an anomaly (the same alarm, seen by the model rather than the
+    bound) and an operator's "heal this now", each under its own trigger."""
     if len(spec.providers) > 1 and not fail_safe:
         # errors from a service with somewhere else to go: move there first (it switches
         # back by itself once the primary answers); restarting it may not be the cure
-        return _flow(spec, Trigger.ERROR_THRESHOLD, (
+        return _flow(spec, trigger, (
             RecoveryStep("fallback", {"provider": spec.providers[1]}, timeout_s=10),
             _alert(spec)))
-    return _flow(spec, Trigger.ERROR_THRESHOLD, (
+    return _flow(spec, trigger, (
         _alert(spec),
         RecoveryStep("scale", {"instances": "+1"}, timeout_s=30),
         RecoveryStep("restart", {"graceful": True, "delay_s": 30},
@@ -158,14 +160,7 @@ def _on_error_threshold(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
         rollback=(RecoveryStep("scale", {"instances": "-1"}, timeout_s=30),), timeout_s=150)
 
 
-def _on_manual(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
-    """An operator's "heal this now": what an error threshold would run."""
-    flow = _on_error_threshold(spec, fail_safe)
-    return dataclasses.replace(flow, id=f"{Trigger.MANUAL.value}:{spec.name}",
-                               trigger=Trigger.MANUAL)
-
-
-def _on_memory_growth(spec: Service, fail_safe: bool) -> RecoveryWorkflow:
+def _on_memory_growth(spec: Service, fail_safe: bool, _: Trigger) -> RecoveryWorkflow:
     """Memory forecast to run out, before any request fails: add a replica so that nothing
     is dropped, then restart gracefully (a fresh process starts from its baseline); take the
     extra replica back if the restart does not help."""

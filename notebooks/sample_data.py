@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
 
-from simulation.runner import simulate
+from simulation.runner import FanOut, simulate
 from simulation.scenario import SCENARIOS, load_scenario
 
 __all__ = ["data_dir", "ensure", "figures_dir"]
@@ -31,7 +30,7 @@ def figures_dir() -> pathlib.Path:
     return out
 
 
-def ensure(directory: pathlib.Path | None = None, fan_out: Any = None) -> pathlib.Path:
+def ensure(directory: pathlib.Path | None = None, fan_out: FanOut | None = None) -> pathlib.Path:
     """``directory`` (default :func:`data_dir`) with the library's event logs in ``events/``
     and its runs in ``mlflow.db``; made now unless already there (``fan_out``: where the
     scenarios run, as :func:`~simulation.runner.simulate` takes it). ``ready.json`` keeps

@@ -80,16 +80,12 @@ def library_data(ray_cluster, tmp_path_factory):
     """The scenario library simulated once for the session on the Ray cluster, as the
     notebooks' sample data is made (event logs, MLflow runs, ``ready.json`` with the
     reports): the library's tests read its reports, the notebooks its files."""
-    import importlib.util
     import json
-    import pathlib
 
     from actors.ray_gateway import as_completed
+    from tests.factories import notebook_module
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "sample_data.py"
-    spec = importlib.util.spec_from_file_location("sample_data", path)
-    sample_data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sample_data)
-    root = sample_data.ensure(tmp_path_factory.mktemp("library"), fan_out=as_completed)
+    root = notebook_module("sample_data").ensure(tmp_path_factory.mktemp("library"),
+                                                 fan_out=as_completed)
     return root, json.loads((root / "ready.json").read_text())["reports"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+from types import ModuleType
 from typing import Any
 
 from healing import (
@@ -14,8 +17,19 @@ from healing import (
 )
 from healing.window import FAILED, SLOW, SUCCESS
 
-__all__ = ["FAILED", "SLOW", "SUCCESS", "audit_problems", "make_breaker", "make_guard",
-           "small_config"]
+__all__ = ["FAILED", "NOTEBOOKS", "SLOW", "SUCCESS", "audit_problems", "make_breaker",
+           "make_guard", "notebook_module", "small_config"]
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebook_module(name: str) -> ModuleType:
+    """``notebooks/<name>.py``, loaded by its path: the notebooks' helpers are imported by
+    name from the notebooks' folder, which is not a package."""
+    spec = importlib.util.spec_from_file_location(name, NOTEBOOKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def audit_problems(store: Any, logs: Any = (), keys: Any = ()) -> list[Any]:

@@ -5,24 +5,13 @@ notebooks' own code."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import jupytext
 import nbformat
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parents[2] / "notebooks"
+from tests.factories import NOTEBOOKS, notebook_module
 
-
-def _render():
-    spec = importlib.util.spec_from_file_location("render", HERE / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-render = _render()
+render = notebook_module("render")
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +70,8 @@ def test_policy_comparison(places, monkeypatch):
 def test_the_rendered_notebook_is_the_text_one(name):
     """notebooks/NAME.ipynb (for reading on GitHub) holds exactly NAME.py's cells: run
     `make notebooks` after editing the .py."""
-    text = jupytext.read(HERE / f"{name}.py")
-    rendered = nbformat.read(HERE / f"{name}.ipynb", as_version=4)
+    text = jupytext.read(NOTEBOOKS / f"{name}.py")
+    rendered = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     assert [(c.cell_type, c.source) for c in rendered.cells] == \
         [(c.cell_type, c.source) for c in text.cells]
     assert all(c.outputs for c in rendered.cells if c.cell_type == "code" and c.source

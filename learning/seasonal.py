@@ -130,25 +130,31 @@ def _estimate(model: Any) -> tuple[float, float, float, list[float]]:
     grid was half the detector's time, and no NAB or service-corpus score moved by more than
     0.1 without it. And without the fitted values, forecasts and results tables that ``fit``
     builds after estimating (a Python loop over numpy scalars, then pandas): they were a third
-    of the detector's time, and the state they end in is computed by ``_fit`` in a tenth of
+    of the detector's time, and the state they end in is computed by ``_fit`` in about a tenth of
     it. That step is statsmodels' own, which it does not export; where it is not there (a
     statsmodels that moved it), the public ``fit`` answers the same, slower.
     tests/learning/test_seasonal.py holds the two to the same answer.
     """
     try:
-        from statsmodels.tsa.holtwinters.model import _OptConfig  # noqa: PLC0415
-        config = _OptConfig()
-        config.alpha = config.beta = config.gamma = None  # all estimated
-        config.phi = 1.0  # no damping: there is no trend
-        config.level = config.trend = config.seasonal = config.params = None
-        config.mle_retvals = config.mask = None
-        config.y = model._y
-        res = model._optimize_parameters(config, False, "L-BFGS-B", {})
-        start = (res.alpha, res.gamma or 0.0, res.level,
-                 np.asarray(res.seasonal) if model.seasonal_periods else [])
+        start = _estimated_start(model)
     except (ImportError, AttributeError, TypeError):
         fit = model.fit(use_brute=False)
-        start = (fit.params["smoothing_level"], fit.params.get("smoothing_seasonal") or 0.0,
-                 fit.params["initial_level"], fit.params.get("initial_seasons", []))
+        start = (fit.params["smoothing_level"], fit.params.get("smoothing_seasonal"),
+                 fit.params["initial_level"], fit.params.get("initial_seasons"))
     alpha, gamma, level, season = start
+    if not model.seasonal_periods:  # no season: statsmodels leaves its weight unset (nan)
+        return float(alpha), 0.0, float(level), []
     return float(alpha), float(gamma), float(level), [float(s) for s in season]
+
+
+def _estimated_start(model: Any) -> tuple[Any, Any, Any, Any]:
+    """statsmodels' estimation step, as its ``fit(use_brute=False)`` calls it."""
+    from statsmodels.tsa.holtwinters.model import _OptConfig  # noqa: PLC0415
+    config = _OptConfig()
+    config.alpha = config.beta = config.gamma = None  # all estimated
+    config.phi = 1.0  # no damping: there is no trend
+    config.level = config.trend = config.seasonal = config.params = None
+    config.mle_retvals = config.mask = None
+    config.y = model._y
+    res = model._optimize_parameters(config, False, "L-BFGS-B", {})
+    return res.alpha, res.gamma, res.level, res.seasonal

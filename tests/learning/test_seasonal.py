@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
+from learning import seasonal
 from learning.seasonal import HoltWinters
 
 
@@ -77,3 +78,51 @@ def test_a_constant_series_forecasts_itself():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         HoltWinters(**kwargs)
+
+
+def _public_fit(y, period):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ExponentialSmoothing(
+            np.array(y), seasonal="add" if period else None, seasonal_periods=period or None,
+            initialization_method="heuristic").fit(use_brute=False)
+
+
+@pytest.mark.parametrize("period", [0, 24, 48])
+def test_a_fit_ends_in_the_state_statsmodels_fit_ends_in_to_the_bit(period):
+    # the fit skips statsmodels' fitted values and carries the state itself (a third of the
+    # detector's time): same weights, same last level, same next season, not merely close
+    rng = random.Random(period)
+    y = [v + (15.0 if i > 700 else 0.0) + rng.expovariate(0.5)
+         for i, v in enumerate(daily(1000, period or 48, seed=period))]
+    hw = HoltWinters(period=period, refit=10_000, history=1000, min_values=1000)
+    for v in y:
+        hw.update(v)
+    assert hw.fits == 1
+    fit = _public_fit(y, period)
+    assert hw.alpha == fit.params["smoothing_level"]
+    assert hw.level == np.asarray(fit.level)[-1]
+    if period:
+        assert hw.gamma == fit.params["smoothing_seasonal"]
+        assert hw.season == np.asarray(fit.season)[-period:].tolist()
+    assert hw.forecast() == fit.forecast(1)[0]
+
+
+@pytest.mark.parametrize("period", [0, 24])
+def test_without_statsmodels_inner_step_the_public_fit_gives_the_same_state(monkeypatch, period):
+    # a statsmodels that moved the estimation step it does not export: the public fit answers
+    y = daily(1000, period or 48, seed=3)
+    fast = HoltWinters(period=period, refit=10_000, history=1000, min_values=1000)
+    for v in y:
+        fast.update(v)
+    def moved(model):
+        raise AttributeError("'ExponentialSmoothing' object has no attribute "
+                             "'_optimize_parameters'")
+
+    monkeypatch.setattr(seasonal, "_estimated_start", moved)
+    slow = HoltWinters(period=period, refit=10_000, history=1000, min_values=1000)
+    for v in y:
+        slow.update(v)
+    assert slow.fits == fast.fits == 1
+    assert (slow.alpha, slow.gamma, slow.level, slow.season) == (
+        fast.alpha, fast.gamma, fast.level, fast.season)

@@ -120,13 +120,17 @@ class RecoveryOrchestratorActor:
         if self.state is None:
             return
         runs = sorted(self.state.table("runs").values(), key=lambda r: r["started_at"])
+        finished = []
         for summary in runs[-(self._runs.maxlen or 1000):]:
             if "ended" not in summary:  # it was running when this actor stopped
                 summary.update(succeeded=False, ended="interrupted: the orchestrator restarted",
                                ended_at=self.clock.wall())
                 self.state.put("runs", summary["run_id"], summary)
+            else:
+                finished.append(summary)
             self._runs.append(summary)
             self._history[summary["run_id"]] = self.state.items(f"history:{summary['run_id']}")
+        self._resume_cooldowns(finished)
         for service, value in self.state.table("thresholds").items():
             if value is None:
                 self.error_thresholds.pop(service, None)
@@ -137,6 +141,19 @@ class RecoveryOrchestratorActor:
                                                 for e in earlier]
         if self.alerts is not None:
             self.alerts.restore(list(self.state.table("alerts").values()))
+
+    def _resume_cooldowns(self, finished: list[dict[str, Any]]) -> None:
+        """The cool-downs of the runs that finished before this actor started: restarted by
+        Ray, an orchestrator that forgot them ran the same workflow again for the same alarm
+        at once. A run the restart interrupted leaves none: its alarm is heard again, so the
+        recovery it did not finish can run."""
+        # the queue's clock is monotonic and dies with the process: a run's end is placed
+        # as long before now as its wall time says
+        now, wall = self.clock.now(), self.clock.wall()
+        for summary in sorted(finished, key=lambda r: r.get("ended_at") or 0.0):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                event = TriggerEvent(Trigger(summary["trigger"]), summary["service"])
+                self.queue.finish(event, now - max(0.0, wall - float(summary["ended_at"])))
 
     def _save_run(self, summary: dict[str, Any]) -> None:
         if self.state is not None:

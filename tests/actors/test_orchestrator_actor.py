@@ -405,3 +405,75 @@ def test_a_run_cut_short_by_a_restart_comes_back_interrupted_with_its_steps():
     assert run["ended"] == "interrupted: the orchestrator restarted"
     assert [(s["action"], s["status"]) for s in steps] == [
         ("alert", "started"), ("alert", "succeeded"), ("restart", "started")]
+
+
+def test_a_restarted_orchestrator_keeps_its_cool_downs():
+    """Ray rebuilds a killed orchestrator from the same arguments: the successor holds back
+    the same alarm for what is left of the cool-down of a run that finished before (the
+    chaos suite kills it during outages), hears a different alarm, and forgets the
+    cool-down once it is over. A run the restart cut short leaves none: its alarm is heard
+    again, so that the recovery it did not finish runs."""
+    import asyncio
+    import dataclasses
+
+    from actors.orchestrator_actor import RecoveryOrchestratorActor
+    from actors.recovery_actions import ActionRegistry
+    from healing import ManualClock
+
+    prefix = f"selfheal:test-orch-{uuid.uuid4().hex[:8]}"
+    release = asyncio.Event()
+
+    async def done(ctx):
+        return "done"
+
+    async def hang(ctx):
+        await release.wait()
+
+    actions = ActionRegistry()
+    actions.register("alert", done)
+    actions.register("restart", hang)
+    on_errors = dataclasses.replace(flow("drill", ALERT), trigger=Trigger.ERROR_THRESHOLD)
+    on_open = flow("drill", ALERT)
+    stuck = dataclasses.replace(flow("stuck", RecoveryStep("restart", {}, timeout_s=20)),
+                                trigger=Trigger.ERROR_THRESHOLD)
+    clock = ManualClock(start=1000.0)
+
+    def successor():  # as Ray rebuilds it: same arguments, same Redis state
+        return RecoveryOrchestratorActor([on_errors, on_open, stuck], actions=actions,
+                                         redis_url=REDIS_URL, state_prefix=prefix,
+                                         cooldown_s=120.0, clock=clock)
+
+    errors = TriggerEvent(Trigger.ERROR_THRESHOLD, "drill", "error rate 40%")
+    anomaly = TriggerEvent(Trigger.ANOMALY, "drill", "one alarm with errors")
+
+    async def scenario():
+        a = successor()
+        assert await a.trigger(errors) == "queued"
+        assert await a.wait_idle(10)
+        assert await a.trigger(TriggerEvent(Trigger.ERROR_THRESHOLD, "stuck")) == "queued"
+        await asyncio.sleep(0)  # the stuck run starts, and is running when the actor dies
+        for task in list(a._tasks):
+            task.cancel()
+        clock.advance(30.0)
+        b = successor()
+        answers = [await b.trigger(errors), await b.trigger(anomaly),
+                   await b.trigger(TriggerEvent(Trigger.ERROR_THRESHOLD, "stuck"))]
+        for task in list(b._tasks):
+            task.cancel()
+        clock.advance(91.0)  # 121 s after the first run ended: its cool-down is over
+        c = successor()
+        later = await c.trigger(errors)
+        different = TriggerEvent(Trigger.CIRCUIT_OPEN, "drill")
+        return answers, later, await b.trigger(different)
+
+    try:
+        answers, later, different = asyncio.run(scenario())
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    assert answers == ["cooling_down", "cooling_down", "queued"]
+    assert later == "queued"
+    assert different == "queued"

@@ -242,7 +242,7 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
     from healing.recovery import error_rate_below
     from healing.workflow import Criterion
 
-    service = f"svc{uuid.uuid4().hex[:6]}"
+    service, other = f"svc{uuid.uuid4().hex[:6]}", f"svc{uuid.uuid4().hex[:6]}"
     client = connect(REDIS_URL)
     rec = MetricRecorder(client, sample_rate=0.5, flush_interval_s=0,
                          rng=__import__("random").Random(1))
@@ -265,8 +265,18 @@ def test_error_rate_criterion_reads_the_metric_stream_reweighting_the_sample(ray
                                            service))
         assert world.counts(service, 1, now) == (0, 0)  # nothing that recent: no evidence
         assert not error_rate_below(0, 0, 0.5)  # and no evidence is not health
+        # the watch reads the stream from its window's start only (entry ids are their
+        # newest event's time): errors just inside the window count, older ones do not
+        for at, n in ((now - 120, 50), (now - 59, 20), (now - 5, 10)):
+            for _ in range(n):
+                rec.record(OutcomeRecord(other, None, False, 0.01, "Timeout", "primary",
+                                         None, OperationType.DIAGNOSTIC, Criticality.HIGH, at))
+            rec.flush()  # each in an entry of its own, in time order
+        assert world.counts(other, 60, now) == (30, 30)
+        assert world.windows(other, (10, 130), now) == [(10, 10), (80, 80)]
     finally:
-        for key in client.scan_iter(f"metrics:{service}*"):
+        for key in [*client.scan_iter(f"metrics:{service}*"),
+                    *client.scan_iter(f"metrics:{other}*")]:
             client.delete(key)
 
 

@@ -78,6 +78,21 @@ def flow(service, *steps, rollback=(), context=None):
                             context or ClinicalContext("diagnostic", "high"))
 
 
+def run_and_forget(scenario, prefix):
+    """``scenario()`` run to its end, then the state its orchestrators kept under ``prefix``
+    deleted from Redis."""
+    import asyncio
+
+    import redis
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
 def wait_until(fn, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -401,14 +416,7 @@ def test_a_run_cut_short_by_a_restart_comes_back_interrupted_with_its_steps():
                                       state_prefix=prefix)
         return before, await b.runs(), await b.history(before[0]["run_id"])
 
-    try:
-        before, after, steps = asyncio.run(scenario())
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    before, after, steps = run_and_forget(scenario, prefix)
     assert len(before) == 1 and "ended" not in before[0]
     [run] = after
     assert run["run_id"] == before[0]["run_id"] and run["succeeded"] is False
@@ -476,14 +484,7 @@ def test_a_restarted_orchestrator_keeps_its_cool_downs():
         different = TriggerEvent(Trigger.CIRCUIT_OPEN, "drill")
         return answers, later, await b.trigger(different)
 
-    try:
-        answers, later, different = asyncio.run(scenario())
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    answers, later, different = run_and_forget(scenario, prefix)
     assert answers == ["cooling_down", "cooling_down", "queued"]
     assert later == "queued"
     assert different == "queued"

@@ -21,7 +21,6 @@ keep. The columns are listed in docs/data.md; the derived frames (``metrics``, `
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +41,7 @@ from .settings import Settings
 from .stores.actor_state import ActorState
 from .stores.audit_sql import PROJECTIONS, AuditStore
 from .stores.embedded_redis import EmbeddedRedis
-from .stores.metric_stream import read_events
+from .stores.metric_stream import first_id, read_events
 from .stores.redis_conn import connect
 
 __all__ = ["COLUMNS", "EventLogFrames", "Frames", "FramesError", "LiveFrames", "open_frames",
@@ -102,7 +101,7 @@ class LiveFrames(Frames):
     def _outcomes(self, start: float | None, end: float | None,
                   services: list[str] | None) -> Iterator[tuple[str, float, pd.DataFrame]]:
         names = services if services is not None else stream_services(self.redis)
-        lo = "-" if start is None else str(max(0, math.floor(start * 1000)))
+        lo = "-" if start is None else first_id(start)
         hi = "+" if end is None else str(int((end + FLUSH_SLACK_S) * 1000))
         rows = [[at, service, latency, bool(ok), kind, tier, provider]
                 for service in names

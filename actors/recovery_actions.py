@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -297,16 +296,14 @@ class LiveEvidence:
     def windows(self, service: str, windows_s: tuple[float, ...], now: float
                 ) -> list[tuple[float, float]]:
         """:meth:`counts` for each window ending ``now``, from one read of the stream."""
-        from .stores.metric_stream import read_events  # noqa: PLC0415
+        from .stores.metric_stream import first_id, read_events  # noqa: PLC0415
         from .stores.redis_conn import connect  # noqa: PLC0415
 
-        # from the longest window's start only: an entry's id is its newest event's time, so
-        # the entries from there hold every event in the window. The whole stream (up to its
-        # cap of 10,000 entries) took 400 ms to read and parse here, per service and beat of
-        # the error-threshold watch, on the orchestrator's event loop; the window, 5 ms.
-        first = str(max(0, math.floor((now - max(windows_s)) * 1000)))
+        # from the longest window's start only: the whole stream (up to its cap of 10,000
+        # entries) took 400 ms to read and parse here, per service and beat of the
+        # error-threshold watch, on the orchestrator's event loop; the window, 5 ms
         events = read_events(connect(self.redis_url), service,  # type: ignore[arg-type]
-                             first=first)
+                             first=first_id(now - max(windows_s)))
         out = []
         for window_s in windows_s:
             recent = [e for e in events if e[0] >= now - window_s]

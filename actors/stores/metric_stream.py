@@ -277,6 +277,13 @@ def _event(o: OutcomeRecord) -> list[Any]:
             o.provider]
 
 
+def first_id(at_s: float) -> str:
+    """The first entry id that can hold an event at or after ``at_s`` (epoch seconds): an
+    entry's id is its newest event's time, so ``read_events(..., first=first_id(t))`` reads
+    every event from ``t`` on (and some earlier ones of the same entries)."""
+    return str(max(0, math.floor(at_s * 1000)))
+
+
 def read_events(client: redis.Redis, service: str, prefix: str = "metrics",
                 first: str = "-", last: str = "+") -> list[list[Any]]:
     """The events in ``service``'s stream, oldest first; ``first`` and ``last`` bound the

@@ -284,6 +284,18 @@ class ControlBackend(LearningReads):
                 if (since is None or d["at"] >= since)
                 and (service is None or d["service"] == service)]
 
+    def watch(self, since: float | None = None, service: str | None = None
+              ) -> list[dict[str, Any]]:
+        """The error watch's rounds (the newest hour's), oldest first: per watched service,
+        the errors and calls it read over its window and over the window's recent part,
+        and what became of the trigger when it fired (``admitted``, else None)."""
+        rounds = [r for r in self.orchestrator_state.items("watch")
+                  if since is None or r["at"] >= since]
+        if service is None:
+            return rounds
+        return [{**r, "services": {service: r["services"][service]}} for r in rounds
+                if service in r["services"]]
+
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts the orchestrator raised, as it persists them, oldest first."""
         alerts = self.orchestrator_state.table("alerts").values()

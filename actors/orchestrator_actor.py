@@ -47,9 +47,10 @@ from .stores.actor_state import ActorState
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
-__all__ = ["DETECTIONS_KEPT", "RecoveryOrchestratorActor"]
+__all__ = ["DETECTIONS_KEPT", "RecoveryOrchestratorActor", "WATCH_KEPT"]
 
 DETECTIONS_KEPT = 1000  # the newest triggers kept with their times (selfheal:{name}:detections)
+WATCH_KEPT = 720  # the error watch's newest rounds (selfheal:{name}:watch): an hour at 5 s
 
 
 class RecoveryOrchestratorActor:
@@ -204,15 +205,26 @@ class RecoveryOrchestratorActor:
     async def check_error_thresholds(self, now: float | None = None) -> dict[str, str]:
         """Raise ``error_threshold`` for every watched service over its threshold now."""
         self._start_watching()
-        now = self.clock.wall() if now is None else now
-        out = {}
+        began = self.clock.wall()
+        now = began if now is None else now
+        out, seen = {}, {}
         for service, (threshold, window_s) in self.error_thresholds.items():
             rule = ErrorThresholdRule(threshold, window_s, self.error_min_calls, self.error_z)
             (errors, calls), (recent_errors, recent_calls) = self.evidence.windows(
                 service, (window_s, rule.recent_s), now)
+            seen[service] = [errors, calls, recent_errors, recent_calls]
             if rule.fires(errors, calls, recent_errors, recent_calls):
                 out[service] = await self.trigger(TriggerEvent(
                     Trigger.ERROR_THRESHOLD, service, rule.describe(errors, calls)))
+        if self.state is not None and seen:
+            # what each check read, fired or not (GET /api/v1/watch): "why did the watch not
+            # fire at 5 s?" is answered by its readings, and by how long the round took on
+            # the event loop (a chaos run's late detection could not be explained without)
+            self.state.append("watch", {
+                "at": now, "took_s": round(self.clock.wall() - began, 4),
+                "services": {s: {"errors": c[0], "calls": c[1], "recent_errors": c[2],
+                                 "recent_calls": c[3], "admitted": out.get(s)}
+                             for s, c in seen.items()}}, keep=WATCH_KEPT)
         return out
 
     def _start_watching(self) -> None:

@@ -226,6 +226,15 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = (),
         became of them, oldest first: the newest thousand."""
         return backend.detections(since, service)
 
+    @get("/api/v1/watch", tags=["recovery"])
+    def watch(_: Reader, since: float | None = None,
+              service: Annotated[str | None, Query(max_length=200)] = None
+              ) -> list[dict[str, Any]]:
+        """The error-threshold watch's rounds, oldest first (the newest hour's): per watched
+        service, the errors and calls read over its window and the window's recent part,
+        and the trigger's admission when it fired; ``took_s`` is how long the round took."""
+        return backend.watch(since, service)
+
     @get("/api/v1/slo", tags=["alerts"])
     def slo(_: Reader) -> dict[str, Any]:
         """Each service's availability SLO: the objective, the error budget left over the

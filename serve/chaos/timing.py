@@ -22,7 +22,10 @@ from simulation.metrics import LOOKAHEAD_S, SUSTAIN_S, recovered_at, served_targ
 
 from .ledger import Entry
 
-__all__ = ["paged", "per_second", "timings", "trail"]
+__all__ = ["paged", "per_second", "timings", "trail", "watch_lines"]
+
+WATCH_BEFORE_S = 6.0  # the watch's round before the fault, at its default 5 s beat
+WATCH_UNDETECTED_S = 60.0  # how far the watch's rounds are shown when nothing detected it
 
 
 def paged(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -65,6 +68,9 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
                           since=wall0 + start)
             found = c.get("/api/v1/detections", params={"since": wall0 + start,
                                                          "service": f.service}).json()
+            # the watch's rounds from the one before the fault (a beat is 5 s by default)
+            watched = c.get("/api/v1/watch", params={"since": wall0 + start - WATCH_BEFORE_S,
+                                                     "service": f.service}).json()
         signals = [t["at"] for t in moved if t["data"]["to_state"] == "OPEN"]
         signals += [d["at"] for d in found]
         detected = min(signals) - wall0 if signals else None
@@ -85,25 +91,47 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
             # reader of the report tells an MTTR spent waiting on an open circuit from one
             # spent in a recovery run
             "trail": trail(moved, steps, wall0 + start,
-                           math.inf if recovered is None else wall0 + recovered, found),
+                           math.inf if recovered is None else wall0 + recovered, found,
+                           watch_lines(watched, f.service, wall0 + (
+                               start + WATCH_UNDETECTED_S if detected is None else detected))),
         })
     return out
 
 
 def trail(moved: list[dict[str, Any]], steps: list[dict[str, Any]], start: float,
-           until: float, detections: Sequence[dict[str, Any]] = (), most: int = 40,
-           ) -> list[str]:
+          until: float, detections: Sequence[dict[str, Any]] = (),
+          watched: Sequence[tuple[float, str]] = (), most: int = 40) -> list[str]:
     """The fault's circuit transitions, the detections that reached the orchestrator (and
     what it did with each: queued, coalesced, cooling down, no workflow) and the recovery
     steps, until it was recovered, as lines "+12.3 s circuit gemini:pro CLOSED -> OPEN
-    (reason)", in time order."""
+    (reason)", in time order; and ``watched`` (:func:`watch_lines`), which run until the
+    detection rather than the recovery (a service with a cache recovers at once, and a
+    late detection is what its lines explain)."""
     lines = [(t["at"], f"circuit {t['data']['circuit']} {t['data']['from_state']} -> "
                        f"{t['data']['to_state']} ({t['data']['reason']})") for t in moved]
     lines += [(d["at"], f"detected by {d['trigger']}: {d['admitted']}") for d in detections]
     lines += [(r["at"], f"step {r['data']['step']} {r['data']['action']}: "
                         f"{r['data']['status']}{_why(r['data'])}") for r in steps]
-    lines = sorted(x for x in lines if x[0] <= until + 5.0)
+    lines = sorted([x for x in lines if x[0] <= until + 5.0] + list(watched))
     return [f"+{at - start:.1f} s {text[:120]}" for at, text in lines[:most]]
+
+
+def watch_lines(rounds: Sequence[dict[str, Any]], service: str, until: float
+                ) -> list[tuple[float, str]]:
+    """The error watch's readings of ``service`` up to ``until`` (GET /api/v1/watch), as
+    (time, "watch: 300 errors in 1770 calls (16.9 %), recent 90/300; quiet") lines: what
+    the watch saw at each beat, and how long its round took."""
+    out = []
+    for r in rounds:
+        seen = r["services"].get(service)
+        if seen is None or r["at"] > until:
+            continue
+        errors, calls = seen["errors"], seen["calls"]
+        share = f" ({100 * errors / calls:.1f} %)" if calls else ""
+        out.append((r["at"], f"watch: {errors:.0f} errors in {calls:.0f} calls{share}, "
+                             f"recent {seen['recent_errors']:.0f}/{seen['recent_calls']:.0f}; "
+                             f"{seen['admitted'] or 'quiet'} (round {r['took_s']:.2f} s)"))
+    return out
 
 
 def _why(step: dict[str, Any]) -> str:

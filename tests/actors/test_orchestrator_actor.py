@@ -361,11 +361,19 @@ def test_a_fresh_orchestrator_watches_the_error_rates_without_being_asked(ray_cl
     state = ActorState(client, prefix)
     try:
         deadline = time.monotonic() + 30  # the actor's own watch, on its own clock
-        found = []
-        while not found and time.monotonic() < deadline:
+        found, fired = [], []
+        while not (found and fired) and time.monotonic() < deadline:
             found = state.items("detections")
+            # and each round of the watch with what it read (GET /api/v1/watch), written
+            # once the round is over
+            fired = [r for r in state.items("watch")
+                     if r["services"][service]["admitted"] is not None]
         assert found and found[0]["service"] == service
         assert found[0]["trigger"] == "error_threshold" and found[0]["at"] > 0
+        assert fired and fired[0]["at"] <= found[0]["at"] and fired[0]["took_s"] >= 0
+        assert fired[0]["services"][service] == {
+            "errors": 60, "calls": 100, "recent_errors": 60, "recent_calls": 100,
+            "admitted": found[0]["admitted"]}
     finally:
         ray_cluster.kill(o)
         for key in client.scan_iter(f"metrics:{service}*"):

@@ -9,7 +9,7 @@ from serve.chaos.experiment import Experiment
 from serve.chaos.faults import ActorCrash, MetricBuffersFull, ProviderFault, StoreDown
 from serve.chaos.prediction import DIFFERENCES, ORCHESTRATOR_KILLED, predict
 from serve.chaos.report import agreement, markdown, summary
-from serve.chaos.timing import trail
+from serve.chaos.timing import trail, watch_lines
 
 CR = "clinical_reasoning:gemini:pro"
 
@@ -114,3 +114,32 @@ def test_a_timing_carries_the_faults_trail_in_time_order_until_its_recovery():
                      "+5.5 s step 1 switch_provider: succeeded",
                      "+12.0 s circuit gemini:pro X -> OPEN (failure rate 100 %)",
                      "+90.0 s circuit gemini:pro X -> CLOSED (ok)"]
+
+
+def test_the_watchs_readings_run_in_the_trail_until_the_detection_not_the_recovery():
+    """A service with a cache recovers at once; the error watch's rounds up to its late
+    detection are what say why it was late (GET /api/v1/watch)."""
+    def round_(at, errors, calls, admitted=None, took=0.01):
+        return {"at": at, "took_s": took, "services": {
+            "care_locator": {"errors": errors, "calls": calls, "recent_errors": errors / 2,
+                             "recent_calls": calls / 4, "admitted": admitted},
+            "other": {"errors": 0, "calls": 5, "recent_errors": 0, "recent_calls": 1,
+                      "admitted": None}}}
+
+    rounds = [round_(995.4, 0, 1700), round_(1000.4, 10, 1760), round_(1005.4, 300, 1770,
+                                                                      took=2.5),
+              round_(1010.4, 600, 1780, "queued"), round_(1015.4, 900, 1790)]
+    watched = watch_lines(rounds, "care_locator", until=1010.4)
+    assert [at for at, _ in watched] == [995.4, 1000.4, 1005.4, 1010.4]
+    assert watched[2][1] == ("watch: 300 errors in 1770 calls (16.9 %), recent 150/442; "
+                             "quiet (round 2.50 s)")
+    assert watch_lines([round_(1000.0, 0, 0)], "care_locator", 2000.0)[0][1].startswith(
+        "watch: 0 errors in 0 calls, recent")
+    assert watch_lines(rounds, "absent", 2000.0) == []
+    lines = trail([], [], start=1000.0, until=1006.0,
+                  detections=[{"at": 1010.4, "trigger": "error_threshold",
+                               "admitted": "queued"}], watched=watched)
+    assert lines[0].startswith("+-4.6 s watch: 0 errors") and len(lines) == 5
+    assert lines[-2:] == ["+10.4 s detected by error_threshold: queued",
+                          "+10.4 s watch: 600 errors in 1780 calls (33.7 %), recent 300/445; "
+                          "queued (round 0.01 s)"]

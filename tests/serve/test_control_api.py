@@ -167,6 +167,12 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     assert 1 <= len(mine) <= manual[0].value and all(d["at"] > 0 for d in mine)
     assert _get(state, f"/api/v1/detections?since={time.time() + 3600}",
                 tokens["viewer"]).json() == []
+    # the error watch's rounds, each with what it read of every watched service
+    rounds = _get(state, "/api/v1/watch?service=care_locator", tokens["viewer"]).json()
+    assert rounds and all(set(r["services"]) == {"care_locator"} for r in rounds)
+    assert {"errors", "calls", "recent_errors", "recent_calls", "admitted"} == set(
+        rounds[-1]["services"]["care_locator"])
+    assert len(_get(state, "/api/v1/watch", tokens["viewer"]).json()[-1]["services"]) > 1
     _actions_when(settings, lambda a: len(a) >= 1)
     # earlier tests' workflow runs may still be flushing records, so the pages are compared
     # with a listing that did not change while they were read

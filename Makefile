@@ -13,8 +13,10 @@ demo: $(STAMP)
 	$(VENV)/bin/selfheal demo
 	$(VENV)/bin/selfheal demo --live --duration 150s
 
+# Two workers, one per core: the tests that share the machine's Redis, PostgreSQL and Serve
+# port run in order on one of them (tests/conftest.py); `pytest` alone runs on one.
 test: $(STAMP) services lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP) services
 	$(PY) -m benchmarks

@@ -127,6 +127,13 @@ def kill_replica(target: str) -> str | None:
     return names[0]
 
 
+def start_without_http() -> None:
+    """Start Serve in this cluster with no HTTP proxy (handles only), unless it already runs:
+    a process that deploys apps without routes (the demo) then listens on no port, where
+    Serve's default would take 8000, which may be another service's."""
+    serve.start(proxy_location="Disabled")
+
+
 def run_app(app: Any, name: str, *, scalable: bool = False) -> Any:
     """Deploy the bound application ``app`` as ``name`` (no HTTP route) and return its handle;
     ``scalable`` lets :func:`scale_deployment` change its replicas."""

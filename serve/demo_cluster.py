@@ -20,6 +20,7 @@ from actors.health_checks import CheckSpec
 from actors.process import GuardProcess, bootstrap
 from actors.ray_gateway import NAMESPACE, find_actor, get, init_ray, kill, plain_actor
 from actors.runtime import health_monitor, predictive_monitor
+from actors.serve_control import start_without_http
 from actors.settings import Settings
 from actors.stores.audit_checkpoints import public_path
 from actors.stores.audit_sql import AuditStore
@@ -96,6 +97,7 @@ def run_cluster_demo(out: TextIO = sys.stdout, data_dir: str | None = None) -> d
             "   touches the stores an operator has configured.)\n")
     t0 = time.monotonic()
     init_ray(num_cpus=2, private=True)
+    start_without_http()  # its replicas are called by handle: it takes no port (8000)
     replicas = [plain_actor(Replica, settings, f"replica-{i}") for i in range(3)]
     monitor = health_monitor(f"health-demo-{int(time.time())}")
     # started with the system: it reads the metric streams from now on

@@ -11,6 +11,40 @@ import pytest
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
+# make test runs the suite on two workers (pytest-xdist), each with its own Ray cluster, in
+# units that one worker runs in order. The tests of these folders share what the machine has
+# once: the Redis and the PostgreSQL on their ports (two tests stop PostgreSQL), Serve's port
+# 8000: one unit. The modules that read the scenario library's session data: one unit (it is
+# made once). Every other module is a unit of its own and touches none of those; so are the
+# modules of those folders that run the demo and `selfheal up`, which bring their own Ray,
+# Redis and data, and a free port or none.
+SHARED_MACHINE = ("actors", "chaos", "serve")
+SELF_CONTAINED = ("tests/serve/test_cli.py", "tests/serve/test_cli_rows.py",
+                  "tests/serve/test_service_up.py")
+LIBRARY_USERS = ("tests/notebooks/test_notebooks.py", "tests/simulation/test_library.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit a test runs in, from its id: tests of one unit run on one worker, in order."""
+    module = nodeid.split("::", maxsplit=1)[0]
+    parts = module.split("/")
+    if len(parts) > 2 and parts[1] in SHARED_MACHINE and module not in SELF_CONTAINED:
+        return "machine-stores"
+    return "scenario-library" if module in LIBRARY_USERS else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    # xdist's own groups (--dist loadgroup) rename test ids, which pytest 9.2 no longer
+    # allows; the scope of its module scheduler is the one thing to change
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByUnit(config, log)
+
 
 def _admin() -> psycopg.Connection:
     return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
@@ -64,8 +98,9 @@ def ray_cluster():
     import ray
 
     root = str(pathlib.Path(__file__).resolve().parents[1])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="selfheal",
-             configure_logging=False,
+    # "local": a cluster of its own, never one another test started with `ray start`
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             namespace="selfheal", configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": root,
                                        "RAY_task_events_report_interval_ms": "0"}})
     yield ray
@@ -88,4 +123,6 @@ def library_data(ray_cluster, tmp_path_factory):
     root = notebook_module("sample_data").ensure(tmp_path_factory.mktemp("library"),
                                                  fan_out=as_completed)
     return root, json.loads((root / "ready.json").read_text())["reports"]
+
+
 

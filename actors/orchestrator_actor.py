@@ -24,7 +24,7 @@ from healing import ClinicalSafetyValidator, Clock, SystemClock
 from healing.audit import operator_action, recovery_step
 from healing.errors import ConfigError
 from healing.orchestration import RecoveryQueue, TriggerEvent
-from healing.recovery import ErrorThresholdRule, RecoveryPolicy
+from healing.recovery import RecoveryPolicy
 from healing.retry import bounded
 from healing.slo import BurnAlert
 from healing.workflow import (
@@ -41,16 +41,16 @@ from healing.workflow import (
 
 from .alerts import AlertManager, AlertRouter
 from .cluster_control import ClusterProbes, ControlBus
+from .error_watch import ErrorWatch
 from .paging import LivePager
 from .recovery_actions import ActionContext, ActionRegistry, LiveEvidence, builtin_actions
 from .stores.actor_state import ActorState
 from .stores.audit_trail import AuditTrail
 from .stores.redis_conn import connect
 
-__all__ = ["DETECTIONS_KEPT", "RecoveryOrchestratorActor", "WATCH_KEPT"]
+__all__ = ["DETECTIONS_KEPT", "RecoveryOrchestratorActor"]
 
 DETECTIONS_KEPT = 1000  # the newest triggers kept with their times (selfheal:{name}:detections)
-WATCH_KEPT = 720  # the error watch's newest rounds (selfheal:{name}:watch): an hour at 5 s
 
 
 class RecoveryOrchestratorActor:
@@ -102,9 +102,8 @@ class RecoveryOrchestratorActor:
         self._idle.set()
         # service -> (error rate, window in seconds) that raises an error_threshold trigger,
         # judged from the service's metric stream.
-        self.error_thresholds = dict(error_thresholds or {})
-        self.error_min_calls, self.error_z = error_min_calls, error_z  # the rule's evidence
-        self._threshold_history: dict[str, list[tuple[float, float] | None]] = {}
+        self.watch = ErrorWatch(error_thresholds or {}, error_min_calls, error_z,
+                                self.evidence, self.state)
         self._watch_interval_s = watch_interval_s
         self._restore()
         self._watcher: asyncio.Task[None] | None = None
@@ -132,14 +131,7 @@ class RecoveryOrchestratorActor:
             self._runs.append(summary)
             self._history[summary["run_id"]] = self.state.items(f"history:{summary['run_id']}")
         self._resume_cooldowns(finished)
-        for service, value in self.state.table("thresholds").items():
-            if value is None:
-                self.error_thresholds.pop(service, None)
-            else:
-                self.error_thresholds[service] = (float(value[0]), float(value[1]))
-        for service, earlier in self.state.table("threshold_history").items():
-            self._threshold_history[service] = [None if e is None else tuple(e)
-                                                for e in earlier]
+        self.watch.restore()
         if self.alerts is not None:
             self.alerts.restore(list(self.state.table("alerts").values()))
 
@@ -159,12 +151,6 @@ class RecoveryOrchestratorActor:
     def _save_run(self, summary: dict[str, Any]) -> None:
         if self.state is not None:
             self.state.put("runs", summary["run_id"], summary)
-
-    def _save_thresholds(self, service: str) -> None:
-        if self.state is not None:
-            self.state.put("thresholds", service, self.error_thresholds.get(service))
-            self.state.put("threshold_history", service,
-                           self._threshold_history.get(service, []))
 
     def _alert_changed(self, alert: dict[str, Any]) -> None:
         if self.state is not None:
@@ -208,27 +194,16 @@ class RecoveryOrchestratorActor:
         began = self.clock.wall()
         now = began if now is None else now
         out, seen = {}, {}
-        for service, (threshold, window_s) in self.error_thresholds.items():
-            rule = ErrorThresholdRule(threshold, window_s, self.error_min_calls, self.error_z)
-            (errors, calls), (recent_errors, recent_calls) = self.evidence.windows(
-                service, (window_s, rule.recent_s), now)
-            seen[service] = [errors, calls, recent_errors, recent_calls]
-            if rule.fires(errors, calls, recent_errors, recent_calls):
+        for service, (rule, reading) in self.watch.read(now).items():
+            seen[service] = reading
+            if rule.fires(*reading):
                 out[service] = await self.trigger(TriggerEvent(
-                    Trigger.ERROR_THRESHOLD, service, rule.describe(errors, calls)))
-        if self.state is not None and seen:
-            # what each check read, fired or not (GET /api/v1/watch): "why did the watch not
-            # fire at 5 s?" is answered by its readings, and by how long the round took on
-            # the event loop (a chaos run's late detection could not be explained without)
-            self.state.append("watch", {
-                "at": now, "took_s": round(self.clock.wall() - began, 4),
-                "services": {s: {"errors": c[0], "calls": c[1], "recent_errors": c[2],
-                                 "recent_calls": c[3], "admitted": out.get(s)}
-                             for s, c in seen.items()}}, keep=WATCH_KEPT)
+                    Trigger.ERROR_THRESHOLD, service, rule.describe(*reading[:2])))
+        self.watch.keep(now, self.clock.wall() - began, seen, out)
         return out
 
     def _start_watching(self) -> None:
-        if self._watcher is None and self._watch_interval_s > 0 and self.error_thresholds:
+        if self._watcher is None and self._watch_interval_s > 0 and self.watch.thresholds:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -240,32 +215,20 @@ class RecoveryOrchestratorActor:
                 continue
 
     async def thresholds(self) -> dict[str, tuple[float, float]]:
-        return dict(self.error_thresholds)
+        return dict(self.watch.thresholds)
 
     async def adopt_threshold(self, service: str, threshold: float, window_s: float,
                               reason: str, by: str = "selfheal:adaptive-thresholds") -> dict:
         """Put a new error threshold in force for ``service``; audited, and reversible with
         :meth:`revert_threshold`."""
-        old = self.error_thresholds.get(service)
-        self._threshold_history.setdefault(service, []).append(old)
-        self.error_thresholds[service] = (float(threshold), float(window_s))
-        self._save_thresholds(service)
-        await self._audit_threshold(service, "error_threshold_changed", old,
-                                    self.error_thresholds[service], reason, by)
-        return {"service": service, "old": old, "new": self.error_thresholds[service]}
+        old, new = self.watch.adopt(service, threshold, window_s)
+        await self._audit_threshold(service, "error_threshold_changed", old, new, reason, by)
+        return {"service": service, "old": old, "new": new}
 
     async def revert_threshold(self, service: str, by: str = "selfheal:adaptive-thresholds"
                                ) -> dict:
         """Go back to the threshold before the last change (none: no threshold at all)."""
-        earlier = self._threshold_history.get(service)
-        if not earlier:
-            raise ValueError(f"{service}: no earlier error threshold to go back to")
-        old, new = self.error_thresholds.get(service), earlier.pop()
-        if new is None:
-            self.error_thresholds.pop(service, None)
-        else:
-            self.error_thresholds[service] = new
-        self._save_thresholds(service)
+        old, new = self.watch.revert(service)
         await self._audit_threshold(service, "error_threshold_reverted", old, new, "reverted",
                                     by)
         return {"service": service, "old": old, "new": new}

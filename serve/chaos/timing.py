@@ -113,7 +113,7 @@ def trail(moved: list[dict[str, Any]], steps: list[dict[str, Any]], start: float
     lines += [(r["at"], f"step {r['data']['step']} {r['data']['action']}: "
                         f"{r['data']['status']}{_why(r['data'])}") for r in steps]
     lines = sorted([x for x in lines if x[0] <= until + 5.0] + list(watched))
-    return [f"+{at - start:.1f} s {text[:120]}" for at, text in lines[:most]]
+    return [f"{at - start:+.1f} s {text[:120]}" for at, text in lines[:most]]
 
 
 def watch_lines(rounds: Sequence[dict[str, Any]], service: str, until: float

@@ -139,7 +139,7 @@ def test_the_watchs_readings_run_in_the_trail_until_the_detection_not_the_recove
     lines = trail([], [], start=1000.0, until=1006.0,
                   detections=[{"at": 1010.4, "trigger": "error_threshold",
                                "admitted": "queued"}], watched=watched)
-    assert lines[0].startswith("+-4.6 s watch: 0 errors") and len(lines) == 5
+    assert lines[0].startswith("-4.6 s watch: 0 errors") and len(lines) == 5
     assert lines[-2:] == ["+10.4 s detected by error_threshold: queued",
                           "+10.4 s watch: 600 errors in 1780 calls (33.7 %), recent 300/445; "
                           "queued (round 0.01 s)"]

@@ -114,7 +114,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def library_data(ray_cluster, tmp_path_factory):
     """The scenario library simulated once for the session on the Ray cluster, as the
     notebooks' sample data is made (event logs, MLflow runs, ``ready.json`` with the
-    reports): the library's tests read its reports, the notebooks its files."""
+    reports): the library's tests read its reports, the notebooks its files. A module that
+    reads it is one of ``LIBRARY_USERS`` (else its worker makes the library again)."""
     import json
 
     from actors.ray_gateway import as_completed
@@ -123,6 +124,3 @@ def library_data(ray_cluster, tmp_path_factory):
     root = notebook_module("sample_data").ensure(tmp_path_factory.mktemp("library"),
                                                  fan_out=as_completed)
     return root, json.loads((root / "ready.json").read_text())["reports"]
-
-
-

@@ -27,7 +27,7 @@ from healing.orchestration import TriggerEvent
 from healing.workflow import Trigger
 
 from .control_learning import LearningReads
-from .ray_gateway import NAMESPACE, ActorUnavailable, call_actor, find_actor
+from .ray_gateway import NAMESPACE, ActorUnavailable, call_actor, find_actor, notify_actor
 from .settings import Settings
 from .stores.actor_state import ActorState
 from .stores.api_tokens import TokenStore
@@ -59,7 +59,8 @@ class Page:
 
 class ControlBackend(LearningReads):
     def __init__(self, settings: Settings, *, orchestrator: str = "orchestrator",
-                 health: str = "health", clock: Clock | None = None) -> None:
+                 health: str = "health", monitor: str = "monitor",
+                 clock: Clock | None = None) -> None:
         if settings.redis_url is None:
             raise ValueError("ControlBackend needs settings.redis_url: bootstrap() first")
         self.settings = settings
@@ -68,7 +69,7 @@ class ControlBackend(LearningReads):
         self.store = AuditStore(settings.audit_database_url())
         self.tokens = TokenStore(self.store, self.clock)
         self.audit = AuditTrail.from_config(settings.audit_config(), None)
-        self.orchestrator, self.health = orchestrator, health
+        self.orchestrator, self.health, self.monitor = orchestrator, health, monitor
         # what the actors persist (actors.stores.actor_state), read without asking them
         self.orchestrator_state = ActorState(self.redis, f"selfheal:{orchestrator}")
         self._read_view = ClusterViewReader(
@@ -226,6 +227,9 @@ class ControlBackend(LearningReads):
         action = "model_promoted" if version is not None else "model_rolled_back"
         self._audit("selfheal", who, action, {"version": target, "reason": reason})
         set_champion(uri, target, [f"{action.split('_', 1)[1]} by {who}: {reason}"])
+        # the running monitor checks for a new champion every minute on its own; told now,
+        # it adopts it (and the recurring failures it carries) at once
+        notify_actor(self.monitor, "refresh_model", what="model promoted", role="monitor")
         return self.models()
 
     def set_threshold(self, service: str, threshold: float, window_s: float, who: str,

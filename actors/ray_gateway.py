@@ -203,13 +203,20 @@ def this_node() -> str:
 
 def notify_orchestrator(name: str | None, method: str, *args: Any, what: str = "") -> bool:
     """Call ``method(*args)`` on the orchestrator named ``name``, fire and forget."""
+    return notify_actor(name, method, *args, what=what, role="orchestrator")
+
+
+def notify_actor(name: str | None, method: str, *args: Any, what: str = "",
+                 role: str = "actor") -> bool:
+    """Call ``method(*args)`` on the actor named ``name``, fire and forget; False, and
+    logged, when it is not running."""
     if name is None:
         return False
     try:
-        orch = ray.get_actor(name, namespace=NAMESPACE)
-        getattr(orch, method).remote(*args)
+        actor = ray.get_actor(name, namespace=NAMESPACE)
+        getattr(actor, method).remote(*args)
     except Exception:  # not running (ValueError), or Ray itself is going away
-        _log.warning("%s: no orchestrator %r is running to hear it", what or method, name)
+        _log.warning("%s: no %s %r is running to hear it", what or method, role, name)
         return False
     return True
 

@@ -316,7 +316,8 @@ def build_app(backend: ControlBackend, *, cors_origins: tuple[str, ...] = (),
     @post("/api/v1/models/{version}/promote", tags=["models"])
     def promote(version: Annotated[str, Path(pattern=r"^[0-9]{1,9}$")], body: Reason,
                 who: Operator) -> dict[str, Any]:
-        """Make a version the champion; running monitors adopt it within a minute."""
+        """Make a version the champion; the running monitor adopts it at once (on its own,
+        it checks every minute)."""
         return backend.promote_model(version, who.who, body.reason)
 
     @post("/api/v1/models/rollback", tags=["models"])

@@ -373,6 +373,20 @@ def test_recurring_failures_in_the_live_trail_come_back_as_patterns(stack):
     assert _get(state, "/api/v1/patterns/combinations").status_code == 401
 
 
+def _monitor_follows(version, timeout_s=20.0):
+    """Whether the stack's monitor runs ``version`` within ``timeout_s`` (it is told by a
+    message; its own check comes only every minute)."""
+    import ray
+
+    monitor = ray.get_actor("monitor", namespace="selfheal")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ray.get(monitor.state.remote())["model_version"] == version:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
     from learning.model_registry import log_training, register
     from learning.monitor import MonitorPolicy
@@ -393,8 +407,11 @@ def test_an_operator_promotes_and_rolls_back_the_monitor_model(stack):
         r = _post(state, f"/api/v1/models/{v}/promote", tokens["operator"],
                   {"reason": f"replay looked better for {v}"})
         assert r.status_code == 200 and r.json()["champion"] == v, r.text
+        # the running monitor is told: it follows at once, not at its next minute's check
+        assert _monitor_follows(v), v
     back = _post(state, "/api/v1/models/rollback", tokens["operator"], {"reason": "regressed"})
     assert back.status_code == 200 and back.json()["champion"] == first, back.text
+    assert _monitor_follows(first)
     assert _post(state, "/api/v1/models/999999/promote", tokens["operator"],
                  {"reason": "x"}).status_code == 404
     actions = _actions_when(settings, lambda a: any(

@@ -21,8 +21,8 @@ from healing.orchestration import TriggerEvent
 
 __all__ = ["NAMESPACE", "ActorUnavailable", "LocalCluster", "actor_node", "as_completed",
            "call_actor", "disconnect", "find_actor", "get", "init_ray", "kill", "live_actors",
-           "named_actor", "notify_orchestrator", "place_actors", "plain_actor", "restart_actor",
-           "run_task", "tell_orchestrator", "this_node"]
+           "named_actor", "notify_actor", "notify_orchestrator", "place_actors", "plain_actor",
+           "restart_actor", "run_task", "tell_orchestrator", "this_node", "was_restarted"]
 
 NAMESPACE = "selfheal"
 
@@ -241,3 +241,9 @@ def run_task(fn: Callable[..., Any], *args: Any, num_cpus: float = 1,
              **kwargs: Any) -> Awaitable[Any]:
     """``fn(*args, **kwargs)`` as a Ray task elsewhere in the cluster, to be awaited."""
     return ray.remote(num_cpus=num_cpus)(fn).remote(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def was_restarted() -> bool:
+    """Whether the calling actor is a restart (Ray ran its constructor again after a kill
+    or a crash) rather than the first start."""
+    return bool(ray.get_runtime_context().was_current_actor_reconstructed)

@@ -6,9 +6,11 @@ the service as ``selfheal up`` builds it, with the control API and the dashboard
 loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging and
 care-locator requests through their guards; a script takes providers down and brings them
 back, makes the replica of a Ray Serve deployment standing in for the API server leak until
-its requests fail (the shipped memory-leak workflow, aimed at that deployment, heals it), and
+its requests fail (the shipped memory-leak workflow, aimed at that deployment, heals it),
 cuts the clinical record database (a listener on loopback that the shipped catalogue's
-``database`` service gets a TCP health check for) off the network for a while.
+``database`` service gets a TCP health check for, read through a connection pool) off the
+network for a while, and comes to the daily peak at which that pool deadlocked on each of the
+days before (``serve.demo_database``: learnt from the audit trail, predicted, prevented).
 What selfheal detects and does is read back from the public API and told as it happens.
 Ctrl-C, or the end of ``duration_s``, stops everything.
 """
@@ -26,12 +28,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import httpx
 
 from actors.process import GuardProcess
-from actors.ray_gateway import init_ray
+from actors.ray_gateway import NAMESPACE, init_ray
 from actors.serve_control import delete_app, run_app, serve_http
 from actors.settings import Settings
 from actors.stores.embedded_redis import EmbeddedRedis
@@ -39,9 +42,10 @@ from actors.stores.redis_conn import connect
 from healing import CircuitConfig, ClinicalContext, WindowType
 from healing.catalogue import Catalogue, CheckDecl, load_catalogue
 from healing.errors import SelfHealError
-from healing.workflow import RecoveryStep
+from healing.workflow import Priority, RecoveryStep, RecoveryWorkflow, Trigger
 
 from .control_app import APP_NAME, control_api
+from .demo_database import DEADLOCK, POOL, RecordDatabase, RecordService
 from .demo_service import build as build_model
 from .service import create_token, first_admin_token, prepare, stop_actors
 from .webhook_sink import LocalWebhook
@@ -54,6 +58,7 @@ WORKLOAD = [
     ("xray_analysis", "gemini:pro", "gemini:flash", ClinicalContext("diagnostic", "high")),
     ("care_locator", "care_locator_api", None, ClinicalContext("informational", "low")),
     ("api_server", "api_server", None, ClinicalContext("administrative", "medium")),
+    ("database", "primary", "read_replica", ClinicalContext("administrative", "high")),
 ]
 # The API server's stand-in: a Ray Serve application whose replicas fail once they have
 # "leaked" (demo_service); the catalogue's memory-leak workflow scales and restarts it.
@@ -68,17 +73,20 @@ SCRIPT = [
                      "(a restart cures it)"),
     (15, "clinical_reasoning:gemini:pro", True,
      "the primary AI provider (gemini:pro) stops answering clinical reasoning"),
+    (30, DATABASE, True, "the clinical record database drops off the network"),
     (45, "pharmaguard:pharmaguard_api", True,
      "the drug-interaction API goes down: prescriptive, so never cached data"),
+    (55, DATABASE, False, "the record database answers again"),
     (70, "clinical_reasoning:gemini:pro", False, "gemini:pro answers again"),
     (75, None, False, "clinical_reasoning:gemini:pro — the on-call engineer sees gemini:pro "
                       "healthy and resets its circuit from the dashboard (operator token)"),
     (80, "pharmaguard:pharmaguard_api", False, "the drug-interaction API is back"),
     (95, "care_locator:care_locator_api", True,
      "the care locator's only provider fails (no alternative: cached answers, then a notice)"),
-    (100, DATABASE, True, "the clinical record database drops off the network"),
-    (115, "care_locator:care_locator_api", False, "the care locator is back"),
-    (125, DATABASE, False, "the record database answers again"),
+    (110, "care_locator:care_locator_api", False, "the care locator is back"),
+    (115, DEADLOCK, True, "the daily peak on the record database: on each of the last five "
+                          "days its connection pool deadlocked now"),
+    (140, DEADLOCK, False, "the peak is over"),
 ]
 
 
@@ -103,65 +111,12 @@ class Faults:
         return call
 
 
-class RecordDatabase:
-    """The clinical record database as its health check and recovery probes reach it: a TCP
-    listener on loopback that accepts and hangs up. :meth:`down` closes it (connections are
-    refused, as when a database host drops off the network); :meth:`up` listens again on the
-    same port."""
-
-    def __init__(self) -> None:
-        self._sock: socket.socket | None = None
-        self.port = 0
-        self.up()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="record-database",
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def up(self) -> None:
-        if self._sock is not None:
-            return
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(16)
-        sock.settimeout(0.1)
-        self.port, self._sock = sock.getsockname()[1], sock
-
-    def down(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def probe(self) -> None:
-        """What recovery's retry and switch-back ask: a connection, or an error."""
-        socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.down()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            sock = self._sock
-            if sock is None:
-                self._stop.wait(0.05)
-                continue
-            with contextlib.suppress(OSError):  # a timeout, or closed by down()
-                conn, _ = sock.accept()
-                conn.close()
-
-
 def _demo_catalogue(catalogue: Catalogue, database: str) -> Catalogue:
     """The shipped catalogue as an operator of this demo would declare it: the ``database``
     service's health check (named as its workflow's ``health_check_passes`` criterion names
-    it) aimed at ``database``, and the memory-leak workflow's scale and restart steps aimed
-    at the API server's Serve deployment."""
+    it) aimed at ``database``, the memory-leak workflow's scale and restart steps aimed
+    at the API server's Serve deployment, and a prevention workflow for the database that
+    recycles its pool (a Ray actor here) ahead of a recurring failure."""
     db = catalogue.services[DATABASE]
     check = CheckDecl(DATABASE, "tcp", database)
     services = {**catalogue.services, DATABASE: replace(db, checks=(*db.checks, check))}
@@ -173,7 +128,11 @@ def _demo_catalogue(catalogue: Catalogue, database: str) -> Catalogue:
     workflows = tuple(replace(w, steps=tuple(map(aimed, w.steps)),
                               rollback_steps=tuple(map(aimed, w.rollback_steps)))
                       if w.service == API_APP else w for w in catalogue.workflows)
-    return replace(catalogue, services=services, workflows=workflows)
+    prevent = RecoveryWorkflow(
+        f"prevent:{DATABASE}", Trigger.PREDICTED, DATABASE,
+        (RecoveryStep("restart", {"actor": f"{NAMESPACE}/{POOL}"}, timeout_s=30),), (), 60.0,
+        Priority.LOW, ClinicalContext("administrative", "high"))
+    return replace(catalogue, services=services, workflows=(*workflows, prevent))
 
 
 def _workload(proc: GuardProcess, calls: dict[str, Callable[[str], Any]],
@@ -188,6 +147,21 @@ def _workload(proc: GuardProcess, calls: dict[str, Callable[[str], Any]],
             proc.guard.call(service, calls[service], q, context=ctx, provider=primary,
                             cache_key=q)
         stop.wait(random.expovariate(rate_per_s))
+
+
+def _peak(script: list[tuple[float, str | None, bool, str]], start: float
+          ) -> tuple[float, float] | None:
+    """The daily peak's wall-clock start and length, from the script's ``DEADLOCK`` lines
+    (25 s when no line ends it); None when the script has none."""
+    begins = [t for t, key, down, _ in script if key == DEADLOCK and down]
+    if not begins:
+        return None
+    ends = [t for t, key, down, _ in script if key == DEADLOCK and not down and t > begins[0]]
+    return start + begins[0], (ends[0] if ends else begins[0] + 25.0) - begins[0]
+
+
+def _hms(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
 
 
 def _free_port(preferred: int) -> int:
@@ -239,13 +213,22 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     kept = f"is kept in {keep}" if keep is not None else "is private and goes with it"
     say(f"\n   Dashboard: {url}/dashboard/\n   viewer token:   {viewer}\n"
         f"   operator token: {operator}\n   (Ctrl-C stops the demo; the state {kept}.)\n\n")
+    script = list(SCRIPT if script is None else script)
+    start = time.time()
+    peak = _peak(script, start)
+    records = RecordService(settings, database.address, peak, url, operator)
+    if peak is not None:
+        say(f"   The record database's pool deadlocked at {_hms(peak[0])} UTC on each of the "
+            f"last five days\n   (written into this demo's trail before it began: a live "
+            f"demo cannot wait days);\n   today's peak is due at t={peak[0] - start:.0f}s. "
+            f"A training reads the trail now.\n\n")
     cfg = CircuitConfig(window_type=WindowType.TIME, window_size=30,
                         minimum_number_of_calls=10, wait_in_open_s=15.0)
     faults, stop = Faults(), threading.Event()
     procs = []
-    calls = {service: api_server if service == API_APP else
-             faults.provider(f"{service}:{primary}", service)
+    calls = {service: faults.provider(f"{service}:{primary}", service)
              for service, primary, _, _ in WORKLOAD}
+    calls.update({API_APP: api_server, DATABASE: records.read})
     for i in range(2):
         proc = GuardProcess(settings, process_id=f"replica-{i}", circuit=cfg)
         for service, primary, alternative, _ in WORKLOAD:
@@ -255,7 +238,6 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
             if alternative:
                 proc.guard.fallbacks.register_provider(
                     service, alternative, faults.provider(f"{service}:{alternative}", service))
-        proc.register_probe(DATABASE, database.probe)
         procs.append(proc)
     workers = [threading.Thread(target=_workload, args=(p, calls, stop, rate_per_s / 2),
                                 daemon=True) for p in procs]
@@ -263,7 +245,6 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         w.start()
     seen = _Narrator(url, operator, say)
     t0 = time.monotonic()
-    script = list(SCRIPT if script is None else script)
     try:
         while time.monotonic() - t0 < duration_s:
             now = time.monotonic() - t0
@@ -276,12 +257,19 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
                 elif key == DATABASE:
                     (database.down if down else database.up)()
                     say(f"   t={now:5.0f}s  ⚡ {text}\n")
+                elif key == DEADLOCK:
+                    say(f"   t={now:5.0f}s  ⏰ {text}\n")
+                    if not down:
+                        seen.tell(now, records.verdict())
                 elif key == LEAK:  # replicas started before now fail; fresh ones answer
                     redis.set(leak_switch, f"leak:{time.time()}" if down else "ok")
                     say(f"   t={now:5.0f}s  ⚡ {text}\n")
                 else:
                     (faults.down.add if down else faults.down.discard)(key)
                     say(f"   t={now:5.0f}s  ⚡ {text}\n")
+            learnt = records.learnt()
+            if learnt is not None:
+                seen.tell(now, learnt)
             seen.poll(now)
             time.sleep(1.0)
     except KeyboardInterrupt:
@@ -293,6 +281,7 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
         for p in procs:
             p.close()
         seen.close()
+        records.close()
         database.close()
         # its actors and application go; so does its Ray, when the demo started it. Each
         # on its own: an application that will not go must not keep the actors running.
@@ -312,7 +301,7 @@ def run_live_demo(out: TextIO = sys.stdout, duration_s: float = 150.0,
     if keep is not None:
         say(f"   The state is kept in {keep}: read it with "
             f"actors.frames.open_frames({str(keep)!r}) (docs/data.md).\n")
-    return {"events": seen.events, "url": url}
+    return {"events": seen.events, "url": url, "peak": records.outcome}
 
 
 class _Narrator:
@@ -329,7 +318,7 @@ class _Narrator:
         self.alerts: dict[str, str] = {}  # dedup key: the severity last told
         self.events: list[str] = []
 
-    def _tell(self, now: float, text: str) -> None:
+    def tell(self, now: float, text: str) -> None:
         self.events.append(text)
         self.say(f"   t={now:5.0f}s  {text}\n")
 
@@ -347,28 +336,30 @@ class _Narrator:
             if state != was:
                 why = f" ({check['last_error']})" if state != "healthy" and \
                     check.get("last_error") else ""
-                self._tell(now, f"health check {name}: {was} → {state}{why}")
+                self.tell(now, f"health check {name}: {was} → {state}{why}")
             self.checks[name] = state
         for c in circuits:
             if self.states.get(c["name"], "closed") != c["state"]:
-                self._tell(now, f"circuit {c['name']}: {self.states.get(c['name'], 'closed')}"
+                self.tell(now, f"circuit {c['name']}: {self.states.get(c['name'], 'closed')}"
                                 f" → {c['state']} ({c['reason']})")
             self.states[c["name"]] = c["state"]
         for r in runs:
             if r["run_id"] not in self.started:
                 self.started.add(r["run_id"])
-                self._tell(now, f"recovery: {r['workflow']} started for {r['service']} "
-                                f"({r['trigger']})")
+                why = f": {r['detail']}" if r["trigger"] == "predicted" and r.get("detail") \
+                    else ""
+                self.tell(now, f"recovery: {r['workflow']} started for {r['service']} "
+                               f"({r['trigger']}{why})")
             if "ended" in r and r["run_id"] not in self.finished:
                 self.finished.add(r["run_id"])
                 verdict = "succeeded" if r["succeeded"] else \
                     "completed, with a step that failed" if r["ended"] == "completed" \
                     else r["ended"]
-                self._tell(now, f"recovery: {r['workflow']} {verdict}")
+                self.tell(now, f"recovery: {r['workflow']} {verdict}")
         for a in alerts:  # new, or raised again higher (a ticket become a page)
             if self.alerts.get(a["dedup_key"]) != a["severity"]:
                 self.alerts[a["dedup_key"]] = a["severity"]
-                self._tell(now, f"alert [{a['severity']}] {a['service']}: {a['summary']}")
+                self.tell(now, f"alert [{a['severity']}] {a['service']}: {a['summary']}")
 
     def reset(self, circuit: str, reason: str) -> None:
         with contextlib.suppress(httpx.HTTPError):

@@ -125,18 +125,21 @@ def test_simulate_replays_the_operators_catalogue(tmp_path, capsys, monkeypatch)
 def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster):
     """A short script on the live demo (its own embedded state; the session's Ray): the
     narrator sees the circuit open, a recovery run, and the alert it raised; the database's
-    health check fail and recover; the leaking replica's workflow start."""
+    health check fail and recover; the leaking replica's workflow start; and the daily
+    deadlock of the days before learnt, predicted and prevented at today's peak."""
     from serve.demo_live import run_live_demo
 
     out = io.StringIO()
     kept = tmp_path / "kept"
-    seen = run_live_demo(out=out, duration_s=40, port=0, rate_per_s=30, script=[
+    seen = run_live_demo(out=out, duration_s=50, port=0, rate_per_s=30, script=[
         (1, "api_server:leak", True, "the API server's replica leaks"),
         (2, "clinical_reasoning:gemini:pro", True, "gemini:pro goes down"),
         (3, "database", True, "the record database drops off the network"),
         (22, "database", False, "the record database answers again"),
         (30, "clinical_reasoning:gemini:pro", False, "gemini:pro is back"),
-        (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer")],
+        (32, None, False, "clinical_reasoning:gemini:pro — reset by the on-call engineer"),
+        (40, "database:deadlock", True, "the daily peak"),
+        (47, "database:deadlock", False, "the peak is over")],
         keep=kept)
     text = out.getvalue()
     assert "/dashboard/" in text and "operator token: shk_" in text
@@ -154,6 +157,16 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     # the leaking Serve replica: its errors (its circuit opening, or the error threshold,
     # whichever first) started its runbook, the memory-leak workflow aimed at the deployment
     assert "recovery: memory-leak-detected started for api_server" in events
+    # the daily deadlock: the days before it, written into the trail, are learnt; the
+    # operator's promotion reaches the monitor, which predicts today's; the orchestrator
+    # recycles the pool ahead of it, and the peak's reads all succeed
+    assert "the training finds in the audit trail: database: TimeoutError daily at" in events
+    assert "model version 1 promoted" in events
+    assert "recovery: prevent:database started for database (predicted: expected at" in events
+    assert "recovery: prevent:database succeeded" in events
+    peak = seen["peak"]
+    assert peak["reads"] > 0 and peak["failed"] == 0 and not peak["aged"], peak
+    assert "the daily deadlock did not happen" in events
     assert "patient-" not in text  # identifiers never reach the terminal
     # the state it kept reads as data frames, as a stopped service's would; the embedded
     # Redis it started is not left running

@@ -49,7 +49,7 @@ CAUSE = "connection pool exhausted: every connection waits on a lock held by ano
 
 
 class RecordDatabase:
-    """The clinical record database as its health check and recovery probes reach it: a TCP
+    """The clinical record database as its health check and its pool reach it: a TCP
     listener on loopback that accepts and hangs up. :meth:`down` closes it (connections are
     refused, as when a database host drops off the network); :meth:`up` listens again on the
     same port."""
@@ -85,10 +85,6 @@ class RecordDatabase:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-
-    def probe(self) -> None:
-        """What recovery's retry and switch-back ask: a connection, or an error."""
-        socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
 
     def close(self) -> None:
         self._stop.set()

@@ -3,14 +3,15 @@ narrated in the terminal while the dashboard shows them.
 
 On private embedded state (a temporary data directory, its own Redis, SQLite, a local Ray):
 the service as ``selfheal up`` builds it, with the control API and the dashboard on
-loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging and
-care-locator requests through their guards; a script takes providers down and brings them
-back, makes the replica of a Ray Serve deployment standing in for the API server leak until
-its requests fail (the shipped memory-leak workflow, aimed at that deployment, heals it),
-cuts the clinical record database (a listener on loopback that the shipped catalogue's
-``database`` service gets a TCP health check for, read through a connection pool) off the
-network for a while, and comes to the daily peak at which that pool deadlocked on each of the
-days before (``serve.demo_database``: learnt from the audit trail, predicted, prevented).
+loopback; two guarding processes ("replicas") send diagnostic, prescriptive, imaging,
+care-locator and record-database requests through their guards; a script takes providers
+down and brings them back, makes the replica of a Ray Serve deployment standing in for the
+API server leak until its requests fail (the shipped memory-leak workflow, aimed at that
+deployment, heals it), cuts the clinical record database (a listener on loopback that the
+shipped catalogue's ``database`` service gets a TCP health check for, read through a
+connection pool) off the network for a while, and comes to the daily peak at which that
+pool deadlocked on each of the days before (``serve.demo_database``: learnt from the audit
+trail, predicted, prevented).
 What selfheal detects and does is read back from the public API and told as it happens.
 Ctrl-C, or the end of ``duration_s``, stops everything.
 """

@@ -150,6 +150,20 @@ def _workload(proc: GuardProcess, calls: dict[str, Callable[[str], Any]],
         stop.wait(random.expovariate(rate_per_s))
 
 
+def first_reasons(summary: str, width: int = 120) -> str:
+    """An alert's summary as the narrator tells it: its reasons as far as ``width`` allows
+    (always the first), and how many more the dashboard shows (an SLO page lists every
+    window that burns, which is a paragraph)."""
+    reasons = summary.split("; ")
+    told = [reasons[0]]
+    for r in reasons[1:]:
+        if len("; ".join([*told, r])) > width:
+            break
+        told.append(r)
+    more = len(reasons) - len(told)
+    return "; ".join(told) + (f" (+{more} more)" if more else "")
+
+
 def _peak(script: list[tuple[float, str | None, bool, str]], start: float
           ) -> tuple[float, float] | None:
     """The daily peak's wall-clock start and length, from the script's ``DEADLOCK`` lines
@@ -360,7 +374,8 @@ class _Narrator:
         for a in alerts:  # new, or raised again higher (a ticket become a page)
             if self.alerts.get(a["dedup_key"]) != a["severity"]:
                 self.alerts[a["dedup_key"]] = a["severity"]
-                self.tell(now, f"alert [{a['severity']}] {a['service']}: {a['summary']}")
+                self.tell(now, f"alert [{a['severity']}] {a['service']}: "
+                               f"{first_reasons(a['summary'])}")
 
     def reset(self, circuit: str, reason: str) -> None:
         with contextlib.suppress(httpx.HTTPError):

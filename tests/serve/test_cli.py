@@ -189,6 +189,19 @@ def test_the_live_demo_tells_an_outage_as_the_api_sees_it(tmp_path, ray_cluster)
     assert not EmbeddedRedis(kept / "redis").running()
 
 
+def test_the_narrator_tells_an_alert_as_far_as_a_line_allows():
+    from serve.demo_live import first_reasons
+
+    page = ("database: error budget burning at 14.1x over 6 h and 14.1x over 30 min (alert "
+            "at 6x); database: error budget burning at 14.1x over 72 h; a detector fired")
+    assert first_reasons(page) == ("database: error budget burning at 14.1x over 6 h and "
+                                   "14.1x over 30 min (alert at 6x) (+2 more)")
+    assert first_reasons(page, width=1000) == page
+    ticket = "ticket: no budget burning; a detector fired"
+    assert first_reasons(ticket) == ticket
+    assert first_reasons("x" * 300) == "x" * 300  # the first reason is always told
+
+
 def test_demo_keep_is_checked_before_anything_starts(tmp_path, capsys):
     full = tmp_path / "full"
     full.mkdir()

@@ -154,7 +154,13 @@ def first_reasons(summary: str, width: int = 120) -> str:
     """An alert's summary as the narrator tells it: its reasons as far as ``width`` allows
     (always the first), and how many more the dashboard shows (an SLO page lists every
     window that burns, which is a paragraph)."""
-    reasons = summary.split("; ")
+    reasons, depth, start = [], 0, 0
+    for i, ch in enumerate(summary):  # "; " inside parentheses is one reason's own
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and summary.startswith("; ", i):
+            reasons.append(summary[start:i])
+            start = i + 2
+    reasons.append(summary[start:])
     told = [reasons[0]]
     for r in reasons[1:]:
         if len("; ".join([*told, r])) > width:

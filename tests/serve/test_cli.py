@@ -200,6 +200,9 @@ def test_the_narrator_tells_an_alert_as_far_as_a_line_allows():
     ticket = "ticket: no budget burning; a detector fired"
     assert first_reasons(ticket) == ticket
     assert first_reasons("x" * 300) == "x" * 300  # the first reason is always told
+    watch = ("care_locator: error_threshold (error rate 55% (36 of 66) over 30 s; its lower "
+             "confidence bound is above 10%)")
+    assert first_reasons(watch, width=40) == watch  # one reason, its own "; " included
 
 
 def test_demo_keep_is_checked_before_anything_starts(tmp_path, capsys):

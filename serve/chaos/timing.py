@@ -24,7 +24,6 @@ from .ledger import Entry
 
 __all__ = ["paged", "per_second", "timings", "trail", "watch_lines"]
 
-WATCH_BEFORE_S = 6.0  # the watch's round before the fault, at its default 5 s beat
 WATCH_UNDETECTED_S = 60.0  # how far the watch's rounds are shown when nothing detected it
 
 
@@ -68,8 +67,9 @@ def timings(stack: Any, exp: Any, entries: list[Entry], injected: dict[int, floa
                           since=wall0 + start)
             found = c.get("/api/v1/detections", params={"since": wall0 + start,
                                                          "service": f.service}).json()
-            # the watch's rounds from the one before the fault (a beat is 5 s by default)
-            watched = c.get("/api/v1/watch", params={"since": wall0 + start - WATCH_BEFORE_S,
+            # the watch's rounds from the one before the fault: a beat and a second before it
+            before = stack.catalogue.errors.check_s + 1.0
+            watched = c.get("/api/v1/watch", params={"since": wall0 + start - before,
                                                      "service": f.service}).json()
         signals = [t["at"] for t in moved if t["data"]["to_state"] == "OPEN"]
         signals += [d["at"] for d in found]

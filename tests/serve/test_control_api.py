@@ -167,7 +167,12 @@ def test_metrics_parse_as_prometheus_and_the_audit_trail_pages(stack):
     assert 1 <= len(mine) <= manual[0].value and all(d["at"] > 0 for d in mine)
     assert _get(state, f"/api/v1/detections?since={time.time() + 3600}",
                 tokens["viewer"]).json() == []
-    # the error watch's rounds, each with what it read of every watched service
+    # the error watch's rounds, each with what it read of every watched service (one round
+    # run now, as the orchestrator runs one every beat: the stack may be younger than a beat)
+    import ray
+
+    orch = ray.get_actor("orchestrator", namespace="selfheal")
+    ray.get(orch.check_error_thresholds.remote(), timeout=30)
     rounds = _get(state, "/api/v1/watch?service=care_locator", tokens["viewer"]).json()
     assert rounds and all(set(r["services"]) == {"care_locator"} for r in rounds)
     assert {"errors", "calls", "recent_errors", "recent_calls", "admitted"} == set(

@@ -177,9 +177,10 @@ class RecordService:
         self.outcome: dict[str, Any] | None = None
         self._learning: Future[str] | None = None
         self._told = False
+        self._trainer = ThreadPoolExecutor(1, "demo-training")
         if peak is not None:
-            self.written = _history(settings, at)
-            self._learning = ThreadPoolExecutor(1, "demo-training").submit(self._learn)
+            _history(settings, at)
+            self._learning = self._trainer.submit(self._learn)
 
     def read(self, question: str) -> Any:
         """A read of the record database, as the workload's guarded calls make it."""
@@ -231,10 +232,12 @@ class RecordService:
                 f"in the peak timed out (nothing was learnt in time to recycle the pool)")
 
     def close(self) -> None:
-        self.api.close()
+        # a training still running promotes through the client: it finishes first
         if self._learning is not None:
             with contextlib.suppress(Exception):
                 self._learning.result(timeout=60)
+        self._trainer.shutdown(wait=False)
+        self.api.close()
         with contextlib.suppress(Exception):
             pool = find_actor(POOL, NAMESPACE)
             if pool is not None:

@@ -114,7 +114,6 @@ class RecordPool:
         self.peak_at, self.peak_s = peak_at, peak_s
         # Ray restarts an actor by running its constructor again: a restarted pool is fresh
         self.aged = not was_restarted()
-        self.started = time.time()
         self.reads = self.failed = 0  # during the peak
 
     def read(self, question: str) -> dict[str, Any]:
@@ -129,8 +128,7 @@ class RecordPool:
         return {"answer": "ok", "record": question, "service": SERVICE}
 
     def peak(self) -> dict[str, Any]:
-        return {"reads": self.reads, "failed": self.failed, "aged": self.aged,
-                "started": self.started}
+        return {"reads": self.reads, "failed": self.failed, "aged": self.aged}
 
 
 def _history(settings: Settings, peak_at: float, days: int = DAYS) -> int:
@@ -169,7 +167,7 @@ class RecordService:
 
     def __init__(self, settings: Settings, database: str, peak: tuple[float, float] | None,
                  api: str, operator: str) -> None:
-        self.settings, self.peak = settings, peak
+        self.settings = settings
         at, length = peak if peak is not None else (float("inf"), 0.0)
         self.pool = named_actor(RecordPool, POOL, database, at, length, max_task_retries=-1)
         self.api = httpx.Client(base_url=api, timeout=30,

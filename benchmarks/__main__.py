@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     readme.update()  # the README and the docs quote results.json; they are never retyped
     detection_table.update()
     live_loop_table.update()
+    live_loop_table.update_monitor()
     resilience.update()
     print(f"\nwritten to {RESULTS}; README's Measured table and docs/learning.md's detector "
           "and live-loop tables and docs/core.md's resilience table regenerated")

@@ -51,8 +51,11 @@ ROWS = [
      "24 h x 10 services (1,987,803 requests), wall time with self-healing"),
     ("MTTD of a gradual leak, with the predictive monitor",
      "MTTD, api-memory-leak, with the predictive monitor"),
-    ("MTTD of a slow degradation, with the predictive monitor",
-     "MTTD, slow-degradation, with the predictive monitor"),
+    ("MTTD of a slow degradation's ramp, with the predictive monitor",
+     "MTTD, slow-degradation, its degradation alone, with the predictive monitor"),
+    ("the same ramp varied (24 runs: seeds, slopes, final rates, traffic), mean",
+     "MTTD, the slow degradation's ramp varied (3 seeds x 2 slopes x 2 rates x 2 traffics), "
+     "mean, with the predictive monitor"),
     ("control API health read through Ray Serve (10 circuits)",
      "control API health (10 circuits) through Serve, median latency"),
     ("the same app under plain uvicorn",
@@ -106,6 +109,7 @@ if __name__ == "__main__":
     update()
     detection_table.update()
     live_loop_table.update()
+    live_loop_table.update_monitor()
     resilience.update()
     print(f"{README}: Measured table, {detection_table.DOC}: detector and live-loop tables, "
           "regenerated "

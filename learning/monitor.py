@@ -60,9 +60,10 @@ STATE_VERSION = 2
 @dataclass(frozen=True, slots=True)
 class MonitorPolicy:
     bucket_s: float = 10.0
-    # evidence (nats) needed; larger: fewer false alarms, later detections. 9 reaches the
-    # library's slow degradation in 30 s (12: 35 s) with no false-positive minute on the
-    # noisy healthy day (seeds 1-3); 7 raised some there (docs/learning.md)
+    # evidence (nats) needed; larger: fewer false alarms, later detections. 9 sees the
+    # library's slow degradation's ramp in 50 s (12: 60 s) with no false-positive minute on
+    # the noisy healthy day (seeds 1-3); 7 raised some there and 5 saw the ramp no sooner:
+    # a ramp is seen when enough of its failures have happened (docs/learning.md)
     h: float = 9.0
     min_shift: float = 0.01  # p1 is at least p0 plus this
     warmup_calls: int = 500

@@ -48,6 +48,17 @@ def test_the_live_loop_table_in_the_docs_is_the_generated_one(tmp_path):
     assert doc.read_text() == "a\n" + live_loop_table.block(results) + "\nb\n"
 
 
+def test_the_monitor_table_in_the_docs_is_the_generated_one():
+    results = json.loads(RESULTS.read_text())
+    assert live_loop_table.monitor_current(live_loop_table.DOC.read_text()) == \
+        live_loop_table.monitor_block(results)
+    body = live_loop_table.render_monitor(results)
+    # the slow degradation's ramp has its own row: a scenario's MTTD is the mean of its
+    # faults', and the latency spike after the ramp would hide how long the ramp took
+    assert "its degradation alone" in body and "ramp varied" in body
+    assert "NAB" not in body and "requests/s" not in body
+
+
 def test_the_resilience_table_in_the_docs_is_the_generated_one(tmp_path):
     results = json.loads(RESULTS.read_text())
     assert resilience.current(resilience.DOC.read_text()) == resilience.block(results)

@@ -3,7 +3,7 @@ variants are the library's ramp changed only where they say."""
 
 import math
 
-from benchmarks.simulation import time_to_detect, ramp_variants
+from benchmarks.simulation import ramp_variants, time_to_detect
 from simulation.scenario import SCENARIOS, FaultKind, load_scenario
 
 

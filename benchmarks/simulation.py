@@ -4,6 +4,7 @@ services costs in wall time. One process, one core."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from array import array
 from collections.abc import Callable
@@ -159,8 +160,8 @@ def predictive() -> list[Figure]:
     out.append(figure("incidents in a week of 14:00 deadlocks, with prevention",
                       len(with_p["incidents"]), "incidents", "the same run without it",
                       len(without_p["incidents"])))
-    ramps = [(run_metrics(Simulation(sc).run())["mttd_s"],
-              run_metrics(Simulation(sc, predictive=False).run())["mttd_s"])
+    ramps = [tuple(_ramp_ttd(run_metrics(Simulation(sc, predictive=p).run()), sc)
+                   for p in (True, False))
              for sc in ramp_variants(load_scenario(SCENARIOS / "slow_degradation.yaml"))]
     n = len(ramps)
     out.append(figure(f"MTTD, {RAMPS}, mean, with the predictive monitor",
@@ -188,6 +189,13 @@ def time_to_detect(metrics: dict, kind: str) -> float:
     seen = [i["detected_s"] - i["impact_s"] for i in metrics["incidents"]
             if i["kind"] == kind and i["detected_s"] is not None]
     return sum(max(0.0, t) for t in seen) / len(seen) if seen else float("nan")
+
+
+def _ramp_ttd(metrics: dict, sc: Scenario) -> float:
+    """A ramp's time to detect; one never seen counts as the whole run after it began (a
+    lower bound), so a miss raises the mean and the slowest rather than vanishing."""
+    ttd = time_to_detect(metrics, FaultKind.DEGRADATION.value)
+    return sc.duration_s - sc.faults[0].at_s if math.isnan(ttd) else ttd
 
 
 def ramp_variants(base: Scenario) -> list[Scenario]:

@@ -36,3 +36,15 @@ def test_time_to_detect_of_one_kind_leaves_the_others_out():
     assert time_to_detect(metrics, "latency_spike") == 10.0
     assert time_to_detect(metrics, "memory_leak") == 0.0  # seen ahead of its first failure
     assert math.isnan(time_to_detect(metrics, "outage"))
+
+
+def test_a_ramp_never_seen_counts_as_the_whole_run_after_it():
+    from benchmarks.simulation import _ramp_ttd
+
+    sc = ramp_variants(load_scenario(SCENARIOS / "slow_degradation.yaml"))[0]
+    missed = {"incidents": [{"kind": "degradation", "impact_s": sc.faults[0].at_s,
+                             "detected_s": None}]}
+    seen = {"incidents": [{"kind": "degradation", "impact_s": sc.faults[0].at_s,
+                           "detected_s": sc.faults[0].at_s + 40.0}]}
+    assert _ramp_ttd(missed, sc) == 1800.0
+    assert _ramp_ttd(seen, sc) == 40.0

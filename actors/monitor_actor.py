@@ -55,7 +55,7 @@ from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
 
 from .ray_gateway import notify_orchestrator, tell_orchestrator
-from .stores.metric_stream import read_new
+from .stores.metric_stream import read_new, read_retried
 from .stores.redis_conn import connect
 
 __all__ = ["GROUP", "PredictiveMonitorActor"]
@@ -131,8 +131,7 @@ class PredictiveMonitorActor:
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
-        # each service's ``retried`` counter as last read (None until read once: what the
-        # recorders counted before this monitor started is history, not news)
+        # the ``retried`` counters as last read (what came before this monitor is history)
         self._retried: dict[str, int] = {}
         self.events_malformed = 0
         # the MLflow store whose champion model this monitor follows (None: the defaults)
@@ -381,26 +380,12 @@ class PredictiveMonitorActor:
                 self.monitor.observe(service, at, seen[0], seen[1], lat)
 
     def _count_retried(self, at: float) -> None:
-        """Failed attempts that a retry followed since the last step (the recorders' exact
-        ``retried`` counters), as failed calls of the bucket at ``at``: a request fails only
-        when its retry fails too, so a provider failing 20 % of its attempts fails 4 % of
-        requests, and the error-rate CUSUM, reading request outcomes alone, saw a leak late
-        (issue 16's chaos runs: 19.5 to 48.6 s). Not in the error budget: the patient was
-        answered."""
-        services = sorted(name[len(self.prefix) + 1:] for name in self._streams)
-        if not services:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for service in services:
-            pipe.hget(f"{self.prefix}:{service}:count", "retried")
-        for service, raw in zip(services, pipe.execute(), strict=True):
-            try:
-                total = int(raw or 0)
-            except ValueError:
-                _log.error("malformed retried counter for %s skipped", service)
-                continue
-            last = self._retried.get(service)
-            self._retried[service] = total
+        """Failed attempts a retry hid since the last step, as failed calls at ``at``
+        (docs/learning.md); not in the error budget: the patient was answered."""
+        counted = read_retried(self.client, [n[len(self.prefix) + 1:] for n in self._streams],
+                               self.prefix)
+        for service, total in counted.items():
+            last, self._retried[service] = self._retried.get(service), total
             if last is not None and total > last:
                 self.monitor.observe(service, at, total - last, total - last)
 

@@ -41,7 +41,7 @@ import redis
 
 from healing.outcome import OutcomeRecord
 
-__all__ = ["MetricRecorder", "RecorderStats"]
+__all__ = ["MetricRecorder", "RecorderStats", "read_retried"]
 
 _log = logging.getLogger("selfheal.metrics")
 
@@ -328,6 +328,21 @@ def _has_group(client: redis.Redis, stream: str, group: str) -> bool:
         return any(g["name"] in (group, group.encode()) for g in client.xinfo_groups(stream))
     except redis.ResponseError:  # no such key
         return False
+
+
+def read_retried(client: redis.Redis, services: list[str], prefix: str = "metrics",
+                 ) -> dict[str, int]:
+    """Each service's ``retried`` counter, in one round trip; a malformed one is left out."""
+    pipe = client.pipeline(transaction=False)
+    for service in services:
+        pipe.hget(f"{prefix}:{service}:count", "retried")
+    out = {}
+    for service, raw in zip(services, pipe.execute(), strict=True):
+        try:
+            out[service] = int(raw or 0)
+        except ValueError:
+            _log.error("malformed retried counter for %s skipped", service)
+    return out
 
 
 def read_counts(client: redis.Redis, service: str, prefix: str = "metrics") -> dict[str, int]:

@@ -55,7 +55,7 @@ from learning.monitor import STATE_VERSION, MonitorPolicy, PredictiveMonitor
 from learning.patterns import Pattern, ProactivePreventionEngine
 
 from .ray_gateway import notify_orchestrator, tell_orchestrator
-from .stores.metric_stream import read_new, read_retried
+from .stores.metric_stream import read_new
 from .stores.redis_conn import connect
 
 __all__ = ["GROUP", "PredictiveMonitorActor"]
@@ -131,8 +131,6 @@ class PredictiveMonitorActor:
         self._restore_acted()
         self._task: asyncio.Task[None] | None = None
         self.events_read = 0
-        # the ``retried`` counters as last read (what came before this monitor is history)
-        self._retried: dict[str, int] = {}
         self.events_malformed = 0
         # the MLflow store whose champion model this monitor follows (None: the defaults)
         self.model_uri, self.model_check_s = model_uri, model_check_s
@@ -261,7 +259,6 @@ class PredictiveMonitorActor:
                 if ids:
                     self.client.xack(name, GROUP, *ids)
         now = self.clock.wall() if now is None else now
-        self._count_retried(now - self.settle_s)
         raised = []
         for a in self.monitor.tick(now - self.settle_s):
             record = {"service": a.service, "at": a.at, "feature": a.feature,
@@ -378,16 +375,6 @@ class PredictiveMonitorActor:
             if seen is not None:
                 lat = (latency,) if latency is not None else ()
                 self.monitor.observe(service, at, seen[0], seen[1], lat)
-
-    def _count_retried(self, at: float) -> None:
-        """Failed attempts a retry hid since the last step, as failed calls at ``at``
-        (docs/learning.md); not in the error budget: the patient was answered."""
-        counted = read_retried(self.client, [n[len(self.prefix) + 1:] for n in self._streams],
-                               self.prefix)
-        for service, total in counted.items():
-            last, self._retried[service] = self._retried.get(service), total
-            if last is not None and total > last:
-                self.monitor.observe(service, at, total - last, total - last)
 
     def _tell(self, service: str, detail: str) -> None:
         # kept in anomalies() too, whether or not an orchestrator runs

@@ -13,10 +13,6 @@ time Redis received it, so a time range of events is a range of ids. Batching is
 what lets one Python process deliver 100k events/s: redis-py costs ~20 µs a command, so
 single-event entries top out near 50k/s.
 
-The counters (hash ``metrics:{service}:count``) are ``total``, ``errors``, ``fallbacks``,
-``shed`` and ``retried``: failed attempts of the primary that a retry followed, which no
-event shows when the retry answers (:meth:`MetricRecorder.retried`).
-
 When Redis is down the guard is unaffected. The buffer is bounded (``buffer_max`` events);
 events that do not fit are dropped and counted in ``dropped``. The counters are never
 dropped: they are plain integers, added back when a flush fails. Each flush carries an id
@@ -41,7 +37,7 @@ import redis
 
 from healing.outcome import OutcomeRecord
 
-__all__ = ["MetricRecorder", "RecorderStats", "read_retried"]
+__all__ = ["MetricRecorder", "RecorderStats"]
 
 _log = logging.getLogger("selfheal.metrics")
 
@@ -50,8 +46,7 @@ ENTRY_SPAN_S = 10.0  # the longest stretch of time one entry's events cover
 FLUSH_ID_TTL_S = 3600
 
 # KEYS: [flush-id key, stream_1, counts_1, stream_2, counts_2, ...]
-# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, shed, retried, [entry, ...]],
-#        ...],
+# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, shed, [entry, ...]], ...],
 #        retention in ms (0: none)]
 # An entry is [n, events JSON, its latest event's time in ms]. Its stream id is that time, or
 # just after the stream's newest id if that is later (ids only grow): so every event of an
@@ -66,14 +61,13 @@ for i, s in ipairs(services) do
   if s[2] > 0 then redis.call('HINCRBY', counts, 'errors', s[2]) end
   if s[3] > 0 then redis.call('HINCRBY', counts, 'fallbacks', s[3]) end
   if s[4] > 0 then redis.call('HINCRBY', counts, 'shed', s[4]) end
-  if s[5] > 0 then redis.call('HINCRBY', counts, 'retried', s[5]) end
   local top_ms, top_seq = -1, 0
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if top[1] then
     local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
     top_ms, top_seq = tonumber(a), tonumber(b)
   end
-  for _, entry in ipairs(s[6]) do
+  for _, entry in ipairs(s[5]) do
     local ms, seq = entry[3], 0
     if ms <= top_ms then ms, seq = top_ms, top_seq + 1 end
     if ms == 0 and seq == 0 then seq = 1 end  -- 0-0 is not a valid id
@@ -132,7 +126,7 @@ class MetricRecorder:
         self.prefix = prefix
         self._random = (rng or random.Random()).random
         self._buffer: deque[OutcomeRecord] = deque()
-        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._script = client.register_script(_FLUSH_SCRIPT)
@@ -173,12 +167,6 @@ class MetricRecorder:
                 return
             self._buffer.append(outcome)
             self.stats.sampled += 1
-
-    def retried(self, service: str, at: float) -> None:
-        """Count a failed attempt of ``service``'s primary that a retry followed (the
-        counter ``retried``; the predictive monitor reads it, docs/learning.md)."""
-        with self._lock:
-            self._counts[service][4] += 1
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -221,7 +209,7 @@ class MetricRecorder:
             events = list(self._buffer)
             self._buffer.clear()
             self._held = len(events)
-            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0, 0, 0])
+            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0, 0])
         by_service: dict[str, list[OutcomeRecord]] = defaultdict(list)
         for e in events:
             by_service[e.service].append(e)
@@ -235,8 +223,8 @@ class MetricRecorder:
                                                separators=(",", ":")),
                         max(0, math.ceil(latest * 1000))]
                        for chunk, latest in _chunks(evs)]
-            total, errors, fallbacks, shed, retried = counts.get(svc, (0, 0, 0, 0, 0))
-            payload.append([total, errors, fallbacks, shed, retried, entries])
+            total, errors, fallbacks, shed = counts.get(svc, (0, 0, 0, 0))
+            payload.append([total, errors, fallbacks, shed, entries])
         self._flush_seq += 1
         return keys[0], keys, json.dumps(payload), events, counts
 
@@ -328,21 +316,6 @@ def _has_group(client: redis.Redis, stream: str, group: str) -> bool:
         return any(g["name"] in (group, group.encode()) for g in client.xinfo_groups(stream))
     except redis.ResponseError:  # no such key
         return False
-
-
-def read_retried(client: redis.Redis, services: list[str], prefix: str = "metrics",
-                 ) -> dict[str, int]:
-    """Each service's ``retried`` counter, in one round trip; a malformed one is left out."""
-    pipe = client.pipeline(transaction=False)
-    for service in services:
-        pipe.hget(f"{prefix}:{service}:count", "retried")
-    out = {}
-    for service, raw in zip(services, pipe.execute(), strict=True):
-        try:
-            out[service] = int(raw or 0)
-        except ValueError:
-            _log.error("malformed retried counter for %s skipped", service)
-    return out
 
 
 def read_counts(client: redis.Redis, service: str, prefix: str = "metrics") -> dict[str, int]:

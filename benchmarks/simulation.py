@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from healing import CircuitBreakerRegistry, ClinicalContext, FallbackCache, Guard, ManualClock
 from simulation.engine import Simulation
+from simulation.metrics import time_to_detect
 from simulation.policy import default_policy
 from simulation.records import OutcomeCounter, RunAudit, ServiceLog
 from simulation.scenario import FaultKind, FaultSpec, Scenario, ServiceSpec
@@ -153,7 +154,7 @@ def predictive() -> list[Figure]:
                           runs[path.stem][1]["mttd_s"]))
         kinds = {f.kind for f in sc.faults}
         for kind in sorted(kinds & GRADUAL, key=lambda k: k.value) if len(kinds) > 1 else ():
-            with_m, without = (time_to_detect(m, kind.value) for m in runs[path.stem])
+            with_m, without = (mttd_of(m, kind.value) for m in runs[path.stem])
             out.append(figure(f"MTTD, {sc.name}, its {kind.value} alone, with the predictive "
                               "monitor", with_m, "s", "the same run without it", without))
     with_p, without_p = runs["daily_deadlock_week"]
@@ -184,17 +185,17 @@ RAMPS = "the slow degradation's ramp varied (3 seeds x 2 slopes x 2 rates x 2 tr
 GRADUAL = {FaultKind.DEGRADATION, FaultKind.MEMORY_LEAK}
 
 
-def time_to_detect(metrics: dict, kind: str) -> float:
+def mttd_of(metrics: dict, kind: str) -> float:
     """The mean time to detect of a run's incidents of one kind (NaN if none was seen)."""
-    seen = [i["detected_s"] - i["impact_s"] for i in metrics["incidents"]
+    seen = [time_to_detect(i) for i in metrics["incidents"]
             if i["kind"] == kind and i["detected_s"] is not None]
-    return sum(max(0.0, t) for t in seen) / len(seen) if seen else float("nan")
+    return sum(seen) / len(seen) if seen else float("nan")
 
 
 def _ramp_ttd(metrics: dict, sc: Scenario) -> float:
     """A ramp's time to detect; one never seen counts as the whole run after it began (a
     lower bound), so a miss raises the mean and the slowest rather than vanishing."""
-    ttd = time_to_detect(metrics, FaultKind.DEGRADATION.value)
+    ttd = mttd_of(metrics, FaultKind.DEGRADATION.value)
     return sc.duration_s - sc.faults[0].at_s if math.isnan(ttd) else ttd
 
 

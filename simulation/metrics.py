@@ -38,8 +38,8 @@ from typing import Any
 
 from .records import RunResult
 
-__all__ = ["METRICS", "aggregate", "mean", "recovered_at", "run_metrics",
-           "served_target"]
+__all__ = ["METRICS", "aggregate", "mean", "recovered_at", "run_metrics", "served_target",
+           "time_to_detect"]
 
 SUSTAIN_S = 60
 SETTLE_S = 120
@@ -92,7 +92,7 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
         services[name] = {
             "requests": sum(log.total),
             "availability": _ratio(sum(log.served), sum(log.total)),
-            "mttd_s": mean([_ttd(i) for i in own if i["detected_s"] is not None]),
+            "mttd_s": mean([time_to_detect(i) for i in own if i["detected_s"] is not None]),
             "mttr_s": mean([i["recovered_s"] - i["start_s"] for i in own
                              if i["recovered_s"] is not None]),
             "impact": dict(log.impact),
@@ -101,7 +101,7 @@ def run_metrics(r: RunResult) -> dict[str, Any]:
     return {
         "requests": r.requests,
         "availability": _ratio(served, total),
-        "mttd_s": mean([_ttd(i) for i in detected]),
+        "mttd_s": mean([time_to_detect(i) for i in detected]),
         # how long before its first failed request a fault was detected (a leak seen in
         # memory), for the incidents detected ahead of their impact
         "detected_ahead_s": mean([i["impact_s"] - i["detected_s"] for i in detected
@@ -133,7 +133,7 @@ def served_target(error_rate: float) -> float:
     return max(0.9, 1.0 - max(0.01, 3 * error_rate))
 
 
-def _ttd(incident: dict[str, Any]) -> float:
+def time_to_detect(incident: dict[str, Any]) -> float:
     """Time to detect, from the first failed request (0 when detected before it)."""
     return max(0.0, incident["detected_s"] - incident["impact_s"])
 

@@ -3,7 +3,7 @@ variants are the library's ramp changed only where they say."""
 
 import math
 
-from benchmarks.simulation import ramp_variants, time_to_detect
+from benchmarks.simulation import mttd_of, ramp_variants
 from simulation.scenario import SCENARIOS, FaultKind, load_scenario
 
 
@@ -25,17 +25,17 @@ def test_ramp_variants_hold_the_ramp_alone_over_seeds_slopes_rates_and_traffic()
             next(iter(base.services.values())).rps) in seen  # the library's own ramp too
 
 
-def test_time_to_detect_of_one_kind_leaves_the_others_out():
+def test_mttd_of_of_one_kind_leaves_the_others_out():
     metrics = {"incidents": [
         {"kind": "degradation", "impact_s": 1200.0, "detected_s": 1250.0},
         {"kind": "latency_spike", "impact_s": 5400.0, "detected_s": 5410.0},
         {"kind": "degradation", "impact_s": 7000.0, "detected_s": None},
         {"kind": "memory_leak", "impact_s": 3000.0, "detected_s": 2000.0},
     ]}
-    assert time_to_detect(metrics, "degradation") == 50.0
-    assert time_to_detect(metrics, "latency_spike") == 10.0
-    assert time_to_detect(metrics, "memory_leak") == 0.0  # seen ahead of its first failure
-    assert math.isnan(time_to_detect(metrics, "outage"))
+    assert mttd_of(metrics, "degradation") == 50.0
+    assert mttd_of(metrics, "latency_spike") == 10.0
+    assert mttd_of(metrics, "memory_leak") == 0.0  # seen ahead of its first failure
+    assert math.isnan(mttd_of(metrics, "outage"))
 
 
 def test_a_ramp_never_seen_counts_as_the_whole_run_after_it():

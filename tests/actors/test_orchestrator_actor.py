@@ -347,19 +347,23 @@ def test_a_fresh_orchestrator_watches_the_error_rates_without_being_asked(ray_cl
 
     service = setup["service"]
     client = connect(REDIS_URL)
-    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0)
-    for i in range(100):  # 60 % errors, just now
-        ok = i >= 60
-        rec.record(OutcomeRecord(service, None, ok, 0.01, None if ok else "MemoryError",
-                                 "primary", None, OperationType.ADMINISTRATIVE,
-                                 Criticality.MEDIUM, time.time()))
-    rec.flush()
     prefix = f"selfheal:orch-{uuid.uuid4().hex[:6]}"
     o = orchestrator(prefix.split(":")[1], redis_url=REDIS_URL, sample_rate=1.0,
                      error_thresholds={service: (0.25, 60.0)}, watch_interval_s=0.2,
                      state_prefix=prefix)
     state = ActorState(client, prefix)
     try:
+        # The watch's first round, with nothing called on the actor: it watches from its
+        # start. The errors are written after it, so that they are inside the rule's recent
+        # part (10 s) however long the actor took to start (13 s once in CI).
+        wait_until(lambda: state.items("watch"), timeout_s=60)
+        rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0)
+        for i in range(100):  # 60 % errors, just now, sent at once
+            ok = i >= 60
+            rec.record(OutcomeRecord(service, None, ok, 0.01, None if ok else "MemoryError",
+                                     "primary", None, OperationType.ADMINISTRATIVE,
+                                     Criticality.MEDIUM, time.time()))
+        rec.flush()
         deadline = time.monotonic() + 30  # the actor's own watch, on its own clock
         found, fired = [], []
         while not (found and fired) and time.monotonic() < deadline:

@@ -276,9 +276,16 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     if path is not None or file.exists():
         try:
-            values = tomllib.loads(file.read_text())
+            values = tomllib.loads(file.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise SettingsError("settings file", str(file), "does not exist") from None
+        except OSError as exc:  # a folder, no permission: named, not a traceback
+            raise SettingsError("settings file", str(file),
+                                f"cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8 text by its specification
+            raise SettingsError("settings file", str(file),
+                                f"is not UTF-8 text (byte {exc.object[exc.start]:#04x})",
+                                source=str(file)) from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError("settings file", str(file), f"is not valid TOML ({exc})",
                                 source=str(file)) from None

@@ -65,12 +65,22 @@ class YamlSource:
     def __init__(self, path: str | pathlib.Path) -> None:
         self.path = pathlib.Path(path)
         try:
-            text = self.path.read_text()
+            data = self.path.read_bytes()
+            text = data.decode("utf-8-sig")  # an editor's byte-order mark is skipped
             self.root = yaml.compose(text)
             self.data = yaml.safe_load(text)
         except OSError as exc:
             raise SourceError(self.path, None, "file",
                               f"cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            # YAML is text: a binary file, or one saved in another encoding, is named with
+            # the line of its first bad byte, not a decoder's traceback
+            raise SourceError(self.path, data[:exc.start].count(b"\n") + 1, "file",
+                              f"is not UTF-8 text (byte {data[exc.start]:#04x}; save it as "
+                              "UTF-8)") from None
+        except RecursionError:
+            raise SourceError(self.path, None, "yaml",
+                              "nests too deeply to be a settings file") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SourceError(self.path, mark.line + 1 if mark else None, "yaml",

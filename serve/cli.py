@@ -175,9 +175,13 @@ def _simulate(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             return _fail(exc)
         mlflow_uri = settings.mlflow_uri()
-    from serve.progress import SimulationProgress, describe_estimate
+    from serve.progress import SimulationProgress, describe_estimate, refuse_estimate
 
     cost = estimate(scenarios, args.runs)
+    refusal = refuse_estimate(cost)
+    if refusal:
+        biggest = max(scenarios, key=lambda sc: sc.duration_s * len(sc.services))
+        return _fail(ValueError(f"{biggest.source or biggest.name}: duration: {refusal}"))
     warning = describe_estimate(cost)
     if warning:
         print(f"selfheal: {warning}", file=sys.stderr, flush=True)

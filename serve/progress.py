@@ -6,12 +6,13 @@ line every ten seconds, so a long run is never silent and never floods a log.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["SimulationProgress", "describe_estimate"]
+__all__ = ["SimulationProgress", "describe_estimate", "refuse_estimate"]
 
 _PLAIN_EVERY_S = 10.0
 _LARGE_S = 60.0
@@ -25,6 +26,23 @@ def describe_estimate(cost: dict[str, float]) -> str | None:
     return (f"a large simulation: about {_count(cost['requests'])} simulated requests, "
             f"roughly {_duration(cost['seconds'])} here and {cost['bytes'] / 1e9:.1f} GB of "
             "memory per run; Ctrl-C stops it and keeps the runs that finished")
+
+
+def refuse_estimate(cost: dict[str, float], memory_bytes: int | None = None) -> str | None:
+    """Why a simulation must not start, or None: its per-second counters alone would not fit
+    in this machine's memory (``memory_bytes``; read from the system when None), so it would
+    stop part-way with MemoryError. A long run is the user's choice; one that cannot finish
+    is refused before it starts."""
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not a POSIX system: no refusal
+            return None
+    if cost["bytes"] <= memory_bytes:
+        return None
+    return (f"needs about {cost['bytes'] / 1e9:,.0f} GB of memory for its per-second "
+            f"counters, more than this machine's {memory_bytes / 1e9:,.0f} GB; shorten the "
+            "duration or split the scenario")
 
 
 def _count(n: float) -> str:

@@ -43,6 +43,8 @@ __all__ = ["OVERLOAD_SCENARIOS", "Burst", "OverloadScenario", "ProviderSpec", "l
 
 OVERLOAD_SCENARIOS = pathlib.Path(__file__).with_name("scenarios") / "overload"
 EVENT_KINDS = ("surge", "hang", "errors", "slow")
+MAX_REQUESTS = 10_000_000  # a scenario's requests at most, surges counted at their peak
+MAX_SIGMA = 3.0  # latency_sigma at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +162,22 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
             if value > 1:
                 raise src.error("must be a share in [0, 1]", [*at, "rate"])
         events.append(Burst(ev["kind"], dur([*at, "at"]), dur([*at, "for"]), value))
+    def sigma(key: str) -> float:
+        # A log-normal's mean is kept at the latency, so a wide sigma puts nearly every call
+        # at ~0 s and a rare one at hours: a model of nothing (sigma 3 already has a p99 of
+        # 1,100 times the median).
+        value = float(num([key, "latency_sigma"], 0.0, 0.0))
+        if value > MAX_SIGMA:
+            raise src.error(f"must be at most {MAX_SIGMA:g} (a log-normal's spread), got "
+                            f"{value:g}", [key, "latency_sigma"])
+        return value
+
     def provider(key: str) -> ProviderSpec:
         if not isinstance(raw[key], dict):
             raise src.error("must be a mapping of workers, latency, latency_sigma, slowdown",
                             [key])
         return ProviderSpec(int(num([key, "workers"], 1, whole=True)), dur([key, "latency"]),
-                            float(num([key, "latency_sigma"], 0.0, 0.0)),
+                            sigma(key),
                             float(num([key, "slowdown"], 0.0, 0.0)))
 
     policy = parse_limits(src, raw["limits"], ["limits"], [])[None]
@@ -176,9 +188,18 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
     informational = float(num(["load", "informational"], 0.0, 0.0))
     if informational > 1:
         raise src.error("must be a share in [0, 1]", ["load", "informational"])
+    duration_s, rate = dur(["duration"]), float(num(["load", "rate"], 0.001))
+    peak = rate * max([e.value for e in events if e.kind == "surge"], default=1.0)
+    if duration_s * peak > MAX_REQUESTS:
+        surge = " (its surge)" if peak > rate else ""
+        raise src.error(f"{peak:g} requests/s{surge} for {duration_s:g} s is "
+                        f"{duration_s * peak:.3g} "
+                        f"requests, more than the {MAX_REQUESTS:,} a scenario may hold (each "
+                        "is modelled one by one, about 100,000 a second); shorten the "
+                        "duration or lower the rate", ["duration"])
     return OverloadScenario(
         name=str(raw["name"]), description=str(raw.get("description", "")),
-        duration_s=dur(["duration"]), seed=int(num(["seed"], 0, 0, whole=True)),
-        provider=provider("provider"), rate=float(num(["load", "rate"], 0.001)),
+        duration_s=duration_s, seed=int(num(["seed"], 0, 0, whole=True)),
+        provider=provider("provider"), rate=rate,
         mix=tuple(mix), deadline_s=dur(["load", "deadline"]), events=tuple(events),
         policy=policy, informational=informational, hedge_provider=hedge, source=str(path))

@@ -53,6 +53,13 @@ def test_unknown_settings_and_broken_toml_are_errors(tmp_path):
         load_settings(tmp_path / "bad.toml")
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")
+    # a file saved in another encoding, and a folder, were tracebacks
+    (tmp_path / "latin.toml").write_bytes('redis_url = "redis://Ärzte"\n'.encode("latin-1"))
+    with pytest.raises(SettingsError, match=r"latin\.toml: settings file is not UTF-8 text "
+                                            r"\(byte 0xc4\)"):
+        load_settings(tmp_path / "latin.toml")
+    with pytest.raises(SettingsError, match=r"settings file cannot be read \(Is a directory\)"):
+        load_settings(tmp_path)
 
 
 def test_environment_wins_over_the_file(monkeypatch, tmp_path):

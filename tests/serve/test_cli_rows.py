@@ -262,6 +262,22 @@ def test_row9_simulate_checks_json_and_events_before_running(tmp_path):
                        tmp_path / "afile"), "--events", "is a file, not a folder")
 
 
+def test_row10_a_simulation_that_cannot_fit_in_memory_is_refused_before_it_starts(tmp_path):
+    """Ten million days of one service: its per-second counters alone are 27.6 TB (100,000
+    days stopped with a MemoryError traceback); it is refused in one line naming the file."""
+    from serve.progress import refuse_estimate
+
+    sc = tmp_path / "ages.yaml"
+    sc.write_text(SMALL.replace("10m", "10000000d"))
+    one_line_error(run("simulate", sc, "--no-mlflow", "--local", "--json", tmp_path / "r.json"),
+                   f"{sc}: duration: needs about 27,648 GB of memory", "shorten the duration")
+    assert not (tmp_path / "r.json").exists()
+    # the rule itself, on a machine of a given size: at the memory, not above it
+    assert refuse_estimate({"bytes": 8e9}, memory_bytes=8_000_000_000) is None
+    assert "more than this machine's 8 GB" in refuse_estimate({"bytes": 8.1e9},
+                                                             memory_bytes=8_000_000_000)
+
+
 def test_row10_a_long_simulation_warns_first_and_stops_cleanly_on_ctrl_c(tmp_path):
     sc = tmp_path / "year.yaml"
     sc.write_text(SMALL.replace("10m", "365d").replace("rps: 1", "rps: 5"))

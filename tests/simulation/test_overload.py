@@ -106,6 +106,12 @@ BAD = [
     ("timeout: 2s", "timeout: -2s", ":19: limits.timeout: must be seconds"),
     ("queue_timeout: 500ms}", "queue_timeout: 0s}", ":20: limits.concurrency.queue_timeout"),
     ("seed: 11", "seed: 11\nspeed: 3", ":7: speed: is not an overload scenario field"),
+    # each request is modelled one by one: a scenario that would run for days is refused
+    ("duration: 240s", "duration: 2000000s", ":5: duration: 180 requests/s (its surge) for "
+     "2e+06 s is 3.6e+08 requests, more than the 10,000,000"),
+    ("factor: 3", "factor: 100000", ":5: duration: 6e+06 requests/s (its surge)"),  # a surge's peak
+    ("latency_sigma: 0.3", "latency_sigma: 50", ":10: provider.latency_sigma: must be at "
+     "most 3"),
 ]
 
 

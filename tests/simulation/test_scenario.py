@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -137,3 +138,24 @@ def test_broken_yaml_and_missing_files_are_named(tmp_path):
         load_scenario(write(tmp_path, "name: x\nservices: [unclosed\n"))
     with pytest.raises(SourceError, match="cannot be read"):
         load_scenario(tmp_path / "absent.yaml")
+
+
+def test_a_file_that_is_not_utf8_text_or_nests_too_deeply_is_named(tmp_path):
+    """A binary file, or one saved in another encoding, is named with the line of its first
+    bad byte (it was a decoder's traceback); a file nested past the parser's recursion is
+    named too. An editor's byte-order mark is no mistake."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(GOOD.encode() + "# Ärzte\n".encode("latin-1"))
+    with pytest.raises(SourceError) as err:
+        load_scenario(latin)
+    line = GOOD.count("\n") + 1
+    assert str(err.value) == (f"{latin}:{line}: file: is not UTF-8 text (byte 0xc4; save it "
+                              "as UTF-8)")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(SourceError, match=r"deep\.yaml: yaml: nests too deeply"):
+        load_scenario(deep)
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes("\ufeff".encode() + GOOD.encode())
+    plain = load_scenario(write(tmp_path, GOOD))
+    assert load_scenario(bom) == dataclasses.replace(plain, source=str(bom))

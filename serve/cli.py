@@ -96,7 +96,7 @@ def _overload(args: argparse.Namespace) -> int:
     import json
 
     from healing.errors import ConfigError
-    from serve.outputs import OutputError, check_output
+    from serve.outputs import OutputError, check_output, write_atomically
     from simulation.overload import run_overload
     from simulation.overload_scenario import OVERLOAD_SCENARIOS, load_overload
 
@@ -122,7 +122,11 @@ def _overload(args: argparse.Namespace) -> int:
                      f"{m['p99_informational_s']:.3f} s" if m["hedge_rate"] is not None
                      else ""))
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
+        try:
+            write_atomically(pathlib.Path(args.json),
+                             lambda f: f.write(json.dumps(reports, indent=2) + "\n"))
+        except OutputError as exc:
+            return _fail(exc)
     return 0
 
 
@@ -147,7 +151,7 @@ def _catalogue_check(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from healing.errors import ConfigError
-    from serve.outputs import OutputError, check_output
+    from serve.outputs import OutputError, check_output, write_atomically
     from simulation.scenario import load_scenario
 
     try:  # every file and every output path is checked before anything runs
@@ -199,11 +203,16 @@ def _simulate(args: argparse.Namespace) -> int:
                                progress=progress.update, catalogue=catalogue)
         except SimulationInterrupted as exc:
             reports, interrupted = exc.reports, exc
+    unwritten = None
     if args.json and reports:  # before printing: a reader that stops early must not cost it
-        with open(args.json, "w") as f:
-            f.write(report_json(reports))
+        try:
+            write_atomically(pathlib.Path(args.json), lambda f: f.write(report_json(reports)))
+        except OutputError as exc:  # a full disk after a long run: the table still shows it
+            unwritten = exc
     if reports:
         print(format_reports(reports))
+    if unwritten is not None:
+        return _fail(unwritten)
     if args.json and reports:
         print(f"report written to {args.json}")
     if interrupted is not None:

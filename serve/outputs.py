@@ -38,12 +38,19 @@ def write_atomically(target: pathlib.Path, write: Callable[[TextIO], None]) -> N
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:  # a folder that refuses files (/proc), or one gone since the check
+        raise OutputError(f"{target}: cannot be written ({exc.strerror})") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", newline="") as f:
             write(f)
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk, a quota: nothing is left behind, the target unchanged
+        os.unlink(tmp)
+        raise OutputError(f"{target}: could not be written ({exc.strerror}); it is "
+                          "unchanged") from None
     except BaseException:
         os.unlink(tmp)
         raise

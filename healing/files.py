@@ -80,7 +80,7 @@ class YamlSource:
                               "UTF-8)") from None
         except RecursionError:
             raise SourceError(self.path, None, "yaml",
-                              "nests too deeply to be a settings file") from None
+                              "nests too deeply (past the parser's recursion limit)") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SourceError(self.path, mark.line + 1 if mark else None, "yaml",

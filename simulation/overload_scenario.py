@@ -162,6 +162,7 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
             if value > 1:
                 raise src.error("must be a share in [0, 1]", [*at, "rate"])
         events.append(Burst(ev["kind"], dur([*at, "at"]), dur([*at, "for"]), value))
+
     def sigma(key: str) -> float:
         # A log-normal's mean is kept at the latency, so a wide sigma puts nearly every call
         # at ~0 s and a rare one at hours: a model of nothing (sigma 3 already has a p99 of
@@ -193,10 +194,9 @@ def load_overload(path: str | pathlib.Path) -> OverloadScenario:
     if duration_s * peak > MAX_REQUESTS:
         surge = " (its surge)" if peak > rate else ""
         raise src.error(f"{peak:g} requests/s{surge} for {duration_s:g} s is "
-                        f"{duration_s * peak:.3g} "
-                        f"requests, more than the {MAX_REQUESTS:,} a scenario may hold (each "
-                        "is modelled one by one, about 100,000 a second); shorten the "
-                        "duration or lower the rate", ["duration"])
+                        f"{duration_s * peak:.3g} requests, more than the {MAX_REQUESTS:,} a "
+                        "scenario may hold (each is modelled one by one, about 100,000 a "
+                        "second); shorten the duration or lower the rate", ["duration"])
     return OverloadScenario(
         name=str(raw["name"]), description=str(raw.get("description", "")),
         duration_s=duration_s, seed=int(num(["seed"], 0, 0, whole=True)),

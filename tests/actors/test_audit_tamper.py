@@ -397,3 +397,43 @@ def test_a_log_known_only_to_the_database_is_a_note_when_other_logs_are_given(tr
                      public_keys=[public_path(trail.key_file)])
     assert r.intact  # the database's copy of this machine's log still checks every chain
     assert any("checked through their database copy only" in n for n in r.notes)
+
+
+def test_a_checkpoint_written_while_verify_reads_is_no_finding(trail, monkeypatch):
+    """A live writer appends a checkpoint to its log, then copies it to the database. When
+    that happens between verify's two reads of the checkpoints, whichever it reads first,
+    the trail is intact: read the log before the database, it was reported as "in the
+    database but not in the checkpoint log" (the chaos suite's live verify, once)."""
+    from actors.stores import audit_verify
+
+    live = AuditTrail(trail.tmp / "spool", trail.store, KEY, flush_interval_s=0,
+                      checkpoints=CheckpointLog(trail.log_file,
+                                                SigningKey.load_or_create(trail.key_file)),
+                      checkpoint_interval_s=None)
+    live.append(transition(0))
+    written = []
+
+    def then_a_writer_checkpoints(read):
+        def wrapped(*args, **kwargs):
+            out = read(*args, **kwargs)
+            if not written:  # after verify's first read of either copy
+                live.append(transition(1))
+                written.append(live.spool.checkpoint())
+                live.flush()  # the checkpoint is in the log, then in the database
+            return out
+        return wrapped
+
+    monkeypatch.setattr(audit_verify, "_read_logs",
+                        then_a_writer_checkpoints(audit_verify._read_logs))
+    monkeypatch.setattr(audit_verify, "_db_checkpoints",
+                        then_a_writer_checkpoints(audit_verify._db_checkpoints))
+    try:
+        r = trail.report()
+        assert written and written[0] is not None
+        assert r.intact, [p.problem for p in r.findings]
+        # and the next verify, with nothing written between, sees the checkpoint in both
+        monkeypatch.undo()
+        (_, last, _, _), = trail.report().checkpoints.values()
+        assert last == 4  # the two writers' four, then the live one's
+    finally:
+        live.close()

@@ -16,8 +16,8 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["SourceError", "Spec", "YamlSource", "number", "parse_duration", "seconds",
-           "section"]
+__all__ = ["NotUtf8Error", "SourceError", "Spec", "YamlSource", "decode_utf8", "number",
+           "parse_duration", "seconds", "section"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -30,6 +30,26 @@ class SourceError(ConfigError):
         where = f"{path}:{line}" if line else str(path)
         ValueError.__init__(self, f"{where}: {field}: {reason}")
         self.field, self.value, self.reason, self.source = field, None, reason, str(path)
+
+
+class NotUtf8Error(ValueError):
+    """Bytes that are not UTF-8 text: the line of the first bad byte, and why (each reader
+    names its own file and field)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line, self.reason = line, reason
+
+
+def decode_utf8(data: bytes) -> str:
+    """``data`` as text: UTF-8, with a leading byte-order mark (an editor's, Excel's)
+    skipped. Raises NotUtf8Error naming the line and the byte, not a decoder's traceback."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8Error(data[:exc.start].count(b"\n") + 1,
+                           f"is not UTF-8 text (byte {data[exc.start]:#04x}; save it as "
+                           "UTF-8)") from None
 
 
 _PART = r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)"
@@ -65,19 +85,14 @@ class YamlSource:
     def __init__(self, path: str | pathlib.Path) -> None:
         self.path = pathlib.Path(path)
         try:
-            data = self.path.read_bytes()
-            text = data.decode("utf-8-sig")  # an editor's byte-order mark is skipped
+            text = decode_utf8(self.path.read_bytes())
             self.root = yaml.compose(text)
             self.data = yaml.safe_load(text)
         except OSError as exc:
             raise SourceError(self.path, None, "file",
                               f"cannot be read ({exc.strerror})") from None
-        except UnicodeDecodeError as exc:
-            # YAML is text: a binary file, or one saved in another encoding, is named with
-            # the line of its first bad byte, not a decoder's traceback
-            raise SourceError(self.path, data[:exc.start].count(b"\n") + 1, "file",
-                              f"is not UTF-8 text (byte {data[exc.start]:#04x}; save it as "
-                              "UTF-8)") from None
+        except NotUtf8Error as exc:  # YAML is text: a binary file, or another encoding
+            raise SourceError(self.path, exc.line, "file", exc.reason) from None
         except RecursionError:
             raise SourceError(self.path, None, "yaml",
                               "nests too deeply (past the parser's recursion limit)") from None

@@ -23,6 +23,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from healing.files import NotUtf8Error, decode_utf8
 from learning.detectors import DETECTORS
 
 from .outputs import check_output, write_atomically
@@ -56,11 +57,9 @@ def _text(path: str) -> str:
     except OSError as exc:
         raise CsvError(path, 0, "file", f"cannot be read ({exc.strerror})") from None
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise CsvError(path, line, "file", f"is not UTF-8 text (byte {data[exc.start]:#04x}; "
-                                           "save it as UTF-8)") from None
+        return decode_utf8(data)
+    except NotUtf8Error as exc:
+        raise CsvError(path, exc.line, "file", exc.reason) from None
 
 
 def _rows(path: str) -> list[tuple[str, str, float, float]]:

@@ -290,6 +290,20 @@ class Guard:
         return FallbackResult(result, tier, 0, None, None, None,
                               strategy is not None and strategy.integrity_check is not None)
 
+    def _retried(self, service: str) -> None:
+        """A failed attempt of ``service``'s primary that a retry follows, to the sink's
+        ``retried`` (where it has one): a request fails only if its retry fails too, so a
+        provider failing 20 % of its attempts fails 4 % of requests, and a detector reading
+        request outcomes alone sees a leak or a ramp late (docs/learning.md)."""
+        hook = getattr(self.sink, "retried", None)
+        if hook is None:
+            return
+        try:
+            hook(service, self.clock.wall())
+        except Exception:
+            _log.exception("outcome sink %r failed; a retried attempt of %s not counted",
+                           self.sink, service)
+
     def _emit(self, record: OutcomeRecord) -> None:
         # A broken sink must cost the caller neither the answer nor the error it is owed.
         try:

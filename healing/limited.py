@@ -133,6 +133,8 @@ def _plan(g: Guard, lane: Lane | None, service: str, context: ClinicalContext,
             last = _Failed(exc, type(exc).__name__, t0)
             attempt += 1
             if lane is not None and lane.may_retry(attempt, t1, deadline, context.acuity):
+                # the request's outcome will not show this failure if the retry answers
+                g._retried(service)
                 continue
             return last
         if out.won is not None:

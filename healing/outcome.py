@@ -49,7 +49,11 @@ class OutcomeRecord(NamedTuple):
 
 @runtime_checkable
 class OutcomeSink(Protocol):
-    """Receives every outcome. Must not block or raise: it sits on the request path."""
+    """Receives every outcome. Must not block or raise: it sits on the request path.
+
+    A sink may also have ``retried(service, at)``: the guard calls it for each failed attempt
+    of a primary that a retry follows, which the request's outcome does not show when the
+    retry answers (the live recorder counts them for the predictive monitor)."""
 
     def record(self, outcome: OutcomeRecord) -> None: ...
 
@@ -69,6 +73,11 @@ class InMemorySink:
             self.counts[key] += 1
             if outcome.success and outcome.tier != "primary":
                 self.counts[(outcome.service, outcome.tier)] += 1
+
+    def retried(self, service: str, at: float) -> None:
+        """A failed attempt of ``service``'s primary that a retry followed."""
+        with self._lock:
+            self.counts[(service, "retried")] += 1
 
     def for_service(self, service: str) -> list[OutcomeRecord]:
         return [o for o in list(self.outcomes) if o.service == service]

@@ -13,6 +13,14 @@ time Redis received it, so a time range of events is a range of ids. Batching is
 what lets one Python process deliver 100k events/s: redis-py costs ~20 µs a command, so
 single-event entries top out near 50k/s.
 
+The counters (hash ``metrics:{service}:count``) are ``total``, ``errors``, ``fallbacks``,
+``shed`` and ``retried``: failed attempts of the primary that a retry followed, which no
+event shows when the retry answers (:meth:`MetricRecorder.retried`). The same attempts are
+also counted by the second they happened in (hash ``metrics:{service}:retried``, a field per
+epoch second), for the predictive monitor, which takes and deletes them
+(:func:`take_retried`) and places each second's count in its own time, as it places events:
+an outage's attempts held while Redis was away arrive late, not as one burst.
+
 When Redis is down the guard is unaffected. The buffer is bounded (``buffer_max`` events);
 events that do not fit are dropped and counted in ``dropped``. The counters are never
 dropped: they are plain integers, added back when a flush fails. Each flush carries an id
@@ -37,17 +45,22 @@ import redis
 
 from healing.outcome import OutcomeRecord
 
-__all__ = ["MetricRecorder", "RecorderStats"]
+__all__ = ["MetricRecorder", "RecorderStats", "take_retried"]
 
 _log = logging.getLogger("selfheal.metrics")
 
 EVENTS_PER_ENTRY = 200
 ENTRY_SPAN_S = 10.0  # the longest stretch of time one entry's events cover
 FLUSH_ID_TTL_S = 3600
+# How long a second's count of retried attempts waits for the monitor to take it; and the
+# most seconds one service holds while Redis is away (the oldest go first: the monitor would
+# drop them as late anyway; the ``retried`` counter stays exact).
+RETRIED_TTL_S = 3600
+RETRIED_SECONDS_MAX = 3600
 
-# KEYS: [flush-id key, stream_1, counts_1, stream_2, counts_2, ...]
-# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, shed, [entry, ...]], ...],
-#        retention in ms (0: none)]
+# KEYS: [flush-id key, stream_1, counts_1, retried_1, stream_2, counts_2, retried_2, ...]
+# ARGV: [ttl, maxlen, json payload: [[total, errors, fallbacks, shed, retried,
+#        [[second, n], ...], [entry, ...]], ...], retention in ms (0: none), retried ttl]
 # An entry is [n, events JSON, its latest event's time in ms]. Its stream id is that time, or
 # just after the stream's newest id if that is later (ids only grow): so every event of an
 # entry happened at or before the entry's id, and a time range is read from its start
@@ -56,18 +69,23 @@ _FLUSH_SCRIPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local services = cjson.decode(ARGV[3])
 for i, s in ipairs(services) do
-  local stream, counts = KEYS[2 * i], KEYS[2 * i + 1]
+  local stream, counts, retried = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   if s[1] > 0 then redis.call('HINCRBY', counts, 'total', s[1]) end
   if s[2] > 0 then redis.call('HINCRBY', counts, 'errors', s[2]) end
   if s[3] > 0 then redis.call('HINCRBY', counts, 'fallbacks', s[3]) end
   if s[4] > 0 then redis.call('HINCRBY', counts, 'shed', s[4]) end
+  if s[5] > 0 then redis.call('HINCRBY', counts, 'retried', s[5]) end
+  for _, pair in ipairs(s[6]) do
+    redis.call('HINCRBY', retried, string.format('%d', pair[1]), pair[2])
+  end
+  if s[6][1] then redis.call('EXPIRE', retried, ARGV[5]) end
   local top_ms, top_seq = -1, 0
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if top[1] then
     local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
     top_ms, top_seq = tonumber(a), tonumber(b)
   end
-  for _, entry in ipairs(s[5]) do
+  for _, entry in ipairs(s[7]) do
     local ms, seq = entry[3], 0
     if ms <= top_ms then ms, seq = top_ms, top_seq + 1 end
     if ms == 0 and seq == 0 then seq = 1 end  -- 0-0 is not a valid id
@@ -126,7 +144,8 @@ class MetricRecorder:
         self.prefix = prefix
         self._random = (rng or random.Random()).random
         self._buffer: deque[OutcomeRecord] = deque()
-        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        self._counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        self._retried: defaultdict[str, dict[int, int]] = defaultdict(dict)  # second -> n
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._script = client.register_script(_FLUSH_SCRIPT)
@@ -168,6 +187,18 @@ class MetricRecorder:
             self._buffer.append(outcome)
             self.stats.sampled += 1
 
+    def retried(self, service: str, at: float) -> None:
+        """Count a failed attempt of ``service``'s primary that a retry followed, at ``at``
+        (the counter ``retried``, and its second's count, which the predictive monitor takes:
+        docs/learning.md)."""
+        second = math.floor(at)
+        with self._lock:
+            self._counts[service][4] += 1
+            seconds = self._retried[service]
+            seconds[second] = seconds.get(second, 0) + 1
+            if len(seconds) > RETRIED_SECONDS_MAX:
+                del seconds[min(seconds)]
+
     # -- flushing ----------------------------------------------------------------------
 
     def flush(self) -> int:
@@ -183,7 +214,7 @@ class MetricRecorder:
                 _, keys, payload, events, _ = self._pending
                 try:
                     self._script(keys=keys, args=[FLUSH_ID_TTL_S, self.maxlen, payload,
-                                                  self.retention_ms])
+                                                  self.retention_ms, RETRIED_TTL_S])
                 except redis.RedisError:
                     self.stats.failed_flushes += 1
                     raise
@@ -209,7 +240,8 @@ class MetricRecorder:
             events = list(self._buffer)
             self._buffer.clear()
             self._held = len(events)
-            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0, 0])
+            counts, self._counts = dict(self._counts), defaultdict(lambda: [0, 0, 0, 0, 0])
+            retried, self._retried = dict(self._retried), defaultdict(dict)
         by_service: dict[str, list[OutcomeRecord]] = defaultdict(list)
         for e in events:
             by_service[e.service].append(e)
@@ -217,14 +249,17 @@ class MetricRecorder:
         keys = [f"{self.prefix}:flush:{self._writer}:{self._flush_seq}"]
         payload: list[list[Any]] = []
         for svc in services:
-            keys += [f"{self.prefix}:{svc}", f"{self.prefix}:{svc}:count"]
+            keys += [f"{self.prefix}:{svc}", f"{self.prefix}:{svc}:count",
+                     f"{self.prefix}:{svc}:retried"]
             evs = by_service.get(svc, [])
             entries = [[len(chunk), json.dumps([_event(e) for e in chunk],
                                                separators=(",", ":")),
                         max(0, math.ceil(latest * 1000))]
                        for chunk, latest in _chunks(evs)]
-            total, errors, fallbacks, shed = counts.get(svc, (0, 0, 0, 0))
-            payload.append([total, errors, fallbacks, shed, entries])
+            total, errors, fallbacks, shed, retried_n = counts.get(svc, (0, 0, 0, 0, 0))
+            seconds = sorted(retried.get(svc, {}).items())
+            payload.append([total, errors, fallbacks, shed, retried_n,
+                            [list(p) for p in seconds], entries])
         self._flush_seq += 1
         return keys[0], keys, json.dumps(payload), events, counts
 
@@ -316,6 +351,29 @@ def _has_group(client: redis.Redis, stream: str, group: str) -> bool:
         return any(g["name"] in (group, group.encode()) for g in client.xinfo_groups(stream))
     except redis.ResponseError:  # no such key
         return False
+
+
+def take_retried(client: redis.Redis, services: list[str], prefix: str = "metrics",
+                 ) -> dict[str, list[tuple[int, int]]]:
+    """Each service's counts of retried attempts by second (epoch second, count), oldest
+    first, taken: read and deleted in one transaction, so a count is taken once, and one a
+    flush adds meanwhile waits for the next take. A malformed field is left out."""
+    pipe = client.pipeline(transaction=True)
+    for service in services:
+        pipe.hgetall(f"{prefix}:{service}:retried")
+        pipe.delete(f"{prefix}:{service}:retried")
+    rows = pipe.execute()[::2]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for service, row in zip(services, rows, strict=True):
+        pairs = []
+        for second, n in row.items():
+            try:
+                pairs.append((int(second), int(n)))
+            except ValueError:
+                _log.error("malformed retried count for %s skipped", service)
+        if pairs:
+            out[service] = sorted(pairs)
+    return out
 
 
 def read_counts(client: redis.Redis, service: str, prefix: str = "metrics") -> dict[str, int]:

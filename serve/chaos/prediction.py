@@ -79,7 +79,9 @@ DIFFERENCES = {
             "the hang ends, or the guard's timeout), and the life-critical calls, never shed, "
             "wait on it meanwhile",
     "leak": "the simulator's guards do not retry: live, a call fails only when its retry "
-            "fails too, so the leak's failures cross the detectors' thresholds later",
+            "fails too, so the leak's failures cross the error-threshold watch's and the "
+            "breakers' thresholds later (the predictive monitor counts the failed attempts a "
+            "retry hid)",
     "slow": "the simulator answers every request at its arrival, so a provider slow but "
             "within its timeouts is not a failure there; live, its calls fill the provider's "
             "bulkhead, which sheds them to the fallback tiers",

@@ -9,7 +9,13 @@ import uuid
 import pytest
 
 from actors.stores.embedded_redis import EmbeddedRedis
-from actors.stores.metric_stream import MetricRecorder, read_counts, read_events
+from actors.stores.metric_stream import (
+    RETRIED_SECONDS_MAX,
+    MetricRecorder,
+    read_counts,
+    read_events,
+    take_retried,
+)
 from actors.stores.redis_conn import connect
 from healing import ClinicalContext, ManualClock
 from tests.factories import make_guard
@@ -92,6 +98,84 @@ def test_shed_calls_are_counted_exactly(redis_client):
     assert read_counts(client, "care_locator", prefix) == {
         "total": 4, "errors": 3, "fallbacks": 3, "shed": 3}
     assert [e[3] for e in read_events(client, "care_locator", prefix)] == ["shed"] * 3
+
+
+def test_failed_attempts_a_retry_answered_are_counted_though_no_event_shows_them(redis_client):
+    from healing import Guard
+    from healing.budget import RetryBudgetConfig
+    from healing.limits import CallGate, CallPolicy
+    from healing.registry import CircuitBreakerRegistry
+    from tests.factories import small_config
+
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=0.0, flush_interval_s=0, prefix=prefix)
+    clock = ManualClock()
+    g = Guard(clock=clock, sink=rec, breakers=CircuitBreakerRegistry(clock, small_config(
+        window_size=50, minimum_number_of_calls=50)), gate=CallGate({("billing", None): CallPolicy(
+            retries=1, retry_budget=RetryBudgetConfig(min_per_s=100.0))}, clock))
+    attempts = []
+
+    def flaky():  # every first attempt fails, every retry answers
+        attempts.append(1)
+        if len(attempts) % 2:
+            raise ConnectionError("leaking")
+        return {"ok": True}
+
+    for k in range(4):
+        clock.advance(1.0 if k == 2 else 0.0)  # two requests in one second, two in the next
+        assert g.call("billing", flaky).tier == "primary"
+    with pytest.raises(ConnectionError):  # a request whose retry fails too
+        g.call("billing", down)
+    rec.flush()
+    # the four answered requests are plain successes (none streamed at sample rate 0); the
+    # failed one is an error; the five first attempts that failed are counted apart
+    assert read_counts(client, "billing", prefix) == {"total": 5, "errors": 1,
+                                                            "retried": 5}
+    assert [e[3] for e in read_events(client, "billing", prefix)] == ["ConnectionError"]
+    # and by the second each happened in, for the monitor, which takes them once
+    second = int(clock.wall()) - 1
+    assert take_retried(client, ["billing", "nothing_retried"], prefix) == {
+        "billing": [(second, 2), (second + 1, 3)]}
+    assert take_retried(client, ["billing"], prefix) == {}
+
+
+def test_retried_attempts_held_while_redis_is_away_keep_their_seconds(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis", persist=True).start()
+    client = server.client(timeout_s=0.2)
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0)
+    try:
+        rec.retried("billing", 1000.2)
+        rec.flush()
+        server.stop()
+        for at in (1001.5, 1001.9, 1030.0):
+            rec.retried("billing", at)
+        with pytest.raises(Exception):
+            rec.flush()
+        rec.retried("billing", 1031.0)
+        server.start()
+        rec.flush()  # the failed flush, then what came after it
+        # each attempt in its own second, not in a burst at the time Redis came back
+        assert take_retried(client, ["billing"]) == {
+            "billing": [(1000, 1), (1001, 2), (1030, 1), (1031, 1)]}
+        assert read_counts(client, "billing") == {"retried": 5}
+        assert client.ttl("metrics:billing:retried") == -2  # taken: gone
+    finally:
+        server.stop()
+
+
+def test_a_long_outage_keeps_the_newest_seconds_of_retried_attempts(redis_client):
+    client, prefix = redis_client
+    rec = MetricRecorder(client, sample_rate=1.0, flush_interval_s=0, prefix=prefix)
+    for k in range(RETRIED_SECONDS_MAX + 5):
+        rec.retried("billing", 5000.0 + k)
+    rec.flush()
+    seconds = take_retried(client, ["billing"], prefix)["billing"]
+    assert len(seconds) == RETRIED_SECONDS_MAX and seconds[0] == (5005, 1)
+    assert read_counts(client, "billing", prefix) == {"retried": RETRIED_SECONDS_MAX + 5}
+    # a count no monitor takes does not stay for ever
+    rec.retried("billing", 9000.0)
+    rec.flush()
+    assert 0 < client.ttl(f"{prefix}:billing:retried") <= 3600
 
 
 def test_events_never_carry_identifiers(redis_client):

@@ -222,3 +222,65 @@ def test_a_stream_deleted_under_the_monitor_does_not_stop_it_reading_the_others(
         assert asyncio.run(mon.state())["events_read"] == 4
     finally:
         client.delete(f"{prefix}:kept", f"{prefix}:deleted")
+
+
+def _leak_hidden_by_retries(retried: str) -> list[dict]:
+    """An hour of a healthy service, then two minutes of a provider failing 30 % of its
+    attempts, every one of which a retry answers: each request succeeds, and only the
+    recorders' counts of retried attempts show the leak. ``retried``: "counted" (flushed with
+    the requests), "none" (not counted), or "late" (by a second process whose flushes fail
+    until the end, as when its Redis is away: they arrive after their buckets were scored).
+    The monitor (its class, on the real Redis) is stepped each bucket, as its loop would;
+    returns what it raised."""
+    prefix = f"retried{uuid.uuid4().hex[:6]}"
+    service = "api_server"
+    client = connect(REDIS_URL)
+    recorder = MetricRecorder(client, sample_rate=1.0, prefix=prefix, flush_interval_s=0)
+    other = MetricRecorder(client, sample_rate=1.0, prefix=prefix, flush_interval_s=0)
+    mon = PredictiveMonitorActor(REDIS_URL, None, prefix=prefix, sample_rate=1.0,
+                                 settle_s=0.0)
+    rng = random.Random(11)
+    t0 = 1_700_000_000.0
+    raised = []
+    try:
+        for k in range(360):  # 10 s buckets of 20 calls at 0.5 % errors, none retried
+            for j in range(20):
+                recorder.record(outcome(service, t0 + 10 * k + j * 0.5, rng.random() > 0.005))
+        recorder.flush()
+        leak_at = t0 + 3600
+        asyncio.run(mon.step(now=leak_at))
+        for k in range(12):
+            for j in range(20):
+                at = leak_at + 10 * k + j * 0.5
+                recorder.record(outcome(service, at, True))
+                if retried != "none" and rng.random() < 0.3:
+                    (other if retried == "late" else recorder).retried(service, at)
+            recorder.flush()
+            raised += asyncio.run(mon.step(now=leak_at + 10 * (k + 1)))
+        other.flush()  # held until now: every one of them in a bucket already scored
+        for k in range(12, 15):  # and the provider is well again
+            for j in range(20):
+                recorder.record(outcome(service, leak_at + 10 * k + j * 0.5, True))
+            recorder.flush()
+            raised += asyncio.run(mon.step(now=leak_at + 10 * (k + 1)))
+        assert not client.exists(f"{prefix}:{service}:retried")  # taken, late or not
+        return [{**a, "after_s": a["at"] - leak_at} for a in raised]
+    finally:
+        client.delete(f"{prefix}:{service}", f"{prefix}:{service}:count")
+        recorder.close()
+        other.close()
+
+
+def test_failed_attempts_a_retry_hid_are_evidence_for_the_error_rate_watch():
+    seen = _leak_hidden_by_retries("counted")
+    assert seen and seen[0]["feature"] == "error_rate"
+    assert seen[0]["after_s"] <= 30  # a few buckets of 6 failed attempts in 20
+    # the same requests, every one answered, with no failed attempt counted: nothing to see
+    assert _leak_hidden_by_retries("none") == []
+
+
+def test_retried_attempts_that_arrive_after_their_buckets_are_not_one_late_burst():
+    # two minutes of them placed at the time they were read would be 70 failures in one
+    # bucket of 20 calls; placed in their own seconds, they are late, and dropped as late
+    # events are
+    assert _leak_hidden_by_retries("late") == []

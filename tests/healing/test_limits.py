@@ -256,3 +256,28 @@ def test_a_queued_asyncio_request_cancelled_by_its_caller_leaves_no_place_behind
     assert lane.admission.queued == 0 and lane.in_flight == 1
     lane.release()
     assert lane.in_flight == 0  # nobody was handed the freed place
+
+
+def test_each_failed_attempt_a_retry_follows_reaches_the_sink_though_the_request_succeeds():
+    g = make(CallPolicy(retries=1, retry_budget=RetryBudgetConfig(min_per_s=100.0)))
+    calls = []
+
+    def flaky():
+        calls.append(g.clock.now())
+        if len(calls) == 1:
+            raise ConnectionError("leaking")
+        return {"ok": True}
+
+    assert g.call("care_locator", flaky, context=INFO).tier == "primary"
+    assert g.sink.outcomes[-1].error_kind is None  # the request shows no failure
+    assert g.sink.counts[("care_locator", "retried")] == 1
+    g.call("care_locator", lambda: {"ok": True}, context=INFO)  # no retry, nothing counted
+    assert g.sink.counts[("care_locator", "retried")] == 1
+
+    class Broken(InMemorySink):
+        def retried(self, service, at):
+            raise RuntimeError("sink down")
+
+    g.sink = Broken()  # a broken sink costs the caller nothing
+    calls.clear()
+    assert g.call("care_locator", flaky, context=INFO).tier == "primary"

@@ -12,7 +12,9 @@ half-way to an alarm nor in the quiet after one); the sum is floored at zero, an
 ``h`` is an :class:`Anomaly`. A small, steady rise adds up bucket after bucket, which is what
 a leak or a slow degradation looks like and what a fixed threshold sees late. The sum is
 reset after an anomaly, and the service is then quiet for ``quiet_s``: one episode, one
-trigger. Nothing is raised until ``warmup_calls`` calls have taught ``p0``.
+trigger; the quiet ends sooner once the last ``calm_s`` of buckets favour the usual over a
+rise (errors and p95), so an episode that is over does not hide the next. Nothing is raised
+until ``warmup_calls`` calls have taught ``p0``.
 
 Latency, when the caller has it, is the second feature: each bucket's 95th percentile gets a
 p-value from a :class:`~learning.detectors.DeviationDetector` against the service's own last
@@ -37,6 +39,7 @@ but not learnt. It needs two hours of rows before it judges any.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +57,8 @@ __all__ = ["STATE_VERSION", "Anomaly", "MonitorPolicy", "PredictiveMonitor"]
 # detector's attributes change: a state of another version is not restored, because pickle
 # would load it and the first bucket would then fail on a missing attribute.
 # 2: issue 15 (the novelty gate's monotonic queue; DeviationDetector.magnitude).
-STATE_VERSION = 2
+# 3: the quiet's end on calm (_Service.calm, .llr, .latency_step).
+STATE_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,10 @@ class MonitorPolicy:
     warmup_calls: int = 500
     learn_rate: float = 0.01  # p0's weight on each quiet bucket (an EWMA)
     quiet_s: float = 300.0
+    # the quiet after an alarm ends sooner once the service has been calm this long (0: it
+    # lasts quiet_s): a provider that hung and came back must not hide its next fault for
+    # five minutes (docs/learning.md)
+    calm_s: float = 60.0
     # evidence (the CUSUM of -ln p, less 2 a bucket) that the p95 is up: a run of 1-in-100
     # buckets reaches 20 in 8 buckets; one bucket, however slow, reaches at most 4.6
     latency_h: float = 20.0
@@ -83,6 +91,8 @@ class MonitorPolicy:
         check_count("warmup_calls", self.warmup_calls)
         check_positive("learn_rate", self.learn_rate)
         check_positive("quiet_s", self.quiet_s)
+        if not (math.isfinite(self.calm_s) and self.calm_s >= 0):
+            raise ConfigError("calm_s", self.calm_s, "must be 0 (off) or a positive time")
         check_positive("latency_h", self.latency_h)
         check_count("min_latency_samples", self.min_latency_samples)
         if self.multivariate_s != 0 and (
@@ -121,6 +131,10 @@ class _Service:
     buckets: dict[int, _Bucket] = field(default_factory=dict)
     next_index: int | None = None
     quiet_until: float = float("-inf")
+    # in the quiet: the last buckets' steps of the error and latency CUSUMs, to judge calm
+    calm: deque[tuple[float, float]] = field(default_factory=deque)
+    llr: float = 0.0  # the last bucket's error step
+    latency_step: float = 0.0  # and its latency step (0: no latency evidence)
     calls: float = 0.0  # seen while learning p0
     errors: float = 0.0
     p0: float | None = None
@@ -199,9 +213,29 @@ class PredictiveMonitor:
                         s.together.quiet()
                     if s.latency_cusum is not None:
                         s.latency_cusum.reset()
+                    s.calm.clear()
+                elif end < s.quiet_until and calls > 0 and pol.calm_s:
+                    self._calm(s, end, pol)
                 out += found
         out.sort(key=lambda a: (a.at, a.service))
         return out
+
+    @staticmethod
+    def _calm(s: _Service, end: float, pol: MonitorPolicy) -> None:
+        """In the quiet after an alarm: end it once the last ``calm_s`` of buckets, taken
+        together, favour the usual over a rise, for the error rate (their log-likelihood
+        ratios, the CUSUM's steps, sum to at most zero) and for the p95 (the latency CUSUM's
+        steps likewise). An episode that goes on keeps the quiet; one that is over gives the
+        service back its watch. A window, not one bucket: one error in a calm bucket of a
+        service that rarely fails is no episode, and one clean bucket amid a leak is no end."""
+        s.calm.append((s.llr, s.latency_step))
+        size = max(1, round(pol.calm_s / pol.bucket_s))
+        while len(s.calm) > size:
+            s.calm.popleft()
+        if len(s.calm) == size and sum(e for e, _ in s.calm) <= 0 \
+                and sum(lat for _, lat in s.calm) <= 0:
+            s.quiet_until = end
+            s.calm.clear()
 
     def _together(self, name: str, s: _Service, b: _Bucket, index: int,
                   pol: MonitorPolicy) -> Anomaly | None:
@@ -242,6 +276,7 @@ class PredictiveMonitor:
     def _latency(self, name: str, s: _Service, b: _Bucket, end: float,
                  pol: MonitorPolicy) -> Anomaly | None:
         """The bucket's 95th-percentile latency, scored against the service's own past."""
+        s.latency_step = 0.0
         if len(b.latencies) < pol.min_latency_samples:
             return None
         if s.latency is None:
@@ -256,6 +291,7 @@ class PredictiveMonitor:
             return None
         if usual is not None and p95 <= usual[0]:
             p = 1.0  # faster than usual is no evidence of trouble
+        s.latency_step = -math.log(p) - s.latency_cusum.drift
         if s.latency_cusum.add(p) and end >= s.quiet_until:
             s.quiet_until = end + pol.quiet_s
             return Anomaly(name, end, "latency_p95", p95,
@@ -278,6 +314,7 @@ class PredictiveMonitor:
         # In the quiet after an alarm nothing accumulates: evidence of the episode already
         # raised must not raise a second alarm once the quiet ends and the service is well.
         s.cusum = max(0.0, s.cusum + llr) if learn else 0.0
+        s.llr = llr  # judges the quiet's end (_calm)
         if learn and s.cusum < pol.h / 2:
             # Every bucket not on its way to an alarm, nor just after one, teaches the usual
             # rate (learning only from buckets with no evidence at all would bias p0 low and

@@ -7,6 +7,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from healing import ConfigError
 from learning.monitor import MonitorPolicy, PredictiveMonitor
@@ -54,6 +56,56 @@ def test_a_slow_rise_is_raised_within_a_few_buckets_and_then_the_service_is_quie
     assert all(b.at - a.at >= 300 for a, b in itertools.pairwise(found))
 
 
+def _two_faults(calm_s, gap_buckets=12):
+    """A healthy hour, a 30 s burst of errors (a hang reset, say), ``gap_buckets`` healthy
+    buckets, then a lasting 20 % of errors (a leak); returns the anomalies' times from the
+    burst's start."""
+    m = PredictiveMonitor(MonitorPolicy(calm_s=calm_s, multivariate_s=0))
+    rng = random.Random(3)
+
+    def healthy(n):
+        return [(100, sum(rng.random() < 0.002 for _ in range(100))) for _ in range(n)]
+
+    assert feed(m, "cr", healthy(360)) == []
+    buckets = [(100, 60)] * 3 + healthy(gap_buckets) + [
+        (100, sum(rng.random() < 0.2 for _ in range(100))) for _ in range(30)]
+    return [a.at - 3600 for a in feed(m, "cr", buckets, start=3600)]
+
+
+def test_once_an_episode_is_over_the_quiet_ends_and_the_next_fault_is_seen():
+    # the burst is raised; 60 s of calm buckets after it end the quiet, so the leak that
+    # starts two minutes after the burst is raised within two buckets of its start
+    burst, leak = _two_faults(calm_s=60.0)
+    assert burst <= 20 and 150 < leak <= 170
+    # with the quiet held its whole five minutes (the behaviour before), the leak is not
+    # raised until the quiet is over
+    burst_held, *later = _two_faults(calm_s=0.0)
+    assert burst_held == burst and (not later or later[0] >= burst + 300)
+
+
+def test_an_episode_that_goes_on_keeps_the_quiet():
+    m = PredictiveMonitor(MonitorPolicy(multivariate_s=0))
+    rng = random.Random(8)
+    assert feed(m, "cr", [(100, sum(rng.random() < 0.002 for _ in range(100)))
+                          for _ in range(360)]) == []
+    # ten minutes of a fault at 30 %: one alarm per quiet, not one a minute
+    found = feed(m, "cr", [(100, sum(rng.random() < 0.3 for _ in range(100)))
+                           for _ in range(60)], start=3600)
+    assert len(found) == 2 and found[1].at - found[0].at >= 300
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 200), st.floats(0, 1)), min_size=60, max_size=400),
+       st.sampled_from([10.0, 30.0, 60.0, 120.0]))
+def test_after_an_alarm_the_next_needs_calm_s_of_calm_buckets_first(rows, calm_s):
+    m = PredictiveMonitor(MonitorPolicy(calm_s=calm_s, warmup_calls=100, multivariate_s=0))
+    found = feed(m, "svc", [(calls, round(calls * share)) for calls, share in rows])
+    # the quiet ends no sooner than calm_s after an alarm, and the next alarm is a bucket
+    # after that at the earliest
+    for a, b in itertools.pairwise(found):
+        assert b.at - a.at >= calm_s + 10.0
+
+
 def test_noise_at_the_usual_rate_raises_nothing_over_a_day():
     m = PredictiveMonitor()
     rng = random.Random(9)
@@ -71,7 +123,8 @@ def test_late_evidence_for_a_scored_bucket_is_dropped_and_services_are_separate(
 
 
 @pytest.mark.parametrize("field,value", [("bucket_s", 0), ("h", -1), ("warmup_calls", 0),
-                                         ("learn_rate", 0), ("quiet_s", -5)])
+                                         ("learn_rate", 0), ("quiet_s", -5), ("calm_s", -1),
+                                         ("calm_s", math.nan)])
 def test_bad_policies_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         MonitorPolicy(**{field: value})

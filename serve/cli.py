@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -375,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--range", nargs=2, type=float, metavar=("MIN", "MAX"),
                      help="the stream's minimum and maximum, known before it starts (a hint "
                           "NAB gives its detectors; never needed)")
+    # argparse before Python 3.13 takes a negative number written with an exponent
+    # (``--range -1e6 1e6``) for an option and refuses it as "expected 2 arguments"; this
+    # parser has no option that looks like a number, so any such token is a value.
+    det._negative_number_matcher = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
     det.set_defaults(func=_detect)
 
     tr = sub.add_parser("train", help="train the predictive monitor now: history, MLflow, "

@@ -92,6 +92,10 @@ def test_a_range_hint_is_taken_and_a_bad_one_named(tmp_path, capsys):
     assert main(["detect", str(src), "-o", str(blind)]) == 0
     last = [float(list(csv.reader(p.open()))[-1][2]) for p in (hinted, blind)]
     assert last[0] < 0.1 < last[1]  # below the hint's resolution, the wobble is no news
+    # a negative bound written with an exponent is a value, not an option (argparse < 3.13)
+    wide = tmp_path / "wide.csv"
+    assert main(["detect", str(src), "-o", str(wide), "--range", "-1e3", "1e3"]) == 0
+    assert len(list(csv.reader(wide.open()))) == len(rows) + 1
     capsys.readouterr()
     for args, says in ((["--range", "5", "1"], "--range: MIN MAX: must be two finite"),
                        (["--range", "0", "1", "--detector", "rolling_zscore"],

@@ -342,7 +342,7 @@ class PredictiveMonitorActor:
         """Find the services' streams and join each to the consumer group."""
         for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
             name = key.decode() if isinstance(key, bytes) else key
-            if name in self._streams or name.endswith(":count") or \
+            if name in self._streams or name.endswith((":count", ":retried")) or \
                     self.client.type(name) != b"stream":
                 continue
             try:

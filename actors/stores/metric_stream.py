@@ -257,9 +257,8 @@ class MetricRecorder:
                         max(0, math.ceil(latest * 1000))]
                        for chunk, latest in _chunks(evs)]
             total, errors, fallbacks, shed, retried_n = counts.get(svc, (0, 0, 0, 0, 0))
-            seconds = sorted(retried.get(svc, {}).items())
-            payload.append([total, errors, fallbacks, shed, retried_n,
-                            [list(p) for p in seconds], entries])
+            seconds = sorted(retried.get(svc, {}).items())  # (second, n): JSON pairs
+            payload.append([total, errors, fallbacks, shed, retried_n, seconds, entries])
         self._flush_seq += 1
         return keys[0], keys, json.dumps(payload), events, counts
 

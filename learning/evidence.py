@@ -38,6 +38,17 @@ class Gate:
         self.step += 1
         return score if key > before else score * 0.5
 
+    def hold(self, evidence: float) -> None:
+        """Count the last step's evidence as at least ``evidence`` (another channel raised an
+        alarm on it), so the steps of the same episode after it must beat that to count in
+        full."""
+        best = self.best
+        if best and best[-1][0] == self.step - 1:
+            evidence = max(evidence, best[-1][1])
+        while best and best[-1][1] <= evidence:
+            best.pop()
+        best.append((self.step - 1, evidence))
+
 
 class SurpriseCusum:
     """An alarm on a *run* of small p-values rather than on one: ``S = max(0, S - ln p -

@@ -148,8 +148,9 @@ class Territory:
 
     The range is cut into cells: a tenth is added to each side of the range of the first
     ``warm`` values, and that is cut into ``cells`` (so, without a hint, the warm-up's own
-    values lie in cells 0 to ``cells - 1``), and the grid extends without bound either way. A value in a
-    cell no earlier value reached is new territory; every later value in that cell is not.
+    values lie in cells 0 to ``cells - 1``), and the grid extends without bound either way.
+    A value in a cell no earlier value reached is new territory; every later value in that
+    cell is not.
     So each part of the range raises at most one alarm, however long the stream, where a
     deviation from a forecast, calibrated against a memory of fixed length, alarms at a
     constant rate: the difference between a learning detector and a calibrated one, and most

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 def test_a_value_in_a_cell_never_visited_alarms_once():
-    t = Territory(warm=11)
+    t = Territory(warm=11, cells=8)
     assert not any(t(float(v)) for v in range(11))  # the warm-up: 0..10, padded by 1 each side
     assert t.width == 1.5 and t.origin == -1.0
     assert t(13.0)  # cell 9: above everything seen
@@ -29,7 +30,7 @@ def test_a_value_in_a_cell_never_visited_alarms_once():
 def test_a_part_of_the_range_the_warm_up_skipped_is_new():
     """The warm-up's values mark their own cells, not the span between them: between the
     zeros and the bursts of a count there is territory nobody has visited."""
-    t = Territory(warm=20)
+    t = Territory(warm=20, cells=8)
     for i in range(20):
         t(10.0 if i % 5 == 0 else 0.0)
     assert t(5.0)  # halfway: never seen
@@ -37,7 +38,7 @@ def test_a_part_of_the_range_the_warm_up_skipped_is_new():
 
 
 def test_a_flat_warm_up_waits_for_a_value_that_differs():
-    t = Territory(warm=5)
+    t = Territory(warm=5, cells=8)
     assert not any(t(0.0) for _ in range(50))  # no scale to cut a grid from
     assert t.warming == [0.0]  # and it keeps one copy, not fifty
     assert not t(1.0)  # the first change joins the warm-up and gives the scale
@@ -47,12 +48,23 @@ def test_a_flat_warm_up_waits_for_a_value_that_differs():
 
 
 def test_a_range_hint_cuts_the_grid():
-    t = Territory(warm=3, value_range=(0.0, 100.0))
+    t = Territory(warm=3, cells=8, value_range=(0.0, 100.0))
     for v in (0.0, 0.5, 1.0):
         t(v)
     assert t.width == 15.0  # the hint's range, padded by a tenth each side, in 8 cells
     assert not t(4.0)  # the warm-up's cell
     assert t(10.0)  # the next cell of the hint's grid (without the hint: 60 cells away)
+
+
+@pytest.mark.parametrize(("step_s", "cells"), [(3600, 8), (300, 19), (60, 20), (None, 20),
+                                               (86400, 5)])
+def test_the_grid_has_as_many_cells_as_its_warm_up_can_fill(step_s, cells):
+    """Rice's rule from the warm-up's size: three days of hourly values (72) fill 8 cells,
+    of 5-minute values (864) 19; at most 1,000 values (20 cells), and 1,000 without times."""
+    d = SelfhealDetector()
+    for i in range(30):
+        d(1.0 + (i % 3), None if step_s is None else step_s * i)
+    assert d.territory.cells == cells
 
 
 @settings(max_examples=200, deadline=None)

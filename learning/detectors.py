@@ -149,12 +149,14 @@ class Territory:
     The range is cut into cells: a tenth is added to each side of the range of the first
     ``warm`` values, and that is cut into ``cells`` (so, without a hint, the warm-up's own
     values lie in cells 0 to ``cells - 1``), and the grid extends without bound either way.
-    By default the cells are as many as Rice's rule gives a histogram of ``warm`` values
-    (``2 * warm ** (1/3)``, at least 4): a grid the warm-up can fill, so a cell left empty
-    inside the range is rare by chance. Three days of hourly values (72) give 8 cells,
-    of 5-minute values (864) 19, a warm-up of 1,000 values 20.
     A value in a cell no earlier value reached is new territory; every later value in that
     cell is not.
+
+    By default the cells are as many as Rice's rule gives a histogram of ``warm`` values
+    (``2 * warm ** (1/3)``, at least 4): a grid the warm-up can fill, so that a cell left
+    empty inside the range by chance is rare. Three days of hourly values (72) give 8 cells,
+    of 5-minute values (864) 19, a warm-up of 1,000 values 20.
+
     So each part of the range raises at most one alarm, however long the stream, where a
     deviation from a forecast, calibrated against a memory of fixed length, alarms at a
     constant rate: the difference between a learning detector and a calibrated one, and most

@@ -307,8 +307,9 @@ class SelfhealDetector:
                 if step is not None:
                     size = max(self.MIN_GATE, min(self.gate.size, round(self.gate_s / step)))
                     self.gate.size = self.cold.gate.size = size
-                    self.territory.warm = max(self.probe, min(
-                        self.territory.warm, round(self.territory_s / step)))
+                    # a day-step's three values would be no warm-up: at least the probe's
+                    self.territory.warm = min(self.territory.warm, max(
+                        self.probe, round(self.territory_s / step)))
                 self.model = HoltWinters(self._period(step))
                 for v, _ in self.pending:
                     self.model.update(v)
